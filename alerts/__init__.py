@@ -1,0 +1,1 @@
+"""homevitals alerts stage."""

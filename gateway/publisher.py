@@ -1,0 +1,93 @@
+"""Publishes the gateway's durable queue to the broker (QoS 1), with retained status and a will.
+
+The boundary between the BLE side (asyncio) and the MQTT side (paho's thread and the outbox pump)
+is the durable queue itself: nothing else is shared.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import paho.mqtt.client as mqtt
+
+from homevitals import wire
+from homevitals.clock import Clock
+from homevitals.config import MqttConfig
+from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.outbox import DurableQueue, OutboxPump
+from homevitals.readings import GatewayState, GatewayStatus
+from homevitals.topics import Topics
+
+__all__ = ["Publisher"]
+
+logger = logging.getLogger(__name__)
+
+
+class Publisher:
+    def __init__(
+        self, cfg: MqttConfig, queue: DurableQueue, topics: Topics, home: str, clock: Clock,
+        *, client_id: str | None = None, max_inflight: int = 100,
+    ) -> None:
+        self.cfg = cfg
+        self.queue = queue
+        self.topics = topics
+        self.home = home
+        self.clock = clock
+        self.client = make_client(cfg, client_id or f"homevitals-gw-{home}")
+        offline = GatewayStatus(home, GatewayState.OFFLINE)
+        self.client.will_set(topics.status(home), wire.encode(offline), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.pump = OutboxPump(self.client, queue, max_inflight, name=f"gw-{home}")
+
+    def start(self) -> None:
+        connect_async(self.client, self.cfg)
+        self.pump.start()
+
+    def stop(self, flush_seconds: float = 5.0) -> None:
+        """Flush what can be flushed, announce offline, disconnect. Unsent rows stay on disk."""
+        if self.pump.connected.is_set():
+            self.pump.drain(flush_seconds)
+        self.pump.stop()
+        if self.pump.connected.is_set():
+            status = GatewayStatus(self.home, GatewayState.OFFLINE, self.clock.now())
+            info = self.client.publish(self.topics.status(self.home), wire.encode(status), qos=1, retain=True)
+            info.wait_for_publish(timeout=2)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def notify(self) -> None:
+        self.pump.notify()
+
+    def _on_connect(self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None) -> None:
+        if reason_failed(rc):
+            logger.error("broker refused the connection: %s", rc)
+            return
+        logger.info("connected to %s:%d", self.cfg.host, self.cfg.port)
+        status = GatewayStatus(self.home, GatewayState.ONLINE, self.clock.now())
+        client.publish(self.topics.status(self.home), wire.encode(status), qos=1, retain=True)
+        self.pump.set_connected(True)
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None) -> None:
+        self.pump.set_connected(False)
+        logger.warning("disconnected from broker (%s); %d messages wait on disk", rc, len(self.queue))
+
+    def _on_publish(self, _c: mqtt.Client, _ud: object, mid: int, rc: object, _props: object = None) -> None:
+        self.pump.on_publish(mid, rc)
+
+    def publish_direct(self, topic: str, payload: bytes, qos: int = 0) -> None:
+        """Fire-and-forget for heartbeats: losing one is harmless, the next one follows."""
+        self.client.publish(topic, payload, qos=qos)
+
+    @property
+    def published(self) -> int:
+        return self.pump.published
+
+    @property
+    def acked(self) -> int:
+        return self.pump.acked
+
+    @property
+    def inflight(self) -> int:
+        return self.pump.inflight

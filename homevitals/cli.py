@@ -1,0 +1,202 @@
+"""The ``homevitals`` command: one entry point per daemon, plus the tools around them.
+
+This is the composition root: it is the only module (with ``demo``) that imports the stages, and
+it imports each one only when its subcommand runs, so the Pi never loads server code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from homevitals.config import Config, load_config, read_secret
+from homevitals.errors import ConfigError, HomevitalsError
+
+__all__ = ["main"]
+
+logger = logging.getLogger("homevitals")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
+                 "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.getLogger("paho").setLevel(logging.WARNING)
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
+    logging.getLogger("transitions").setLevel(logging.ERROR)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    rules = len(cfg.rules.definitions)
+    patients = sum(len(h.patients) for h in cfg.homes)
+    devices = sum(len(h.devices) for h in cfg.homes)
+    print(f"{args.config}: OK ({len(cfg.homes)} homes, {patients} patients, {devices} devices, {rules} rules)")
+    return 0
+
+
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from homevitals.clock import SimulatedClock, SystemClock
+    from homevitals.gateway.main import run_gateway
+
+    cfg = _config(args)
+    assert cfg.gateway is not None or True
+    if args.simulate:
+        from datetime import datetime, timedelta
+
+        from homevitals.simulators.household import DEMO_START, demo_script
+        from homevitals.simulators.transport import SimulatedTransport
+
+        if args.simulate != "demo":
+            raise ConfigError([f"--simulate: unknown household {args.simulate!r} (known: demo)"])
+        zone = cfg.home(cfg.gateway.home).zone if cfg.gateway else None
+        if zone is None:
+            raise ConfigError(["gateway: section missing"])
+        script, _ = demo_script(zone)
+        clock = SimulatedClock(datetime.combine(DEMO_START, datetime.min.time(), zone) + timedelta(hours=11))
+        run_gateway(cfg, SimulatedTransport(script, clock), clock)
+        return 0
+    from homevitals.gateway.bleak_transport import BleakTransport
+
+    run_gateway(cfg, BleakTransport(), SystemClock())
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from homevitals.ingest.main import run_ingest
+
+    run_ingest(_config(args))
+    return 0
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from homevitals.rules.main import run_rules
+
+    run_rules(_config(args))
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    if args.action == "history":
+        from homevitals.alerts.ledger import Ledger
+
+        ledger = Ledger(cfg.alerts.outbox_path)
+        for h in ledger.history(args.patient):
+            print(f"{h['opened_at']}  {h['patient']}  {h['rule']}  {h['severity']}  {h['kind'] or '-'}  "
+                  f"{h['name'] or '-'} ({h['role'] or '-'}, {h['recipient'] or '-'})  {h['sms_state'] or '-'}"
+                  f"  {h['sent_at'] or ''}  {h['body'] or ''}")
+        return 0
+    from homevitals.alerts.main import run_alerts
+    from homevitals.clock import SystemClock
+
+    run_alerts(cfg, _notifier(cfg), SystemClock())
+    return 0
+
+
+def _notifier(cfg: Config):  # type: ignore[no-untyped-def]
+    from homevitals.alerts.notifier import ConsoleNotifier
+
+    if cfg.alerts.notifier == "console":
+        return ConsoleNotifier()
+    from homevitals.alerts.twilio_notifier import TwilioNotifier
+
+    t = cfg.alerts.twilio
+    assert t is not None  # the config check requires it for notifier: twilio
+    sid = read_secret(t.account_sid_env, None, "alerts.twilio.account_sid")
+    token = read_secret(t.auth_token_env if not t.auth_token_file else None, t.auth_token_file,
+                        "alerts.twilio.auth_token")
+    assert sid is not None and token is not None  # read_secret raises when a named source is missing
+    return TwilioNotifier(sid, token, from_number=t.from_number, messaging_service_sid=t.messaging_service_sid,
+                          status_callback=t.status_callback, api_base_url=t.api_base_url,
+                          timeout=t.timeout_seconds)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from homevitals.demo import run_demo
+
+    return run_demo(Path(args.workdir) if args.workdir else None, args.broker)
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from homevitals.gateway.profiles import decode
+
+    try:
+        data = bytes.fromhex(args.hex.replace(" ", "").replace(":", ""))
+    except ValueError:
+        raise HomevitalsError(f"{args.hex!r} is not hexadecimal bytes") from None
+    decoded = decode(args.characteristic, data)
+    print(json.dumps(decoded.details, indent=2, ensure_ascii=False, default=str))
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="homevitals", description=__doc__)
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("--log-format", default="text", choices=["text", "json"])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(name: str, help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("-c", "--config", required=True, help="YAML configuration file")
+        return sp
+
+    sp = with_config("gateway", "run the gateway daemon (Raspberry Pi)")
+    sp.add_argument("--simulate", metavar="HOUSEHOLD", help="use simulated devices (e.g. 'demo')")
+    sp.set_defaults(func=cmd_gateway)
+    with_config("ingest", "run the ingest daemon (MQTT -> InfluxDB)").set_defaults(func=cmd_ingest)
+    with_config("rules", "run the rule engine daemon").set_defaults(func=cmd_rules)
+    sp = with_config("alerts", "run the alert daemon, or print the alert history")
+    sp.add_argument("action", nargs="?", default="run", choices=["run", "history"])
+    sp.add_argument("--patient", help="history of one patient")
+    sp.set_defaults(func=cmd_alerts)
+    sp = sub.add_parser("check-config", help="validate a configuration file")
+    sp.add_argument("config")
+    sp.set_defaults(func=cmd_check_config)
+    sp = sub.add_parser("demo", help="a simulated household through the whole pipeline")
+    sp.add_argument("--workdir", help="keep the demo's databases here (default: a temporary folder)")
+    sp.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
+    sp.set_defaults(func=cmd_demo)
+    sp = sub.add_parser("decode", help="decode one characteristic value, e.g. 2A35 HEX")
+    sp.add_argument("characteristic")
+    sp.add_argument("hex")
+    sp.set_defaults(func=cmd_decode)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _setup_logging(args.log_level, args.log_format)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except HomevitalsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

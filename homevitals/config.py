@@ -1,0 +1,407 @@
+"""Configuration models (pydantic), one model per section, and the loader.
+
+Every error names the file, the line, the key and the problem. Secrets never live in the config
+text: a section names an environment variable or a file that holds them (``*_env`` / ``*_file``).
+The program never rewrites a user's config file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from homevitals.errors import ConfigError
+from homevitals.readings import EventKind, Measurement, Severity, check_id
+from homevitals.topics import DEFAULT_PREFIX
+from homevitals.units import Unit
+
+__all__ = [
+    "AlertsConfig",
+    "CareRole",
+    "Config",
+    "DeviceConfig",
+    "DeviceKind",
+    "EventRuleConfig",
+    "GatewayConfig",
+    "HomeConfig",
+    "IngestConfig",
+    "MqttConfig",
+    "PatientConfig",
+    "RulesConfig",
+    "StoreConfig",
+    "ThresholdRuleConfig",
+    "TwilioConfig",
+    "load_config",
+    "parse_config",
+    "read_secret",
+]
+
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(env: str | None, file: str | None, what: str) -> str | None:
+    """A secret from a file (preferred: works with systemd credentials) or an environment variable."""
+    if file:
+        try:
+            return Path(file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError([f"{what}: cannot read secret file {file}: {exc.strerror}"]) from exc
+    if env:
+        value = os.environ.get(env)
+        if value is None:
+            raise ConfigError([f"{what}: environment variable {env} is not set"])
+        return value
+    return None
+
+
+class TlsConfig(_Model):
+    enabled: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = Field(False, description="skip host name verification (testing only)")
+
+
+class MqttConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    protocol: Literal["5", "3.1.1"] = "5"
+    topic_prefix: str = DEFAULT_PREFIX
+    keepalive: int = Field(60, ge=5, le=3600)
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    tls: TlsConfig = TlsConfig()
+
+
+class StoreKind(StrEnum):
+    INFLUX_V1 = "influx_v1"
+    INFLUX_V2 = "influx_v2"
+    SQLITE = "sqlite"
+
+
+class StoreConfig(_Model):
+    kind: StoreKind = StoreKind.SQLITE
+    # influx_v1 (InfluxDB 1.x, and the /write compatibility API of 2.x / 3.x)
+    url: str = "http://127.0.0.1:8086"
+    database: str = "homevitals"
+    retention_policy: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    # influx_v2 (InfluxDB 2.x, 3.x, Cloud, 1.8+ with bucket "db/rp" and token "user:password")
+    org: str = "-"
+    bucket: str = "homevitals"
+    token_env: str | None = None
+    token_file: str | None = None
+    # TLS for either API
+    verify_tls: bool = True
+    ca_file: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+    # sqlite (the embedded store for one household)
+    path: str = "homevitals-store.sqlite"
+
+
+class DeviceKind(StrEnum):
+    GLUCOSE_METER = "glucose_meter"
+    BLOOD_PRESSURE = "blood_pressure"
+    CALL_BUTTON = "call_button"
+
+
+DEVICE_MEASUREMENTS: dict[DeviceKind, tuple[Measurement, ...]] = {
+    DeviceKind.GLUCOSE_METER: (Measurement.GLUCOSE,),
+    DeviceKind.BLOOD_PRESSURE: (Measurement.BLOOD_PRESSURE,),
+    DeviceKind.CALL_BUTTON: (),
+}
+
+
+class DeviceConfig(_Model):
+    id: str
+    kind: DeviceKind
+    patient: str
+    address: str | None = Field(None, description="BLE address (bleak transport)")
+
+    _id = field_validator("id", "patient")(lambda v: check_id("device/patient", v))
+
+
+class CareRole(StrEnum):
+    FAMILY_DOCTOR = "family_doctor"
+    BACKUP_DOCTOR = "backup_doctor"
+    HEALTH_MANAGER = "health_manager"
+    FAMILY_MEMBER = "family_member"
+    VOLUNTEER = "volunteer"
+
+
+class CareTeamMember(_Model):
+    name: str = Field(min_length=1)
+    role: CareRole
+    phone: str
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, v: str) -> str:
+        if not _E164.match(v):
+            raise ValueError(f"phone {v!r} is not an E.164 number such as +38640123456")
+        return v
+
+
+class PatientConfig(_Model):
+    id: str
+    name: str = Field(min_length=1)
+    care_team: list[CareTeamMember] = Field(min_length=1)
+
+    _id = field_validator("id")(lambda v: check_id("patient", v))
+
+    @model_validator(mode="after")
+    def _has_doctor(self) -> PatientConfig:
+        if not any(m.role == CareRole.FAMILY_DOCTOR for m in self.care_team):
+            raise ValueError(f"patient {self.id} has no family_doctor in care_team")
+        return self
+
+
+class HomeConfig(_Model):
+    id: str
+    timezone: str
+    patients: list[PatientConfig] = Field(min_length=1)
+    devices: list[DeviceConfig] = []
+
+    _id = field_validator("id")(lambda v: check_id("home", v))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Ljubljana)") from exc
+        return v
+
+    @model_validator(mode="after")
+    def _devices_belong(self) -> HomeConfig:
+        ids = {p.id for p in self.patients}
+        for d in self.devices:
+            if d.patient not in ids:
+                raise ValueError(f"device {d.id} names patient {d.patient!r}, who is not in home {self.id}")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class GatewayConfig(_Model):
+    home: str
+    transport: Literal["bleak", "simulated"] = "bleak"
+    queue_path: str = "homevitals-gateway-queue.sqlite"
+    queue_max_messages: int = Field(1_000_000, ge=100)
+    max_inflight: int = Field(100, ge=1, le=1000)
+    heartbeat_seconds: float = Field(60.0, gt=0)
+    client_id: str | None = None
+
+
+class IngestConfig(_Model):
+    client_id: str = "homevitals-ingest"
+    shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
+    batch_size: int = Field(500, ge=1, le=50_000)
+    batch_seconds: float = Field(0.5, gt=0)
+    backlog_max: int = Field(20_000, ge=10)
+    retry_initial_seconds: float = Field(0.5, gt=0)
+    retry_max_seconds: float = Field(30.0, gt=0)
+
+
+class TimeWindow(_Model):
+    start: time
+    end: time
+
+    def contains(self, t: time) -> bool:
+        """Half-open [start, end); a window whose end is before its start crosses midnight."""
+        if self.start <= self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+
+class ThresholdRuleConfig(_Model):
+    id: str
+    kind: Literal["threshold"]
+    measurement: Measurement
+    field: str
+    below: float | None = None
+    above: float | None = None
+    unit: Unit
+    window: TimeWindow | None = None
+    severity: Severity
+    reason: str = Field(min_length=1)
+
+    _id = field_validator("id")(lambda v: check_id("rule", v))
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> ThresholdRuleConfig:
+        if (self.below is None) == (self.above is None):
+            raise ValueError(f"rule {self.id}: give exactly one of 'below' or 'above'")
+        return self
+
+
+class EventRuleConfig(_Model):
+    id: str
+    kind: Literal["event"]
+    event: EventKind
+    severity: Severity
+    reason: str = Field(min_length=1)
+    fold_minutes: float = Field(10.0, ge=0, description="presses within this time join the open alert")
+
+    _id = field_validator("id")(lambda v: check_id("rule", v))
+
+
+RuleConfig = Annotated[ThresholdRuleConfig | EventRuleConfig, Field(discriminator="kind")]
+
+
+class RulesConfig(_Model):
+    client_id: str = "homevitals-rules"
+    state_path: str = "homevitals-rules-state.sqlite"
+    definitions: list[RuleConfig] = []
+
+
+class TwilioConfig(_Model):
+    """Credentials come from the environment (``*_env``) or a file, never from this file."""
+
+    account_sid_env: str = "TWILIO_ACCOUNT_SID"
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    auth_token_file: str | None = None
+    from_number: str | None = None
+    messaging_service_sid: str | None = None
+    status_callback: str | None = Field(None, description="URL Twilio calls with delivery status")
+    api_base_url: str | None = Field(None, description="override the REST base URL (proxy, tests)")
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _sender(self) -> TwilioConfig:
+        if not (self.from_number or self.messaging_service_sid):
+            raise ValueError("twilio needs from_number or messaging_service_sid")
+        if self.from_number and not _E164.match(self.from_number):
+            raise ValueError(f"from_number {self.from_number!r} is not an E.164 number")
+        return self
+
+
+class AlertsConfig(_Model):
+    client_id: str = "homevitals-alerts"
+    notifier: Literal["twilio", "console"] = "console"
+    twilio: TwilioConfig | None = None
+    outbox_path: str = "homevitals-alerts-outbox.sqlite"
+    retry_initial_seconds: float = Field(1.0, gt=0)
+    retry_max_seconds: float = Field(300.0, gt=0)
+    max_attempts: int = Field(8, ge=1)
+
+
+class Config(_Model):
+    mqtt: MqttConfig = MqttConfig()
+    store: StoreConfig = StoreConfig()
+    homes: list[HomeConfig] = []
+    gateway: GatewayConfig | None = None
+    ingest: IngestConfig = IngestConfig()
+    rules: RulesConfig = RulesConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Config:
+        problems = list(self._problems())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _problems(self) -> Iterator[str]:
+        homes = [h.id for h in self.homes]
+        if len(set(homes)) != len(homes):
+            yield "home ids must be unique"
+        patients = [p.id for h in self.homes for p in h.patients]
+        if len(set(patients)) != len(patients):
+            yield "patient ids must be unique across homes"
+        if self.gateway is not None and self.gateway.home not in homes:
+            yield f"gateway.home {self.gateway.home!r} is not one of the homes"
+        if self.alerts.notifier == "twilio" and self.alerts.twilio is None:
+            yield "alerts.notifier is twilio but the alerts.twilio section is missing"
+        produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
+        for rule in self.rules.definitions:
+            if isinstance(rule, ThresholdRuleConfig) and self.homes and rule.measurement not in produced:
+                yield f"rule {rule.id} watches {rule.measurement}, which no configured device produces"
+
+    def home(self, home_id: str) -> HomeConfig:
+        for h in self.homes:
+            if h.id == home_id:
+                return h
+        raise KeyError(home_id)
+
+    def patient(self, patient_id: str) -> tuple[HomeConfig, PatientConfig]:
+        for h in self.homes:
+            for p in h.patients:
+                if p.id == patient_id:
+                    return h, p
+        raise KeyError(patient_id)
+
+
+# --- loading with file / line / key in every error ---------------------------------------------
+
+
+def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[(*path, k)] = key.start_mark.line + 1
+            _lines(value, (*path, k), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _lines(item, (*path, i), out)
+
+
+def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("threshold", "event")))
+    line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {key}: {msg}"
+
+
+def parse_config(text: str, source: str = "<config>") -> Config:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)  # safe_load: nothing in the file is ever constructed as code
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError([f"{source}{line}: not valid YAML: {exc}"]) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: the top level must be a mapping of sections"])
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _lines(node, (), lines)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_describe(source, e, lines) for e in exc.errors()]) from exc
+
+
+def load_config(path: str | Path) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from exc
+    return parse_config(text, str(p))

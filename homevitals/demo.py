@@ -1,0 +1,123 @@
+"""``homevitals demo``: the demo household through the whole pipeline in one process.
+
+Composition root (like ``cli``): the only module besides ``cli`` that wires stages together.
+The four daemons' own App classes run side by side on an embedded broker and the embedded store,
+exactly as they run apart in production; only the transport (simulated devices), the clock
+(simulated, a day in about a second) and the notifier (console) differ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TextIO
+
+from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.notifier import ConsoleNotifier
+from homevitals.clock import SimulatedClock
+from homevitals.config import Config, StoreKind
+from homevitals.embedded import EmbeddedBroker
+from homevitals.gateway.main import GatewayApp
+from homevitals.ingest.main import build_store
+from homevitals.ingest.service import IngestService
+from homevitals.rules.main import RulesApp
+from homevitals.simulators.household import DEMO_START, demo_config, demo_script
+from homevitals.simulators.transport import SimulatedTransport
+
+__all__ = ["local_paths", "run_demo"]
+
+logger = logging.getLogger(__name__)
+
+
+def local_paths(cfg: Config, workdir: Path, port: int, protocol: str) -> Config:
+    """The demo config pointed at a work folder and the embedded broker."""
+    assert cfg.gateway is not None
+    store = cfg.store if cfg.store.kind != StoreKind.SQLITE else cfg.store.model_copy(
+        update={"path": str(workdir / "store.sqlite")})
+    return cfg.model_copy(update={
+        "mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": port, "protocol": protocol}),
+        "store": store,
+        "gateway": cfg.gateway.model_copy(update={"queue_path": str(workdir / "gateway-queue.sqlite")}),
+        "rules": cfg.rules.model_copy(update={"state_path": str(workdir / "rules-state.sqlite")}),
+        "alerts": cfg.alerts.model_copy(update={"outbox_path": str(workdir / "alerts-ledger.sqlite")}),
+    })
+
+
+def _wait(what: str, done: object, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if callable(done) and done():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"demo: {what} did not happen within {seconds:.0f} s")
+
+
+def run_demo(workdir: Path | None = None, broker: str = "auto", out: TextIO = sys.stdout) -> int:
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="homevitals-demo-")
+        workdir = Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    base = demo_config()
+    home = base.homes[0]
+    script, expected = demo_script(home.zone)
+    clock = SimulatedClock(datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11))
+    try:
+        with EmbeddedBroker(broker) as b:
+            cfg = local_paths(base, workdir, b.port, b.protocol)
+            out.write(f"homevitals demo: household {home.id} ({home.timezone}); broker {b.kind} on "
+                      f"127.0.0.1:{b.port}; store {cfg.store.kind} in {workdir}\n\n")
+            return _run(cfg, clock, script, len(expected), out)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(cfg: Config, clock: SimulatedClock, script: list, n_expected: int, out: TextIO) -> int:  # type: ignore[type-arg]
+    store = build_store(cfg.store)
+    ingest = IngestService(cfg, store)
+    rules = RulesApp(cfg)
+    alerts = AlertsApp(cfg, ConsoleNotifier(out), clock)
+    ingest.start()
+    rules.start()
+    alerts.start()
+    try:
+        _wait("subscriptions", lambda: ingest.subscribed.is_set() and rules.subscriber.subscribed.is_set()
+              and alerts.subscriber.subscribed.is_set(), 20)
+        gateway = GatewayApp(cfg, SimulatedTransport(script, clock), clock)
+        asyncio.run(gateway.run(drain_seconds=30))
+        home = cfg.homes[0]
+        start, end = clock.now() - timedelta(days=3), clock.now() + timedelta(days=1)
+        _wait("all readings stored", lambda: len(store.query_readings("glucose", None, start, end)) +
+              len(store.query_readings("blood_pressure", None, start, end)) >= n_expected - 2, 30)
+        _wait("alerts sent", lambda: len(rules.outbox) == 0 and alerts.idle(), 30)
+        time.sleep(0.3)
+        _wait("alerts sent", lambda: len(rules.outbox) == 0 and alerts.idle(), 30)
+        _summary(store, alerts, home.zone, start, end, out)
+    finally:
+        alerts.stop()
+        rules.stop()
+        ingest.stop()
+        store.close()
+    return 0
+
+
+def _summary(store: object, alerts: AlertsApp, zone: object, start: datetime, end: datetime, out: TextIO) -> None:
+    out.write("\nReadings stored:\n")
+    rows = []
+    for m in ("glucose", "blood_pressure"):
+        rows += [(m, r) for r in store.query_readings(m, None, start, end)]  # type: ignore[attr-defined]
+    for m, r in sorted(rows, key=lambda x: x[1]["time"]):
+        t = r["time"].astimezone(zone)
+        vals = (f"{r['glucose']:g} mmol/L" if m == "glucose"
+                else f"{r['systolic']:g}/{r['diastolic']:g} mmHg, pulse {r.get('pulse', 0):g} bpm")
+        out.write(f"  {t:%a %d %b %H:%M} {r['patient']:>6} {m:<15} {vals}\n")
+    out.write("\nAlert history (who was told what, when):\n")
+    for h in alerts.ledger.history():
+        out.write(f"  {h['opened_at']} {h['rule']:<18} {h['severity']:<8} {h['kind']:<8} -> "
+                  f"{h['name']} ({h['role']}, {h['recipient']}): {h['sms_state']}\n")

@@ -1,0 +1,83 @@
+"""A QoS 1 subscriber with a persistent session and manual acknowledgement, shared by the
+server-side stages (rules, alerts).
+
+The PUBACK for a message is sent only after the handler returned, i.e. after what the message
+caused is durable. If the process dies first, the broker redelivers the message. Handlers run on
+paho's network thread and must be quick (a SQLite commit); slow work (InfluxDB, Twilio) goes to
+a queue of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from homevitals.config import MqttConfig
+from homevitals.mqtt import connect_async, make_client, reason_failed
+
+__all__ = ["Subscriber"]
+
+logger = logging.getLogger(__name__)
+
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+class Subscriber:
+    def __init__(self, cfg: MqttConfig, client_id: str, topics: list[str],
+                 handle: Callable[[mqtt.MQTTMessage], None]) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.handle = handle
+        self.client = make_client(cfg, client_id, clean_start=False,
+                                  session_expiry=SESSION_EXPIRY_SECONDS, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribed = threading.Event()
+        self.connected = threading.Event()
+        self.on_connected: list[Callable[[bool], None]] = []
+        self.errors = 0
+
+    def start(self) -> None:
+        connect_async(self.client, self.cfg)
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+        if reason_failed(rc):
+            logger.error("broker refused the connection: %s", rc)
+            return
+        client.subscribe([(t, 1) for t in self.topics])
+        self.connected.set()
+        for cb in self.on_connected:
+            cb(True)
+
+    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, rcs: Any, _p: Any = None) -> None:
+        if any(reason_failed(rc) for rc in rcs):
+            logger.error("broker refused a subscription to %s: %s", self.topics, rcs)
+            return
+        self.subscribed.set()
+        logger.info("ready: subscribed to %s", ", ".join(self.topics))
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+        self.connected.clear()
+        for cb in self.on_connected:
+            cb(False)
+        logger.warning("disconnected from broker: %s", rc)
+
+    def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            self.handle(msg)
+        except Exception:  # the daemon's supervisor for one message: log, keep it unacked
+            # Not acknowledged: the broker redelivers it after a reconnect. The daemon lives on.
+            self.errors += 1
+            logger.exception("handling a message on %s failed; it stays unacknowledged", msg.topic)
+            return
+        client.ack(msg.mid, msg.qos)

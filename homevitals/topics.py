@@ -1,0 +1,102 @@
+"""MQTT topic layout (wire version 1).
+
+Everything a home publishes lives under ``{prefix}/v1/home/{home}/``, so a broker ACL can confine
+each gateway to its own subtree (``pattern write {prefix}/v1/home/%u/#``).
+
+=============================================  ========  ========  ===========================
+topic                                          QoS       retained  payload
+=============================================  ========  ========  ===========================
+{prefix}/v1/home/{home}/reading/{device}       1         no        reading
+{prefix}/v1/home/{home}/event/{device}         1         no        event (call button)
+{prefix}/v1/home/{home}/status                 1         yes       status (also the last will)
+{prefix}/v1/home/{home}/heartbeat              0         no        heartbeat
+{prefix}/v1/alert/{home}/{patient}             1         no        alert decision (rules)
+{prefix}/v1/deadletter/{stage}/{reason}        1         no        rejected message + reason
+=============================================  ========  ========  ===========================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homevitals.readings import check_id
+
+__all__ = ["DEFAULT_PREFIX", "ParsedTopic", "Topics"]
+
+DEFAULT_PREFIX = "homevitals"
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    kind: str  # reading | event | status | heartbeat | alert
+    home: str
+    leaf: str = ""  # device id (reading, event) or patient id (alert)
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or any(c in self.prefix for c in "+#") or self.prefix.endswith("/"):
+            raise ValueError(f"topic prefix {self.prefix!r} must be non-empty, without + # or a trailing /")
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/v1"
+
+    def home(self, home: str) -> str:
+        return f"{self.base}/home/{check_id('home', home)}"
+
+    def reading(self, home: str, device: str) -> str:
+        return f"{self.home(home)}/reading/{check_id('device', device)}"
+
+    def event(self, home: str, device: str) -> str:
+        return f"{self.home(home)}/event/{check_id('device', device)}"
+
+    def status(self, home: str) -> str:
+        return f"{self.home(home)}/status"
+
+    def heartbeat(self, home: str) -> str:
+        return f"{self.home(home)}/heartbeat"
+
+    def alert(self, home: str, patient: str) -> str:
+        return f"{self.base}/alert/{check_id('home', home)}/{check_id('patient', patient)}"
+
+    def deadletter(self, stage: str, reason: str) -> str:
+        return f"{self.base}/deadletter/{stage}/{reason}"
+
+    # Subscriptions (wildcards)
+    @property
+    def all_readings(self) -> str:
+        return f"{self.base}/home/+/reading/+"
+
+    @property
+    def all_events(self) -> str:
+        return f"{self.base}/home/+/event/+"
+
+    @property
+    def all_status(self) -> str:
+        return f"{self.base}/home/+/status"
+
+    @property
+    def all_heartbeats(self) -> str:
+        return f"{self.base}/home/+/heartbeat"
+
+    @property
+    def all_alerts(self) -> str:
+        return f"{self.base}/alert/+/+"
+
+    def parse(self, topic: str) -> ParsedTopic | None:
+        """Split a topic of this layout; None when it is not one of ours."""
+        head = self.base + "/"
+        if not topic.startswith(head):
+            return None
+        parts = topic[len(head):].split("/")
+        if parts[0] == "home" and len(parts) == 4 and parts[2] in ("reading", "event"):
+            return ParsedTopic(parts[2], parts[1], parts[3])
+        if parts[0] == "home" and len(parts) == 3 and parts[2] in ("status", "heartbeat"):
+            return ParsedTopic(parts[2], parts[1])
+        if parts[0] == "alert" and len(parts) == 3:
+            return ParsedTopic("alert", parts[1], parts[2])
+        return None

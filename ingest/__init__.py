@@ -1,0 +1,1 @@
+"""homevitals ingest stage."""

@@ -1,0 +1,158 @@
+"""The one mapping from domain values to stored points, shared by every store.
+
+Schema (InfluxDB line protocol; the SQLite store keeps the same names):
+
+=================  ===============================  ========================================  =====
+measurement        tags                             fields                                    time
+=================  ===============================  ========================================  =====
+``glucose``        home, patient, device            ``glucose`` float mmol/L                  [1]
+``blood_pressure`` home, patient, device            ``systolic``, ``diastolic``,              [1]
+                                                    ``mean_arterial`` float mmHg;
+                                                    ``pulse`` float bpm
+other readings     home, patient, device            one float per reading field, in the       [1]
+(``spo2`` ...)                                      wire unit of homevitals.units (%, °C, kg)
+every reading      (as above)                       string ``reading_id``, ``raw`` (hex),     [1]
+                                                    ``characteristic``; ``flags``
+                                                    (comma-joined, omitted when empty)
+``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
+=================  ===============================  ========================================  =====
+
+[1] ``Reading.time`` in integer nanoseconds since the Unix epoch (UTC).
+[2] ``Event.time``, the real press time, in nanoseconds.
+
+Idempotency: the gateway redelivers a reading unchanged, so it lands on the same series (measurement
++ tags) at the same timestamp, and InfluxDB overwrites the point instead of adding a row. The cost
+is that two different readings from one device, of one measurement, in the same microsecond would
+overwrite each other; devices do not report that fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+
+from homevitals.ingest.errors import StoreError
+from homevitals.readings import Event, Reading
+
+__all__ = [
+    "EVENT_MEASUREMENT",
+    "RESERVED_FIELDS",
+    "StoredPoint",
+    "escape_key",
+    "escape_measurement",
+    "escape_string_field",
+    "from_ns",
+    "time_ns",
+    "to_line",
+    "to_lines",
+    "to_point",
+]
+
+EVENT_MEASUREMENT = "event"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# String fields we add to every reading; a device field with one of these names would clash.
+# "time" is refused by InfluxDB itself as a field key.
+RESERVED_FIELDS = frozenset({"reading_id", "raw", "flags", "characteristic", "time"})
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPoint:
+    """One point as every store sees it: the series key, the fields and the time."""
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, float | str]
+    time_ns: int
+
+    def __post_init__(self) -> None:
+        if not self.fields:
+            raise ValueError("a point needs at least one field")
+        object.__setattr__(self, "tags", MappingProxyType(dict(self.tags)))
+        object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
+
+
+def time_ns(t: datetime) -> int:
+    """Exact integer arithmetic: ``t.timestamp() * 1e9`` would round through a float."""
+    return (t - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+def from_ns(ns: int) -> datetime:
+    """Aware UTC datetime; sub-microsecond digits are dropped (datetime cannot hold them)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def to_point(item: Reading | Event) -> StoredPoint:
+    if isinstance(item, Reading):
+        return _reading_point(item)
+    return _event_point(item)
+
+
+def _reading_point(r: Reading) -> StoredPoint:
+    clash = RESERVED_FIELDS.intersection(r.fields)
+    if clash:
+        raise StoreError(
+            f"reading {r.reading_id}: field name(s) {sorted(clash)} are reserved by the"
+            " store schema",
+            retryable=False,
+        )
+    fields: dict[str, float | str] = {k: float(v.value) for k, v in r.fields.items()}
+    fields["reading_id"] = r.reading_id
+    fields["raw"] = r.raw
+    fields["characteristic"] = r.characteristic
+    if r.flags:
+        fields["flags"] = ",".join(r.flags)
+    tags = {"home": r.home, "patient": r.patient, "device": r.device}
+    return StoredPoint(str(r.measurement), tags, fields, time_ns(r.time))
+
+
+def _event_point(e: Event) -> StoredPoint:
+    tags = {"home": e.home, "patient": e.patient, "device": e.device, "kind": str(e.kind)}
+    fields: dict[str, float | str] = {"event_id": e.event_id, "raw": e.raw, "detail": e.detail}
+    return StoredPoint(EVENT_MEASUREMENT, tags, fields, time_ns(e.time))
+
+
+# Line protocol escaping rules: https://docs.influxdata.com/influxdb/v1/write_protocols/
+# line_protocol_reference/#special-characters - measurement: comma, space; tag keys, tag values,
+# field keys: comma, equals sign, space; string field values: double quote, backslash.
+# A newline can never be escaped in a key, so it is refused rather than silently mangled.
+def _escape(value: str, specials: str, kind: str) -> str:
+    if not value:
+        raise StoreError(f"empty {kind} cannot be written as line protocol", retryable=False)
+    if "\n" in value or "\r" in value:
+        raise StoreError(f"{kind} {value!r} contains a line break", retryable=False)
+    for ch in specials:
+        value = value.replace(ch, "\\" + ch)
+    return value
+
+
+def escape_measurement(name: str) -> str:
+    return _escape(name, ", ", "measurement")
+
+
+def escape_key(key: str) -> str:
+    """Tag keys, tag values and field keys."""
+    return _escape(key, ",= ", "key or tag value")
+
+
+def escape_string_field(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _field_value(value: float | str) -> str:
+    if isinstance(value, str):
+        return escape_string_field(value)
+    return repr(float(value))  # repr round-trips a float exactly; InfluxDB parses "1e-05" too
+
+
+def to_line(p: StoredPoint) -> str:
+    # Tags sorted by key: InfluxDB's recommendation, and it makes the line deterministic.
+    tags = "".join(f",{escape_key(k)}={escape_key(v)}" for k, v in sorted(p.tags.items()))
+    fields = ",".join(f"{escape_key(k)}={_field_value(v)}" for k, v in p.fields.items())
+    return f"{escape_measurement(p.measurement)}{tags} {fields} {p.time_ns}"
+
+
+def to_lines(items: Sequence[Reading | Event]) -> str:
+    """The body of one write request: one line per item, newline-separated."""
+    return "\n".join(to_line(to_point(item)) for item in items)

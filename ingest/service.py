@@ -1,0 +1,204 @@
+"""MQTT -> validate -> batch -> InfluxDB -> acknowledge.
+
+Threads: paho's network thread decodes and validates each message (cheap) and puts it in a
+bounded in-memory backlog; one writer thread batches by size and time, writes, and only then
+sends the PUBACKs. The backlog can never outgrow what the broker may send unacknowledged
+(MQTT 5 Receive Maximum, set to the backlog size), so back-pressure is the broker's queue, never
+our memory. A database outage only delays the PUBACKs: nothing is lost, and what the broker
+re-sends is written again onto the same points (idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from homevitals.ingest.errors import StoreError
+from homevitals.ingest.store import Store
+
+from homevitals import wire
+from homevitals.config import Config
+from homevitals.errors import WireError
+from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.readings import Event, Reading
+from homevitals.topics import Topics
+
+__all__ = ["IngestService"]
+
+logger = logging.getLogger(__name__)
+
+SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class _Item:
+    mid: int
+    qos: int
+    generation: int
+    value: Reading | Event | wire.Reject
+
+
+class IngestService:
+    def __init__(self, cfg: Config, store: Store) -> None:
+        self.cfg = cfg
+        self.icfg = cfg.ingest
+        self.store = store
+        self.topics = Topics(cfg.mqtt.topic_prefix)
+        self.backlog: queue.Queue[_Item] = queue.Queue(maxsize=self.icfg.backlog_max)
+        self.counts: Counter[str] = Counter()
+        self.rejects: Counter[str] = Counter()
+        self.written = 0
+        self.retries = 0
+        self._generation = 0
+        self._stop = threading.Event()
+        self.client = make_client(
+            cfg.mqtt, self.icfg.client_id, clean_start=False, session_expiry=SESSION_EXPIRY_SECONDS,
+            manual_ack=True, receive_maximum=self.icfg.backlog_max,
+        )
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+
+    def _subscriptions(self) -> list[str]:
+        topics = [self.topics.all_readings, self.topics.all_events, f"{self.topics.base}/deadletter/gateway/+"]
+        group = self.icfg.shared_group
+        return [f"$share/{group}/{t}" for t in topics] if group else topics
+
+    def start(self) -> None:
+        self._writer.start()
+        connect_async(self.client, self.cfg.mqtt)
+
+    def stop(self, drain_seconds: float = 10.0) -> None:
+        """Write and acknowledge what is in memory, then disconnect (SIGTERM path)."""
+        deadline = time.monotonic() + drain_seconds
+        while not self.backlog.empty() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self._stop.set()
+        self._writer.join(timeout=drain_seconds)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- paho thread ------------------------------------------------------------------------
+    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _p: Any = None) -> None:
+        if reason_failed(rc):
+            logger.error("broker refused the connection: %s", rc)
+            return
+        self._generation += 1
+        client.subscribe([(t, 1) for t in self._subscriptions()])
+        self.connected.set()
+        logger.info("ingest connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
+
+    def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, rcs: Any, _p: Any = None) -> None:
+        if any(reason_failed(rc) for rc in rcs):
+            logger.error("broker refused a subscription: %s", rcs)
+            return
+        self.subscribed.set()
+        logger.info("ready: subscribed to %s", ", ".join(self._subscriptions()))
+
+    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, rc: Any, _p: Any = None) -> None:
+        self.connected.clear()
+        logger.warning("ingest disconnected: %s", rc)
+
+    def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        self.counts["received"] += 1
+        value = self._validate(msg)
+        # put() blocks only if the broker ignores Receive Maximum (MQTT 3.1.1 brokers): then the
+        # network thread waits for the writer, which is back-pressure too.
+        self.backlog.put(_Item(msg.mid, msg.qos, self._generation, value))
+
+    def _validate(self, msg: mqtt.MQTTMessage) -> Reading | Event | wire.Reject:
+        try:
+            decoded = wire.decode(msg.payload)
+        except WireError as exc:
+            return self._reject(msg, exc.reason, str(exc))
+        parsed = self.topics.parse(msg.topic)
+        if isinstance(decoded, wire.Reject) and msg.topic.startswith(f"{self.topics.base}/deadletter/"):
+            self.rejects[f"gateway:{decoded.get('reason', 'unknown')}"] += 1
+            return decoded
+        if not isinstance(decoded, Reading | Event) or parsed is None or parsed.kind not in ("reading", "event"):
+            return self._reject(msg, "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}")
+        if decoded.home != parsed.home or decoded.device != parsed.leaf:
+            return self._reject(
+                msg, "topic_mismatch",
+                f"payload names home {decoded.home!r} device {decoded.device!r} but topic {msg.topic} does not",
+            )
+        return decoded
+
+    def _reject(self, msg: mqtt.MQTTMessage, reason: str, error: str) -> wire.Reject:
+        self.rejects[reason] += 1
+        logger.error("rejected message on %s: %s", msg.topic, error)
+        payload = wire.encode_reject(stage="ingest", reason=reason, error=error, topic=msg.topic,
+                                     payload=msg.payload)
+        self.client.publish(self.topics.deadletter("ingest", reason), payload, qos=1)
+        decoded = wire.decode(payload)
+        assert isinstance(decoded, wire.Reject)
+        return decoded
+
+    # --- writer thread ----------------------------------------------------------------------
+    def _next_batch(self) -> list[_Item]:
+        batch: list[_Item] = []
+        try:
+            batch.append(self.backlog.get(timeout=0.2))
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.icfg.batch_seconds
+        while len(batch) < self.icfg.batch_size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.backlog.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_loop(self) -> None:
+        while not (self._stop.is_set() and self.backlog.empty()):
+            batch = self._next_batch()
+            if batch:
+                self._write_with_retry(batch)
+
+    def _write_with_retry(self, batch: list[_Item]) -> None:
+        delay = self.icfg.retry_initial_seconds
+        while True:
+            try:
+                self.store.write([i.value for i in batch])
+                break
+            except StoreError as exc:
+                if not exc.retryable and len(batch) > 1:
+                    # One bad point must not hold the others back: write them one by one.
+                    for item in batch:
+                        self._write_with_retry([item])
+                    return
+                if not exc.retryable and getattr(exc, "status", None) == 400:
+                    self._dead_letter_write(batch[0], exc)
+                    break
+                self.retries += 1
+                logger.error("write of %d points failed (%s); retrying in %.1f s", len(batch), exc, delay)
+                if self._stop.wait(delay * random.uniform(0.8, 1.2)) and not self.connected.is_set():
+                    return  # shutting down with no broker: the broker keeps them unacknowledged
+                delay = min(delay * 2, self.icfg.retry_max_seconds)
+        self.written += len(batch)
+        for item in batch:
+            if item.generation == self._generation:
+                # A mid from an older connection may name another message now: the broker
+                # re-sends those anyway, so skipping their PUBACK loses nothing.
+                self.client.ack(item.mid, item.qos)
+
+    def _dead_letter_write(self, item: _Item, exc: StoreError) -> None:
+        self.rejects["store_rejected"] += 1
+        logger.error("the database refused a point for good: %s", exc)
+        payload = wire.encode_reject(stage="ingest", reason="store_rejected", error=str(exc), topic="",
+                                     payload=wire.encode(item.value))
+        self.client.publish(self.topics.deadletter("ingest", "store_rejected"), payload, qos=1)

@@ -1,0 +1,11 @@
+"""Errors of the rules stage."""
+
+from __future__ import annotations
+
+from homevitals.errors import HomevitalsError
+
+__all__ = ["RulesError"]
+
+
+class RulesError(HomevitalsError):
+    """The rule engine cannot run (state store, configuration)."""

@@ -1,0 +1,1 @@
+"""homevitals simulators stage."""
