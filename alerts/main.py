@@ -40,7 +40,9 @@ class AlertsApp:
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.ledger = Ledger(self.acfg.outbox_path)
         self.rejected = 0
-        self.subscriber = Subscriber(cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle)
+        self.subscriber = Subscriber(
+            cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle
+        )
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="alerts-sender", daemon=True)
@@ -63,15 +65,22 @@ class AlertsApp:
             return
         body = alert_text(d, patient.name, home.zone)
         # Routing by role and severity, escalation chains: issue 6. Here: the family doctor(s).
-        notes = [(m.phone, m.name, str(m.role), body) for m in patient.care_team
-                 if m.role == CareRole.FAMILY_DOCTOR]
+        notes = [
+            (m.phone, m.name, str(m.role), body)
+            for m in patient.care_team
+            if m.role == CareRole.FAMILY_DOCTOR
+        ]
         if self.ledger.record(d, notes, self.clock.now()):
             self._wake.set()
 
     def start(self) -> None:
         for n in self.ledger.interrupted():
-            logger.warning("SMS %d to %s was interrupted mid-send at the last stop; it will be sent "
-                           "again and may arrive twice", n.id, n.recipient)
+            logger.warning(
+                "SMS %d to %s was interrupted mid-send at the last stop; it will be sent "
+                "again and may arrive twice",
+                n.id,
+                n.recipient,
+            )
         self._sender.start()
         self.subscriber.start()
 
@@ -98,8 +107,12 @@ class AlertsApp:
             result = self.notifier.send(n.recipient, n.body)
         except NotifyError as exc:
             if exc.retryable and n.attempts + 1 < self.acfg.max_attempts:
-                delay = min(self.acfg.retry_initial_seconds * 2 ** n.attempts, self.acfg.retry_max_seconds)
-                self.ledger.mark_retry(n, now + timedelta(seconds=delay), str(exc), self.clock.now())
+                delay = min(
+                    self.acfg.retry_initial_seconds * 2**n.attempts, self.acfg.retry_max_seconds
+                )
+                self.ledger.mark_retry(
+                    n, now + timedelta(seconds=delay), str(exc), self.clock.now()
+                )
                 self._wake.set()
             else:
                 logger.error("%s", exc)

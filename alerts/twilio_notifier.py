@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from homevitals.alerts.errors import AlertsError, NotifyError
-from homevitals.alerts.notifier import SendResult
 from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
@@ -28,6 +26,9 @@ from twilio.base.exceptions import (
 )
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+
+from homevitals.alerts.errors import AlertsError, NotifyError
+from homevitals.alerts.notifier import SendResult
 
 __all__ = ["PERMANENT_RECIPIENT_CODES", "TwilioNotifier"]
 

@@ -41,8 +41,13 @@ def _uuid(short: str) -> str:
 
 
 class BleakTransport:
-    def __init__(self, *, connect_timeout: float = 20.0, clock: Clock | None = None,
-                 max_backoff: float = 300.0) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 20.0,
+        clock: Clock | None = None,
+        max_backoff: float = 300.0,
+    ) -> None:
         self.connect_timeout = connect_timeout
         self.clock = clock or SystemClock()
         self.max_backoff = max_backoff
@@ -51,7 +56,9 @@ class BleakTransport:
     async def run(self, devices: Sequence[DeviceConfig], deliver: Deliver) -> None:
         from bleak import BleakScanner  # imported here: the server side never needs bleak
 
-        buttons = {d.address.upper(): d for d in devices if d.kind == DeviceKind.CALL_BUTTON and d.address}
+        buttons = {
+            d.address.upper(): d for d in devices if d.kind == DeviceKind.CALL_BUTTON and d.address
+        }
 
         def on_advert(device: Any, adv: Any) -> None:
             dev = buttons.get(str(device.address).upper())
@@ -84,12 +91,16 @@ class BleakTransport:
         if ble_device is None:
             raise TimeoutError(f"{device.address} not seen advertising")
         disconnected = asyncio.Event()
-        client = BleakClient(ble_device, disconnected_callback=lambda _c: disconnected.set(),
-                             timeout=self.connect_timeout)
+        client = BleakClient(
+            ble_device,
+            disconnected_callback=lambda _c: disconnected.set(),
+            timeout=self.connect_timeout,
+        )
         async with self._connect_lock:
             await client.connect()
         try:
             for short in MEASUREMENT_CHARACTERISTICS[device.kind]:
+
                 def on_value(_char: Any, data: bytearray, short: str = short) -> None:
                     deliver(RawValue(device.id, short, bytes(data), self.clock.now()))
 

@@ -11,9 +11,9 @@ from homevitals.clock import Clock
 from homevitals.config import Config
 from homevitals.errors import ConfigError
 from homevitals.gateway.publisher import Publisher
-from homevitals.outbox import DurableQueue
 from homevitals.gateway.service import Gateway
 from homevitals.gateway.transport import BleTransport, RawValue
+from homevitals.outbox import DurableQueue
 from homevitals.topics import Topics
 
 __all__ = ["GatewayApp", "run_gateway"]
@@ -36,8 +36,13 @@ class GatewayApp:
         self.queue = DurableQueue(self.gcfg.queue_path, self.gcfg.queue_max_messages)
         self.gateway = Gateway(self.home, self.queue, self.topics, clock)
         self.publisher = Publisher(
-            cfg.mqtt, self.queue, self.topics, self.home.id, clock,
-            client_id=self.gcfg.client_id, max_inflight=self.gcfg.max_inflight,
+            cfg.mqtt,
+            self.queue,
+            self.topics,
+            self.home.id,
+            clock,
+            client_id=self.gcfg.client_id,
+            max_inflight=self.gcfg.max_inflight,
         )
 
     def deliver(self, raw: RawValue) -> None:
@@ -50,15 +55,22 @@ class GatewayApp:
             for d, t in self.gateway.last_seen.items()
         }
         return wire.Heartbeat(
-            home=self.home.id, time=wire.format_time(self.clock.now()), queue_depth=len(self.queue),
-            inflight=self.publisher.inflight, devices=devices, counts=dict(self.gateway.counts),
-            rejects=dict(self.gateway.rejects), dropped=self.queue.dropped,
+            home=self.home.id,
+            time=wire.format_time(self.clock.now()),
+            queue_depth=len(self.queue),
+            inflight=self.publisher.inflight,
+            devices=devices,
+            counts=dict(self.gateway.counts),
+            rejects=dict(self.gateway.rejects),
+            dropped=self.queue.dropped,
         )
 
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.gcfg.heartbeat_seconds)
-            self.publisher.publish_direct(self.topics.heartbeat(self.home.id), wire.encode(self.heartbeat()))
+            self.publisher.publish_direct(
+                self.topics.heartbeat(self.home.id), wire.encode(self.heartbeat())
+            )
 
     async def run(self, stop: asyncio.Event | None = None, *, drain_seconds: float = 30.0) -> None:
         """Run until ``stop`` is set or the transport ends (a finished simulation), then flush."""
@@ -67,7 +79,8 @@ class GatewayApp:
         try:
             async with asyncio.TaskGroup() as tg:
                 transport = tg.create_task(
-                    self.transport.run(self.home.devices, self.deliver), name="transport")
+                    self.transport.run(self.home.devices, self.deliver), name="transport"
+                )
                 beats = tg.create_task(self._heartbeats(), name="heartbeat")
                 stopper = tg.create_task(stop.wait(), name="stop")
                 await asyncio.wait({transport, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -77,7 +90,9 @@ class GatewayApp:
             await asyncio.to_thread(self.publisher.stop, drain_seconds)
             logger.info(
                 "gateway stopped: %d published, %d acknowledged, %d still queued on disk",
-                self.publisher.published, self.publisher.acked, len(self.queue),
+                self.publisher.published,
+                self.publisher.acked,
+                len(self.queue),
             )
             self.queue.close()
 
@@ -96,5 +111,3 @@ def run_gateway(cfg: Config, transport: BleTransport, clock: Clock) -> None:
         await GatewayApp(cfg, transport, clock).run(stop)
 
     asyncio.run(main())
-
-

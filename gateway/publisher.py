@@ -7,6 +7,7 @@ is the durable queue itself: nothing else is shared.
 from __future__ import annotations
 
 import logging
+import time
 
 import paho.mqtt.client as mqtt
 
@@ -25,8 +26,15 @@ logger = logging.getLogger(__name__)
 
 class Publisher:
     def __init__(
-        self, cfg: MqttConfig, queue: DurableQueue, topics: Topics, home: str, clock: Clock,
-        *, client_id: str | None = None, max_inflight: int = 100,
+        self,
+        cfg: MqttConfig,
+        queue: DurableQueue,
+        topics: Topics,
+        home: str,
+        clock: Clock,
+        *,
+        client_id: str | None = None,
+        max_inflight: int = 100,
     ) -> None:
         self.cfg = cfg
         self.queue = queue
@@ -46,13 +54,19 @@ class Publisher:
         self.pump.start()
 
     def stop(self, flush_seconds: float = 5.0) -> None:
-        """Flush what can be flushed, announce offline, disconnect. Unsent rows stay on disk."""
-        if self.pump.connected.is_set():
-            self.pump.drain(flush_seconds)
+        """Flush what can be flushed, announce offline, disconnect. Unsent rows stay on disk.
+
+        A short-lived run (a finished simulation) may stop before the first connection is up:
+        the flush time also covers waiting for it."""
+        deadline = time.monotonic() + flush_seconds
+        if self.pump.connected.wait(flush_seconds):
+            self.pump.drain(max(0.0, deadline - time.monotonic()))
         self.pump.stop()
         if self.pump.connected.is_set():
             status = GatewayStatus(self.home, GatewayState.OFFLINE, self.clock.now())
-            info = self.client.publish(self.topics.status(self.home), wire.encode(status), qos=1, retain=True)
+            info = self.client.publish(
+                self.topics.status(self.home), wire.encode(status), qos=1, retain=True
+            )
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
@@ -60,7 +74,9 @@ class Publisher:
     def notify(self) -> None:
         self.pump.notify()
 
-    def _on_connect(self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
+    ) -> None:
         if reason_failed(rc):
             logger.error("broker refused the connection: %s", rc)
             return
@@ -69,11 +85,17 @@ class Publisher:
         client.publish(self.topics.status(self.home), wire.encode(status), qos=1, retain=True)
         self.pump.set_connected(True)
 
-    def _on_disconnect(self, _c: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None) -> None:
+    def _on_disconnect(
+        self, _c: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
+    ) -> None:
         self.pump.set_connected(False)
-        logger.warning("disconnected from broker (%s); %d messages wait on disk", rc, len(self.queue))
+        logger.warning(
+            "disconnected from broker (%s); %d messages wait on disk", rc, len(self.queue)
+        )
 
-    def _on_publish(self, _c: mqtt.Client, _ud: object, mid: int, rc: object, _props: object = None) -> None:
+    def _on_publish(
+        self, _c: mqtt.Client, _ud: object, mid: int, rc: object, _props: object = None
+    ) -> None:
         self.pump.on_publish(mid, rc)
 
     def publish_direct(self, topic: str, payload: bytes, qos: int = 0) -> None:

@@ -18,8 +18,8 @@ from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, HomeConfig
 from homevitals.gateway.errors import ProfileError
 from homevitals.gateway.profiles import Decoded, decode
-from homevitals.outbox import DurableQueue
 from homevitals.gateway.transport import RawValue
+from homevitals.outbox import DurableQueue
 from homevitals.readings import Event, EventKind, Reading
 from homevitals.topics import Topics
 
@@ -57,7 +57,11 @@ class Gateway:
         with self._lock:
             device = self.devices.get(raw.device)
             if device is None:
-                self._reject(raw, "unknown_device", f"device {raw.device!r} is not configured for home {self.home.id}")
+                self._reject(
+                    raw,
+                    "unknown_device",
+                    f"device {raw.device!r} is not configured for home {self.home.id}",
+                )
                 return
             self.last_seen[raw.device] = raw.received_at
             try:
@@ -81,9 +85,13 @@ class Gateway:
         assert decoded.measurement is not None
         device_time = self._device_time(decoded)
         if decoded.sequence is not None:
-            rid = stable_id(self.home.id, device.id, decoded.characteristic, decoded.sequence, device_time)
+            rid = stable_id(
+                self.home.id, device.id, decoded.characteristic, decoded.sequence, device_time
+            )
         else:
-            rid = stable_id(self.home.id, device.id, decoded.characteristic, raw.data.hex(), raw.received_at)
+            rid = stable_id(
+                self.home.id, device.id, decoded.characteristic, raw.data.hex(), raw.received_at
+            )
         reading = Reading(
             reading_id=rid,
             home=self.home.id,
@@ -99,20 +107,26 @@ class Gateway:
             flags=decoded.flags,
             context=decoded.context,
         )
-        self.queue.put(self.topics.reading(self.home.id, device.id), wire.encode(reading), message_id=rid)
+        self.queue.put(
+            self.topics.reading(self.home.id, device.id), wire.encode(reading), message_id=rid
+        )
         self.counts["readings"] += 1
         logger.info("queued %s %s from %s", decoded.measurement, _summary(reading), device.id)
 
     def _event(self, device: DeviceConfig, raw: RawValue, decoded: Decoded) -> None:
         last = self._bthome_last.get(device.id)
         if decoded.packet_id is not None:
-            if last and last[0] == decoded.packet_id and (
-                raw.received_at - last[1]
-            ).total_seconds() < _BTHOME_REPEAT_SECONDS:
+            if (
+                last
+                and last[0] == decoded.packet_id
+                and (raw.received_at - last[1]).total_seconds() < _BTHOME_REPEAT_SECONDS
+            ):
                 self.counts["duplicate_adverts"] += 1
                 return
             self._bthome_last[device.id] = (decoded.packet_id, raw.received_at)
-        eid = stable_id(self.home.id, device.id, "event", decoded.packet_id, raw.data.hex(), raw.received_at)
+        eid = stable_id(
+            self.home.id, device.id, "event", decoded.packet_id, raw.data.hex(), raw.received_at
+        )
         event = Event(
             event_id=eid,
             home=self.home.id,
@@ -124,17 +138,33 @@ class Gateway:
             raw=raw.data.hex(),
             detail=decoded.button or "",
         )
-        self.queue.put(self.topics.event(self.home.id, device.id), wire.encode(event), message_id=eid)
+        self.queue.put(
+            self.topics.event(self.home.id, device.id), wire.encode(event), message_id=eid
+        )
         self.counts["events"] += 1
         logger.warning("queued call-button %s from %s", decoded.button, device.id)
 
     def _reject(self, raw: RawValue, reason: str, error: str) -> None:
         self.rejects[reason] += 1
-        logger.error("rejected value from %s (%s): %s [%s]", raw.device, raw.characteristic, error, raw.data.hex())
+        logger.error(
+            "rejected value from %s (%s): %s [%s]",
+            raw.device,
+            raw.characteristic,
+            error,
+            raw.data.hex(),
+        )
         payload = wire.encode_reject(
-            stage="gateway", reason=reason, error=error, topic="", payload=raw.data,
-            extra={"home": self.home.id, "device": raw.device, "characteristic": raw.characteristic,
-                   "received_at": wire.format_time(raw.received_at)},
+            stage="gateway",
+            reason=reason,
+            error=error,
+            topic="",
+            payload=raw.data,
+            time=raw.received_at,
+            extra={
+                "home": self.home.id,
+                "device": raw.device,
+                "characteristic": raw.characteristic,
+            },
         )
         self.queue.put(self.topics.deadletter("gateway", reason), payload)
 

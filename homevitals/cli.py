@@ -23,8 +23,12 @@ logger = logging.getLogger("homevitals")
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -51,7 +55,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     rules = len(cfg.rules.definitions)
     patients = sum(len(h.patients) for h in cfg.homes)
     devices = sum(len(h.devices) for h in cfg.homes)
-    print(f"{args.config}: OK ({len(cfg.homes)} homes, {patients} patients, {devices} devices, {rules} rules)")
+    counts = f"{len(cfg.homes)} homes, {patients} patients, {devices} devices, {rules} rules"
+    print(f"{args.config}: OK ({counts})")
     return 0
 
 
@@ -73,7 +78,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         if zone is None:
             raise ConfigError(["gateway: section missing"])
         script, _ = demo_script(zone)
-        clock = SimulatedClock(datetime.combine(DEMO_START, datetime.min.time(), zone) + timedelta(hours=11))
+        clock = SimulatedClock(
+            datetime.combine(DEMO_START, datetime.min.time(), zone) + timedelta(hours=11)
+        )
         run_gateway(cfg, SimulatedTransport(script, clock), clock)
         return 0
     from homevitals.gateway.bleak_transport import BleakTransport
@@ -99,13 +106,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
 def cmd_alerts(args: argparse.Namespace) -> int:
     cfg = _config(args)
     if args.action == "history":
-        from homevitals.alerts.ledger import Ledger
+        from homevitals.alerts.ledger import Ledger, format_history
 
         ledger = Ledger(cfg.alerts.outbox_path)
-        for h in ledger.history(args.patient):
-            print(f"{h['opened_at']}  {h['patient']}  {h['rule']}  {h['severity']}  {h['kind'] or '-'}  "
-                  f"{h['name'] or '-'} ({h['role'] or '-'}, {h['recipient'] or '-'})  {h['sms_state'] or '-'}"
-                  f"  {h['sent_at'] or ''}  {h['body'] or ''}")
+        print(format_history(ledger.history(args.patient)))
         return 0
     from homevitals.alerts.main import run_alerts
     from homevitals.clock import SystemClock
@@ -124,12 +128,23 @@ def _notifier(cfg: Config):  # type: ignore[no-untyped-def]
     t = cfg.alerts.twilio
     assert t is not None  # the config check requires it for notifier: twilio
     sid = read_secret(t.account_sid_env, None, "alerts.twilio.account_sid")
-    token = read_secret(t.auth_token_env if not t.auth_token_file else None, t.auth_token_file,
-                        "alerts.twilio.auth_token")
-    assert sid is not None and token is not None  # read_secret raises when a named source is missing
-    return TwilioNotifier(sid, token, from_number=t.from_number, messaging_service_sid=t.messaging_service_sid,
-                          status_callback=t.status_callback, api_base_url=t.api_base_url,
-                          timeout=t.timeout_seconds)
+    token = read_secret(
+        t.auth_token_env if not t.auth_token_file else None,
+        t.auth_token_file,
+        "alerts.twilio.auth_token",
+    )
+    assert (
+        sid is not None and token is not None
+    )  # read_secret raises when a named source is missing
+    return TwilioNotifier(
+        sid,
+        token,
+        from_number=t.from_number,
+        messaging_service_sid=t.messaging_service_sid,
+        status_callback=t.status_callback,
+        api_base_url=t.api_base_url,
+        timeout=t.timeout_seconds,
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -174,7 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("config")
     sp.set_defaults(func=cmd_check_config)
     sp = sub.add_parser("demo", help="a simulated household through the whole pipeline")
-    sp.add_argument("--workdir", help="keep the demo's databases here (default: a temporary folder)")
+    sp.add_argument(
+        "--workdir", help="keep the demo's databases here (default: a temporary folder)"
+    )
     sp.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
     sp.set_defaults(func=cmd_demo)
     sp = sub.add_parser("decode", help="decode one characteristic value, e.g. 2A35 HEX")

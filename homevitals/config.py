@@ -53,7 +53,7 @@ class _Model(BaseModel):
 
 
 def read_secret(env: str | None, file: str | None, what: str) -> str | None:
-    """A secret from a file (preferred: works with systemd credentials) or an environment variable."""
+    """A secret from a file (preferred: systemd credentials) or an environment variable."""
     if file:
         try:
             return Path(file).read_text(encoding="utf-8").strip()
@@ -186,7 +186,9 @@ class HomeConfig(_Model):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {v!r} (use an IANA name such as Europe/Ljubljana)") from exc
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name such as Europe/Ljubljana)"
+            ) from exc
         return v
 
     @model_validator(mode="after")
@@ -194,7 +196,9 @@ class HomeConfig(_Model):
         ids = {p.id for p in self.patients}
         for d in self.devices:
             if d.patient not in ids:
-                raise ValueError(f"device {d.id} names patient {d.patient!r}, who is not in home {self.id}")
+                raise ValueError(
+                    f"device {d.id} names patient {d.patient!r}, who is not in home {self.id}"
+                )
         return self
 
     @property
@@ -260,7 +264,9 @@ class EventRuleConfig(_Model):
     event: EventKind
     severity: Severity
     reason: str = Field(min_length=1)
-    fold_minutes: float = Field(10.0, ge=0, description="presses within this time join the open alert")
+    fold_minutes: float = Field(
+        10.0, ge=0, description="presses within this time join the open alert"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -278,7 +284,7 @@ class TwilioConfig(_Model):
     """Credentials come from the environment (``*_env``) or a file, never from this file."""
 
     account_sid_env: str = "TWILIO_ACCOUNT_SID"
-    auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the variable's name, not a secret
     auth_token_file: str | None = None
     from_number: str | None = None
     messaging_service_sid: str | None = None
@@ -334,8 +340,12 @@ class Config(_Model):
             yield "alerts.notifier is twilio but the alerts.twilio section is missing"
         produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
         for rule in self.rules.definitions:
-            if isinstance(rule, ThresholdRuleConfig) and self.homes and rule.measurement not in produced:
-                yield f"rule {rule.id} watches {rule.measurement}, which no configured device produces"
+            if (
+                isinstance(rule, ThresholdRuleConfig)
+                and self.homes
+                and rule.measurement not in produced
+            ):
+                yield f"rule {rule.id} watches {rule.measurement}, which no device produces"
 
     def home(self, home_id: str) -> HomeConfig:
         for h in self.homes:

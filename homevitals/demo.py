@@ -37,15 +37,28 @@ logger = logging.getLogger(__name__)
 def local_paths(cfg: Config, workdir: Path, port: int, protocol: str) -> Config:
     """The demo config pointed at a work folder and the embedded broker."""
     assert cfg.gateway is not None
-    store = cfg.store if cfg.store.kind != StoreKind.SQLITE else cfg.store.model_copy(
-        update={"path": str(workdir / "store.sqlite")})
-    return cfg.model_copy(update={
-        "mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": port, "protocol": protocol}),
-        "store": store,
-        "gateway": cfg.gateway.model_copy(update={"queue_path": str(workdir / "gateway-queue.sqlite")}),
-        "rules": cfg.rules.model_copy(update={"state_path": str(workdir / "rules-state.sqlite")}),
-        "alerts": cfg.alerts.model_copy(update={"outbox_path": str(workdir / "alerts-ledger.sqlite")}),
-    })
+    store = (
+        cfg.store
+        if cfg.store.kind != StoreKind.SQLITE
+        else cfg.store.model_copy(update={"path": str(workdir / "store.sqlite")})
+    )
+    return cfg.model_copy(
+        update={
+            "mqtt": cfg.mqtt.model_copy(
+                update={"host": "127.0.0.1", "port": port, "protocol": protocol}
+            ),
+            "store": store,
+            "gateway": cfg.gateway.model_copy(
+                update={"queue_path": str(workdir / "gateway-queue.sqlite")}
+            ),
+            "rules": cfg.rules.model_copy(
+                update={"state_path": str(workdir / "rules-state.sqlite")}
+            ),
+            "alerts": cfg.alerts.model_copy(
+                update={"outbox_path": str(workdir / "alerts-ledger.sqlite")}
+            ),
+        }
+    )
 
 
 def _wait(what: str, done: object, seconds: float) -> None:
@@ -66,12 +79,16 @@ def run_demo(workdir: Path | None = None, broker: str = "auto", out: TextIO = sy
     base = demo_config()
     home = base.homes[0]
     script, expected = demo_script(home.zone)
-    clock = SimulatedClock(datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11))
+    clock = SimulatedClock(
+        datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11)
+    )
     try:
         with EmbeddedBroker(broker) as b:
             cfg = local_paths(base, workdir, b.port, b.protocol)
-            out.write(f"homevitals demo: household {home.id} ({home.timezone}); broker {b.kind} on "
-                      f"127.0.0.1:{b.port}; store {cfg.store.kind} in {workdir}\n\n")
+            out.write(
+                f"homevitals demo: household {home.id} ({home.timezone}); broker {b.kind} on "
+                f"127.0.0.1:{b.port}; store {cfg.store.kind} in {workdir}\n\n"
+            )
             return _run(cfg, clock, script, len(expected), out)
     finally:
         if tmp is not None:
@@ -87,14 +104,28 @@ def _run(cfg: Config, clock: SimulatedClock, script: list, n_expected: int, out:
     rules.start()
     alerts.start()
     try:
-        _wait("subscriptions", lambda: ingest.subscribed.is_set() and rules.subscriber.subscribed.is_set()
-              and alerts.subscriber.subscribed.is_set(), 20)
+        _wait(
+            "subscriptions",
+            lambda: (
+                ingest.subscribed.is_set()
+                and rules.subscriber.subscribed.is_set()
+                and alerts.subscriber.subscribed.is_set()
+            ),
+            20,
+        )
         gateway = GatewayApp(cfg, SimulatedTransport(script, clock), clock)
         asyncio.run(gateway.run(drain_seconds=30))
         home = cfg.homes[0]
         start, end = clock.now() - timedelta(days=3), clock.now() + timedelta(days=1)
-        _wait("all readings stored", lambda: len(store.query_readings("glucose", None, start, end)) +
-              len(store.query_readings("blood_pressure", None, start, end)) >= n_expected - 2, 30)
+        _wait(
+            "all readings stored",
+            lambda: (
+                len(store.query_readings("glucose", None, start, end))
+                + len(store.query_readings("blood_pressure", None, start, end))
+                >= n_expected - 2
+            ),
+            30,
+        )
         _wait("alerts sent", lambda: len(rules.outbox) == 0 and alerts.idle(), 30)
         time.sleep(0.3)
         _wait("alerts sent", lambda: len(rules.outbox) == 0 and alerts.idle(), 30)
@@ -107,17 +138,24 @@ def _run(cfg: Config, clock: SimulatedClock, script: list, n_expected: int, out:
     return 0
 
 
-def _summary(store: object, alerts: AlertsApp, zone: object, start: datetime, end: datetime, out: TextIO) -> None:
+def _summary(
+    store: object, alerts: AlertsApp, zone: object, start: datetime, end: datetime, out: TextIO
+) -> None:
     out.write("\nReadings stored:\n")
     rows = []
     for m in ("glucose", "blood_pressure"):
         rows += [(m, r) for r in store.query_readings(m, None, start, end)]  # type: ignore[attr-defined]
     for m, r in sorted(rows, key=lambda x: x[1]["time"]):
         t = r["time"].astimezone(zone)
-        vals = (f"{r['glucose']:g} mmol/L" if m == "glucose"
-                else f"{r['systolic']:g}/{r['diastolic']:g} mmHg, pulse {r.get('pulse', 0):g} bpm")
+        vals = (
+            f"{r['glucose']:g} mmol/L"
+            if m == "glucose"
+            else f"{r['systolic']:g}/{r['diastolic']:g} mmHg, pulse {r.get('pulse', 0):g} bpm"
+        )
         out.write(f"  {t:%a %d %b %H:%M} {r['patient']:>6} {m:<15} {vals}\n")
     out.write("\nAlert history (who was told what, when):\n")
     for h in alerts.ledger.history():
-        out.write(f"  {h['opened_at']} {h['rule']:<18} {h['severity']:<8} {h['kind']:<8} -> "
-                  f"{h['name']} ({h['role']}, {h['recipient']}): {h['sms_state']}\n")
+        out.write(
+            f"  {h['opened_at']} {h['rule']:<18} {h['severity']:<8} {h['kind']:<8} -> "
+            f"{h['name']} ({h['role']}, {h['recipient']}): {h['sms_state']}\n"
+        )

@@ -42,7 +42,9 @@ def _wait_port(port: int, seconds: float) -> None:
                 return
         except OSError:
             time.sleep(0.05)
-    raise HomevitalsError(f"the embedded MQTT broker did not open 127.0.0.1:{port} within {seconds:.0f} s")
+    raise HomevitalsError(
+        f"the embedded MQTT broker did not open 127.0.0.1:{port} within {seconds:.0f} s"
+    )
 
 
 class EmbeddedBroker:
@@ -80,15 +82,17 @@ class EmbeddedBroker:
         )
         binary = _mosquitto()
         assert binary is not None
-        self._proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def _start_amqtt(self) -> None:
         try:
             from amqtt.broker import Broker
         except ImportError as exc:
             raise HomevitalsError(
-                "no MQTT broker available: install Debian's mosquitto, or pip install 'homevitals[demo]'"
+                "no MQTT broker available: install Debian's mosquitto,"
+                " or pip install 'homevitals[demo]'"
             ) from exc
         cfg = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},

@@ -9,6 +9,7 @@ import logging
 import ssl
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from homevitals.config import MqttConfig, read_secret
 
@@ -18,8 +19,13 @@ logger = logging.getLogger(__name__)
 
 
 def make_client(
-    cfg: MqttConfig, client_id: str, *, clean_start: bool = True, session_expiry: int = 0,
-    manual_ack: bool = False, receive_maximum: int | None = None,
+    cfg: MqttConfig,
+    client_id: str,
+    *,
+    clean_start: bool = True,
+    session_expiry: int = 0,
+    manual_ack: bool = False,
+    receive_maximum: int | None = None,
 ) -> mqtt.Client:
     """A paho client (callback API v2) configured for ``cfg``; not yet connected.
 
@@ -30,7 +36,7 @@ def make_client(
     """
     v5 = cfg.protocol == "5"
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
         clean_session=None if v5 else clean_start,
@@ -51,8 +57,13 @@ def make_client(
             tls_version=ssl.PROTOCOL_TLS_CLIENT,
         )
         client.tls_insecure_set(cfg.tls.insecure)
-    client.user_data_set({"clean_start": clean_start, "session_expiry": session_expiry,
-                          "receive_maximum": receive_maximum})
+    client.user_data_set(
+        {
+            "clean_start": clean_start,
+            "session_expiry": session_expiry,
+            "receive_maximum": receive_maximum,
+        }
+    )
     return client
 
 
@@ -63,15 +74,18 @@ def connect_async(client: mqtt.Client, cfg: MqttConfig) -> None:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho untyped
         props.SessionExpiryInterval = int(ud.get("session_expiry", 0))
         if ud.get("receive_maximum"):
             # MQTT 5 Receive Maximum: the broker sends at most this many unacknowledged QoS 1
             # messages, which bounds what a manual-ack consumer holds in memory.
             props.ReceiveMaximum = min(int(ud["receive_maximum"]), 65535)
         client.connect_async(
-            cfg.host, cfg.port, keepalive=cfg.keepalive,
-            clean_start=bool(ud.get("clean_start", True)), properties=props,
+            cfg.host,
+            cfg.port,
+            keepalive=cfg.keepalive,
+            clean_start=bool(ud.get("clean_start", True)),
+            properties=props,
         )
     else:
         client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 class OutboxError(HomevitalsError):
     """The outbox database cannot be opened or written."""
 
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -72,7 +73,7 @@ class DurableQueue:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open the gateway queue {path}: {exc}") from exc
-        self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
     def ensure_schema(self, sql: str) -> None:
         """Create a caller's own tables in the same database, for ``transaction()``."""
@@ -94,14 +95,24 @@ class DurableQueue:
 
     def put_in(self, db: sqlite3.Connection, topic: str, payload: bytes, *, qos: int = 1) -> None:
         """``put`` inside a ``transaction()`` (the lock is already held)."""
-        db.execute("INSERT INTO outbox(topic, payload, qos, retain) VALUES (?,?,?,0)", (topic, payload, qos))
+        db.execute(
+            "INSERT INTO outbox(topic, payload, qos, retain) VALUES (?,?,?,0)",
+            (topic, payload, qos),
+        )
         self._count += 1
 
     def _recount(self) -> None:
-        self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
-    def put(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
-            message_id: str | None = None) -> int:
+    def put(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        message_id: str | None = None,
+    ) -> int:
         with self._lock:
             if self._count >= self.max_messages:
                 self._drop_oldest(self._count - self.max_messages + 1)
@@ -120,13 +131,16 @@ class DurableQueue:
         self.dropped += n
         logger.error(
             "gateway queue full (%d messages): dropped the %d oldest; %d dropped since start",
-            self.max_messages, n, self.dropped,
+            self.max_messages,
+            n,
+            self.dropped,
         )
 
     def peek(self, limit: int, after: int = 0) -> list[QueuedMessage]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, topic, payload, qos, retain FROM outbox"
+                " WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, limit),
             ).fetchall()
         return [QueuedMessage(r[0], r[1], bytes(r[2]), r[3], bool(r[4])) for r in rows]
@@ -142,7 +156,9 @@ class DurableQueue:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT OR REPLACE INTO parked(seq, topic, payload, reason) "
-                "SELECT seq, topic, payload, ? FROM outbox WHERE seq = ?", (reason, seq))
+                "SELECT seq, topic, payload, ? FROM outbox WHERE seq = ?",
+                (reason, seq),
+            )
             cur = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._db.execute("COMMIT")
             self._count -= cur.rowcount
@@ -179,7 +195,9 @@ class OutboxPump:
     locks) and ``_inflight`` under ``_lock``.
     """
 
-    def __init__(self, client: Any, queue: DurableQueue, max_inflight: int = 100, name: str = "outbox") -> None:
+    def __init__(
+        self, client: Any, queue: DurableQueue, max_inflight: int = 100, name: str = "outbox"
+    ) -> None:
         self.client = client
         self.queue = queue
         self.max_inflight = max_inflight

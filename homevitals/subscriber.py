@@ -27,13 +27,23 @@ SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
 
 
 class Subscriber:
-    def __init__(self, cfg: MqttConfig, client_id: str, topics: list[str],
-                 handle: Callable[[mqtt.MQTTMessage], None]) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        client_id: str,
+        topics: list[str],
+        handle: Callable[[mqtt.MQTTMessage], None],
+    ) -> None:
         self.cfg = cfg
         self.topics = topics
         self.handle = handle
-        self.client = make_client(cfg, client_id, clean_start=False,
-                                  session_expiry=SESSION_EXPIRY_SECONDS, manual_ack=True)
+        self.client = make_client(
+            cfg,
+            client_id,
+            clean_start=False,
+            session_expiry=SESSION_EXPIRY_SECONDS,
+            manual_ack=True,
+        )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
@@ -50,7 +60,9 @@ class Subscriber:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None
+    ) -> None:
         if reason_failed(rc):
             logger.error("broker refused the connection: %s", rc)
             return
@@ -66,7 +78,9 @@ class Subscriber:
         self.subscribed.set()
         logger.info("ready: subscribed to %s", ", ".join(self.topics))
 
-    def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None) -> None:
+    def _on_disconnect(
+        self, _c: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None
+    ) -> None:
         self.connected.clear()
         for cb in self.on_connected:
             cb(False)

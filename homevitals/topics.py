@@ -39,7 +39,9 @@ class Topics:
 
     def __post_init__(self) -> None:
         if not self.prefix or any(c in self.prefix for c in "+#") or self.prefix.endswith("/"):
-            raise ValueError(f"topic prefix {self.prefix!r} must be non-empty, without + # or a trailing /")
+            raise ValueError(
+                f"topic prefix {self.prefix!r} must be non-empty, without + # or a trailing /"
+            )
 
     @property
     def base(self) -> str:
@@ -92,7 +94,7 @@ class Topics:
         head = self.base + "/"
         if not topic.startswith(head):
             return None
-        parts = topic[len(head):].split("/")
+        parts = topic[len(head) :].split("/")
         if parts[0] == "home" and len(parts) == 4 and parts[2] in ("reading", "event"):
             return ParsedTopic(parts[2], parts[1], parts[3])
         if parts[0] == "home" and len(parts) == 3 and parts[2] in ("status", "heartbeat"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from homevitals.readings import (
     GatewayStatus,
     Reading,
 )
+from homevitals.units import Unit
 
 __all__ = [
     "WIRE_VERSION",
@@ -49,10 +51,24 @@ Message = Reading | Event | GatewayStatus | AlertDecision | Heartbeat | Reject
 
 
 def encode_reject(
-    *, stage: str, reason: str, error: str, topic: str, payload: bytes, extra: dict[str, Any] | None = None
+    *,
+    stage: str,
+    reason: str,
+    error: str,
+    topic: str,
+    payload: bytes | bytearray,
+    time: datetime,
+    extra: dict[str, Any] | None = None,
 ) -> bytes:
-    """The dead-letter payload: what was wrong, where it came from, and the bytes themselves."""
-    body = {"stage": stage, "reason": reason, "error": error, "topic": topic, "payload_hex": payload.hex()}
+    """The dead-letter payload: what was wrong, where and when, and the bytes themselves."""
+    body = {
+        "stage": stage,
+        "reason": reason,
+        "error": error,
+        "topic": topic,
+        "payload_hex": payload.hex(),
+        "time": format_time(time),
+    }
     return encode(Reject({**(extra or {}), **body}))
 
 
@@ -108,7 +124,12 @@ def encode(msg: Message) -> bytes:
             "detail": msg.detail,
         }
     elif isinstance(msg, GatewayStatus):
-        body = {"type": "status", "home": msg.home, "state": str(msg.state), "time": _opt_time(msg.time)}
+        body = {
+            "type": "status",
+            "home": msg.home,
+            "state": str(msg.state),
+            "time": _opt_time(msg.time),
+        }
     elif isinstance(msg, AlertDecision):
         body = {
             "type": "alert",
@@ -134,7 +155,9 @@ def encode(msg: Message) -> bytes:
         body = {"type": "reject", **msg}
     else:  # pragma: no cover - typing guards this
         raise TypeError(f"cannot encode {type(msg).__name__}")
-    return json.dumps({"v": WIRE_VERSION, **body}, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(
+        {"v": WIRE_VERSION, **body}, ensure_ascii=False, separators=(",", ":")
+    ).encode()
 
 
 def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
@@ -160,13 +183,15 @@ def _fields(raw: Any) -> dict[str, FieldValue]:
         if not math.isfinite(value):
             raise WireError("bad_value", f"fields.{name}.value must be finite, got {value!r}")
         try:
-            out[name] = FieldValue(float(value), item.get("unit"))
+            out[name] = FieldValue(float(value), Unit(str(item.get("unit"))))
         except ValueError as exc:
-            raise WireError("bad_unit", f"fields.{name}.unit {item.get('unit')!r} is not a wire unit") from exc
+            raise WireError(
+                "bad_unit", f"fields.{name}.unit {item.get('unit')!r} is not a wire unit"
+            ) from exc
     return out
 
 
-def decode(payload: bytes) -> Message:
+def decode(payload: bytes | bytearray) -> Message:
     if len(payload) > MAX_PAYLOAD:
         raise WireError("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     try:
@@ -177,7 +202,9 @@ def decode(payload: bytes) -> Message:
         raise WireError("bad_json", "payload must be a JSON object")
     version = obj.get("v")
     if version != WIRE_VERSION:
-        raise WireError("bad_version", f"wire version {version!r} is not supported (expected {WIRE_VERSION})")
+        raise WireError(
+            "bad_version", f"wire version {version!r} is not supported (expected {WIRE_VERSION})"
+        )
     kind = _req(obj, "type")
     try:
         return _DECODERS[kind](obj)
@@ -250,7 +277,9 @@ def _decode_event(o: dict[str, Any]) -> Event:
 def _decode_status(o: dict[str, Any]) -> GatewayStatus:
     t = o.get("time")
     return GatewayStatus(
-        home=_req(o, "home"), state=_req(o, "state"), time=None if t is None else parse_time(t, "time")
+        home=_req(o, "home"),
+        state=_req(o, "state"),
+        time=None if t is None else parse_time(t, "time"),
     )
 
 
@@ -289,7 +318,7 @@ def _decode_reject(o: dict[str, Any]) -> Reject:
     return Reject({k: v for k, v in o.items() if k not in ("v", "type")})
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
     "reject": _decode_reject,
     "reading": _decode_reading,
     "event": _decode_event,

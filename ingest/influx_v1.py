@@ -21,8 +21,7 @@ import urllib3
 
 from homevitals.ingest.errors import StoreError, retryable_status
 from homevitals.ingest.points import from_ns, time_ns, to_lines
-from homevitals.ingest.store import Row
-from homevitals.readings import Event, Reading
+from homevitals.ingest.store import Row, Storable
 
 __all__ = [
     "InfluxV1Store",
@@ -78,7 +77,7 @@ class InfluxV1Store:
         if create_database:
             self.create_database()
 
-    def write(self, items: Sequence[Reading | Event]) -> None:
+    def write(self, items: Sequence[Storable]) -> None:
         if not items:
             return
         params = {"db": self.database, "precision": "ns"}

@@ -23,8 +23,7 @@ from influxdb_client.rest import ApiException
 from homevitals.ingest.errors import StoreError, retryable_status
 from homevitals.ingest.influx_v1 import public_url, server_error_text
 from homevitals.ingest.points import time_ns, to_lines
-from homevitals.ingest.store import Row
-from homevitals.readings import Event, Reading
+from homevitals.ingest.store import Row, Storable
 
 __all__ = ["InfluxV2Store", "flux_string"]
 
@@ -67,7 +66,7 @@ class InfluxV2Store:
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
 
-    def write(self, items: Sequence[Reading | Event]) -> None:
+    def write(self, items: Sequence[Storable]) -> None:
         if not items:
             return
         body = to_lines(items)

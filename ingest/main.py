@@ -27,17 +27,28 @@ def build_store(cfg: StoreConfig) -> Store:
         from homevitals.ingest.influx_v1 import InfluxV1Store
 
         return InfluxV1Store(
-            cfg.url, cfg.database, cfg.retention_policy, cfg.username,
+            cfg.url,
+            cfg.database,
+            cfg.retention_policy,
+            cfg.username,
             read_secret(cfg.password_env, cfg.password_file, "store.password"),
-            timeout=cfg.timeout_seconds, verify_tls=verify,
+            timeout=cfg.timeout_seconds,
+            verify_tls=verify,
         )
     from homevitals.ingest.influx_v2 import InfluxV2Store
 
     token = read_secret(cfg.token_env, cfg.token_file, "store.token")
     if not token:
         raise ConfigError(["store: influx_v2 needs token_env or token_file"])
-    return InfluxV2Store(cfg.url, token, cfg.org, cfg.bucket, timeout=cfg.timeout_seconds,
-                         verify_ssl=cfg.verify_tls, ssl_ca_cert=cfg.ca_file)
+    return InfluxV2Store(
+        cfg.url,
+        token,
+        cfg.org,
+        cfg.bucket,
+        timeout=cfg.timeout_seconds,
+        verify_ssl=cfg.verify_tls,
+        ssl_ca_cert=cfg.ca_file,
+    )
 
 
 def run_ingest(cfg: Config) -> None:

@@ -15,10 +15,13 @@ every reading      (as above)                       string ``reading_id``, ``raw
                                                     ``characteristic``; ``flags``
                                                     (comma-joined, omitted when empty)
 ``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
+``rejected``       stage, reason, home?, device?    string ``error``, ``topic``,              [3]
+                                                    ``payload_hex``
 =================  ===============================  ========================================  =====
 
 [1] ``Reading.time`` in integer nanoseconds since the Unix epoch (UTC).
 [2] ``Event.time``, the real press time, in nanoseconds.
+[3] When the stage rejected it, plus a sub-microsecond offset derived from the payload.
 
 Idempotency: the gateway redelivers a reading unchanged, so it lands on the same series (measurement
 + tags) at the same timestamp, and InfluxDB overwrites the point instead of adding a row. The cost
@@ -28,6 +31,7 @@ overwrite each other; devices do not report that fast.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,9 +39,11 @@ from types import MappingProxyType
 
 from homevitals.ingest.errors import StoreError
 from homevitals.readings import Event, Reading
+from homevitals.wire import Reject, parse_time
 
 __all__ = [
     "EVENT_MEASUREMENT",
+    "REJECT_MEASUREMENT",
     "RESERVED_FIELDS",
     "StoredPoint",
     "escape_key",
@@ -51,6 +57,7 @@ __all__ = [
 ]
 
 EVENT_MEASUREMENT = "event"
+REJECT_MEASUREMENT = "rejected"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # String fields we add to every reading; a device field with one of these names would clash.
 # "time" is refused by InfluxDB itself as a field key.
@@ -83,10 +90,12 @@ def from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def to_point(item: Reading | Event) -> StoredPoint:
+def to_point(item: Reading | Event | Reject) -> StoredPoint:
     if isinstance(item, Reading):
         return _reading_point(item)
-    return _event_point(item)
+    if isinstance(item, Event):
+        return _event_point(item)
+    return _reject_point(item)
 
 
 def _reading_point(r: Reading) -> StoredPoint:
@@ -111,6 +120,20 @@ def _event_point(e: Event) -> StoredPoint:
     tags = {"home": e.home, "patient": e.patient, "device": e.device, "kind": str(e.kind)}
     fields: dict[str, float | str] = {"event_id": e.event_id, "raw": e.raw, "detail": e.detail}
     return StoredPoint(EVENT_MEASUREMENT, tags, fields, time_ns(e.time))
+
+
+def _reject_point(r: Reject) -> StoredPoint:
+    """A dead-lettered message, kept with its reason. Identical redeliveries land on one point;
+    different payloads in the same microsecond are told apart by a sub-microsecond offset."""
+    tags = {k: str(r[k]) for k in ("stage", "reason", "home", "device") if r.get(k)}
+    fields: dict[str, float | str] = {
+        "error": str(r.get("error", "")),
+        "topic": str(r.get("topic", "")),
+        "payload_hex": str(r.get("payload_hex", "")),
+    }
+    t = parse_time(r["time"], "time") if r.get("time") else datetime.now(UTC)
+    offset = zlib.crc32(f"{fields['payload_hex']}\x1f{fields['error']}".encode()) % 1000
+    return StoredPoint(REJECT_MEASUREMENT, tags, fields, time_ns(t) + offset)
 
 
 # Line protocol escaping rules: https://docs.influxdata.com/influxdb/v1/write_protocols/
@@ -153,6 +176,6 @@ def to_line(p: StoredPoint) -> str:
     return f"{escape_measurement(p.measurement)}{tags} {fields} {p.time_ns}"
 
 
-def to_lines(items: Sequence[Reading | Event]) -> str:
+def to_lines(items: Sequence[Reading | Event | Reject]) -> str:
     """The body of one write request: one line per item, newline-separated."""
     return "\n".join(to_line(to_point(item)) for item in items)

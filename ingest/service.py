@@ -17,15 +17,16 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from homevitals.ingest.errors import StoreError
-from homevitals.ingest.store import Store
 
 from homevitals import wire
 from homevitals.config import Config
 from homevitals.errors import WireError
+from homevitals.ingest.errors import StoreError
+from homevitals.ingest.store import Store
 from homevitals.mqtt import connect_async, make_client, reason_failed
 from homevitals.readings import Event, Reading
 from homevitals.topics import Topics
@@ -35,6 +36,8 @@ __all__ = ["IngestService"]
 logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+# Statuses that mean "fix the configuration" (credentials, database name), not "bad data".
+_CONFIG_STATUSES = (401, 403, 404)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +62,12 @@ class IngestService:
         self._generation = 0
         self._stop = threading.Event()
         self.client = make_client(
-            cfg.mqtt, self.icfg.client_id, clean_start=False, session_expiry=SESSION_EXPIRY_SECONDS,
-            manual_ack=True, receive_maximum=self.icfg.backlog_max,
+            cfg.mqtt,
+            self.icfg.client_id,
+            clean_start=False,
+            session_expiry=SESSION_EXPIRY_SECONDS,
+            manual_ack=True,
+            receive_maximum=self.icfg.backlog_max,
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -71,7 +78,11 @@ class IngestService:
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
 
     def _subscriptions(self) -> list[str]:
-        topics = [self.topics.all_readings, self.topics.all_events, f"{self.topics.base}/deadletter/gateway/+"]
+        topics = [
+            self.topics.all_readings,
+            self.topics.all_events,
+            f"{self.topics.base}/deadletter/gateway/+",
+        ]
         group = self.icfg.shared_group
         return [f"$share/{group}/{t}" for t in topics] if group else topics
 
@@ -90,7 +101,9 @@ class IngestService:
         self.client.loop_stop()
 
     # --- paho thread ------------------------------------------------------------------------
-    def _on_connect(self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _p: Any = None) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _p: Any = None
+    ) -> None:
         if reason_failed(rc):
             logger.error("broker refused the connection: %s", rc)
             return
@@ -123,23 +136,39 @@ class IngestService:
         except WireError as exc:
             return self._reject(msg, exc.reason, str(exc))
         parsed = self.topics.parse(msg.topic)
-        if isinstance(decoded, wire.Reject) and msg.topic.startswith(f"{self.topics.base}/deadletter/"):
+        if isinstance(decoded, wire.Reject) and msg.topic.startswith(
+            f"{self.topics.base}/deadletter/"
+        ):
             self.rejects[f"gateway:{decoded.get('reason', 'unknown')}"] += 1
             return decoded
-        if not isinstance(decoded, Reading | Event) or parsed is None or parsed.kind not in ("reading", "event"):
-            return self._reject(msg, "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}")
+        if (
+            not isinstance(decoded, Reading | Event)
+            or parsed is None
+            or parsed.kind not in ("reading", "event")
+        ):
+            return self._reject(
+                msg, "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}"
+            )
         if decoded.home != parsed.home or decoded.device != parsed.leaf:
             return self._reject(
-                msg, "topic_mismatch",
-                f"payload names home {decoded.home!r} device {decoded.device!r} but topic {msg.topic} does not",
+                msg,
+                "topic_mismatch",
+                f"payload names home {decoded.home!r} device {decoded.device!r}"
+                f" but the topic is {msg.topic}",
             )
         return decoded
 
     def _reject(self, msg: mqtt.MQTTMessage, reason: str, error: str) -> wire.Reject:
         self.rejects[reason] += 1
         logger.error("rejected message on %s: %s", msg.topic, error)
-        payload = wire.encode_reject(stage="ingest", reason=reason, error=error, topic=msg.topic,
-                                     payload=msg.payload)
+        payload = wire.encode_reject(
+            stage="ingest",
+            reason=reason,
+            error=error,
+            topic=msg.topic,
+            payload=msg.payload,
+            time=datetime.now(UTC),
+        )
         self.client.publish(self.topics.deadletter("ingest", reason), payload, qos=1)
         decoded = wire.decode(payload)
         assert isinstance(decoded, wire.Reject)
@@ -174,31 +203,58 @@ class IngestService:
         while True:
             try:
                 self.store.write([i.value for i in batch])
-                break
             except StoreError as exc:
-                if not exc.retryable and len(batch) > 1:
-                    # One bad point must not hold the others back: write them one by one.
-                    for item in batch:
-                        self._write_with_retry([item])
+                if not exc.retryable and exc.status not in _CONFIG_STATUSES:
+                    self._refused(batch, exc)
                     return
-                if not exc.retryable and getattr(exc, "status", None) == 400:
-                    self._dead_letter_write(batch[0], exc)
-                    break
+                # The database is down, slow, or misconfigured (auth, no database): the operator
+                # can fix that, so keep the messages unacknowledged and try again, never drop.
                 self.retries += 1
-                logger.error("write of %d points failed (%s); retrying in %.1f s", len(batch), exc, delay)
-                if self._stop.wait(delay * random.uniform(0.8, 1.2)) and not self.connected.is_set():
+                logger.error(
+                    "write of %d points failed (%s); retrying in %.1f s", len(batch), exc, delay
+                )
+                if (
+                    self._stop.wait(delay * random.uniform(0.8, 1.2))
+                    and not self.connected.is_set()
+                ):
                     return  # shutting down with no broker: the broker keeps them unacknowledged
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
-        self.written += len(batch)
+                continue
+            self.written += len(batch)
+            self._ack(batch)
+            return
+
+    def _ack(self, batch: list[_Item]) -> None:
         for item in batch:
             if item.generation == self._generation:
                 # A mid from an older connection may name another message now: the broker
                 # re-sends those anyway, so skipping their PUBACK loses nothing.
                 self.client.ack(item.mid, item.qos)
 
-    def _dead_letter_write(self, item: _Item, exc: StoreError) -> None:
+    def _refused(self, batch: list[_Item], exc: StoreError) -> None:
+        """The database refused the data itself (HTTP 400: type conflict, bad point)."""
+        if len(batch) > 1:
+            for item in batch:  # one bad point must not hold the others back
+                self._write_with_retry([item])
+            return
+        item = batch[0]
         self.rejects["store_rejected"] += 1
         logger.error("the database refused a point for good: %s", exc)
-        payload = wire.encode_reject(stage="ingest", reason="store_rejected", error=str(exc), topic="",
-                                     payload=wire.encode(item.value))
+        payload = wire.encode_reject(
+            stage="ingest",
+            reason="store_rejected",
+            error=str(exc),
+            topic="",
+            payload=wire.encode(item.value),
+            time=datetime.now(UTC),
+        )
         self.client.publish(self.topics.deadletter("ingest", "store_rejected"), payload, qos=1)
+        reject = wire.decode(payload)
+        assert isinstance(reject, wire.Reject)
+        try:
+            self.store.write([reject])
+        except StoreError as again:
+            logger.error(
+                "the rejected point could not be kept either (%s): %s", again, payload.decode()
+            )
+        self._ack(batch)

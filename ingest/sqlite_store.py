@@ -16,8 +16,7 @@ from pathlib import Path
 
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.points import from_ns, time_ns, to_point
-from homevitals.ingest.store import Row
-from homevitals.readings import Event, Reading
+from homevitals.ingest.store import Row, Storable
 
 __all__ = ["SqliteStore"]
 
@@ -49,7 +48,7 @@ class SqliteStore:
             raise StoreError(f"SQLite store {self.path}: {exc}", retryable=False) from exc
         self._lock = threading.Lock()
 
-    def write(self, items: Sequence[Reading | Event]) -> None:
+    def write(self, items: Sequence[Storable]) -> None:
         rows = [_db_row(item) for item in items]
         if not rows:
             return
@@ -85,14 +84,14 @@ class SqliteStore:
             self._db.close()
 
 
-def _db_row(item: Reading | Event) -> tuple[str, str, str, str, int, str, str]:
+def _db_row(item: Storable) -> tuple[str, str, str, str, int, str, str]:
     p = to_point(item)
     extra = {k: v for k, v in p.tags.items() if k not in _KEY_TAGS}
     return (
         p.measurement,
-        p.tags["home"],
-        p.tags["patient"],
-        p.tags["device"],
+        p.tags.get("home", ""),
+        p.tags.get("patient", ""),
+        p.tags.get("device", ""),
         p.time_ns,
         json.dumps(extra, sort_keys=True),
         json.dumps(dict(p.fields)),

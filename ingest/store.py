@@ -12,15 +12,20 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from homevitals.readings import Event, Reading
+from homevitals.wire import Reject
 
-__all__ = ["Row", "Store"]
+__all__ = ["Row", "Storable", "Store"]
+
+# What a store keeps: readings, events, and the messages some stage rejected (dead-letter), so
+# that nothing is ever silently dropped.
+Storable = Reading | Event | Reject
 
 # One stored point: "time" (aware UTC datetime), "time_ns" (int), the tags and the fields.
 Row = dict[str, Any]
 
 
 class Store(Protocol):
-    def write(self, items: Sequence[Reading | Event]) -> None:
+    def write(self, items: Sequence[Storable]) -> None:
         """Store every item or none of them; raise ``StoreError`` (with ``retryable``) on failure.
 
         Writing an item that is already stored (a redelivery) overwrites it: never a second row.

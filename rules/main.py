@@ -31,7 +31,10 @@ class RulesApp:
         self.engine = RuleEngine(list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics)
         self.rejected = 0
         self.subscriber = Subscriber(
-            cfg.mqtt, cfg.rules.client_id, [self.topics.all_readings, self.topics.all_events], self.handle
+            cfg.mqtt,
+            cfg.rules.client_id,
+            [self.topics.all_readings, self.topics.all_events],
+            self.handle,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
         self.subscriber.on_connected.append(self.pump.set_connected)

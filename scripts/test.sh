@@ -13,6 +13,6 @@ if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
-.venv/bin/mypy
+.venv/bin/python scripts/typecheck.py
 echo "== pytest"
 exec .venv/bin/pytest "$@"

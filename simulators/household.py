@@ -37,7 +37,9 @@ class ExpectedReading:
 
 
 def demo_config() -> Config:
-    text = resources.files("homevitals.simulators").joinpath("households/demo.yaml").read_text("utf-8")
+    text = (
+        resources.files("homevitals.simulators").joinpath("households/demo.yaml").read_text("utf-8")
+    )
     return parse_config(text, "homevitals/simulators/households/demo.yaml")
 
 
@@ -46,16 +48,23 @@ def _at(day: date, hhmm: str, zone: ZoneInfo, plus_days: int = 0) -> datetime:
 
 
 _GLUCOSE = [  # (day offset, local time, mmol/L)
-    (0, "12:00", 7.2), (0, "15:00", 3.6), (0, "18:30", 8.4), (0, "22:30", 6.1),
-    (1, "03:10", 3.4), (1, "07:30", 5.8),
+    (0, "12:00", 7.2),
+    (0, "15:00", 3.6),
+    (0, "18:30", 8.4),
+    (0, "22:30", 6.1),
+    (1, "03:10", 3.4),
+    (1, "07:30", 5.8),
 ]
 _BP = [  # (day offset, local time, systolic, diastolic, MAP, pulse)
-    (0, "20:00", 138, 86, 103, 74), (1, "08:00", 142, 88, 106, 78),
+    (0, "20:00", 138, 86, 103, 74),
+    (1, "08:00", 142, 88, 106, 78),
 ]
 _PRESS = (0, "19:45")
 
 
-def demo_script(zone: ZoneInfo, start: date = DEMO_START) -> tuple[list[ScheduledValue], list[ExpectedReading]]:
+def demo_script(
+    zone: ZoneInfo, start: date = DEMO_START
+) -> tuple[list[ScheduledValue], list[ExpectedReading]]:
     script: list[ScheduledValue] = []
     expected: list[ExpectedReading] = []
     for seq, (day, hhmm, mmol) in enumerate(_GLUCOSE, start=1):
@@ -68,11 +77,15 @@ def demo_script(zone: ZoneInfo, start: date = DEMO_START) -> tuple[list[Schedule
         t = _at(start, hhmm, zone, day)
         data = encode_bp_measurement(sys_, dia, mean, timestamp=t.replace(tzinfo=None), pulse=pulse)
         script.append(ScheduledValue(t + timedelta(seconds=40), "bp-1", "2A35", data))
-        expected += [ExpectedReading("blood_pressure", "systolic", sys_, t),
-                     ExpectedReading("blood_pressure", "diastolic", dia, t)]
+        expected += [
+            ExpectedReading("blood_pressure", "systolic", sys_, t),
+            ExpectedReading("blood_pressure", "diastolic", dia, t),
+        ]
     press = _at(start, _PRESS[1], zone, _PRESS[0])
     advert = encode_bthome_button(17, "press")
     # A BTHome button repeats the same advertisement; the gateway folds repeats by packet id.
-    script += [ScheduledValue(press + timedelta(milliseconds=ms), "button-1", "bthome", advert)
-               for ms in (0, 300, 600)]
+    script += [
+        ScheduledValue(press + timedelta(milliseconds=ms), "button-1", "bthome", advert)
+        for ms in (0, 300, 600)
+    ]
     return script, expected

@@ -33,7 +33,9 @@ class ScheduledValue:
 
 
 class SimulatedTransport:
-    def __init__(self, script: Sequence[ScheduledValue], clock: SimulatedClock, *, pace_seconds: float = 0.0) -> None:
+    def __init__(
+        self, script: Sequence[ScheduledValue], clock: SimulatedClock, *, pace_seconds: float = 0.0
+    ) -> None:
         self.script = sorted(script, key=lambda s: s.at)
         self.clock = clock
         self.pace_seconds = pace_seconds

@@ -23,14 +23,22 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 class Daemon:
     """``homevitals <command> -c CONFIG`` with its log in a file; ``wait_log`` waits for a line."""
 
-    def __init__(self, command: str, config: Path, workdir: Path, *extra: str,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        command: str,
+        config: Path,
+        workdir: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.command = command
         self.log_path = workdir / f"{command}.log"
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [*HOMEVITALS, "--log-level", "INFO", command, "-c", str(config), *extra],
-            stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
             env={**os.environ, **(env or {})},
         )
 
@@ -43,16 +51,22 @@ class Daemon:
             if text in self.log():
                 return
             if self.proc.poll() is not None:
-                raise AssertionError(f"{self.command} exited ({self.proc.returncode}) before {text!r}:\n{self.log()}")
+                raise AssertionError(
+                    f"{self.command} exited ({self.proc.returncode}) before {text!r}:\n{self.log()}"
+                )
             time.sleep(0.05)
-        raise AssertionError(f"{self.command} did not log {text!r} within {timeout} s:\n{self.log()}")
+        raise AssertionError(
+            f"{self.command} did not log {text!r} within {timeout} s:\n{self.log()}"
+        )
 
     def wait(self, timeout: float = 60.0) -> int:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"{self.command} did not finish within {timeout} s:\n{self.log()}") from None
+            raise AssertionError(
+                f"{self.command} did not finish within {timeout} s:\n{self.log()}"
+            ) from None
 
     def terminate(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:

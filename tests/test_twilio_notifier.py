@@ -10,9 +10,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from homevitals.alerts.errors import AlertsError, NotifyError
-from homevitals.alerts.notifier import ConsoleNotifier, SendResult
-from homevitals.alerts.twilio_notifier import TwilioNotifier
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 from twilio_standin import (
@@ -23,6 +20,10 @@ from twilio_standin import (
     TwilioStandin,
     load_contract,
 )
+
+from homevitals.alerts.errors import AlertsError, NotifyError
+from homevitals.alerts.notifier import ConsoleNotifier, SendResult
+from homevitals.alerts.twilio_notifier import TwilioNotifier
 
 FROM = "+15005550006"
 DOCTOR = "+38640111222"
