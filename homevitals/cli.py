@@ -165,6 +165,39 @@ def cmd_decode(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from homevitals.alerts.ledger import Ledger
+    from homevitals.ingest.main import build_store
+    from homevitals.reports.main import check_store, parse_date, run_all, run_report
+
+    cfg = _config(args)
+    first, last = parse_date(args.start, "--from"), parse_date(args.end, "--to")
+    ledger_path = Path(cfg.alerts.outbox_path)
+
+    def history(patient: str) -> list[dict[str, object]] | None:
+        if not ledger_path.is_file():  # Ledger() would create an empty one: a report never writes
+            return None
+        ledger = Ledger(ledger_path)
+        try:
+            return ledger.history(patient)
+        finally:
+            ledger.close()
+
+    check_store(cfg.store)
+    store = build_store(cfg.store)
+    try:
+        if args.all:
+            pages = run_all(cfg, first, last, Path(args.out), store=store, history=history)
+        else:
+            pages = [run_report(cfg, args.patient, first, last, Path(args.out), store=store,
+                                history=history)]
+    finally:
+        store.close()
+    for page in pages:
+        print(page)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homevitals", description=__doc__)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -198,6 +231,16 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("characteristic")
     sp.add_argument("hex")
     sp.set_defaults(func=cmd_decode)
+    sp = with_config("report", "write an HTML report with figures for a period (doctor's view)")
+    who = sp.add_mutually_exclusive_group(required=True)
+    who.add_argument("--patient", help="patient id from the configuration")
+    who.add_argument("--all", action="store_true", help="one report per configured patient")
+    sp.add_argument("--from", dest="start", required=True, metavar="DATE",
+                    help="first local date, e.g. 2026-11-01 (home's time zone)")
+    sp.add_argument("--to", dest="end", required=True, metavar="DATE",
+                    help="last local date, inclusive")
+    sp.add_argument("--out", required=True, metavar="DIR", help="folder for the HTML and PNGs")
+    sp.set_defaults(func=cmd_report)
     return p
 
 

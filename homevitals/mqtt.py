@@ -44,7 +44,9 @@ def make_client(
         manual_ack=manual_ack,
     )
     client.reconnect_delay_set(min_delay=1, max_delay=30)
-    client.enable_logger(logging.getLogger(f"paho.{client_id}"))
+    paho_logger = logging.getLogger(f"paho.{client_id}")
+    paho_logger.addFilter(_quiet_clean_disconnect)
+    client.enable_logger(paho_logger)
     password = read_secret(cfg.password_env, cfg.password_file, "mqtt.password")
     if cfg.username:
         client.username_pw_set(cfg.username, password)
@@ -65,6 +67,13 @@ def make_client(
         }
     )
     return client
+
+
+def _quiet_clean_disconnect(record: logging.LogRecord) -> bool:
+    """paho 2.2's ``_loop`` logs "Client is not connected" at ERROR once more after a deliberate
+    ``disconnect()`` (state MQTT_CS_DISCONNECTED); that one is not an error."""
+    msg = record.getMessage()
+    return not (msg.startswith("Client is not connected") and "MQTT_CS_DISCONNECTED" in msg)
 
 
 def connect_async(client: mqtt.Client, cfg: MqttConfig) -> None:

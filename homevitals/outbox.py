@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Any
 
 from homevitals.errors import HomevitalsError
@@ -191,8 +192,12 @@ class OutboxPump:
     moment re-sends it on the next start. A message the broker refuses (MQTT 5 reason code, e.g.
     0x87 not authorized) is parked on disk rather than re-sent forever.
 
-    Concurrency: one pump thread beside paho's network thread; they share only the queue (which
-    locks) and ``_inflight`` under ``_lock``.
+    Concurrency: paho calls ``on_publish`` while holding its own ``_out_message_mutex``, and
+    ``client.publish`` takes that same mutex; so ``on_publish`` only hands the acknowledgement over
+    on a lock-free queue, and the pump thread alone owns the mid -> row map (taking no lock of
+    ours around ``publish``, which would invert the lock order and deadlock). The pump records a
+    mid right after ``publish`` returns and reads acknowledgements only after that, so an early
+    PUBACK is never missed.
     """
 
     def __init__(
@@ -207,8 +212,8 @@ class OutboxPump:
         self.connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._inflight: dict[int, int] = {}  # paho mid -> queue seq
+        self._acks: SimpleQueue[tuple[int, object]] = SimpleQueue()
+        self._inflight: dict[int, int] = {}  # paho mid -> queue seq; pump thread only
         self._last_seq = 0
         self._thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
 
@@ -226,7 +231,7 @@ class OutboxPump:
             self.connected.clear()
 
     def drain(self, seconds: float) -> bool:
-        """Wait until the queue is empty (True) or ``seconds`` pass while connected."""
+        """Wait until the queue is empty (True) or ``seconds`` pass."""
         deadline = time.monotonic() + seconds
         while len(self.queue) and time.monotonic() < deadline:
             self._wake.set()
@@ -239,46 +244,50 @@ class OutboxPump:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def on_publish(self, mid: int, reason_code: object) -> bool:
-        """Call from the client's on_publish; False when the mid was not one of ours."""
-        with self._lock:
-            seq = self._inflight.pop(mid, None)
-        if seq is None:
-            return False
-        failure = getattr(reason_code, "is_failure", None)
-        if failure if failure is not None else bool(reason_code):
-            logger.error("broker refused queued message %d: %s; parked on disk", seq, reason_code)
-            self.queue.park(seq, str(reason_code))
-            self.rejected += 1
-        else:
-            self.queue.ack(seq)
-            self.acked += 1
+    def on_publish(self, mid: int, reason_code: object) -> None:
+        """Call from the client's on_publish (paho's thread, under paho's lock): never blocks."""
+        self._acks.put((mid, reason_code))
         self._wake.set()
-        return True
 
     @property
     def inflight(self) -> int:
-        with self._lock:
-            return len(self._inflight)
+        return len(self._inflight)
 
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(1.0)
             self._wake.clear()
+            self._take_acks()
             if self.connected.is_set():
                 self._fill()
+                self._take_acks()
+
+    def _take_acks(self) -> None:
+        while True:
+            try:
+                mid, reason_code = self._acks.get_nowait()
+            except Empty:
+                return
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                continue  # a message published elsewhere on this client (status, heartbeat)
+            failure = getattr(reason_code, "is_failure", None)
+            if failure if failure is not None else bool(reason_code):
+                logger.error("broker refused queued message %d: %s; parked on disk", seq, reason_code)
+                self.queue.park(seq, str(reason_code))
+                self.rejected += 1
+            else:
+                self.queue.ack(seq)
+                self.acked += 1
 
     def _fill(self) -> None:
-        with self._lock:
-            room = self.max_inflight - len(self._inflight)
-            after = self._last_seq
+        room = self.max_inflight - len(self._inflight)
         if room <= 0:
             return
-        for msg in self.queue.peek(room, after=after):
-            with self._lock:
-                # Each row is handed to paho once per process; paho re-sends it after a
-                # reconnect until the PUBACK comes.
-                info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                self._inflight[info.mid] = msg.seq
-                self._last_seq = msg.seq
+        for msg in self.queue.peek(room, after=self._last_seq):
+            # Each row is handed to paho once per process; paho re-sends it after a reconnect
+            # until the PUBACK comes.
+            info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            self._inflight[info.mid] = msg.seq
+            self._last_seq = msg.seq
             self.published += 1

@@ -84,7 +84,10 @@ class Subscriber:
         self.connected.clear()
         for cb in self.on_connected:
             cb(False)
-        logger.warning("disconnected from broker: %s", rc)
+        if reason_failed(rc):
+            logger.warning("disconnected from broker: %s; paho reconnects", rc)
+        else:
+            logger.info("disconnected from broker: %s", rc)
 
     def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         try:

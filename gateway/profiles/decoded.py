@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from types import MappingProxyType
 from typing import TypeAlias
@@ -33,7 +33,7 @@ BUTTON_EVENTS = frozenset(
     }
 )
 
-_CHARACTERISTIC_RE = re.compile(r"^(?:[0-9A-F]{4}|bthome)$")
+_CHARACTERISTIC_RE = re.compile(r"^(?:[0-9A-F]{4}|bthome|gpio)$")
 
 
 def _freeze(value: Detail) -> Detail:
@@ -71,6 +71,12 @@ class Decoded:
     details: Mapping[str, Detail] = field(default_factory=dict)
     button: str | None = None
     packet_id: int | None = None
+    # CGM 0x2AA7: one notification carries several records, each its own Decoded (with
+    # ``time_offset``, minutes since the session start) - the outer value has none itself.
+    records: tuple[Decoded, ...] = ()
+    time_offset: int | None = None
+    # A button press time the device itself reported (aware UTC), e.g. BTHome object 0x50.
+    event_time: datetime | None = None
 
     def __post_init__(self) -> None:
         if not _CHARACTERISTIC_RE.match(self.characteristic):
@@ -91,12 +97,21 @@ class Decoded:
             raise ValueError(f"sequence {self.sequence} is not a uint16")
         if self.packet_id is not None and not 0 <= self.packet_id <= 0xFF:
             raise ValueError(f"packet_id {self.packet_id} is not a uint8")
+        if self.event_time is not None and self.event_time.tzinfo is None:
+            raise ValueError("event_time must be timezone-aware (UTC)")
+        if self.time_offset is not None and not 0 <= self.time_offset <= 0xFFFF:
+            raise ValueError(f"time_offset {self.time_offset} is not a uint16")
         if self.button is not None and self.button not in BUTTON_EVENTS:
             raise ValueError(f"button {self.button!r} is not one of {sorted(BUTTON_EVENTS)}")
         object.__setattr__(self, "fields", MappingProxyType(dict(self.fields)))
         object.__setattr__(self, "context", MappingProxyType(dict(self.context)))
         object.__setattr__(self, "flags", tuple(self.flags))
+        object.__setattr__(self, "records", tuple(self.records))
         object.__setattr__(self, "details", _freeze(dict(self.details)))
+
+    def with_details(self, **extra: Detail) -> Decoded:
+        """A copy with more details (e.g. which quirks were applied)."""
+        return replace(self, details={**self.details, **extra})
 
     def to_json(self) -> dict[str, JsonDetail]:
         """Everything decoded, as plain JSON-ready values (for ``homevitals decode``)."""
@@ -110,5 +125,8 @@ class Decoded:
             "context": dict(self.context),
             "button": self.button,
             "packet_id": self.packet_id,
+            "event_time": None if self.event_time is None else self.event_time.isoformat(),
+            "time_offset": self.time_offset,
+            "records": [r.to_json() for r in self.records],
             "details": {k: _thaw(v) for k, v in self.details.items()},
         }

@@ -1,0 +1,88 @@
+"""Configuration: errors name the file, the line, the key and the problem; check-config says so."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from homevitals.config import load_config, parse_config
+from homevitals.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BAD = """\
+mqtt:
+  host: broker
+  colour: blue
+homes:
+  - id: home-1
+    timezone: Europe/Atlantis
+    patients:
+      - id: ana
+        name: Ana
+        care_team:
+          - {name: Petra, role: family_member, phone: "+38641222333"}
+      - id: bor
+        name: Bor
+        care_team:
+          - {name: Dr. K, role: family_doctor, phone: "040 111 222"}
+"""
+
+
+def test_every_problem_is_named_with_file_line_and_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(BAD, "site.yaml")
+    assert err.value.problems == [
+        "site.yaml:3: mqtt.colour: unknown key",
+        "site.yaml:6: homes.0.timezone: unknown time zone 'Europe/Atlantis'"
+        " (use an IANA name such as Europe/Ljubljana)",
+        "site.yaml:8: homes.0.patients.0: patient ana has no family_doctor in care_team",
+        "site.yaml:15: homes.0.patients.1.care_team.0.phone:"
+        " phone '040 111 222' is not an E.164 number such as +38640123456",
+    ]
+
+
+def test_cross_section_checks() -> None:
+    text = (ROOT / "configs" / "homevitals.yaml").read_text(encoding="utf-8")
+    text = text.replace("home: home-novak", "home: home-elsewhere")
+    with pytest.raises(ConfigError, match="gateway.home 'home-elsewhere' is not one of the homes"):
+        parse_config(text, "x.yaml")
+
+
+def test_sample_configs_are_valid() -> None:
+    cfg = load_config(ROOT / "configs" / "homevitals.yaml")
+    assert cfg.home("home-novak").zone.key == "Europe/Ljubljana"
+    assert [r.id for r in cfg.rules.definitions] == ["night-low-glucose", "call-button"]
+
+
+def _check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "homevitals.cli", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_config_command(tmp_path: Path) -> None:
+    ok = _check(ROOT / "configs" / "homevitals.yaml")
+    assert ok.returncode == 0, ok.stderr
+    assert "configs/homevitals.yaml: OK (1 homes, 1 patients, 3 devices, 2 rules)" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD, encoding="utf-8")
+    result = _check(bad)
+    assert result.returncode == 2
+    assert f"error: {bad}:3: mqtt.colour: unknown key" in result.stderr.splitlines()
+    missing = _check(tmp_path / "nope.yaml")
+    assert (
+        missing.returncode == 2
+        and "nope.yaml: cannot read: No such file or directory" in missing.stderr
+    )
+
+
+def test_yaml_is_never_constructed_as_code() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("mqtt: !!python/object/apply:os.system ['true']\n", "evil.yaml")

@@ -1,0 +1,147 @@
+"""The wire format: what encode writes, decode reads back; what is malformed is named."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from homevitals import wire
+from homevitals.errors import WireError
+from homevitals.readings import (
+    AlertDecision,
+    AlertState,
+    Event,
+    EventKind,
+    FieldValue,
+    GatewayState,
+    GatewayStatus,
+    Measurement,
+    Reading,
+    Severity,
+)
+from homevitals.topics import Topics
+from homevitals.units import Unit
+
+T = datetime(2026, 11, 21, 2, 10, tzinfo=UTC)
+
+
+def _reading(**kw: object) -> Reading:
+    base: dict[str, object] = dict(
+        reading_id="r1",
+        home="home-1",
+        patient="ana",
+        device="bp-1",
+        measurement=Measurement.BLOOD_PRESSURE,
+        fields={"systolic": FieldValue(182, Unit.MMHG), "diastolic": FieldValue(121, Unit.MMHG)},
+        time=T,
+        received_at=T,
+        device_time=T,
+        characteristic="2A35",
+        raw="1eb600",
+        flags=("irregular_pulse",),
+        context={"user_id": "1"},
+    )
+    base.update(kw)
+    return Reading(**base)  # type: ignore[arg-type]
+
+
+def test_every_message_type_round_trips() -> None:
+    messages: list[wire.Message] = [
+        _reading(),
+        Event(
+            "e1", "home-1", "ana", "button-1", EventKind.CALL_BUTTON, T, T, "4400113a01", "press"
+        ),
+        GatewayStatus("home-1", GatewayState.OFFLINE),
+        AlertDecision(
+            "a1",
+            AlertState.FIRING,
+            "home-1",
+            "ana",
+            "crisis",
+            Severity.HIGH,
+            "why",
+            T,
+            "blood_pressure",
+            "systolic",
+            182.0,
+            "mmHg",
+            T,
+            ("irregular_pulse",),
+            "r1",
+        ),
+        wire.Heartbeat(home="home-1", queue_depth=3),
+    ]
+    for msg in messages:
+        assert wire.decode(wire.encode(msg)) == msg
+
+
+def test_reading_payload_names_values_units_and_times() -> None:
+    body = json.loads(wire.encode(_reading()))
+    assert body["v"] == 1 and body["type"] == "reading"
+    assert body["fields"]["systolic"] == {"value": 182, "unit": "mmHg"}
+    assert body["time"] == "2026-11-21T02:10:00.000000Z"
+    assert body["raw"] == "1eb600"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "message"),
+    [
+        (b"{not json", "bad_json", "payload is not UTF-8 JSON"),
+        (b"[1, 2]", "bad_json", "payload must be a JSON object"),
+        (
+            b'{"v": 2, "type": "reading"}',
+            "bad_version",
+            "wire version 2 is not supported (expected 1)",
+        ),
+        (b'{"v": 1, "type": "weather"}', "bad_type", "unknown message type 'weather'"),
+        (b'{"v": 1, "type": "reading", "id": "r1"}', "missing_field", "missing field 'home'"),
+        (b"\xff\xfe", "bad_json", "payload is not UTF-8 JSON"),
+    ],
+)
+def test_malformed_payloads_are_named(payload: bytes, reason: str, message: str) -> None:
+    with pytest.raises(WireError) as err:
+        wire.decode(payload)
+    assert err.value.reason == reason
+    assert message in str(err.value)
+
+
+def test_bad_values_inside_a_reading_are_named() -> None:
+    good = json.loads(wire.encode(_reading()))
+    cases = [
+        (
+            {"fields": {"systolic": {"value": "high", "unit": "mmHg"}}},
+            "bad_value",
+            "fields.systolic.value must be a number, got 'high'",
+        ),
+        (
+            {"fields": {"systolic": {"value": 120, "unit": "psi"}}},
+            "bad_unit",
+            "fields.systolic.unit 'psi' is not a wire unit",
+        ),
+        ({"time": "yesterday"}, "bad_time", "time 'yesterday' is not an RFC 3339 time"),
+        ({"time": "2026-11-21T02:10:00"}, "bad_time", "has no UTC offset"),
+        ({"measurement": "mood"}, "bad_measurement", "unknown measurement 'mood'"),
+        ({"home": "home/evil"}, "bad_field", "home id 'home/evil' must be"),
+    ]
+    for change, reason, message in cases:
+        with pytest.raises(WireError) as err:
+            wire.decode(json.dumps({**good, **change}).encode())
+        assert (err.value.reason, message in str(err.value)) == (reason, True), str(err.value)
+
+
+def test_nan_is_not_a_value() -> None:
+    payload = wire.encode(_reading()).replace(b'"value":182', b'"value":NaN')
+    with pytest.raises(WireError, match="must be finite"):
+        wire.decode(payload)
+
+
+def test_topics_layout_and_parse() -> None:
+    t = Topics("hv")
+    assert t.reading("home-1", "bp-1") == "hv/v1/home/home-1/reading/bp-1"
+    assert t.parse("hv/v1/home/home-1/reading/bp-1").leaf == "bp-1"  # type: ignore[union-attr]
+    assert t.parse("hv/v1/alert/home-1/ana").kind == "alert"  # type: ignore[union-attr]
+    assert t.parse("other/v1/home/home-1/reading/bp-1") is None
+    with pytest.raises(ValueError, match="device id 'a/b'"):
+        t.reading("home-1", "a/b")
