@@ -8,6 +8,7 @@ that the flags announce, in that order. Little-endian throughout.
 
 from __future__ import annotations
 
+from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat, sfloat_special
 from homevitals.gateway.profiles.reader import Reader, date_time
@@ -48,7 +49,9 @@ def _status_flags(raw: int) -> tuple[str, ...]:
 def _pressure(r: Reader, what: str, field: str, kpa: bool) -> tuple[float, float]:
     """(value as sent, value in mmHg)."""
     value = decode_sfloat(r.uint(2, what, optional=False), where=_WHERE, field=field)
-    return value, round(kpa_to_mmhg(value), 1) if kpa else value
+    mmhg = round(kpa_to_mmhg(value), 1) if kpa else value
+    plausibility.check(_WHERE, "pressure", mmhg, value, "kPa" if kpa else "mmHg")
+    return value, mmhg
 
 
 def decode_measurement(data: bytes) -> Decoded:
@@ -107,7 +110,8 @@ def _mean_arterial(r: Reader, kpa: bool, unit: str, fields: dict[str, FieldValue
         details["mean_arterial"] = "NaN"
         return
     details["mean_arterial"] = {"value": value, "unit": unit}
-    fields["mean_arterial"] = FieldValue(round(kpa_to_mmhg(value), 1) if kpa else value,
+    mmhg = round(kpa_to_mmhg(value), 1) if kpa else value
+    fields["mean_arterial"] = FieldValue(plausibility.check(_WHERE, "pressure", mmhg, value, unit),
                                          Unit.MMHG)
 
 
@@ -117,4 +121,5 @@ def _pulse(r: Reader, fields: dict[str, FieldValue], details: dict[str, Detail])
         details["pulse"] = "NaN"
         return
     details["pulse"] = {"value": value, "unit": "bpm"}
-    fields["pulse"] = FieldValue(value, Unit.BPM)
+    fields["pulse"] = FieldValue(plausibility.check(_WHERE, "pulse", value, value, "bpm"),
+                                 Unit.BPM)

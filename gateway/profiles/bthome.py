@@ -10,6 +10,8 @@ ends. Encrypted payloads (AES-CCM with a bind key) are not supported yet.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from homevitals.gateway.errors import ProfileError
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.reader import Reader
@@ -131,7 +133,17 @@ def _result(details: dict[str, Detail], objects: list[dict[str, Detail]]) -> Dec
     details["packet_id"] = packet_id
     details["buttons"] = tuple(buttons)
     return Decoded(characteristic="bthome", details=details, packet_id=packet_id,
-                   button=events[0] if events else None)
+                   button=events[0] if events else None, event_time=_timestamp(objects))
+
+
+def _timestamp(objects: list[dict[str, Detail]]) -> datetime | None:
+    # bthome.io/format object 0x50 "timestamp": seconds since the Unix epoch (UTC). Buttons we
+    # know do not send it; when one does, it is the device's own time of the event.
+    for obj in objects:
+        value = obj["value"]
+        if obj["name"] == "timestamp" and isinstance(value, int):
+            return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 def _object(r: Reader) -> dict[str, Detail]:

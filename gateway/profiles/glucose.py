@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from homevitals.gateway.errors import ProfileError
+from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat
 from homevitals.gateway.profiles.reader import Reader, date_time
@@ -154,6 +155,7 @@ def _concentration(r: Reader, flags: int, details: dict[str, Detail]) -> FieldVa
     else:
         unit, mmol = "kg/L", glucose_kg_per_l_to_mmol_per_l(value)
     details["glucose_concentration"] = _quantity(value, unit)
+    plausibility.check(_WHERE, "glucose", round(mmol, 3), value, unit)
     return FieldValue(round(mmol, 3), Unit.MMOL_PER_L)
 
 

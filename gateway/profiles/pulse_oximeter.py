@@ -10,6 +10,8 @@ the value is no reading at all. Any other special value is an error.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat, sfloat_special
@@ -69,7 +71,8 @@ def _pai(r: Reader, where: str, details: dict[str, Detail]) -> None:
 
 
 def _result(characteristic: str, where: str, spo2: float | None, pulse: float | None,
-            flags: list[str], details: dict[str, Detail], **kw: object) -> Decoded:
+            flags: list[str], details: dict[str, Detail],
+            device_time: datetime | None = None) -> Decoded:
     fields: dict[str, FieldValue] = {}
     if spo2 is not None:
         fields["spo2"] = FieldValue(plausibility.check(where, "spo2", spo2, spo2, "%"),
@@ -84,9 +87,9 @@ def _result(characteristic: str, where: str, spo2: float | None, pulse: float | 
     if not fields or disowned:
         details["no_measurement"] = ", ".join(sorted(disowned)) or "SpO2 and pulse rate NaN"
         return Decoded(characteristic=characteristic, flags=tuple(flags), details=details,
-                       **kw)  # type: ignore[arg-type]  # only device_time is passed
+                       device_time=device_time)
     return Decoded(characteristic=characteristic, measurement=Measurement.SPO2, fields=fields,
-                   flags=tuple(flags), details=details, **kw)  # type: ignore[arg-type]
+                   flags=tuple(flags), details=details, device_time=device_time)
 
 
 def decode_spot_check(data: bytes) -> Decoded:
