@@ -1,14 +1,23 @@
 """The real radio: bleak (BlueZ on the Raspberry Pi).
 
-What BlueZ needs, learned from bleak's documentation and issue tracker:
-- one connect at a time (BlueZ fails "Operation already in progress" on parallel connects), so
-  connects are serialised by a lock; connections may then be held side by side;
-- a new ``BleakClient`` per connection, a generous connect timeout (>= 10 s);
-- reconnect with a growing, jittered delay so a dead device does not spin the radio;
-- indications (0x2A35) and notifications use the same ``start_notify`` call in bleak.
+What BlueZ needs, learned from bleak's documentation and issue tracker, and checked against real
+BlueZ 5.66 in the BLE VM harness (tests/ble_vm, docs/ble-vm.md):
+- one scanner for the whole gateway. It feeds call buttons (BTHome v2, service data 0xFCD2, no
+  connection) and tells each device's task when its configured address advertises, so discovery
+  is by address and no second discovery session runs beside it;
+- one device served at a time: connect, subscribe and record download run under one lock (BlueZ
+  fails "Operation already in progress" on parallel connects); a connected device then waits
+  for live values without holding the lock;
+- a new ``BleakClient`` per connection, a generous connect timeout (>= 10 s), and a reconnect
+  only after the device advertises again, with a growing, jittered delay after failures;
+- indications (0x2A35, 0x2A52) and notifications use the same ``start_notify`` call in bleak;
+- bonding: a device whose characteristics need encryption answers "Insufficient Encryption";
+  BlueZ then pairs (Just Works) and retries by itself, so no pairing call is needed here.
 
-Call buttons that broadcast BTHome v2 (service data UUID 0xFCD2) need no connection: one shared
-scanner delivers their advertisements.
+Glucose meters are read through the Record Access Control Point (GLS 1.0 / GSS "Record Access
+Control Point", 0x2A52): only records newer than the last sequence number saved for the device
+are asked for, and that number is saved after each record is in the durable queue, so a link
+dropped mid-transfer resumes where it stopped, without a gap or a duplicate.
 """
 
 from __future__ import annotations
@@ -16,42 +25,95 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import DeviceConfig, DeviceKind
+from homevitals.gateway.errors import GatewayError
 from homevitals.gateway.transport import Deliver, RawValue
 
-__all__ = ["BleakTransport", "MEASUREMENT_CHARACTERISTICS"]
+__all__ = ["MEASUREMENT_CHARACTERISTICS", "BleakTransport", "RacpError", "SequenceStore"]
 
 logger = logging.getLogger(__name__)
 
 BTHOME_UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 
 MEASUREMENT_CHARACTERISTICS: dict[DeviceKind, tuple[str, ...]] = {
-    DeviceKind.GLUCOSE_METER: ("2A18",),
+    DeviceKind.GLUCOSE_METER: ("2A18", "2A34"),
     DeviceKind.BLOOD_PRESSURE: ("2A35",),
     DeviceKind.CALL_BUTTON: (),
 }
+
+# GSS "Record Access Control Point": op codes, operators and response codes.
+RACP = "2A52"
+_REPORT_RECORDS, _RESPONSE = 0x01, 0x06
+_ALL, _GREATER_OR_EQUAL = 0x01, 0x03
+_FILTER_SEQUENCE = 0x01
+_SUCCESS, _NO_RECORDS = 0x01, 0x06
+_CONTEXT_FOLLOWS = 0x10  # GLS 0x2A18 flags bit 4: a 0x2A34 with the same sequence follows
 
 
 def _uuid(short: str) -> str:
     return f"0000{short.lower()}-0000-1000-8000-00805f9b34fb"
 
 
+class RacpError(GatewayError):
+    """A glucose meter refused or did not finish a record transfer."""
+
+
+class SequenceStore:
+    """The last glucose record sequence number in the durable queue, per device (SQLite)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._db = sqlite3.connect(str(path) if path else ":memory:", isolation_level=None)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS sequences (device TEXT PRIMARY KEY, last INTEGER NOT NULL)"
+        )
+
+    def last(self, device: str) -> int | None:
+        row = self._db.execute("SELECT last FROM sequences WHERE device = ?", (device,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def save(self, device: str, sequence: int) -> None:
+        self._db.execute(
+            "INSERT INTO sequences VALUES (?, ?) ON CONFLICT(device) DO UPDATE SET last = ?",
+            (device, sequence, sequence),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Sighting:
+    """The latest advertisement of one configured address."""
+
+    def __init__(self) -> None:
+        self.device: Any = None
+        self.at = 0.0
+        self.event = asyncio.Event()
+
+
 class BleakTransport:
     def __init__(
         self,
         *,
+        state_path: str | Path | None = None,
         connect_timeout: float = 20.0,
         clock: Clock | None = None,
         max_backoff: float = 300.0,
+        racp_timeout: float = 60.0,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.clock = clock or SystemClock()
         self.max_backoff = max_backoff
+        self.racp_timeout = racp_timeout
+        self.sequences = SequenceStore(state_path)
         self._connect_lock = asyncio.Lock()
+        self._sightings: dict[str, _Sighting] = {}
 
     async def run(self, devices: Sequence[DeviceConfig], deliver: Deliver) -> None:
         from bleak import BleakScanner  # imported here: the server side never needs bleak
@@ -59,60 +121,157 @@ class BleakTransport:
         buttons = {
             d.address.upper(): d for d in devices if d.kind == DeviceKind.CALL_BUTTON and d.address
         }
+        connected = [d for d in devices if MEASUREMENT_CHARACTERISTICS[d.kind] and d.address]
+        self._sightings = {str(d.address).upper(): _Sighting() for d in connected}
 
         def on_advert(device: Any, adv: Any) -> None:
-            dev = buttons.get(str(device.address).upper())
-            data = adv.service_data.get(BTHOME_UUID) if dev else None
-            if dev and data:
-                deliver(RawValue(dev.id, "bthome", bytes(data), self.clock.now()))
+            address = str(device.address).upper()
+            button = buttons.get(address)
+            data = adv.service_data.get(BTHOME_UUID) if button else None
+            if button and data:
+                deliver(RawValue(button.id, "bthome", bytes(data), self.clock.now()))
+            sighting = self._sightings.get(address)
+            if sighting is not None:
+                sighting.device, sighting.at = device, time.monotonic()
+                sighting.event.set()
 
         async with BleakScanner(detection_callback=on_advert), asyncio.TaskGroup() as tg:
-            for d in devices:
-                if MEASUREMENT_CHARACTERISTICS[d.kind] and d.address:
-                    tg.create_task(self._keep_connected(d, deliver), name=f"ble-{d.id}")
+            for d in connected:
+                tg.create_task(self._keep_connected(d, deliver), name=f"ble-{d.id}")
             await asyncio.Event().wait()
 
-    async def _keep_connected(self, device: DeviceConfig, deliver: Deliver) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self._session(device, deliver)
-                delay = 1.0
-            except (TimeoutError, OSError, _bleak_error()) as exc:
-                logger.warning("%s: %s; retrying in %.0f s", device.id, exc, delay)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, self.max_backoff)
+    async def _advertising(self, address: str, since: float) -> Any:
+        """The BLEDevice of ``address`` once it advertises after ``since`` (monotonic)."""
+        sighting = self._sightings[address.upper()]
+        while sighting.at <= since:
+            sighting.event.clear()
+            await sighting.event.wait()
+        return sighting.device
 
-    async def _session(self, device: DeviceConfig, deliver: Deliver) -> None:
-        from bleak import BleakClient, BleakScanner
+    async def _keep_connected(self, device: DeviceConfig, deliver: Deliver) -> None:
+        from bleak.exc import BleakError
 
         assert device.address is not None
-        ble_device = await BleakScanner.find_device_by_address(device.address, timeout=30.0)
-        if ble_device is None:
-            raise TimeoutError(f"{device.address} not seen advertising")
+        delay, since = 1.0, 0.0
+        while True:
+            ble_device = await self._advertising(device.address, since)
+            try:
+                await self._session(device, ble_device, deliver)
+                delay = 1.0
+            except (TimeoutError, OSError, BleakError, GatewayError) as exc:
+                logger.warning(
+                    "%s: %s: %s; retrying in about %.0f s",
+                    device.id, type(exc).__name__, exc, delay,
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+                delay = min(delay * 2, self.max_backoff)
+            since = time.monotonic()
+
+    async def _session(self, device: DeviceConfig, ble_device: Any, deliver: Deliver) -> None:
+        from bleak import BleakClient
+
         disconnected = asyncio.Event()
         client = BleakClient(
             ble_device,
             disconnected_callback=lambda _c: disconnected.set(),
             timeout=self.connect_timeout,
         )
-        async with self._connect_lock:
-            await client.connect()
         try:
-            for short in MEASUREMENT_CHARACTERISTICS[device.kind]:
-
-                def on_value(_char: Any, data: bytearray, short: str = short) -> None:
-                    deliver(RawValue(device.id, short, bytes(data), self.clock.now()))
-
-                await client.start_notify(_uuid(short), on_value)
-            logger.info("%s: connected, waiting for measurements", device.id)
+            async with self._connect_lock:
+                await client.connect()
+                logger.info("%s: connected to %s", device.id, device.address)
+                await self._subscribe(client, device, deliver, disconnected)
+            logger.info("%s: waiting for measurements", device.id)
             await disconnected.wait()
+            logger.info("%s: disconnected", device.id)
         finally:
             if client.is_connected:
                 await client.disconnect()
 
+    async def _subscribe(
+        self, client: Any, device: DeviceConfig, deliver: Deliver, disconnected: asyncio.Event
+    ) -> None:
+        glucose = _GlucoseDownload(device.id, self.sequences, deliver, self.clock)
+        for short in MEASUREMENT_CHARACTERISTICS[device.kind]:
+            if client.services.get_characteristic(_uuid(short)) is None:
+                continue  # optional characteristics (0x2A34) that a device does not have
 
-def _bleak_error() -> type[Exception]:
-    from bleak.exc import BleakError
+            def on_value(_char: Any, data: bytearray, short: str = short) -> None:
+                if device.kind == DeviceKind.GLUCOSE_METER:
+                    glucose.on_value(short, bytes(data))
+                else:
+                    deliver(RawValue(device.id, short, bytes(data), self.clock.now()))
 
-    return BleakError
+            await client.start_notify(_uuid(short), on_value)
+        if device.kind == DeviceKind.GLUCOSE_METER:
+            await glucose.run(client, disconnected, self.racp_timeout)
+
+
+class _GlucoseDownload:
+    """One RACP "report stored records" exchange, and the sequence bookkeeping around it."""
+
+    def __init__(self, device: str, store: SequenceStore, deliver: Deliver, clock: Clock) -> None:
+        self.device, self.store, self.deliver, self.clock = device, store, deliver, clock
+        self.pending: int | None = None  # delivered, but its context (0x2A34) is still to come
+        self.response: asyncio.Future[bytes] | None = None
+
+    def on_value(self, short: str, data: bytes) -> None:
+        self.deliver(RawValue(self.device, short, data, self.clock.now()))
+        if len(data) < 3:
+            return  # malformed: the gateway dead-letters it; nothing to remember
+        sequence = int.from_bytes(data[1:3], "little")
+        if short == "2A18":
+            self._commit()
+            if data[0] & _CONTEXT_FOLLOWS:
+                self.pending = sequence
+            else:
+                self._save(sequence)
+        elif short == "2A34" and sequence == self.pending:
+            self._commit()
+
+    def _commit(self) -> None:
+        if self.pending is not None:
+            self._save(self.pending)
+            self.pending = None
+
+    def _save(self, sequence: int) -> None:
+        last = self.store.last(self.device)
+        if last is None or sequence > last:
+            self.store.save(self.device, sequence)
+
+    async def run(self, client: Any, disconnected: asyncio.Event, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.response = loop.create_future()
+
+        def on_racp(_char: Any, data: bytearray) -> None:
+            if self.response is not None and not self.response.done():
+                self.response.set_result(bytes(data))
+
+        await client.start_notify(_uuid(RACP), on_racp)
+        last = self.store.last(self.device)
+        if last is None:
+            request = bytes([_REPORT_RECORDS, _ALL])
+        else:
+            request = bytes([_REPORT_RECORDS, _GREATER_OR_EQUAL, _FILTER_SEQUENCE])
+            request += ((last + 1) & 0xFFFF).to_bytes(2, "little")
+        logger.info("%s: RACP request %s (last saved sequence %s)", self.device, request.hex(), last)
+        await client.write_gatt_char(_uuid(RACP), request, response=True)
+        lost = asyncio.ensure_future(disconnected.wait())
+        try:
+            done, _ = await asyncio.wait({self.response, lost}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if self.response not in done:
+            what = "link lost" if lost in done else f"no answer in {timeout:.0f} s"
+            raise RacpError(f"{self.device}: record transfer not finished ({what})")
+        self._commit()  # the transfer is over: a context that did not come will not come
+        self._check(self.response.result())
+
+    def _check(self, answer: bytes) -> None:
+        if len(answer) == 4 and answer[0] == _RESPONSE and answer[2] == _REPORT_RECORDS:
+            if answer[3] in (_SUCCESS, _NO_RECORDS):
+                logger.info("%s: records up to date (sequence %s)", self.device,
+                            self.store.last(self.device))
+                return
+        raise RacpError(f"{self.device}: RACP answered {answer.hex()} to 'report records'")

@@ -85,7 +85,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return 0
     from homevitals.gateway.bleak_transport import BleakTransport
 
-    run_gateway(cfg, BleakTransport(), SystemClock())
+    state_path = cfg.gateway.sequence_state_path if cfg.gateway else None
+    run_gateway(cfg, BleakTransport(state_path=state_path), SystemClock())
     return 0
 
 
@@ -151,6 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from homevitals.demo import run_demo
 
     return run_demo(Path(args.workdir) if args.workdir else None, args.broker)
+
+
+def cmd_mqtt_acl(args: argparse.Namespace) -> int:
+    from homevitals.acl import mosquitto_acl
+
+    print(mosquitto_acl(_config(args)))
+    return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
@@ -227,6 +235,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
     sp.set_defaults(func=cmd_demo)
+    with_config("mqtt-acl", "print a Mosquitto ACL file for the configured homes").set_defaults(
+        func=cmd_mqtt_acl
+    )
     sp = sub.add_parser("decode", help="decode one characteristic value, e.g. 2A35 HEX")
     sp.add_argument("characteristic")
     sp.add_argument("hex")

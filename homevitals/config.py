@@ -30,8 +30,19 @@ __all__ = [
     "Config",
     "DeviceConfig",
     "DeviceKind",
+    "BatteryRuleConfig",
     "EventRuleConfig",
+    "GatewayRuleConfig",
+    "MissingDataRuleConfig",
+    "NOfM",
+    "RateRuleConfig",
+    "RouteConfig",
+    "RuleOverride",
+    "WebhookConfig",
+    "effective_rule",
     "GatewayConfig",
+    "HomeAssistantConfig",
+    "Quirk",
     "HomeConfig",
     "IngestConfig",
     "MqttConfig",
@@ -118,13 +129,44 @@ class StoreConfig(_Model):
 class DeviceKind(StrEnum):
     GLUCOSE_METER = "glucose_meter"
     BLOOD_PRESSURE = "blood_pressure"
-    CALL_BUTTON = "call_button"
+    CALL_BUTTON = "call_button"  # BTHome v2 advertisements (Shelly BLU Button)
+    CGM = "cgm"
+    HEART_RATE = "heart_rate"
+    PULSE_OXIMETER = "pulse_oximeter"
+    THERMOMETER = "thermometer"
+    SCALE = "scale"
+    ITAG_BUTTON = "itag_button"  # connect-and-notify call button (0xFFE1)
+    GPIO_BUTTON = "gpio_button"  # a push button wired to the Raspberry Pi (gpiozero)
 
 
 DEVICE_MEASUREMENTS: dict[DeviceKind, tuple[Measurement, ...]] = {
     DeviceKind.GLUCOSE_METER: (Measurement.GLUCOSE,),
     DeviceKind.BLOOD_PRESSURE: (Measurement.BLOOD_PRESSURE,),
     DeviceKind.CALL_BUTTON: (),
+    DeviceKind.CGM: (Measurement.GLUCOSE, Measurement.BATTERY),
+    DeviceKind.HEART_RATE: (Measurement.HEART_RATE, Measurement.BATTERY),
+    DeviceKind.PULSE_OXIMETER: (Measurement.SPO2, Measurement.BATTERY),
+    DeviceKind.THERMOMETER: (Measurement.TEMPERATURE, Measurement.BATTERY),
+    DeviceKind.SCALE: (Measurement.WEIGHT, Measurement.BATTERY),
+    DeviceKind.ITAG_BUTTON: (),
+    DeviceKind.GPIO_BUTTON: (),
+}
+
+
+class Quirk(StrEnum):
+    """Known vendor deviations from the Bluetooth SIG profiles (docs/gateway.md "Quirks")."""
+
+    BP_BIG_ENDIAN_PULSE_STATUS = "bp_big_endian_pulse_status"
+    GLUCOSE_MG_DL_WITHOUT_EXPONENT = "glucose_mg_dl_without_exponent"
+    GLUCOSE_CLOCK_FROM_DATE_TIME = "glucose_clock_from_date_time"
+    GLUCOSE_REVERSE_SEQUENCE = "glucose_reverse_sequence"
+
+
+QUIRK_KINDS: dict[Quirk, DeviceKind] = {
+    Quirk.BP_BIG_ENDIAN_PULSE_STATUS: DeviceKind.BLOOD_PRESSURE,
+    Quirk.GLUCOSE_MG_DL_WITHOUT_EXPONENT: DeviceKind.GLUCOSE_METER,
+    Quirk.GLUCOSE_CLOCK_FROM_DATE_TIME: DeviceKind.GLUCOSE_METER,
+    Quirk.GLUCOSE_REVERSE_SEQUENCE: DeviceKind.GLUCOSE_METER,
 }
 
 
@@ -133,8 +175,23 @@ class DeviceConfig(_Model):
     kind: DeviceKind
     patient: str
     address: str | None = Field(None, description="BLE address (bleak transport)")
+    quirks: list[Quirk] = Field([], description="named vendor deviations (docs/gateway.md)")
+    gpio_pin: int | None = Field(None, ge=0, le=53, description="BCM pin of a gpio_button")
 
     _id = field_validator("id", "patient")(lambda v: check_id("device/patient", v))
+
+    @model_validator(mode="after")
+    def _kind_options(self) -> DeviceConfig:
+        for quirk in self.quirks:
+            if QUIRK_KINDS[quirk] != self.kind:
+                raise ValueError(
+                    f"device {self.id}: quirk {quirk} is for {QUIRK_KINDS[quirk]} devices,"
+                    f" not {self.kind}"
+                )
+        if (self.kind == DeviceKind.GPIO_BUTTON) != (self.gpio_pin is not None):
+            raise ValueError(f"device {self.id}: gpio_pin is required for a gpio_button and"
+                             " only allowed there")
+        return self
 
 
 class CareRole(StrEnum):
@@ -162,6 +219,9 @@ class PatientConfig(_Model):
     id: str
     name: str = Field(min_length=1)
     care_team: list[CareTeamMember] = Field(min_length=1)
+    rule_overrides: dict[str, RuleOverride] = Field(
+        {}, description="rule id -> this patient's changes (issue 6)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
 
@@ -206,6 +266,14 @@ class HomeConfig(_Model):
         return ZoneInfo(self.timezone)
 
 
+class HomeAssistantConfig(_Model):
+    """Home Assistant MQTT discovery: retained config topics so a family's HA shows the
+    devices (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery). Off by default."""
+
+    enabled: bool = False
+    discovery_prefix: str = "homeassistant"
+
+
 class GatewayConfig(_Model):
     home: str
     transport: Literal["bleak", "simulated"] = "bleak"
@@ -214,6 +282,15 @@ class GatewayConfig(_Model):
     max_inflight: int = Field(100, ge=1, le=1000)
     heartbeat_seconds: float = Field(60.0, gt=0)
     client_id: str | None = None
+    # bleak transport: the last glucose record sequence number fetched, per device (RACP)
+    sequence_state_path: str = "homevitals-gateway-sequences.sqlite"
+    # What happens when queue_max_messages are waiting (the home offline for a long time):
+    # drop_oldest makes room by deleting the oldest messages; drop_new_readings refuses new
+    # readings instead. Call-button events are always queued. Either way every drop is logged
+    # and counted in the heartbeat ("dropped").
+    queue_full: Literal["drop_oldest", "drop_new_readings"] = "drop_oldest"
+    racp_timeout_seconds: float = Field(30.0, gt=0, description="glucose record download")
+    home_assistant: HomeAssistantConfig = Field(default_factory=lambda: HomeAssistantConfig())
 
 
 class IngestConfig(_Model):
@@ -237,6 +314,19 @@ class TimeWindow(_Model):
         return t >= self.start or t < self.end
 
 
+class NOfM(_Model):
+    """At least ``n`` of the last ``m`` readings breach the bound."""
+
+    n: int = Field(ge=1)
+    m: int = Field(ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _n_le_m(self) -> NOfM:
+        if self.n > self.m:
+            raise ValueError(f"n_of_m: n ({self.n}) cannot exceed m ({self.m})")
+        return self
+
+
 class ThresholdRuleConfig(_Model):
     id: str
     kind: Literal["threshold"]
@@ -248,6 +338,15 @@ class ThresholdRuleConfig(_Model):
     window: TimeWindow | None = None
     severity: Severity
     reason: str = Field(min_length=1)
+    # Issue 6 (docs/rules-and-alerts.md): hysteresis, sustained conditions, confirmation.
+    clear_at: float | None = Field(
+        None, description="resolve only once the value is back to here (default: the bound)"
+    )
+    for_minutes: float | None = Field(None, gt=0, description="breached for at least this long")
+    n_of_m: NOfM | None = None
+    confirm_within_minutes: float | None = Field(
+        None, gt=0, description="fire on a second breaching reading within this time"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -255,6 +354,16 @@ class ThresholdRuleConfig(_Model):
     def _one_bound(self) -> ThresholdRuleConfig:
         if (self.below is None) == (self.above is None):
             raise ValueError(f"rule {self.id}: give exactly one of 'below' or 'above'")
+        if self.clear_at is not None:
+            if self.below is not None and self.clear_at < self.below:
+                raise ValueError(f"rule {self.id}: clear_at must be >= below ({self.below})")
+            if self.above is not None and self.clear_at > self.above:
+                raise ValueError(f"rule {self.id}: clear_at must be <= above ({self.above})")
+        given = [self.for_minutes, self.n_of_m, self.confirm_within_minutes]
+        if sum(g is not None for g in given) > 1:
+            raise ValueError(
+                f"rule {self.id}: give at most one of for_minutes, n_of_m, confirm_within_minutes"
+            )
         return self
 
 
@@ -270,14 +379,137 @@ class EventRuleConfig(_Model):
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
+    @model_validator(mode="after")
+    def _call_is_critical(self) -> EventRuleConfig:
+        # Issue 6: a call for help is always critical and immediate, whatever the config says.
+        if self.event == EventKind.CALL_BUTTON and self.severity != Severity.CRITICAL:
+            raise ValueError(f"rule {self.id}: the call button is always severity critical")
+        return self
 
-RuleConfig = Annotated[ThresholdRuleConfig | EventRuleConfig, Field(discriminator="kind")]
+
+class RateRuleConfig(_Model):
+    """A fall (or rise) of more than ``fall``/``rise`` within ``within_minutes``."""
+
+    id: str
+    kind: Literal["rate"]
+    measurement: Measurement
+    field: str
+    unit: Unit
+    fall: float | None = Field(None, gt=0)
+    rise: float | None = Field(None, gt=0)
+    within_minutes: float = Field(gt=0)
+    window: TimeWindow | None = None
+    severity: Severity
+    reason: str = Field(min_length=1)
+
+    _id = field_validator("id")(lambda v: check_id("rule", v))
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> RateRuleConfig:
+        if (self.fall is None) == (self.rise is None):
+            raise ValueError(f"rule {self.id}: give exactly one of 'fall' or 'rise'")
+        return self
+
+
+class MissingDataRuleConfig(_Model):
+    """No reading of ``measurement`` for ``after_minutes`` (checked while ``window`` is open)."""
+
+    id: str
+    kind: Literal["missing"]
+    measurement: Measurement
+    after_minutes: float = Field(gt=0)
+    window: TimeWindow | None = None
+    severity: Severity
+    reason: str = Field(min_length=1)
+
+    _id = field_validator("id")(lambda v: check_id("rule", v))
+
+
+class GatewayRuleConfig(_Model):
+    """The home gateway is offline (its last will) or has missed its heartbeats."""
+
+    id: str
+    kind: Literal["gateway"]
+    offline_grace_minutes: float = Field(
+        5.0, ge=0, description="an 'offline' status must last this long (a reboot is not news)"
+    )
+    heartbeat_missed_minutes: float = Field(10.0, gt=0)
+    severity: Severity
+    reason: str = Field(min_length=1)
+
+    _id = field_validator("id")(lambda v: check_id("rule", v))
+
+
+class BatteryRuleConfig(_Model):
+    """A device battery (heartbeat or battery readings) below ``below`` %."""
+
+    id: str
+    kind: Literal["battery"]
+    below: float = Field(gt=0, le=100)
+    clear_at: float | None = Field(None, le=100)
+    severity: Severity
+    reason: str = Field(min_length=1)
+
+    _id = field_validator("id")(lambda v: check_id("rule", v))
+
+
+RuleConfig = Annotated[
+    ThresholdRuleConfig
+    | EventRuleConfig
+    | RateRuleConfig
+    | MissingDataRuleConfig
+    | GatewayRuleConfig
+    | BatteryRuleConfig,
+    Field(discriminator="kind"),
+]
+_RULE_KINDS = ("threshold", "event", "rate", "missing", "gateway", "battery")
+
+
+class RuleOverride(_Model):
+    """One patient's change to a shared rule (a COPD patient's lower SpO2 floor)."""
+
+    disabled: bool = False
+    below: float | None = None
+    above: float | None = None
+    clear_at: float | None = None
+    after_minutes: float | None = Field(None, gt=0)
+    window: TimeWindow | None = None
+    severity: Severity | None = None
+
+
+def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
+    """``rule`` with a patient's override applied and validated again (ValueError if invalid)."""
+    if override is None:
+        return rule
+    changes = override.model_dump(exclude_unset=True, exclude={"disabled"})
+    if "below" in changes and "above" not in changes and hasattr(rule, "above"):
+        changes["above"] = None  # a new floor replaces the bound, whichever it was
+    if "above" in changes and "below" not in changes and hasattr(rule, "below"):
+        changes["below"] = None
+    try:
+        return type(rule).model_validate({**rule.model_dump(), **changes})
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        raise ValueError(f"override of rule {rule.id}: {problems}") from None
 
 
 class RulesConfig(_Model):
     client_id: str = "homevitals-rules"
     state_path: str = "homevitals-rules-state.sqlite"
     definitions: list[RuleConfig] = []
+    # APScheduler's job store (SQLite); default: next to state_path.
+    schedule_path: str | None = None
+    tick_seconds: float = Field(
+        30.0, ge=0, description="missing-data checks on the clock; 0: only on message times"
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RulesConfig:
+        ids = [r.id for r in self.definitions]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"rule ids must be unique: {', '.join(dup)}")
+        return self
 
 
 class TwilioConfig(_Model):
@@ -301,6 +533,77 @@ class TwilioConfig(_Model):
         return self
 
 
+class RouteConfig(_Model):
+    """Who hears about which alerts, in what order. The first matching route wins."""
+
+    severities: list[Severity] = Field([], description="empty: any severity")
+    rules: list[str] = Field([], description="empty: any rule")
+    chain: list[CareRole] = Field(min_length=1, description="escalation steps, by role")
+    escalate_after_minutes: float = Field(15.0, gt=0)
+    renotify_minutes: float = Field(30.0, gt=0)
+    max_reminders: int = Field(6, ge=0)
+
+    def matches(self, severity: str, rule: str) -> bool:
+        return (not self.severities or severity in self.severities) and (
+            not self.rules or rule in self.rules
+        )
+
+
+def default_routes() -> list[RouteConfig]:
+    """A dead gateway or a flat battery goes to the health manager, not the doctor at 3 a.m."""
+    r = CareRole
+    return [
+        RouteConfig(
+            rules=["gateway-offline", "device-battery-low"],
+            chain=[r.HEALTH_MANAGER],
+            escalate_after_minutes=120,
+            renotify_minutes=240,
+            max_reminders=2,
+        ),
+        RouteConfig(
+            severities=[Severity.CRITICAL],
+            chain=[r.FAMILY_DOCTOR, r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
+            escalate_after_minutes=5,
+            renotify_minutes=10,
+            max_reminders=12,
+        ),
+        RouteConfig(
+            severities=[Severity.HIGH],
+            chain=[r.FAMILY_DOCTOR, r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
+            escalate_after_minutes=15,
+            renotify_minutes=30,
+        ),
+        RouteConfig(
+            severities=[Severity.MEDIUM],
+            chain=[r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
+            escalate_after_minutes=60,
+            renotify_minutes=120,
+            max_reminders=3,
+        ),
+        RouteConfig(
+            chain=[r.FAMILY_DOCTOR], escalate_after_minutes=720, renotify_minutes=720,
+            max_reminders=1,
+        ),
+    ]
+
+
+class WebhookConfig(_Model):
+    """Twilio's inbound-SMS and status-callback webhook, served by the alerts daemon."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8088, ge=1, le=65535)
+    public_url: str = Field(
+        description="the URL Twilio calls (behind a TLS proxy); the signature covers it"
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^/]+", v):
+            raise ValueError(f"public_url {v!r} must be an http(s) URL")
+        return v.rstrip("/")
+
+
 class AlertsConfig(_Model):
     client_id: str = "homevitals-alerts"
     notifier: Literal["twilio", "console"] = "console"
@@ -309,6 +612,14 @@ class AlertsConfig(_Model):
     retry_initial_seconds: float = Field(1.0, gt=0)
     retry_max_seconds: float = Field(300.0, gt=0)
     max_attempts: int = Field(8, ge=1)
+    # Issue 6: routing, escalation, quiet hours, the inbound webhook (docs/rules-and-alerts.md).
+    routes: list[RouteConfig] = Field(default_factory=lambda: default_routes())
+    quiet_hours: TimeWindow | None = Field(
+        None, description="patient's local time; holds low severity only"
+    )
+    webhook: WebhookConfig | None = None
+    schedule_path: str | None = None  # APScheduler's job store; default: next to outbox_path
+    sweep_seconds: float = Field(30.0, gt=0, description="safety-net check for due escalations")
 
 
 class Config(_Model):
@@ -339,6 +650,7 @@ class Config(_Model):
         if self.alerts.notifier == "twilio" and self.alerts.twilio is None:
             yield "alerts.notifier is twilio but the alerts.twilio section is missing"
         produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
+        yield from self._override_problems()
         for rule in self.rules.definitions:
             if (
                 isinstance(rule, ThresholdRuleConfig)
@@ -346,6 +658,19 @@ class Config(_Model):
                 and rule.measurement not in produced
             ):
                 yield f"rule {rule.id} watches {rule.measurement}, which no device produces"
+
+    def _override_problems(self) -> Iterator[str]:
+        rules = {r.id: r for r in self.rules.definitions}
+        for h in self.homes:
+            for p in h.patients:
+                for rule_id, override in p.rule_overrides.items():
+                    if rule_id not in rules:
+                        yield f"patient {p.id}: rule_overrides names unknown rule {rule_id!r}"
+                        continue
+                    try:
+                        effective_rule(rules[rule_id], override)
+                    except ValueError as exc:
+                        yield f"patient {p.id}: {exc}"
 
     def home(self, home_id: str) -> HomeConfig:
         for h in self.homes:
@@ -377,7 +702,7 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
 
 
 def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("threshold", "event")))
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _RULE_KINDS))
     line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
     key = ".".join(str(p) for p in loc) or "(top level)"
     msg = err["msg"].removeprefix("Value error, ")

@@ -10,8 +10,9 @@ topic                                          QoS       retained  payload
 {prefix}/v1/home/{home}/event/{device}         1         no        event (call button)
 {prefix}/v1/home/{home}/status                 1         yes       status (also the last will)
 {prefix}/v1/home/{home}/heartbeat              0         no        heartbeat
+{prefix}/v1/home/{home}/deadletter/{reason}    1         no        value the gateway rejected
 {prefix}/v1/alert/{home}/{patient}             1         no        alert decision (rules)
-{prefix}/v1/deadletter/{stage}/{reason}        1         no        rejected message + reason
+{prefix}/v1/deadletter/{stage}/{reason}        1         no        message a server stage rejected
 =============================================  ========  ========  ===========================
 """
 
@@ -62,6 +63,10 @@ class Topics:
     def heartbeat(self, home: str) -> str:
         return f"{self.home(home)}/heartbeat"
 
+    def gateway_deadletter(self, home: str, reason: str) -> str:
+        """Inside the home's own subtree, so the broker ACL that confines a gateway allows it."""
+        return f"{self.home(home)}/deadletter/{reason}"
+
     def alert(self, home: str, patient: str) -> str:
         return f"{self.base}/alert/{check_id('home', home)}/{check_id('patient', patient)}"
 
@@ -86,6 +91,10 @@ class Topics:
         return f"{self.base}/home/+/heartbeat"
 
     @property
+    def all_gateway_deadletters(self) -> str:
+        return f"{self.base}/home/+/deadletter/+"
+
+    @property
     def all_alerts(self) -> str:
         return f"{self.base}/alert/+/+"
 
@@ -95,7 +104,7 @@ class Topics:
         if not topic.startswith(head):
             return None
         parts = topic[len(head) :].split("/")
-        if parts[0] == "home" and len(parts) == 4 and parts[2] in ("reading", "event"):
+        if parts[0] == "home" and len(parts) == 4 and parts[2] in ("reading", "event", "deadletter"):
             return ParsedTopic(parts[2], parts[1], parts[3])
         if parts[0] == "home" and len(parts) == 3 and parts[2] in ("status", "heartbeat"):
             return ParsedTopic(parts[2], parts[1])

@@ -81,7 +81,7 @@ class IngestService:
         topics = [
             self.topics.all_readings,
             self.topics.all_events,
-            f"{self.topics.base}/deadletter/gateway/+",
+            self.topics.all_gateway_deadletters,
         ]
         group = self.icfg.shared_group
         return [f"$share/{group}/{t}" for t in topics] if group else topics
@@ -136,9 +136,7 @@ class IngestService:
         except WireError as exc:
             return self._reject(msg, exc.reason, str(exc))
         parsed = self.topics.parse(msg.topic)
-        if isinstance(decoded, wire.Reject) and msg.topic.startswith(
-            f"{self.topics.base}/deadletter/"
-        ):
+        if isinstance(decoded, wire.Reject) and parsed is not None and parsed.kind == "deadletter":
             self.rejects[f"gateway:{decoded.get('reason', 'unknown')}"] += 1
             return decoded
         if (

@@ -64,7 +64,9 @@ class _DeadLetters:
         self.got: list[tuple[str, dict[str, Any]]] = []
         self.ready = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dead-letter-watch")
-        self.client.on_connect = lambda c, *_: c.subscribe("homevitals/v1/deadletter/#", qos=1)
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [("homevitals/v1/deadletter/#", 1), ("homevitals/v1/home/+/deadletter/#", 1)]
+        )
         self.client.on_subscribe = lambda *_: self.ready.set()
         self.client.on_message = lambda _c, _u, m: self.got.append((m.topic, json.loads(m.payload)))
         self.client.connect("127.0.0.1", port)
@@ -135,9 +137,9 @@ def test_bad_values_and_payloads_are_named_counted_and_kept(
         # The dead-letter topics carry the same, for operators' own tooling.
         wait_until("4 dead letters", lambda: len(watch.got) >= 4, 20)
         topics = sorted(t for t, _ in watch.got)
-        assert topics == ["homevitals/v1/deadletter/gateway/bad_value"] * 3 + [
-            "homevitals/v1/deadletter/ingest/bad_json"
-        ]
+        assert topics == ["homevitals/v1/deadletter/ingest/bad_json"] + [
+            "homevitals/v1/home/home-novak/deadletter/bad_value"
+        ] * 3
 
         # The good readings around the bad ones arrived, and the ingest daemon lives on.
         bp = wait_until("good BP", lambda: store.query_readings("blood_pressure", "ana", *span), 20)

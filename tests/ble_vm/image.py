@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def cache_root() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "homevitals" / "ble-vm"
 
 
-def ensure_image(log=print) -> Image:  # type: ignore[no-untyped-def]
+def ensure_image(log: Callable[[str], None] = print) -> Image:
     """The cached image for the current recipe, building it first if needed (under a lock, so
     concurrent test runs on one machine build it once)."""
     root = cache_root()
@@ -154,7 +155,7 @@ def _run(argv: list[str], log_file: Path, what: str, env: dict[str, str] | None 
                          f"log {log_file}:\n{tail}")
 
 
-def _build(final: Path, log) -> None:  # type: ignore[no-untyped-def]
+def _build(final: Path, log: Callable[[str], None]) -> None:
     _require_tools()
     work = final.with_name(final.name + ".build")
     shutil.rmtree(work, ignore_errors=True)

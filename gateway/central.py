@@ -1,0 +1,135 @@
+"""The gateway's side of every device connection, over any ``Radio`` (bleak or simulated).
+
+What BlueZ needs, from bleak's documentation and issue tracker, applied here once for every
+radio: one shared scanner; one connect at a time (parallel connects fail with "Operation already
+in progress"), though connections may then be held side by side; a generous connect timeout;
+a fresh connection object each time (the radio's ``connect``); reconnects with a growing,
+jittered delay so a dead device does not keep the radio busy.
+
+Per device kind, what a session does once connected:
+- glucose meter: RACP download of the records not yet committed (``racp.py``), then stay for
+  live records until the meter hangs up (most do right after the transfer);
+- CGM: read the session start time (0x2AAA), then CGM Measurement notifications;
+- blood pressure, heart rate, pulse oximeter, thermometer, scale: their measurement
+  characteristic(s), plus Battery Level (0x2A19) read once and notified when offered;
+- iTag button: notifications on 0xFFE1.
+BTHome buttons need no connection: the scanner hands their service data (UUID 0xFCD2) over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+
+from homevitals.clock import Clock
+from homevitals.config import DeviceConfig, DeviceKind
+from homevitals.gateway.gatt import Advert, GattSession, OnValue, Radio
+from homevitals.gateway.racp import RacpError, download_records
+from homevitals.gateway.service import Gateway
+from homevitals.transport import Deliver, RawValue
+
+__all__ = ["CONNECTED_KINDS", "Central", "NOTIFY"]
+
+logger = logging.getLogger(__name__)
+
+BTHOME = "FCD2"
+BATTERY = "2A19"
+
+# The characteristics a session subscribes to, by device kind (measurement ones first).
+NOTIFY: dict[DeviceKind, tuple[str, ...]] = {
+    DeviceKind.BLOOD_PRESSURE: ("2A35",),
+    DeviceKind.CGM: ("2AA7",),
+    DeviceKind.HEART_RATE: ("2A37",),
+    DeviceKind.PULSE_OXIMETER: ("2A5E", "2A5F"),
+    DeviceKind.THERMOMETER: ("2A1C",),
+    DeviceKind.SCALE: ("2A9D",),
+    DeviceKind.ITAG_BUTTON: ("FFE1",),
+}
+CONNECTED_KINDS = frozenset({*NOTIFY, DeviceKind.GLUCOSE_METER})
+
+
+class Central:
+    """Implements ``BleTransport.run`` on top of a ``Radio``."""
+
+    def __init__(
+        self,
+        radio: Radio,
+        gateway: Gateway,
+        clock: Clock,
+        *,
+        connect_timeout: float = 20.0,
+        racp_timeout: float = 30.0,
+        min_backoff: float = 1.0,
+        max_backoff: float = 300.0,
+    ) -> None:
+        self.radio = radio
+        self.gateway = gateway
+        self.clock = clock
+        self.connect_timeout = connect_timeout
+        self.racp_timeout = racp_timeout
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.sessions = 0
+        self.failures = 0
+        self._connect_lock = asyncio.Lock()
+
+    async def run(self, devices: Sequence[DeviceConfig], deliver: Deliver) -> None:
+        buttons = {d.address.upper(): d for d in devices
+                   if d.kind == DeviceKind.CALL_BUTTON and d.address}
+
+        def on_advert(advert: Advert) -> None:
+            device = buttons.get(advert.address.upper())
+            data = advert.service_data.get(BTHOME) if device else None
+            if device is not None and data is not None:
+                deliver(RawValue(device.id, "bthome", bytes(data), advert.received_at))
+
+        async with asyncio.TaskGroup() as tg:
+            if buttons:
+                tg.create_task(self.radio.scan(on_advert), name="ble-scan")
+            for d in devices:
+                if d.kind in CONNECTED_KINDS and d.address:
+                    tg.create_task(self._keep_connected(d, deliver), name=f"ble-{d.id}")
+
+    async def _keep_connected(self, device: DeviceConfig, deliver: Deliver) -> None:
+        delay = self.min_backoff
+        while True:
+            try:
+                await self._session(device, deliver)
+                self.sessions += 1
+                delay = self.min_backoff
+            except (TimeoutError, OSError, RacpError) as exc:  # ConnectionError is an OSError
+                self.failures += 1
+                logger.warning("%s: %s; retrying in about %.0f s", device.id, exc, delay)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, self.max_backoff)
+
+    async def _session(self, device: DeviceConfig, deliver: Deliver) -> None:
+        async with AsyncExitStack() as stack:
+            async with self._connect_lock:
+                session = await stack.enter_async_context(
+                    self.radio.connect(device, self.connect_timeout))
+            logger.info("%s: connected", device.id)
+            await self._serve(device, session, deliver)
+            await session.wait_disconnected()
+            logger.info("%s: disconnected", device.id)
+
+    async def _serve(self, device: DeviceConfig, session: GattSession, deliver: Deliver) -> None:
+        def forward(characteristic: str) -> OnValue:
+            return lambda data: deliver(
+                RawValue(device.id, characteristic, bytes(data), self.clock.now()))
+
+        if session.has(BATTERY):
+            deliver(RawValue(device.id, BATTERY, await session.read(BATTERY), self.clock.now()))
+            await session.start_notify(BATTERY, forward(BATTERY))
+        if device.kind == DeviceKind.GLUCOSE_METER:
+            await download_records(session, device, self.gateway, self.clock,
+                                   timeout=self.racp_timeout)
+            return
+        if device.kind == DeviceKind.CGM and session.has("2AAA"):
+            deliver(RawValue(device.id, "2AAA", await session.read("2AAA"), self.clock.now()))
+        for characteristic in NOTIFY[device.kind]:
+            if session.has(characteristic):
+                await session.start_notify(characteristic, forward(characteristic))

@@ -1,0 +1,83 @@
+"""The gateway's radio edge for devices it connects to: ``Radio`` and ``GattSession``.
+
+``homevitals.transport.BleTransport`` delivers raw values and suits devices that only push
+(the demo, a replay). Devices the gateway must talk to - a glucose meter's Record Access
+Control Point, a CGM's session start time - need a session: write a characteristic, wait for
+an indication, read a value. These two protocols are that session, small enough that bleak
+(``BleakClient``: ``start_notify``, ``write_gatt_char(..., response=True)``, ``read_gatt_char``)
+and the simulated peripherals in ``homevitals.simulators.devices`` both implement them, so the
+RACP download and every other procedure runs unchanged against either.
+
+Characteristics are named by their short upper-case UUID ("2A52") or "FFE1". A lost link
+raises ``ConnectionError`` (an ``OSError``) from any call; the bleak adapter converts
+``BleakError`` to it where it enters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from homevitals.config import DeviceConfig
+
+__all__ = ["Advert", "GattSession", "OnValue", "Radio"]
+
+OnValue = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Advert:
+    """One advertisement as the scanner saw it. UUIDs are short upper-case where they are
+    Bluetooth SIG ones ("1808"), else the full lower-case form."""
+
+    address: str
+    received_at: datetime
+    name: str | None = None
+    rssi: int | None = None
+    service_uuids: tuple[str, ...] = ()
+    service_data: Mapping[str, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")
+
+
+class GattSession(Protocol):
+    """One connection to one peripheral."""
+
+    @property
+    def address(self) -> str: ...
+
+    def has(self, characteristic: str) -> bool:
+        """Whether the peripheral offers the characteristic (after service discovery)."""
+        ...
+
+    async def start_notify(self, characteristic: str, callback: OnValue) -> None:
+        """Notifications and indications alike (bleak enables whichever the CCCD allows)."""
+        ...
+
+    async def write(self, characteristic: str, data: bytes, *, response: bool = True) -> None: ...
+
+    async def read(self, characteristic: str) -> bytes: ...
+
+    async def wait_disconnected(self) -> None:
+        """Return when the link is gone (the peripheral hung up, or it was lost)."""
+        ...
+
+
+@runtime_checkable
+class Radio(Protocol):
+    """The adapter: one shared scanner, and connections made one at a time by the caller."""
+
+    def connect(
+        self, device: DeviceConfig, timeout: float
+    ) -> AbstractAsyncContextManager[GattSession]:
+        """Connect (raising TimeoutError or ConnectionError), disconnect on exit."""
+        ...
+
+    async def scan(self, on_advert: Callable[[Advert], None]) -> None:
+        """Deliver advertisements until cancelled."""
+        ...
