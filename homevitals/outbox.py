@@ -273,7 +273,7 @@ class OutboxPump:
                 continue  # a message published elsewhere on this client (status, heartbeat)
             failure = getattr(reason_code, "is_failure", None)
             if failure if failure is not None else bool(reason_code):
-                logger.error("broker refused queued message %d: %s; parked on disk", seq, reason_code)
+                logger.error("broker refused queued message %d: %s; parked", seq, reason_code)
                 self.queue.park(seq, str(reason_code))
                 self.rejected += 1
             else:

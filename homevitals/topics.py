@@ -104,7 +104,8 @@ class Topics:
         if not topic.startswith(head):
             return None
         parts = topic[len(head) :].split("/")
-        if parts[0] == "home" and len(parts) == 4 and parts[2] in ("reading", "event", "deadletter"):
+        leaf_kinds = ("reading", "event", "deadletter")
+        if parts[0] == "home" and len(parts) == 4 and parts[2] in leaf_kinds:
             return ParsedTopic(parts[2], parts[1], parts[3])
         if parts[0] == "home" and len(parts) == 3 and parts[2] in ("status", "heartbeat"):
             return ParsedTopic(parts[2], parts[1])
