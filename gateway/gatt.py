@@ -23,15 +23,37 @@ from typing import Protocol, runtime_checkable
 
 from homevitals.config import DeviceConfig
 
-__all__ = ["Advert", "GattSession", "OnValue", "Radio"]
+__all__ = ["Advert", "AdvertData", "GattSession", "OnValue", "Radio", "short_uuid"]
 
 OnValue = Callable[[bytes], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Advert:
+class Advert(Protocol):
     """One advertisement as the scanner saw it. UUIDs are short upper-case where they are
-    Bluetooth SIG ones ("1808"), else the full lower-case form."""
+    Bluetooth SIG ones ("1808", "FCD2"), else the full lower-case form."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def received_at(self) -> datetime: ...
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def rssi(self) -> int | None: ...
+
+    @property
+    def service_uuids(self) -> tuple[str, ...]: ...
+
+    @property
+    def service_data(self) -> Mapping[str, bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AdvertData:
+    """A concrete ``Advert`` for radio adapters (bleak's AdvertisementData converted)."""
 
     address: str
     received_at: datetime
@@ -81,3 +103,14 @@ class Radio(Protocol):
     async def scan(self, on_advert: Callable[[Advert], None]) -> None:
         """Deliver advertisements until cancelled."""
         ...
+
+
+_SIG_BASE = "-0000-1000-8000-00805f9b34fb"
+
+
+def short_uuid(uuid: str) -> str:
+    """"0000180d-0000-1000-8000-00805f9b34fb" -> "180D"; other UUIDs lower-case as they are."""
+    text = uuid.lower()
+    if len(text) == 36 and text.startswith("0000") and text.endswith(_SIG_BASE):
+        return text[4:8].upper()
+    return text

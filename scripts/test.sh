@@ -8,6 +8,7 @@ source "$(dirname "$0")/_venv.sh"
 missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v influxd >/dev/null || missing+=(influxdb)
+command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies configs/systemd/
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 echo "== ruff"

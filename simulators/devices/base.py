@@ -13,16 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from homevitals.clock import Clock, SystemClock
 
-__all__ = ["Misbehaviour", "SimulatedPeripheral", "SimulatedRadio", "SimulatedSession"]
+__all__ = [
+    "Misbehaviour",
+    "SimAdvert",
+    "SimulatedPeripheral",
+    "SimulatedRadio",
+    "SimulatedSession",
+]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SimAdvert:
+    """An advertisement (the gateway's ``Advert`` protocol)."""
+
+    address: str
+    received_at: datetime
+    name: str | None
+    rssi: int | None
+    service_uuids: tuple[str, ...]
+    service_data: Mapping[str, bytes]
 
 
 @dataclass
@@ -110,6 +129,12 @@ class SimulatedSession:
         self.peripheral.sent += copies
         return True
 
+    def indicate(self, characteristic: str, data: bytes) -> None:
+        """A control-point answer: delivered as is (misbehaviour is for measurement values)."""
+        callback = self._callbacks.get(characteristic)
+        if callback is not None and not self._gone.is_set():
+            callback(data)
+
     def hang_up(self) -> None:
         self._gone.set()
 
@@ -196,7 +221,11 @@ class SimulatedRadio:
             p.disconnect()
             p.session = None
 
-    async def scan(self, on_advert: Callable[[Any], None]) -> None:
-        from homevitals.gateway.gatt import Advert  # noqa: F401  # pragma: no cover - typing only
-
-        raise NotImplementedError  # replaced below; see _scan
+    async def scan(self, on_advert: Callable[[SimAdvert], None]) -> None:
+        """Every advertising peripheral, every ``advert_interval`` seconds, until cancelled."""
+        while True:
+            for p in self.peripherals.values():
+                if p.session is None or p.service_data():
+                    on_advert(SimAdvert(p.address, self.clock.now(), p.name, -60, p.services,
+                                        p.service_data()))
+            await asyncio.sleep(self.advert_interval)

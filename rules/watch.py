@@ -1,0 +1,198 @@
+"""Rules about what did *not* arrive: missing data, a silent gateway, a flat battery.
+
+Absence has no message to trigger on, so these rules are judged at a point in time ``now``:
+- on every message from a home, at that message's ``received_at`` (the home's own time line, so a
+  replay in simulated time judges a CGM gap correctly when the next heartbeat arrives), and
+- on a clock tick (APScheduler, ``rules.tick_seconds``), which is what notices a home that has
+  gone completely silent.
+Both paths run the same code against the durable state in ``rules/state.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from homevitals import wire
+from homevitals.config import (
+    DEVICE_MEASUREMENTS,
+    BatteryRuleConfig,
+    GatewayRuleConfig,
+    HomeConfig,
+    MissingDataRuleConfig,
+)
+from homevitals.readings import AlertDecision, GatewayState, GatewayStatus, Measurement, Reading
+from homevitals.rules.state import State
+
+if TYPE_CHECKING:
+    from homevitals.rules.engine import RuleEngine, Subject
+
+__all__ = ["Watch"]
+
+
+class Watch:
+    def __init__(self, engine: RuleEngine) -> None:
+        self.engine = engine
+        self.device_patient = {
+            d.id: d.patient for s in engine.subjects.values() for d in s.home.devices
+        }
+
+    # --- inputs -------------------------------------------------------------------------------
+    def on_reading(self, st: State, s: Subject, r: Reading) -> list[AlertDecision]:
+        out: list[AlertDecision] = []
+        st.seen(r.patient, str(r.measurement), r.time)
+        for rule in s.rules:
+            if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement:
+                current = st.open_alert(s.patient.id, rule.id)
+                if current is not None:
+                    out.append(self.engine.resolve(
+                        st, s, rule, current, "readings are arriving again",
+                        time=r.received_at, measurement=str(r.measurement), observed_at=r.time,
+                        source_id=r.reading_id,
+                    ))
+        if r.measurement == Measurement.BATTERY and "battery" in r.fields:
+            st.battery(r.device, r.patient, r.fields["battery"].value, r.time)
+            out += self._batteries(st, s, r.received_at)
+        return out + self.on_home_message(st, s.home, r.received_at)
+
+    def on_home_message(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
+        """Any message proves the gateway alive and moves the home's own clock to ``at``."""
+        st.home_alive(home.id, at)
+        return self._gateway_back(st, home, at) + self._judge_home(st, home, at)
+
+    def on_status(self, st: State, status: GatewayStatus) -> list[AlertDecision]:
+        home = self._home(status.home)
+        if home is None:
+            return []
+        if status.state == GatewayState.ONLINE:
+            return self.on_home_message(st, home, status.time or self.engine.clock.now())
+        # The will's own time stamp is from when the gateway connected, so "offline since" is
+        # the last moment the home was heard from (MQTT 3.1.1 section 3.1.2.5, the will is sent
+        # by the broker when the keepalive lapses).
+        seen = st.home(home.id)
+        since = seen.last_alive if seen is not None else self.engine.clock.now()
+        st.home_offline(home.id, since)
+        return self._judge_home(st, home, since)
+
+    def on_heartbeat(
+        self, st: State, home_id: str, at: datetime, batteries: dict[str, float]
+    ) -> list[AlertDecision]:
+        home = self._home(home_id)
+        if home is None:
+            return []
+        out: list[AlertDecision] = []
+        for device, percent in batteries.items():
+            patient = self.device_patient.get(device)
+            if patient is not None:
+                st.battery(device, patient, percent, at)
+        for s in self.engine.subjects_of(home.id):
+            out += self._batteries(st, s, at)
+        return out + self.on_home_message(st, home, at)
+
+    def tick(self, st: State, now: datetime) -> list[AlertDecision]:
+        out: list[AlertDecision] = []
+        for home in {s.home.id: s.home for s in self.engine.subjects.values()}.values():
+            out += self._judge_home(st, home, now)
+        return out
+
+    # --- judgement ----------------------------------------------------------------------------
+    def _judge_home(self, st: State, home: HomeConfig, now: datetime) -> list[AlertDecision]:
+        seen = st.home(home.id)
+        out: list[AlertDecision] = []
+        for s in self.engine.subjects_of(home.id):
+            for rule in s.rules:
+                if isinstance(rule, MissingDataRuleConfig):
+                    d = self._missing(st, s, rule, now, seen.first_seen if seen else None)
+                elif isinstance(rule, GatewayRuleConfig):
+                    d = self._gateway(st, s, rule, now)
+                else:
+                    continue
+                if d is not None:
+                    out.append(d)
+        return out
+
+    def _missing(
+        self,
+        st: State,
+        s: Subject,
+        rule: MissingDataRuleConfig,
+        now: datetime,
+        baseline: datetime | None,
+    ) -> AlertDecision | None:
+        if not self._watches(s, rule):
+            return None
+        last = st.last_seen(s.patient.id, str(rule.measurement))
+        since = last or baseline or self.engine.started
+        if now - since < timedelta(minutes=rule.after_minutes):
+            return None
+        if rule.window is not None and not rule.window.contains(now.astimezone(s.home.zone).time()):
+            return None
+        if st.open_alert(s.patient.id, rule.id) is not None:
+            return None
+        return self.engine.fire(
+            st, s, rule, f"missing-{wire.format_time(since)}", now, time=now,
+            measurement=str(rule.measurement), observed_at=since,
+        )
+
+    def _watches(self, s: Subject, rule: MissingDataRuleConfig) -> bool:
+        """Only patients with a device that produces the measurement can miss it."""
+        kinds = [d.kind for d in s.home.devices if d.patient == s.patient.id]
+        return any(rule.measurement in DEVICE_MEASUREMENTS.get(k, ()) for k in kinds)
+
+    def _gateway(
+        self, st: State, s: Subject, rule: GatewayRuleConfig, now: datetime
+    ) -> AlertDecision | None:
+        seen = st.home(s.home.id)
+        alive = seen.last_alive if seen else self.engine.started
+        offline = seen.offline_since if seen else None
+        silent = now - alive >= timedelta(minutes=rule.heartbeat_missed_minutes)
+        gone = offline is not None and now - offline >= timedelta(
+            minutes=rule.offline_grace_minutes
+        )
+        if not (silent or gone) or st.open_alert(s.patient.id, rule.id) is not None:
+            return None
+        since = offline or alive
+        return self.engine.fire(
+            st, s, rule, f"gateway-{wire.format_time(since)}", now, time=now,
+            measurement="gateway", field="offline" if gone else "silent", observed_at=since,
+        )
+
+    def _gateway_back(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
+        out: list[AlertDecision] = []
+        for s in self.engine.subjects_of(home.id):
+            for rule in s.rules:
+                if not isinstance(rule, GatewayRuleConfig):
+                    continue
+                current = st.open_alert(s.patient.id, rule.id)
+                if current is not None:
+                    out.append(self.engine.resolve(
+                        st, s, rule, current, "the home gateway is back online", time=at,
+                        measurement="gateway", observed_at=at,
+                    ))
+        return out
+
+    def _batteries(self, st: State, s: Subject, at: datetime) -> list[AlertDecision]:
+        out: list[AlertDecision] = []
+        levels = st.batteries(s.patient.id)
+        for rule in s.rules:
+            if not isinstance(rule, BatteryRuleConfig):
+                continue
+            low = {d: p for d, p in levels.items() if p < rule.below}
+            current = st.open_alert(s.patient.id, rule.id)
+            clear_at = rule.clear_at if rule.clear_at is not None else rule.below
+            if current is None and low:
+                device, percent = min(low.items(), key=lambda kv: kv[1])
+                out.append(self.engine.fire(
+                    st, s, rule, f"battery-{device}-{wire.format_time(at)}", at, time=at,
+                    measurement="battery", field=f"{device} battery", value=percent, unit="%",
+                    observed_at=at,
+                ))
+            elif current is not None and all(p >= clear_at for p in levels.values()):
+                out.append(self.engine.resolve(
+                    st, s, rule, current, "batteries charged", time=at, measurement="battery",
+                    observed_at=at,
+                ))
+        return out
+
+    def _home(self, home_id: str) -> HomeConfig | None:
+        return next((s.home for s in self.engine.subjects.values() if s.home.id == home_id), None)

@@ -1,0 +1,336 @@
+"""Scenario files: who lives where, what their devices measure, what goes wrong, and when.
+
+A scenario is YAML (``docs/scenarios.md``). Its ``homes``, ``rules`` and ``alerts`` sections are
+exactly the configuration's sections (``homevitals.config``), with three additions per patient:
+a generator ``profile``, explicit ``readings`` and call-button ``presses``. Around them: the
+start, duration and seed, ``faults`` (link drops, corrupted values, a gateway offline, the broker
+down), scripted care-team ``replies`` and optional ``expect``-ations.
+
+Loading follows ``homevitals.config.parse_config``: ``yaml.safe_load`` (nothing in the file is ever
+constructed as code), pydantic models with ``extra="forbid"``, and every error names the file, the
+line and the key.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+import yaml
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
+
+# The line map and error wording of the configuration loader, reused so that scenario errors
+# read exactly like configuration errors.
+from homevitals.config import (
+    AlertsConfig,
+    Config,
+    HomeConfig,
+    PatientConfig,
+    RulesConfig,
+    _describe,
+    _lines,
+    _Model,
+)
+from homevitals.errors import ConfigError
+
+__all__ = [
+    "Fault",
+    "LoadedScenario",
+    "Scenario",
+    "ScenarioError",
+    "load_scenario",
+    "parse_duration",
+    "parse_scenario",
+    "shipped_scenarios",
+]
+
+
+class ScenarioError(ConfigError):
+    """The scenario file is invalid; ``problems`` are ``file:line: key: problem``."""
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)([dhms]))+$")
+_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+_DAY_AT = re.compile(r"^day (\d+) (\d{1,2}:\d{2}(?::\d{2})?)$")
+
+
+def parse_duration(v: object) -> timedelta:
+    """"90m", "1h30m", "7d", "45s" -> timedelta."""
+    if isinstance(v, timedelta):
+        return v
+    text = str(v).strip().replace(" ", "")
+    if not _DURATION.match(text):
+        raise ValueError(f"{v!r} is not a duration such as 30s, 90m, 1h30m or 7d")
+    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))
+
+
+def _check_at(v: str) -> str:
+    if _DAY_AT.match(v):
+        return v
+    try:
+        parsed = datetime.fromisoformat(v)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is not None:
+        raise ValueError(
+            f"{v!r} is not a local time: use 'day N HH:MM' (day 1 is the start date) or"
+            " 'YYYY-MM-DD HH:MM', in the home's own time zone"
+        )
+    return v
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+At = Annotated[str, AfterValidator(_check_at)]
+ClockTime = Annotated[time, BeforeValidator(lambda v: time.fromisoformat(str(v)))]
+
+
+class MealSpec(_Model):
+    at: ClockTime
+    rise: float = Field(gt=0, le=15, description="peak rise in mmol/L about an hour after")
+
+
+class LowSpec(_Model):
+    at: At
+    nadir: float = Field(gt=0.5, lt=10)
+    hold: Duration = timedelta(minutes=40)
+
+
+class GlucoseSpec(_Model):
+    fasting: float = Field(6.5, gt=2, lt=25)
+    dawn_rise: float = Field(1.0, ge=0, le=5)
+    day_sd: float = Field(0.4, ge=0, le=3)
+    meals: list[MealSpec] | None = None
+    lows: list[LowSpec] = []
+
+
+class MeterSpec(_Model):
+    device: str
+    checks: list[ClockTime] = [time(7, 0), time(12, 0), time(18, 30), time(22, 0)]
+
+
+class GapSpec(_Model):
+    at: At
+    for_: Duration = Field(alias="for")
+
+
+class CgmSpec(_Model):
+    device: str
+    interval: Duration = timedelta(minutes=5)
+    gaps: list[GapSpec] = []
+    random_gaps_per_day: float = Field(0.0, ge=0, le=24)
+
+
+class BloodPressureSpec(_Model):
+    device: str
+    systolic: float = Field(135, gt=60, lt=260)
+    diastolic: float = Field(84, gt=30, lt=160)
+    pulse: float = Field(72, gt=25, lt=220)
+    times: list[ClockTime] = [time(7, 30), time(19, 30)]
+    morning_surge: float = Field(10, ge=0, le=60)
+    white_coat: list[At] = []
+    irregular_pulse_rate: float = Field(0.03, ge=0, le=1)
+    body_movement_rate: float = Field(0.05, ge=0, le=1)
+
+
+class OximeterSpec(_Model):
+    device: str
+    heart_rate: float = Field(72, gt=25, lt=220)
+    spo2: float = Field(97, gt=50, le=100)
+    interval: Duration = timedelta(minutes=10)
+    sleep: tuple[ClockTime, ClockTime] = (time(22, 30), time(6, 30))
+
+
+class ProfileSpec(_Model):
+    glucose: GlucoseSpec = GlucoseSpec()
+    meter: MeterSpec | None = None
+    cgm: CgmSpec | None = None
+    blood_pressure: BloodPressureSpec | None = None
+    oximeter: OximeterSpec | None = None
+
+
+class ReadingSpec(_Model):
+    """One explicit measurement; which values it needs depends on the device's kind."""
+
+    at: At
+    device: str
+    glucose: float | None = None
+    systolic: float | None = None
+    diastolic: float | None = None
+    mean_arterial: float | None = None
+    pulse: float | None = None
+    heart_rate: float | None = None
+    spo2: float | None = None
+    flags: list[str] = []
+
+
+class PressSpec(_Model):
+    at: At
+    device: str
+
+
+class ScenarioPatient(PatientConfig):
+    profile: ProfileSpec | None = None
+    readings: list[ReadingSpec] = []
+    presses: list[PressSpec] = []
+
+
+class ScenarioHome(HomeConfig):
+    patients: list[ScenarioPatient] = Field(min_length=1)  # type: ignore[assignment]
+
+
+class Fault(_Model):
+    """Something that goes wrong: see docs/scenarios.md "Faults"."""
+
+    kind: Literal["link_drop", "corrupt", "gateway_offline", "broker_down"]
+    at: At
+    for_: Duration | None = Field(None, alias="for")
+    home: str | None = None
+    device: str | None = None
+    backfill: bool = Field(True, description="link_drop: values wait in the device, else lost")
+    mode: Literal["truncate", "garbage"] = "truncate"
+    count: int = Field(1, ge=1, description="corrupt: how many values in a row")
+
+    @model_validator(mode="after")
+    def _needs(self) -> Fault:
+        if self.kind in ("link_drop", "gateway_offline", "broker_down") and self.for_ is None:
+            raise ValueError(f"a {self.kind} fault needs 'for' (how long, e.g. 1h)")
+        if self.kind in ("link_drop", "corrupt") and self.device is None:
+            raise ValueError(f"a {self.kind} fault needs 'device'")
+        return self
+
+
+class Reply(_Model):
+    at: At
+    from_: str = Field(alias="from")
+    text: str = Field(min_length=1, max_length=1600)
+
+
+class Expectation(_Model):
+    """A notification the scenario author expects: checked and reported by ``replay``."""
+
+    to: str
+    rule: str
+    kind: str = "firing"
+    at: At
+    within: Duration = timedelta(minutes=5)
+
+
+class Scenario(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    start: At
+    duration: Duration
+    seed: int = 0
+    tick: Duration = Field(timedelta(minutes=5), description="scheduler ticks and heartbeats")
+    homes: list[ScenarioHome] = Field(min_length=1)
+    rules: RulesConfig = RulesConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    faults: list[Fault] = []
+    replies: list[Reply] = []
+    expect: list[Expectation] | None = None
+
+    @model_validator(mode="after")
+    def _sane(self) -> Scenario:
+        if not timedelta(minutes=1) <= self.duration <= timedelta(days=92):
+            raise ValueError("duration must be between 1m and 92d")
+        if not timedelta(seconds=30) <= self.tick <= timedelta(hours=1):
+            raise ValueError("tick must be between 30s and 1h")
+        return self
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A validated scenario with what it takes to name a line in later errors."""
+
+    model: Scenario
+    config: Config
+    source: str
+    lines: dict[tuple[Any, ...], int]
+
+    def problem(self, loc: tuple[Any, ...], msg: str) -> str:
+        return _describe(self.source, {"loc": loc, "msg": msg, "type": "value_error"}, self.lines)
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The scenario's own clock zone: the first home's."""
+        return self.model.homes[0].zone
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromisoformat(self.model.start).replace(tzinfo=self.zone)
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.model.duration
+
+    def resolve(self, at: str, zone: ZoneInfo) -> datetime:
+        """'day N HH:MM' (day 1 is the start date) or 'YYYY-MM-DD HH:MM', local to ``zone``."""
+        m = _DAY_AT.match(at)
+        if m:
+            day = self.start.astimezone(zone).date() + timedelta(days=int(m.group(1)) - 1)
+            return datetime.combine(day, time.fromisoformat(m.group(2)), tzinfo=zone)
+        return datetime.fromisoformat(at).replace(tzinfo=zone)
+
+
+def _to_config(s: Scenario) -> dict[str, Any]:
+    homes = [
+        HomeConfig(
+            id=h.id,
+            timezone=h.timezone,
+            devices=h.devices,
+            patients=[PatientConfig(id=p.id, name=p.name, care_team=p.care_team) for p in h.patients],
+        )
+        for h in s.homes
+    ]
+    return {"homes": homes, "rules": s.rules, "alerts": s.alerts}
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> LoadedScenario:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise ScenarioError([f"{source}{line}: not valid YAML: {exc}"]) from exc
+    if not isinstance(data, dict):
+        raise ScenarioError([f"{source}: the top level must be a mapping (name, start, homes ...)"])
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _lines(node, (), lines)
+    try:
+        model = Scenario.model_validate(data)
+        config = Config.model_validate(_to_config(model))
+    except ValidationError as exc:
+        raise ScenarioError([_describe(source, e, lines) for e in exc.errors()]) from exc
+    if model.start.startswith("day "):
+        raise ScenarioError([f"{source}:{lines.get(('start',), '?')}: start: must be a date"
+                             " such as '2026-11-20 08:00', not 'day N'"])
+    return LoadedScenario(model, config, source, lines)
+
+
+def load_scenario(path: str | Path) -> LoadedScenario:
+    """A scenario file by path, or a shipped one by name (``night-low``)."""
+    p = Path(path)
+    if not p.exists() and not p.suffix and str(path) in shipped_scenarios():
+        ref = resources.files("homevitals.simulators").joinpath(f"scenarios/{path}.yaml")
+        return parse_scenario(ref.read_text("utf-8"), f"scenarios/{path}.yaml")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        known = ", ".join(shipped_scenarios())
+        raise ScenarioError([f"{p}: cannot read: {exc.strerror} (shipped scenarios: {known})"]
+                            ) from exc
+    return parse_scenario(text, str(p))
+
+
+def shipped_scenarios() -> list[str]:
+    folder = resources.files("homevitals.simulators").joinpath("scenarios")
+    return sorted(f.name.removesuffix(".yaml") for f in folder.iterdir()
+                  if f.name.endswith(".yaml"))
