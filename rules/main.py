@@ -1,4 +1,10 @@
-"""The rules daemon's one entry point: subscription -> engine -> durable outbox -> MQTT."""
+"""The rules daemon's one entry point: subscription -> engine -> durable outbox -> MQTT.
+
+Threads: paho's network thread runs the engine for each message (one SQLite commit, then the
+PUBACK); the outbox pump publishes decisions; APScheduler's one worker runs the clock tick that
+judges missing data and silent gateways (``homevitals.scheduling``). The engine's transactions
+serialise them.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,13 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from homevitals import wire
+from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
 from homevitals.errors import WireError
 from homevitals.outbox import DurableQueue, OutboxPump
-from homevitals.readings import Event, Reading
+from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
 from homevitals.rules.engine import RuleEngine
+from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
 
@@ -24,21 +32,36 @@ logger = logging.getLogger(__name__)
 
 
 class RulesApp:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
         self.cfg = cfg
+        self.clock = clock or SystemClock()
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.outbox = DurableQueue(cfg.rules.state_path)
-        self.engine = RuleEngine(list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics)
+        self.engine = RuleEngine(
+            list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics, self.clock
+        )
         self.rejected = 0
         self.subscriber = Subscriber(
             cfg.mqtt,
             cfg.rules.client_id,
-            [self.topics.all_readings, self.topics.all_events],
+            [
+                self.topics.all_readings,
+                self.topics.all_events,
+                self.topics.all_status,
+                self.topics.all_heartbeats,
+            ],
             self.handle,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = self._on_publish
+        self.scheduler = JobScheduler(
+            "rules",
+            cfg.rules.schedule_path or default_path(cfg.rules.state_path),
+            self._on_timer,
+            self.clock,
+            tick_seconds=cfg.rules.tick_seconds,
+        )
 
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, rc: Any, _p: Any = None) -> None:
         self.pump.on_publish(mid, rc)
@@ -51,20 +74,44 @@ class RulesApp:
             self.rejected += 1
             logger.warning("rules skip a message on %s: %s", msg.topic, exc)
             return
+        decisions: list[AlertDecision] = []
         if isinstance(decoded, Reading):
             decisions = self.engine.on_reading(decoded)
         elif isinstance(decoded, Event):
             decisions = self.engine.on_event(decoded)
-        else:
-            return
+        elif isinstance(decoded, GatewayStatus):
+            decisions = self.engine.on_status(decoded)
+        elif isinstance(decoded, wire.Heartbeat):
+            decisions = self._heartbeat(decoded, msg.topic)
         if decisions:
+            self.pump.notify()
+
+    def _heartbeat(self, hb: wire.Heartbeat, topic: str) -> list[AlertDecision]:
+        try:
+            at = wire.parse_time(hb.get("time"), "time")
+        except WireError as exc:
+            self.rejected += 1
+            logger.warning("rules skip a heartbeat on %s: %s", topic, exc)
+            return []
+        batteries: dict[str, float] = {}
+        devices = hb.get("devices")
+        for device, info in (devices.items() if isinstance(devices, dict) else []):
+            level = info.get("battery") if isinstance(info, dict) else None
+            if isinstance(level, int | float) and not isinstance(level, bool):
+                batteries[str(device)] = float(level)
+        return self.engine.on_heartbeat(str(hb["home"]), at, batteries)
+
+    def _on_timer(self, key: str) -> None:
+        if self.engine.tick():
             self.pump.notify()
 
     def start(self) -> None:
         self.pump.start()
+        self.scheduler.start()
         self.subscriber.start()
 
     def stop(self, drain_seconds: float = 5.0) -> None:
+        self.scheduler.stop()
         if self.pump.connected.is_set():
             self.pump.drain(drain_seconds)
         self.pump.stop()
@@ -72,8 +119,8 @@ class RulesApp:
         self.outbox.close()
 
 
-def run_rules(cfg: Config) -> None:
-    app = RulesApp(cfg)
+def run_rules(cfg: Config, clock: Clock | None = None) -> None:
+    app = RulesApp(cfg, clock)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

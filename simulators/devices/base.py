@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -187,13 +188,15 @@ class SimulatedRadio:
     """The ``Radio`` protocol over simulated peripherals."""
 
     def __init__(self, peripherals: Iterable[SimulatedPeripheral], clock: Clock | None = None,
-                 *, advert_interval: float = 0.1, connect_delay: float = 0.01) -> None:
+                 *, advert_interval: float = 0.1, connect_delay: float = 0.01,
+                 press_every: float | None = None) -> None:
         self.peripherals = {p.address: p for p in peripherals}
         self.clock = clock or SystemClock()
         self.advert_interval = advert_interval
         self.connect_delay = connect_delay
         self.connecting = False
         self.parallel_connects = 0  # attempts refused because another was in progress
+        self.press_every = press_every  # scan() presses every button this often (a household)
 
     @asynccontextmanager
     async def connect(self, device: Any, timeout: float) -> AsyncIterator[SimulatedSession]:
@@ -223,7 +226,14 @@ class SimulatedRadio:
 
     async def scan(self, on_advert: Callable[[SimAdvert], None]) -> None:
         """Every advertising peripheral, every ``advert_interval`` seconds, until cancelled."""
+        next_press = time.monotonic() + (self.press_every or 0)
         while True:
+            if self.press_every and time.monotonic() >= next_press:
+                next_press += self.press_every
+                for p in self.peripherals.values():
+                    press = getattr(p, "press", None)
+                    if press is not None:
+                        press()
             for p in self.peripherals.values():
                 if p.session is None or p.service_data():
                     on_advert(SimAdvert(p.address, self.clock.now(), p.name, -60, p.services,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from homevitals.clock import Clock
@@ -92,38 +92,38 @@ def make_streaming(kind: str, address: str, *, interval: float, clock: Clock | N
                    zone: ZoneInfo | None = None, count: int | None = None) -> StreamingDevice:
     """A device of ``kind`` (a DeviceKind value) with realistic values."""
     rng = _rng(address)
-    kw = {"interval": interval, "clock": clock, "zone": zone, "count": count}
+
+    def dev(name: str, service: str, characteristic: str, produce: Producer,
+            extra: dict[str, bytes] | None = None) -> StreamingDevice:
+        return StreamingDevice(address, name, service, characteristic, produce,
+                               interval=interval, clock=clock, zone=zone, count=count,
+                               extra=extra)
+
     if kind == "blood_pressure":
         def bp(i: int, now: datetime) -> bytes:
             sys_ = rng.randint(115, 150)
             dia = rng.randint(70, 95)
             return bv.encode_bp_measurement(sys_, dia, round(dia + (sys_ - dia) / 3),
                                             timestamp=now, pulse=rng.randint(60, 85))
-        return StreamingDevice(address, "Simulated BP", "1810", "2A35", bp, **kw)  # type: ignore[arg-type]
+        return dev("Simulated BP", "1810", "2A35", bp)
     if kind == "heart_rate":
-        return StreamingDevice(address, "Simulated HR", "180D", "2A37", lambda i, now: (
-            bx.encode_heart_rate(rng.randint(58, 95), contact=True,
-                                 rr_ms=[rng.uniform(650, 1000)])), **kw)  # type: ignore[arg-type]
+        return dev("Simulated HR", "180D", "2A37", lambda i, now: bx.encode_heart_rate(
+            rng.randint(58, 95), contact=True, rr_ms=[rng.uniform(650, 1000)]))
     if kind == "pulse_oximeter":
-        return StreamingDevice(address, "Simulated Oximeter", "1822", "2A5F", lambda i, now: (
-            bx.encode_plx_continuous(rng.randint(93, 99), rng.randint(58, 90))),
-            **kw)  # type: ignore[arg-type]
+        return dev("Simulated Oximeter", "1822", "2A5F", lambda i, now: (
+            bx.encode_plx_continuous(rng.randint(93, 99), rng.randint(58, 90))))
     if kind == "thermometer":
-        return StreamingDevice(address, "Simulated Thermometer", "1809", "2A1C", lambda i, now: (
-            bx.encode_temperature(round(rng.uniform(36.2, 37.4), 2), timestamp=now, site=6)),
-            **kw)  # type: ignore[arg-type]
+        return dev("Simulated Thermometer", "1809", "2A1C", lambda i, now: (
+            bx.encode_temperature(round(rng.uniform(36.2, 37.4), 2), timestamp=now, site=6)))
     if kind == "scale":
-        return StreamingDevice(address, "Simulated Scale", "181D", "2A9D", lambda i, now: (
-            bx.encode_weight(round(rng.uniform(70.0, 71.0), 1), timestamp=now)),
-            **kw)  # type: ignore[arg-type]
+        return dev("Simulated Scale", "181D", "2A9D", lambda i, now: (
+            bx.encode_weight(round(rng.uniform(70.0, 71.0), 1), timestamp=now)))
     if kind == "cgm":
-        start = (clock.now() if clock else datetime.now().astimezone()).astimezone(
-            zone or ZoneInfo("UTC")).replace(tzinfo=None, microsecond=0) - timedelta(hours=1)
-        return StreamingDevice(
-            address, "Simulated CGM", "181F", "2AA7",
-            lambda i, now: bx.encode_cgm_measurement([bx.CgmRecord(
-                round(rng.uniform(4.5, 9.0), 1), 60 + i, trend_mg_dl_min=0.5, quality=95,
-                crc=True)]),
-            extra={"2AAA": bx.encode_cgm_session_start(start, tz_quarters=0, crc=True)},
-            **kw)  # type: ignore[arg-type]
+        # Session start sent in UTC (time zone 0, DST 0): the gateway needs no home zone for it.
+        started = (clock.now() if clock else datetime.now(UTC)).astimezone(UTC).replace(
+            tzinfo=None, microsecond=0) - timedelta(hours=1)
+        return dev("Simulated CGM", "181F", "2AA7", lambda i, now: bx.encode_cgm_measurement(
+            [bx.CgmRecord(round(rng.uniform(4.5, 9.0), 1), 60 + i, trend_mg_dl_min=0.5,
+                          quality=95, crc=True)]),
+            extra={"2AAA": bx.encode_cgm_session_start(started, tz_quarters=0, crc=True)})
     raise ValueError(f"no streaming simulator for device kind {kind!r}")
