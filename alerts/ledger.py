@@ -1,25 +1,31 @@
 """The durable record of alerts and notifications: the outbox and the audit trail in one.
 
-Each notification is a row with a state (pending -> sending -> sent | failed) written before and
-after the provider is called. A row is unique per (alert, kind, recipient), so a redelivered
-decision can never create a second SMS. Twilio has no idempotency key for Messages: a row found in
-``sending`` at start-up was interrupted mid-call, and is resent only after a warning (at-least-once
-for a life-safety message is the lesser evil; the window is the duration of one HTTP request).
+An alert moves firing -> notified -> acknowledged -> resolved; its escalation step and the time
+its next step is due live on its row, so a restart picks the chain up where it stopped. Each
+notification is a row with a state (pending -> sending -> sent | failed | cancelled) written before
+and after the provider is called, unique per (alert, kind, recipient): a redelivered decision or a
+timer that fires twice can never create a second SMS. Twilio has no idempotency key for Messages,
+so a row found in ``sending`` after a crash is looked up at Twilio before anything is resent
+(``alerts/main.py``). Every step is written to ``log`` in the same transaction.
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from homevitals import wire
 from homevitals.alerts.errors import AlertsError
+from homevitals.alerts.history import HISTORY_SQL, format_history
 from homevitals.readings import AlertDecision
 
-__all__ = ["Ledger", "Notification", "format_history"]
+__all__ = ["AlertRow", "Ledger", "Note", "Notification", "format_history"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -39,10 +45,39 @@ CREATE TABLE IF NOT EXISTS log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time TEXT NOT NULL, alert_id TEXT NOT NULL, entry TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS inbound (
+    message_sid TEXT PRIMARY KEY, time TEXT NOT NULL, sender TEXT NOT NULL, body TEXT NOT NULL,
+    outcome TEXT
+);
+"""
+# Columns added by issue 6; ALTERed into a ledger written by an older version.
+_ADDED = {
+    "alerts": [
+        ("ack_code", "TEXT"),
+        ("acked_at", "TEXT"),
+        ("acked_by", "TEXT"),
+        ("step", "INTEGER NOT NULL DEFAULT 0"),
+        ("reminders", "INTEGER NOT NULL DEFAULT 0"),
+        ("next_step_at", "TEXT"),
+    ],
+    "notifications": [
+        ("step", "INTEGER NOT NULL DEFAULT 0"),
+        ("sending_at", "TEXT"),
+        ("delivery", "TEXT"),
+    ],
+}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS alerts_due ON alerts(next_step_at);
+CREATE INDEX IF NOT EXISTS notifications_sid ON notifications(sid);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at);
 """
 
-
-_SELECT = "SELECT id, alert_id, kind, recipient, name, role, body, attempts FROM notifications"
+_NCOLS = "id, alert_id, kind, recipient, name, role, body, attempts, step, sending_at"
+_ACOLS = (
+    "alert_id, home, patient, rule, severity, state, opened_at, ack_code, acked_at, acked_by,"
+    " step, reminders, next_step_at, decision"
+)
+_LIVE_KINDS = "kind NOT IN ('resolved', 'acknowledged')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,79 +90,330 @@ class Notification:
     role: str
     body: str
     attempts: int
+    step: int = 0
+    sending_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A notification to create: who, what, and not before when (quiet hours)."""
+
+    recipient: str
+    name: str
+    role: str
+    body: str
+    kind: str
+    step: int
+    not_before: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    alert_id: str
+    home: str
+    patient: str
+    rule: str
+    severity: str
+    state: str
+    opened_at: str
+    ack_code: str | None
+    acked_at: str | None
+    acked_by: str | None
+    step: int
+    reminders: int
+    next_step_at: str | None
+    decision: str
+
+    def decoded(self) -> AlertDecision:
+        d = wire.decode(self.decision.encode())
+        assert isinstance(d, AlertDecision)
+        return d
 
 
 class Ledger:
     def __init__(self, path: str | Path) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA busy_timeout=10000")  # the CLI writes acks alongside
             self._db.executescript(_SCHEMA)
+            self._migrate()
+            self._db.executescript(_INDEXES)
         except sqlite3.Error as exc:
             raise AlertsError(f"cannot open the alert ledger {path}: {exc}") from exc
 
-    def record(
-        self, d: AlertDecision, notes: list[tuple[str, str, str, str]], now: datetime
-    ) -> int:
-        """Store a decision and its notifications (recipient, name, role, body) atomically.
+    def _migrate(self) -> None:
+        for table, cols in _ADDED.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in cols:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
-        Returns how many notifications are new (0 for a redelivered decision)."""
-        t = wire.format_time(now)
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute(
-                    "INSERT OR IGNORE INTO alerts VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        d.alert_id,
-                        d.home,
-                        d.patient,
-                        d.rule,
-                        str(d.severity),
-                        str(d.state),
-                        t,
-                        None,
-                        wire.encode(d).decode(),
-                    ),
-                )
-                if d.state == "resolved":
-                    self._db.execute(
-                        "UPDATE alerts SET state='resolved', resolved_at=?"
-                        " WHERE alert_id=? AND resolved_at IS NULL",
-                        (t, d.alert_id),
-                    )
-                new = 0
-                for recipient, name, role, body in notes:
-                    cur = self._db.execute(
-                        "INSERT OR IGNORE INTO notifications(alert_id, kind, recipient, name,"
-                        " role, body, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?)",
-                        (d.alert_id, str(d.state), recipient, name, role, body, t, t),
-                    )
-                    new += cur.rowcount
-                if new:
-                    self._log(
-                        d.alert_id,
-                        t,
-                        f"{d.state}: {d.rule} {d.severity} for {d.patient}: {d.reason}",
-                    )
-                self._db.execute("COMMIT")
+                yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return new
+            self._db.execute("COMMIT")
 
     def _log(self, alert_id: str, t: str, entry: str) -> None:
         self._db.execute(
             "INSERT INTO log(time, alert_id, entry) VALUES (?,?,?)", (t, alert_id, entry)
         )
 
-    def due(self, now: datetime, limit: int = 20) -> list[Notification]:
+    # --- alerts -------------------------------------------------------------------------------
+    def ensure_alert(self, d: AlertDecision, now: datetime) -> tuple[AlertRow, bool]:
+        """The alert's row, created (with its ACK code) or resolved by ``d``; True if changed."""
+        t = wire.format_time(now)
+        with self._tx() as db:
+            changed = False
+            if self._row(d.alert_id) is None:
+                db.execute(
+                    "INSERT INTO alerts(alert_id, home, patient, rule, severity, state, opened_at,"
+                    " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        d.alert_id,
+                        d.home,
+                        d.patient,
+                        d.rule,
+                        str(d.severity),
+                        "firing",
+                        t,
+                        wire.encode(d).decode(),
+                        self._new_code(now),
+                    ),
+                )
+                self._log(
+                    d.alert_id, t, f"firing: {d.rule} {d.severity} for {d.patient}: {d.reason}"
+                )
+                changed = True
+            if d.state == "resolved":
+                cur = db.execute(
+                    "UPDATE alerts SET state='resolved', resolved_at=?, next_step_at=NULL"
+                    " WHERE alert_id=? AND resolved_at IS NULL",
+                    (t, d.alert_id),
+                )
+                if cur.rowcount:
+                    self._cancel(d.alert_id, t, "resolved", held_firing_too=now)
+                    self._log(d.alert_id, t, f"resolved: {d.reason}")
+                    changed = True
+            row = self._row(d.alert_id)
+        assert row is not None
+        return row, changed
+
+    def _new_code(self, now: datetime) -> str:
+        """A 4-digit code no alert of the last week or still open uses (10 000 codes)."""
+        week = wire.format_time(now - timedelta(days=7))
+        used = {
+            r[0]
+            for r in self._db.execute(
+                "SELECT ack_code FROM alerts WHERE ack_code IS NOT NULL AND (opened_at >= ?"
+                " OR state NOT IN ('acknowledged', 'resolved'))",
+                (week,),
+            )
+        }
+        for digits in (4, 4, 4, 4, 4, 6):
+            code = str(secrets.randbelow(9 * 10 ** (digits - 1)) + 10 ** (digits - 1))
+            if code not in used:
+                return code
+        return str(secrets.randbelow(900_000_000) + 100_000_000)
+
+    def _row(self, alert_id: str) -> AlertRow | None:
+        r = self._db.execute(
+            f"SELECT {_ACOLS} FROM alerts WHERE alert_id=?", (alert_id,)
+        ).fetchone()
+        return None if r is None else AlertRow(*r)
+
+    def alert(self, alert_id: str) -> AlertRow | None:
+        with self._lock:
+            return self._row(alert_id)
+
+    def due_alerts(self, now: datetime) -> list[AlertRow]:
         with self._lock:
             rows = self._db.execute(
-                _SELECT + " WHERE state IN ('pending','sending') AND next_attempt_at <= ?"
-                " ORDER BY id LIMIT ?",
+                f"SELECT {_ACOLS} FROM alerts WHERE next_step_at IS NOT NULL AND next_step_at <= ?"
+                " AND acked_at IS NULL AND resolved_at IS NULL ORDER BY next_step_at",
+                (wire.format_time(now),),
+            ).fetchall()
+        return [AlertRow(*r) for r in rows]
+
+    def scheduled(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [
+                (str(a), str(t))
+                for a, t in self._db.execute(
+                    "SELECT alert_id, next_step_at FROM alerts WHERE next_step_at IS NOT NULL"
+                )
+            ]
+
+    def by_code(self, code: str) -> list[AlertRow]:
+        """Alerts with this ACK code not yet acknowledged, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_ACOLS} FROM alerts WHERE ack_code=? AND acked_at IS NULL"
+                " ORDER BY opened_at DESC",
+                (code,),
+            ).fetchall()
+        return [AlertRow(*r) for r in rows]
+
+    def add(
+        self,
+        alert_id: str,
+        notes: list[Note],
+        now: datetime,
+        *,
+        expect: tuple[int, int] | None = None,
+        step: int | None = None,
+        reminders: int | None = None,
+        next_step_at: datetime | None = None,
+        entry: str | None = None,
+    ) -> int:
+        """Create notifications and move the alert's escalation state, atomically.
+
+        ``expect`` = the (step, reminders) the caller read: if the row moved meanwhile (a timer
+        fired twice), nothing happens and 0 is returned."""
+        t = wire.format_time(now)
+        with self._tx() as db:
+            if expect is not None:
+                cur = db.execute(
+                    "UPDATE alerts SET step=?, reminders=?, next_step_at=? WHERE alert_id=?"
+                    " AND step=? AND reminders=? AND acked_at IS NULL AND resolved_at IS NULL",
+                    (
+                        expect[0] if step is None else step,
+                        expect[1] if reminders is None else reminders,
+                        None if next_step_at is None else wire.format_time(next_step_at),
+                        alert_id,
+                        *expect,
+                    ),
+                )
+                if cur.rowcount == 0:
+                    return 0
+            new = 0
+            for n in notes:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO notifications(alert_id, kind, recipient, name, role,"
+                    " body, step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (
+                        alert_id,
+                        n.kind,
+                        n.recipient,
+                        n.name,
+                        n.role,
+                        n.body,
+                        n.step,
+                        wire.format_time(max(n.not_before, now)),
+                        t,
+                    ),
+                )
+                new += cur.rowcount
+                if cur.rowcount and n.not_before > now:
+                    self._log(
+                        alert_id,
+                        t,
+                        f"{n.kind} to {n.name} held for quiet hours until"
+                        f" {wire.format_time(n.not_before)}",
+                    )
+            if entry and (new or expect is not None):
+                self._log(alert_id, t, entry)
+        return new
+
+    def set_schedule(self, alert_id: str, next_step_at: datetime | None) -> None:
+        """Used for the first step of a new alert (``add`` with ``expect`` for later steps)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE alerts SET next_step_at=? WHERE alert_id=? AND acked_at IS NULL"
+                " AND resolved_at IS NULL",
+                (None if next_step_at is None else wire.format_time(next_step_at), alert_id),
+            )
+
+    def expedite(self, alert_id: str, now: datetime, why: str) -> bool:
+        """Escalate now (nobody at the current step can be reached)."""
+        t = wire.format_time(now)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alerts SET next_step_at=? WHERE alert_id=? AND acked_at IS NULL"
+                " AND resolved_at IS NULL",
+                (t, alert_id),
+            )
+            if cur.rowcount:
+                self._log(alert_id, t, why)
+        return bool(cur.rowcount)
+
+    def told(self, alert_id: str) -> list[tuple[str, str, str]]:
+        """Everyone told about the alert (or about to be): (recipient, name, role)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT recipient, name, role FROM notifications WHERE alert_id=? AND "
+                + _LIVE_KINDS
+                + " AND state IN ('pending','sending','sent') AND coalesce(delivery, '') NOT IN"
+                " ('failed','undelivered') GROUP BY recipient ORDER BY min(id)",
+                (alert_id,),
+            ).fetchall()
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+    def step_alive(self, alert_id: str, step: int) -> bool:
+        """Is anyone at this step still being (or already) reached?"""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM notifications WHERE alert_id=? AND step=? AND "
+                + _LIVE_KINDS
+                + " AND state IN ('pending','sending','sent') AND coalesce(delivery, '') NOT IN"
+                " ('failed','undelivered')",
+                (alert_id, step),
+            ).fetchone()
+        return bool(row[0])
+
+    def acknowledge(self, alert_id: str, by: str, via: str, now: datetime) -> bool:
+        t = wire.format_time(now)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alerts SET acked_at=?, acked_by=?, next_step_at=NULL, state=CASE state"
+                " WHEN 'resolved' THEN 'resolved' ELSE 'acknowledged' END"
+                " WHERE alert_id=? AND acked_at IS NULL",
+                (t, by, alert_id),
+            )
+            if cur.rowcount:
+                self._log(alert_id, t, f"acknowledged by {by} via {via}")
+                self._cancel(alert_id, t, "acknowledged")
+        return bool(cur.rowcount)
+
+    def _cancel(
+        self, alert_id: str, t: str, why: str, held_firing_too: datetime | None = None
+    ) -> None:
+        """Stop escalations and reminders not yet sent (and SMS held for quiet hours)."""
+        # attempts = 0: held for quiet hours, not a first SMS waiting out a Twilio retry.
+        held = "" if held_firing_too is None else " OR (attempts = 0 AND next_attempt_at > ?)"
+        args: tuple[object, ...] = (alert_id,)
+        if held_firing_too is not None:
+            args += (wire.format_time(held_firing_too),)
+        cur = self._db.execute(
+            "UPDATE notifications SET state='cancelled', error=? WHERE alert_id=? AND"
+            " state='pending' AND "
+            + _LIVE_KINDS
+            + " AND (kind LIKE 'escalation-%' OR kind LIKE 'reminder-%'"
+            + held
+            + ")",
+            (f"not sent: {why}", *args),
+        )
+        if cur.rowcount:
+            self._log(alert_id, t, f"{cur.rowcount} pending SMS cancelled: {why}")
+
+    # --- notifications ------------------------------------------------------------------------
+    def due(self, now: datetime, limit: int = 20) -> list[Notification]:
+        """Pending SMS whose time has come, never ahead of an earlier one to the same person
+        about the same alert (an all clear must not overtake its alert in a retry)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_NCOLS} FROM notifications n WHERE state='pending'"
+                " AND next_attempt_at <= ? AND NOT EXISTS (SELECT 1 FROM notifications p"
+                " WHERE p.alert_id=n.alert_id AND p.recipient=n.recipient AND p.id<n.id"
+                " AND p.state IN ('pending','sending')) ORDER BY id LIMIT ?",
                 (wire.format_time(now), limit),
             ).fetchall()
         return [Notification(*r) for r in rows]
@@ -135,7 +421,7 @@ class Ledger:
     def interrupted(self) -> list[Notification]:
         with self._lock:
             rows = self._db.execute(
-                _SELECT + " WHERE state = 'sending'"
+                f"SELECT {_NCOLS} FROM notifications WHERE state='sending' ORDER BY id"
             ).fetchall()
         return [Notification(*r) for r in rows]
 
@@ -143,19 +429,27 @@ class Ledger:
         self._set(
             n,
             now,
-            "UPDATE notifications SET state='sending', attempts=attempts+1 WHERE id=?",
-            (n.id,),
+            "UPDATE notifications SET state='sending', attempts=attempts+1,"
+            " sending_at=? WHERE id=?",
+            (wire.format_time(now), n.id),
             None,
         )
 
-    def mark_sent(self, n: Notification, sid: str, now: datetime) -> None:
-        self._set(
-            n,
-            now,
-            "UPDATE notifications SET state='sent', sid=?, sent_at=? WHERE id=?",
-            (sid, wire.format_time(now), n.id),
-            f"SMS to {n.name} ({n.role}, {n.recipient}) sent, sid {sid}",
-        )
+    def mark_sent(self, n: Notification, sid: str, now: datetime, how: str = "sent") -> None:
+        with self._tx() as db:
+            t = wire.format_time(now)
+            db.execute(
+                "UPDATE notifications SET state='sent', sid=?, sent_at=? WHERE id=?", (sid, t, n.id)
+            )
+            db.execute(
+                "UPDATE alerts SET state='notified' WHERE alert_id=? AND state='firing'",
+                (n.alert_id,),
+            )
+            self._log(
+                n.alert_id,
+                t,
+                f"{n.kind} SMS to {n.name} ({n.role}, {n.recipient}) {how}, sid {sid}",
+            )
 
     def mark_retry(self, n: Notification, at: datetime, error: str, now: datetime) -> None:
         self._set(
@@ -163,8 +457,12 @@ class Ledger:
             now,
             "UPDATE notifications SET state='pending', next_attempt_at=?, error=? WHERE id=?",
             (wire.format_time(at), error, n.id),
-            f"SMS to {n.recipient} will be retried: {error}",
+            f"SMS to {n.recipient} will be retried at {wire.format_time(at)}: {error}",
         )
+
+    def mark_unsent(self, n: Notification, now: datetime, why: str) -> None:
+        """Back to pending after a crash mid-send, once Twilio confirmed it never got it."""
+        self._set(n, now, "UPDATE notifications SET state='pending' WHERE id=?", (n.id,), why)
 
     def mark_failed(self, n: Notification, error: str, now: datetime) -> None:
         self._set(
@@ -172,51 +470,65 @@ class Ledger:
             now,
             "UPDATE notifications SET state='failed', error=? WHERE id=?",
             (error, n.id),
-            f"SMS to {n.name} ({n.role}, {n.recipient}) failed: {error}",
+            f"{n.kind} SMS to {n.name} ({n.role}, {n.recipient}) failed: {error}",
         )
 
     def _set(
         self, n: Notification, now: datetime, sql: str, args: tuple[object, ...], entry: str | None
     ) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(sql, args)
+        with self._tx() as db:
+            db.execute(sql, args)
             if entry:
                 self._log(n.alert_id, wire.format_time(now), entry)
-            self._db.execute("COMMIT")
 
+    def delivery(self, sid: str, status: str, error: str, now: datetime) -> Notification | None:
+        """A Twilio status callback: record it; the notification it concerns, if ours."""
+        with self._tx() as db:
+            row = db.execute(f"SELECT {_NCOLS} FROM notifications WHERE sid=?", (sid,)).fetchone()
+            if row is None:
+                return None
+            n = Notification(*row)
+            db.execute("UPDATE notifications SET delivery=? WHERE id=?", (status, n.id))
+            detail = f" (error {error})" if error else ""
+            self._log(
+                n.alert_id,
+                wire.format_time(now),
+                f"{n.kind} SMS to {n.name} ({n.recipient}): {status}{detail}",
+            )
+        return n
+
+    # --- inbound SMS --------------------------------------------------------------------------
+    def inbound_first(self, sid: str, sender: str, body: str, now: datetime) -> bool:
+        """True the first time a MessageSid is seen (Twilio retries a webhook that timed out)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO inbound(message_sid, time, sender, body) VALUES (?,?,?,?)",
+                (sid, wire.format_time(now), sender, body),
+            )
+        return bool(cur.rowcount)
+
+    def inbound_outcome(self, sid: str, outcome: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE inbound SET outcome=? WHERE message_sid=?", (outcome, sid))
+
+    # --- reading ------------------------------------------------------------------------------
     def history(self, patient: str | None = None) -> list[dict[str, object]]:
-        """The audit trail: every alert with who was told what, when."""
-        q = (
-            "SELECT a.alert_id, a.patient, a.rule, a.severity, a.state, a.opened_at, a.resolved_at,"
-            " n.kind, n.name, n.role, n.recipient, n.state, n.sent_at, n.sid, n.body, n.error"
-            " FROM alerts a LEFT JOIN notifications n ON n.alert_id = a.alert_id"
-        )
-        args: tuple[object, ...] = ()
+        """The audit trail: every alert, who was told what and when, and who acknowledged."""
+        q, args = HISTORY_SQL, ()  # type: tuple[str, tuple[object, ...]]
         if patient:
-            q += " WHERE a.patient = ?"
+            q = q.replace("/*where*/", "WHERE a.patient = ?")
             args = (patient,)
-        q += " ORDER BY a.opened_at, n.id"
-        cols = [
-            "alert_id",
-            "patient",
-            "rule",
-            "severity",
-            "alert_state",
-            "opened_at",
-            "resolved_at",
-            "kind",
-            "name",
-            "role",
-            "recipient",
-            "sms_state",
-            "sent_at",
-            "sid",
-            "body",
-            "error",
-        ]
         with self._lock:
-            return [dict(zip(cols, r, strict=True)) for r in self._db.execute(q, args).fetchall()]
+            cur = self._db.execute(q, args)
+            cols = [c[0] for c in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            logs = self._db.execute("SELECT alert_id, time, entry FROM log ORDER BY id").fetchall()
+        by_alert: dict[str, list[str]] = {}
+        for alert_id, t, entry in logs:
+            by_alert.setdefault(str(alert_id), []).append(f"{t}  {entry}")
+        for r in rows:
+            r["log"] = by_alert.get(str(r["alert_id"]), [])
+        return rows
 
     def pending_count(self) -> int:
         with self._lock:
@@ -229,27 +541,3 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-
-
-def format_history(rows: list[dict[str, object]]) -> str:
-    """The audit trail as text: one block per alert, one line per message sent about it."""
-    lines: list[str] = []
-    current = None
-    for h in rows:
-        if h["alert_id"] != current:
-            current = h["alert_id"]
-            resolved = f", resolved {h['resolved_at']}" if h["resolved_at"] else ""
-            lines.append(
-                f"alert {str(h['alert_id'])[:8]}  {h['patient']}  {h['rule']}  {h['severity']}"
-                f"  opened {h['opened_at']}{resolved}"
-            )
-        if h["kind"] is None:
-            continue
-        lines.append(
-            f"  {h['kind']:<8}  {h['sms_state']:<7}  {h['sent_at'] or '-':<27}  to {h['name']}"
-            f" ({h['role']}, {h['recipient']})  sid {h['sid'] or '-'}"
-        )
-        lines.append(f"            {h['body']}")
-        if h["error"]:
-            lines.append(f"            error: {h['error']}")
-    return "\n".join(lines) if lines else "no alerts"

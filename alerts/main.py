@@ -1,28 +1,33 @@
-"""The alerts daemon's one entry point: decisions from MQTT -> ledger -> SMS.
+"""The alerts daemon's one entry point: decisions from MQTT -> ledger -> SMS, timers, webhook.
 
-Threads: paho's network thread records each decision in the ledger (one SQLite commit) and only
-then acknowledges it; one sender thread calls the notifier (a blocking HTTP request to Twilio)
-off the network thread.
+Threads: paho's network thread records each decision in the ledger (SQLite commits) and only then
+acknowledges it; one sender thread calls the notifier (a blocking HTTP request to Twilio) and is
+the only thread that talks to Twilio; APScheduler's one worker runs escalation timers and the
+safety-net sweep (``homevitals.scheduling``); the webhook's HTTP threads take ACK replies and
+delivery reports. They share only the ledger, which locks.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
 
 from homevitals import wire
-from homevitals.alerts.errors import NotifyError
+from homevitals.alerts.errors import AlertsError, NotifyError
+from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger, Notification
-from homevitals.alerts.notifier import Notifier
-from homevitals.alerts.text import alert_text
+from homevitals.alerts.notifier import Notifier, SendResult
+from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
-from homevitals.config import CareRole, Config
+from homevitals.config import Config
 from homevitals.errors import WireError
 from homevitals.readings import AlertDecision
+from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
 
@@ -30,23 +35,45 @@ __all__ = ["AlertsApp", "run_alerts"]
 
 logger = logging.getLogger(__name__)
 
+_ACK = re.compile(r"\bACK\s*#?\s*(\d{4,9})\b", re.IGNORECASE)
+_DEAD_DELIVERY = ("failed", "undelivered")
+
 
 class AlertsApp:
-    def __init__(self, cfg: Config, notifier: Notifier, clock: Clock) -> None:
+    def __init__(
+        self, cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None
+    ) -> None:
         self.cfg = cfg
         self.acfg = cfg.alerts
         self.notifier = notifier
         self.clock = clock
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.ledger = Ledger(self.acfg.outbox_path)
+        self.scheduler = JobScheduler(
+            "alerts",
+            self.acfg.schedule_path or default_path(self.acfg.outbox_path),
+            self._on_timer,
+            clock,
+            tick_seconds=self.acfg.sweep_seconds,
+        )
+        self.escalator = Escalator(cfg, self.ledger, clock, self.scheduler.wake_at)
         self.rejected = 0
         self.subscriber = Subscriber(
             cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle
         )
+        self.webhook: Webhook | None = None
+        if self.acfg.webhook is not None:
+            if not auth_token:
+                raise AlertsError("alerts.webhook needs the Twilio auth token to check signatures")
+            self.webhook = Webhook(self.acfg.webhook, auth_token, self.on_inbound, self.on_status)
+        # Twilio's timeout plus a margin: a request older than that can no longer be in flight.
+        timeout = self.acfg.twilio.timeout_seconds if self.acfg.twilio else 10.0
+        self.reconcile_after = timedelta(seconds=timeout + 2.0)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="alerts-sender", daemon=True)
 
+    # --- inputs -------------------------------------------------------------------------------
     def handle(self, msg: mqtt.MQTTMessage) -> None:
         try:
             d = wire.decode(msg.payload)
@@ -58,47 +85,137 @@ class AlertsApp:
             self.rejected += 1
             return
         try:
-            home, patient = self.cfg.patient(d.patient)
+            self.cfg.patient(d.patient)
         except KeyError:
             self.rejected += 1
             logger.error("alert %s names unknown patient %s", d.alert_id, d.patient)
             return
-        body = alert_text(d, patient.name, home.zone)
-        # Routing by role and severity, escalation chains: issue 6. Here: the family doctor(s).
-        notes = [
-            (m.phone, m.name, str(m.role), body)
-            for m in patient.care_team
-            if m.role == CareRole.FAMILY_DOCTOR
-        ]
-        if self.ledger.record(d, notes, self.clock.now()):
+        if self.escalator.on_decision(d):
             self._wake.set()
 
+    def on_inbound(self, params: dict[str, str]) -> str | None:
+        """An SMS to our number. Only ``ACK <code>`` from a care-team number does anything."""
+        sid, sender, body = (
+            params.get("MessageSid", ""),
+            params.get("From", ""),
+            params.get("Body", ""),
+        )
+        if not sid or not self.ledger.inbound_first(sid, sender, body, self.clock.now()):
+            logger.info("inbound SMS %s already handled: ignored", sid)
+            return None
+        known = any(
+            m.phone == sender for h in self.cfg.homes for p in h.patients for m in p.care_team
+        )
+        if not known:
+            logger.warning("inbound SMS %s from %s, who is on no care team: ignored", sid, sender)
+            self.ledger.inbound_outcome(sid, "ignored: sender on no care team")
+            return None
+        found = _ACK.search(body)
+        if found is None:
+            self.ledger.inbound_outcome(sid, "no ACK code")
+            return "homevitals: to acknowledge an alert, reply ACK and its code, e.g. ACK 4821."
+        code = found.group(1)
+        row = self.escalator.acknowledge(code, sender, "SMS reply", phone=sender)
+        if row is None:
+            self.ledger.inbound_outcome(sid, f"ACK {code}: no open alert of yours")
+            return f"homevitals: no open alert with code {code} for your patients."
+        self.ledger.inbound_outcome(sid, f"acknowledged {row.alert_id}")
+        self._wake.set()
+        _, patient = self.cfg.patient(row.patient)
+        return f"homevitals: alert ACK {code} for {patient.name} acknowledged. Thank you."
+
+    def on_status(self, params: dict[str, str]) -> None:
+        sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")
+        n = self.ledger.delivery(sid, status, params.get("ErrorCode", ""), self.clock.now())
+        if n is None:
+            logger.info("status callback for unknown message %s (%s)", sid, status)
+            return
+        if status in _DEAD_DELIVERY:
+            logger.error("SMS %s to %s was %s", sid, n.recipient, status)
+            if self.escalator.on_dead_end(n.alert_id, n.step, n.kind, f"SMS {status}"):
+                self._wake.set()
+
+    def _on_timer(self, _key: str) -> None:
+        if self.escalator.run_due():
+            self._wake.set()
+
+    # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
         for n in self.ledger.interrupted():
             logger.warning(
-                "SMS %d to %s was interrupted mid-send at the last stop; it will be sent "
-                "again and may arrive twice",
+                "SMS %d to %s was interrupted mid-send at the last stop; it will be"
+                " looked up at the provider before anything is sent again",
                 n.id,
                 n.recipient,
             )
+        self.scheduler.start()
+        if self.escalator.run_due():  # what came due while the daemon was down
+            self._wake.set()
+        if self.webhook is not None:
+            self.webhook.start()
         self._sender.start()
         self.subscriber.start()
 
     def stop(self) -> None:
         self.subscriber.stop()
+        if self.webhook is not None:
+            self.webhook.stop()
+        self.scheduler.stop()
         self._stop.set()
         self._wake.set()
         self._sender.join(timeout=30)
         self.ledger.close()
 
+    def idle(self) -> bool:
+        return self.ledger.pending_count() == 0
+
+    # --- sending (the sender thread only) -----------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
+            self._reconcile()
             for n in self.ledger.due(self.clock.now()):
                 if self._stop.is_set():
                     return
                 self._send(n)
+
+    def _reconcile(self) -> None:
+        """Settle SMS left in 'sending' by a crash: sent if Twilio has it, else send again.
+
+        Only this thread sends, so no row in 'sending' is in flight here. Twilio's Messages list
+        is filtered by To; the date is checked on ``date_created`` because ``date_sent`` stays
+        empty while a message is queued (so a DateSent filter would miss exactly these)."""
+        now = self.clock.now()
+        for n in self.ledger.interrupted():
+            started = wire.parse_time(n.sending_at, "sending_at") if n.sending_at else now
+            if now - started < self.reconcile_after:
+                continue  # Twilio may still be working on it: look again later
+            find = getattr(self.notifier, "find_sent", None)
+            if find is None:
+                self.ledger.mark_unsent(
+                    n,
+                    now,
+                    f"{n.kind} SMS to {n.recipient} interrupted;"
+                    " this provider cannot be asked: sending again",
+                )
+                continue
+            try:
+                found: SendResult | None = find(n.recipient, n.body, started - timedelta(minutes=1))
+            except NotifyError as exc:
+                logger.warning("cannot look up interrupted SMS %d yet: %s", n.id, exc)
+                continue
+            if found is not None:
+                self.ledger.mark_sent(
+                    n, found.sid, now, how="found at Twilio after a restart, not sent again"
+                )
+            else:
+                self.ledger.mark_unsent(
+                    n,
+                    now,
+                    f"{n.kind} SMS to {n.recipient} interrupted and not at Twilio: sending again",
+                )
+                self._wake.set()
 
     def _send(self, n: Notification) -> None:
         now = self.clock.now()
@@ -106,27 +223,29 @@ class AlertsApp:
         try:
             result = self.notifier.send(n.recipient, n.body)
         except NotifyError as exc:
-            if exc.retryable and n.attempts + 1 < self.acfg.max_attempts:
-                delay = min(
-                    self.acfg.retry_initial_seconds * 2**n.attempts, self.acfg.retry_max_seconds
-                )
-                self.ledger.mark_retry(
-                    n, now + timedelta(seconds=delay), str(exc), self.clock.now()
-                )
-                self._wake.set()
-            else:
-                logger.error("%s", exc)
-                self.ledger.mark_failed(n, str(exc), self.clock.now())
+            self._failed(n, exc, now)
             return
         self.ledger.mark_sent(n, result.sid, self.clock.now())
         logger.info("SMS %s to %s (%s) for alert %s", result.sid, n.recipient, n.role, n.alert_id)
 
-    def idle(self) -> bool:
-        return self.ledger.pending_count() == 0
+    def _failed(self, n: Notification, exc: NotifyError, now: datetime) -> None:
+        if exc.retryable and n.attempts + 1 < self.acfg.max_attempts:
+            delay = min(
+                self.acfg.retry_initial_seconds * 2**n.attempts, self.acfg.retry_max_seconds
+            )
+            self.ledger.mark_retry(n, now + timedelta(seconds=delay), str(exc), self.clock.now())
+            self._wake.set()
+            return
+        logger.error("%s", exc)
+        self.ledger.mark_failed(n, str(exc), self.clock.now())
+        if self.escalator.on_dead_end(n.alert_id, n.step, n.kind, str(exc)):
+            self._wake.set()
 
 
-def run_alerts(cfg: Config, notifier: Notifier, clock: Clock) -> None:
-    app = AlertsApp(cfg, notifier, clock)
+def run_alerts(
+    cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None
+) -> None:
+    app = AlertsApp(cfg, notifier, clock, auth_token=auth_token)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,25 @@ class TwilioNotifier:
         except (requests.RequestException, TwilioException) as exc:
             raise NotifyError(to, f"request to Twilio failed: {exc}") from exc
         return _result(to, body, message)
+
+    def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None:
+        """A message with exactly this body that Twilio took for ``to`` since ``since``.
+
+        Used after a crash between "sending" and "sent": Twilio has no idempotency key, so the
+        only way to know whether the request got through is to ask (GET Messages.json?To=...,
+        newest first). ``date_created`` is compared here rather than filtering on DateSent,
+        which stays empty while a message is queued."""
+        try:
+            messages = self._client.messages.list(to=to, limit=50)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _from_http_error(to, exc) from exc
+        except (requests.RequestException, TwilioException) as exc:
+            raise NotifyError(to, f"cannot list messages at Twilio: {exc}", retryable=True) from exc
+        for m in messages:
+            created = m.date_created
+            if m.body == body and (created is None or created >= since):
+                return _result(to, body, m)
+        return None
 
     def _sender_params(self) -> dict[str, str]:
         params = {

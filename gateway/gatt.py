@@ -110,7 +110,9 @@ _SIG_BASE = "-0000-1000-8000-00805f9b34fb"
 
 def short_uuid(uuid: str) -> str:
     """"0000180d-0000-1000-8000-00805f9b34fb" -> "180D"; other UUIDs lower-case as they are."""
-    text = uuid.lower()
+    text = uuid.lower().removeprefix("0x")
     if len(text) == 36 and text.startswith("0000") and text.endswith(_SIG_BASE):
         return text[4:8].upper()
+    if len(text) == 4 and all(c in "0123456789abcdef" for c in text):
+        return text.upper()
     return text

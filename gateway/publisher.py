@@ -35,12 +35,16 @@ class Publisher:
         *,
         client_id: str | None = None,
         max_inflight: int = 100,
+        retained_on_connect: list[tuple[str, bytes]] | None = None,
     ) -> None:
         self.cfg = cfg
         self.queue = queue
         self.topics = topics
         self.home = home
         self.clock = clock
+        # e.g. Home Assistant discovery configs: re-published on every connect, as HA asks
+        # (a broker restarted without persistence has lost them).
+        self.retained_on_connect = retained_on_connect or []
         self.client = make_client(cfg, client_id or f"homevitals-gw-{home}")
         offline = GatewayStatus(home, GatewayState.OFFLINE)
         self.client.will_set(topics.status(home), wire.encode(offline), qos=1, retain=True)
@@ -83,6 +87,8 @@ class Publisher:
         logger.info("connected to %s:%d", self.cfg.host, self.cfg.port)
         status = GatewayStatus(self.home, GatewayState.ONLINE, self.clock.now())
         client.publish(self.topics.status(self.home), wire.encode(status), qos=1, retain=True)
+        for topic, payload in self.retained_on_connect:
+            client.publish(topic, payload, qos=1, retain=True)
         self.pump.set_connected(True)
 
     def _on_disconnect(

@@ -100,8 +100,10 @@ class Gateway:
             self.counts["ignored"] += 1
         if decoded.measurement is Measurement.BATTERY:
             self.battery[device.id] = decoded.fields["battery"].value
-        elif isinstance(battery, Mapping) and isinstance(battery.get("value"), int | float):
-            self.battery[device.id] = float(battery["value"])  # BTHome battery object
+        elif isinstance(battery, Mapping):
+            level = battery.get("value")
+            if isinstance(level, int | float):
+                self.battery[device.id] = float(level)  # BTHome battery object
 
     def commit_glucose(
         self,

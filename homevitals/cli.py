@@ -72,8 +72,17 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         from homevitals.simulators.household import DEMO_START, demo_script
         from homevitals.simulators.transport import SimulatedTransport
 
+        if args.simulate == "devices":
+            from homevitals.simulators.devices import radio_for_home
+
+            if cfg.gateway is None:
+                raise ConfigError(["gateway: section missing"])
+            radio = radio_for_home(cfg.home(cfg.gateway.home), interval=args.sim_interval)
+            run_gateway(cfg, radio, SystemClock())
+            return 0
         if args.simulate != "demo":
-            raise ConfigError([f"--simulate: unknown household {args.simulate!r} (known: demo)"])
+            raise ConfigError([f"--simulate: unknown household {args.simulate!r}"
+                               " (known: demo, devices)"])
         zone = cfg.home(cfg.gateway.home).zone if cfg.gateway else None
         if zone is None:
             raise ConfigError(["gateway: section missing"])
@@ -112,11 +121,45 @@ def cmd_alerts(args: argparse.Namespace) -> int:
         ledger = Ledger(cfg.alerts.outbox_path)
         print(format_history(ledger.history(args.patient)))
         return 0
+    if args.action == "ack":
+        return _alerts_ack(cfg, args)
     from homevitals.alerts.main import run_alerts
     from homevitals.clock import SystemClock
 
-    run_alerts(cfg, _notifier(cfg), SystemClock())
+    token = _twilio_token(cfg) if cfg.alerts.webhook is not None else None
+    run_alerts(cfg, _notifier(cfg), SystemClock(), auth_token=token)
     return 0
+
+
+def _alerts_ack(cfg: Config, args: argparse.Namespace) -> int:
+    """`homevitals alerts ack CODE`: acknowledge from the health centre's own terminal."""
+    import getpass
+
+    from homevitals.alerts.escalation import Escalator
+    from homevitals.alerts.ledger import Ledger
+    from homevitals.clock import SystemClock
+
+    if not args.code or not args.code.isdigit():
+        raise HomevitalsError(f"alerts ack: give the alert's code, e.g. 4821 (got {args.code!r})")
+    ledger = Ledger(cfg.alerts.outbox_path)
+    by = args.by or getpass.getuser()
+    row = Escalator(cfg, ledger, SystemClock()).acknowledge(args.code, by, "the command line")
+    ledger.close()
+    if row is None:
+        raise HomevitalsError(f"no open alert has the code {args.code}")
+    print(f"acknowledged alert {row.alert_id[:8]} ({row.rule}, {row.patient}) by {by}")
+    return 0
+
+
+def _twilio_token(cfg: Config) -> str | None:
+    t = cfg.alerts.twilio
+    if t is None:
+        return None
+    return read_secret(
+        t.auth_token_env if not t.auth_token_file else None,
+        t.auth_token_file,
+        "alerts.twilio.auth_token",
+    )
 
 
 def _notifier(cfg: Config):  # type: ignore[no-untyped-def]
@@ -154,6 +197,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.workdir) if args.workdir else None, args.broker)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from homevitals.replay import run_replay
+
+    return run_replay(args.scenario, Path(args.out), seed=args.seed, broker=args.broker,
+                      workdir=Path(args.workdir) if args.workdir else None)
+
+
 def cmd_mqtt_acl(args: argparse.Namespace) -> int:
     from homevitals.acl import mosquitto_acl
 
@@ -168,8 +218,27 @@ def cmd_decode(args: argparse.Namespace) -> int:
         data = bytes.fromhex(args.hex.replace(" ", "").replace(":", ""))
     except ValueError:
         raise HomevitalsError(f"{args.hex!r} is not hexadecimal bytes") from None
-    decoded = decode(args.characteristic, data)
-    print(json.dumps(decoded.details, indent=2, ensure_ascii=False, default=str))
+    decoded = decode(args.characteristic, data, args.quirk or ())
+    print(json.dumps(decoded.to_json(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_scan(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from homevitals.gateway.scan import bleak_adverts, describe, radio_adverts
+
+    if args.simulate:
+        from homevitals.simulators.devices import radio_for_home
+
+        cfg = load_config(args.simulate)
+        radio = radio_for_home(cfg.homes[0]) if cfg.homes else None
+        if radio is None:
+            raise ConfigError([f"{args.simulate}: no homes to simulate"])
+        adverts = asyncio.run(radio_adverts(radio, args.seconds))
+    else:
+        adverts = asyncio.run(bleak_adverts(args.seconds))
+    print(describe(adverts), end="")
     return 0
 
 
@@ -218,13 +287,19 @@ def _parser() -> argparse.ArgumentParser:
         return sp
 
     sp = with_config("gateway", "run the gateway daemon (Raspberry Pi)")
-    sp.add_argument("--simulate", metavar="HOUSEHOLD", help="use simulated devices (e.g. 'demo')")
+    sp.add_argument("--simulate", metavar="HOUSEHOLD",
+                    help="use simulated devices: 'demo' (a scripted day) or 'devices' (one"
+                         " simulated peripheral per configured device, in real time)")
+    sp.add_argument("--sim-interval", type=float, default=1.0, metavar="SECONDS",
+                    help="with --simulate devices: seconds between values of each device")
     sp.set_defaults(func=cmd_gateway)
     with_config("ingest", "run the ingest daemon (MQTT -> InfluxDB)").set_defaults(func=cmd_ingest)
     with_config("rules", "run the rule engine daemon").set_defaults(func=cmd_rules)
-    sp = with_config("alerts", "run the alert daemon, or print the alert history")
-    sp.add_argument("action", nargs="?", default="run", choices=["run", "history"])
+    sp = with_config("alerts", "run the alert daemon, print the alert history, acknowledge")
+    sp.add_argument("action", nargs="?", default="run", choices=["run", "history", "ack"])
+    sp.add_argument("code", nargs="?", help="with ack: the alert's code (the SMS says ACK 4821)")
     sp.add_argument("--patient", help="history of one patient")
+    sp.add_argument("--by", help="with ack: who acknowledges (default: the login name)")
     sp.set_defaults(func=cmd_alerts)
     sp = sub.add_parser("check-config", help="validate a configuration file")
     sp.add_argument("config")
@@ -235,13 +310,28 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
     sp.set_defaults(func=cmd_demo)
+    sp = sub.add_parser("replay", help="run a scenario through the whole pipeline in simulated time")
+    sp.add_argument("scenario", help="scenario file, or the name of a shipped one (night-low)")
+    sp.add_argument("--out", required=True, metavar="DIR",
+                    help="write notifications.jsonl, alerts.jsonl, readings.csv here")
+    sp.add_argument("--seed", type=int, help="override the scenario's seed")
+    sp.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
+    sp.add_argument("--workdir", help="keep the replay's databases here (default: temporary)")
+    sp.set_defaults(func=cmd_replay)
     with_config("mqtt-acl", "print a Mosquitto ACL file for the configured homes").set_defaults(
         func=cmd_mqtt_acl
     )
     sp = sub.add_parser("decode", help="decode one characteristic value, e.g. 2A35 HEX")
-    sp.add_argument("characteristic")
+    sp.add_argument("characteristic", help="16-bit or full UUID (2A35, 0x2a35, ...) or bthome")
     sp.add_argument("hex")
+    sp.add_argument("--quirk", action="append", metavar="NAME",
+                    help="apply a named vendor quirk (docs/gateway.md), repeatable")
     sp.set_defaults(func=cmd_decode)
+    sp = sub.add_parser("scan", help="list nearby health devices as config lines")
+    sp.add_argument("--seconds", type=float, default=10.0)
+    sp.add_argument("--simulate", metavar="CONFIG",
+                    help="scan the simulated devices of this config's first home instead")
+    sp.set_defaults(func=cmd_scan)
     sp = with_config("report", "write an HTML report with figures for a period (doctor's view)")
     who = sp.add_mutually_exclusive_group(required=True)
     who.add_argument("--patient", help="patient id from the configuration")

@@ -87,9 +87,11 @@ class JobScheduler:
         else:
             self.cancel("tick")
 
-    def wake_at(self, key: str, due: datetime) -> None:
-        """Fire ``key`` when the injected clock reaches ``due`` (mapped onto wall time now)."""
-        wall = datetime.now(UTC) + max(due - self.clock.now(), timedelta(0))
+    def wake_at(self, key: str, due: datetime, now: datetime | None = None) -> None:
+        """Fire ``key`` ``due - now`` of wall time from here (``now``: the injected clock's time
+        the caller judged by). A simulated clock that races ahead is not chased: what is due is
+        judged again by that clock whenever any timer fires."""
+        wall = datetime.now(UTC) + max(due - (now or self.clock.now()), timedelta(0))
         self._sched.add_job(
             fire,
             "date",

@@ -54,8 +54,9 @@ class Window:
 
     @classmethod
     def loads(cls, text: str) -> Window:
-        return cls([Sample(wire.parse_time(t, "window"), float(v), str(i)) for t, v, i in
-                    json.loads(text)])
+        return cls(
+            [Sample(wire.parse_time(t, "window"), float(v), str(i)) for t, v, i in json.loads(text)]
+        )
 
 
 def breaches(rule: ThresholdRuleConfig, value: float) -> bool:

@@ -42,7 +42,7 @@ _ValueRule = ThresholdRuleConfig | RateRuleConfig
 
 
 def alert_id(patient: str, rule: str, source: str) -> str:
-    """Stable for one episode: the same (patient, rule, opening reading) always gives the same id."""
+    """Stable for one episode: the same patient, rule and opening reading give the same id."""
     return "a" + hashlib.sha256(f"{patient}\x1f{rule}\x1f{source}".encode()).hexdigest()[:31]
 
 
@@ -150,7 +150,10 @@ class RuleEngine:
         if fv.unit != rule.unit:
             self.counts["unit_mismatch"] += 1
             logger.error(
-                "rule %s expects %s but reading %s has %s", rule.id, rule.unit, r.reading_id,
+                "rule %s expects %s but reading %s has %s",
+                rule.id,
+                rule.unit,
+                r.reading_id,
                 fv.unit,
             )
             return None
@@ -215,8 +218,9 @@ class RuleEngine:
         if current is None and change is not None and self._in_window(s, rule, r.time):
             return self.fire(st, s, rule, r.reading_id, r.time, **_fields(r, rule.field))
         if current is not None and change is None and r.time >= current.opened_at:
-            return self.resolve(st, s, rule, current, "no longer changing that fast",
-                                **_fields(r, rule.field))
+            return self.resolve(
+                st, s, rule, current, "no longer changing that fast", **_fields(r, rule.field)
+            )
         return None
 
     # --- events -------------------------------------------------------------------------------
@@ -238,8 +242,15 @@ class RuleEngine:
                     continue  # the same call for help, pressed again: the open alert covers it
                 out.append(
                     self.fire(
-                        st, s, rule, e.event_id, e.time, time=e.received_at,
-                        measurement="event", field=str(e.kind), observed_at=e.time,
+                        st,
+                        s,
+                        rule,
+                        e.event_id,
+                        e.time,
+                        time=e.received_at,
+                        measurement="event",
+                        field=str(e.kind),
+                        observed_at=e.time,
                         source_id=e.event_id,
                     )
                 )
@@ -251,9 +262,9 @@ class RuleEngine:
         with self.outbox.transaction() as db:
             return self.watch.on_status(State(db), status)
 
-    def on_heartbeat(self, home: str, at: datetime, batteries: dict[str, float]) -> list[
-        AlertDecision
-    ]:
+    def on_heartbeat(
+        self, home: str, at: datetime, batteries: dict[str, float]
+    ) -> list[AlertDecision]:
         with self.outbox.transaction() as db:
             return self.watch.on_heartbeat(State(db), home, at, batteries)
 

@@ -95,7 +95,7 @@ class RulesApp:
             return []
         batteries: dict[str, float] = {}
         devices = hb.get("devices")
-        for device, info in (devices.items() if isinstance(devices, dict) else []):
+        for device, info in devices.items() if isinstance(devices, dict) else []:
             level = info.get("battery") if isinstance(info, dict) else None
             if isinstance(level, int | float) and not isinstance(level, bool):
                 batteries[str(device)] = float(level)

@@ -45,11 +45,19 @@ class Watch:
             if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement:
                 current = st.open_alert(s.patient.id, rule.id)
                 if current is not None:
-                    out.append(self.engine.resolve(
-                        st, s, rule, current, "readings are arriving again",
-                        time=r.received_at, measurement=str(r.measurement), observed_at=r.time,
-                        source_id=r.reading_id,
-                    ))
+                    out.append(
+                        self.engine.resolve(
+                            st,
+                            s,
+                            rule,
+                            current,
+                            "readings are arriving again",
+                            time=r.received_at,
+                            measurement=str(r.measurement),
+                            observed_at=r.time,
+                            source_id=r.reading_id,
+                        )
+                    )
         if r.measurement == Measurement.BATTERY and "battery" in r.fields:
             st.battery(r.device, r.patient, r.fields["battery"].value, r.time)
             out += self._batteries(st, s, r.received_at)
@@ -130,8 +138,14 @@ class Watch:
         if st.open_alert(s.patient.id, rule.id) is not None:
             return None
         return self.engine.fire(
-            st, s, rule, f"missing-{wire.format_time(since)}", now, time=now,
-            measurement=str(rule.measurement), observed_at=since,
+            st,
+            s,
+            rule,
+            f"missing-{wire.format_time(since)}",
+            now,
+            time=now,
+            measurement=str(rule.measurement),
+            observed_at=since,
         )
 
     def _watches(self, s: Subject, rule: MissingDataRuleConfig) -> bool:
@@ -153,8 +167,15 @@ class Watch:
             return None
         since = offline or alive
         return self.engine.fire(
-            st, s, rule, f"gateway-{wire.format_time(since)}", now, time=now,
-            measurement="gateway", field="offline" if gone else "silent", observed_at=since,
+            st,
+            s,
+            rule,
+            f"gateway-{wire.format_time(since)}",
+            now,
+            time=now,
+            measurement="gateway",
+            field="offline" if gone else "silent",
+            observed_at=since,
         )
 
     def _gateway_back(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
@@ -165,10 +186,18 @@ class Watch:
                     continue
                 current = st.open_alert(s.patient.id, rule.id)
                 if current is not None:
-                    out.append(self.engine.resolve(
-                        st, s, rule, current, "the home gateway is back online", time=at,
-                        measurement="gateway", observed_at=at,
-                    ))
+                    out.append(
+                        self.engine.resolve(
+                            st,
+                            s,
+                            rule,
+                            current,
+                            "the home gateway is back online",
+                            time=at,
+                            measurement="gateway",
+                            observed_at=at,
+                        )
+                    )
         return out
 
     def _batteries(self, st: State, s: Subject, at: datetime) -> list[AlertDecision]:
@@ -182,16 +211,34 @@ class Watch:
             clear_at = rule.clear_at if rule.clear_at is not None else rule.below
             if current is None and low:
                 device, percent = min(low.items(), key=lambda kv: kv[1])
-                out.append(self.engine.fire(
-                    st, s, rule, f"battery-{device}-{wire.format_time(at)}", at, time=at,
-                    measurement="battery", field=f"{device} battery", value=percent, unit="%",
-                    observed_at=at,
-                ))
+                out.append(
+                    self.engine.fire(
+                        st,
+                        s,
+                        rule,
+                        f"battery-{device}-{wire.format_time(at)}",
+                        at,
+                        time=at,
+                        measurement="battery",
+                        field=f"{device} battery",
+                        value=percent,
+                        unit="%",
+                        observed_at=at,
+                    )
+                )
             elif current is not None and all(p >= clear_at for p in levels.values()):
-                out.append(self.engine.resolve(
-                    st, s, rule, current, "batteries charged", time=at, measurement="battery",
-                    observed_at=at,
-                ))
+                out.append(
+                    self.engine.resolve(
+                        st,
+                        s,
+                        rule,
+                        current,
+                        "batteries charged",
+                        time=at,
+                        measurement="battery",
+                        observed_at=at,
+                    )
+                )
         return out
 
     def _home(self, home_id: str) -> HomeConfig | None:

@@ -49,7 +49,8 @@ def crc16_mcrf4xx(data: bytes) -> int:
 
 def encode_float(value: float, exponent: int) -> bytes:
     """IEEE 11073 32-bit FLOAT: 8-bit exponent above a 24-bit mantissa, little-endian."""
-    mantissa = round(value * 10 ** -exponent)
+    scale: float = 10.0 ** -exponent
+    mantissa = round(value * scale)
     if not -(1 << 23) + 3 <= mantissa <= (1 << 23) - 3:
         raise ValueError(f"{value} does not fit a FLOAT with exponent {exponent}")
     return (((exponent & 0xFF) << 24) | (mantissa & 0xFFFFFF)).to_bytes(4, "little")
@@ -180,6 +181,8 @@ def encode_weight(kg: float | None, *, imperial: bool = False,
         raw = 0xFFFF
     else:
         raw = round(kg / 0.45359237 / 0.01) if imperial else round(kg / 0.005)
+        if not 0 <= raw < 0xFFFF:
+            raise ValueError(f"{kg} kg does not fit a weight field")
     body = raw.to_bytes(2, "little")
     if timestamp is not None:
         flags |= 0x02

@@ -36,6 +36,7 @@ from homevitals.config import (
     _lines,
     _Model,
 )
+from homevitals import config as _config_module
 from homevitals.errors import ConfigError
 
 __all__ = [
@@ -242,6 +243,12 @@ class Scenario(_Model):
         if not timedelta(seconds=30) <= self.tick <= timedelta(hours=1):
             raise ValueError("tick must be between 30s and 1h")
         return self
+
+
+# The configuration models name their field types as strings (``from __future__ import
+# annotations``); subclasses defined here resolve them in the configuration module's namespace.
+for _m in (ScenarioPatient, ScenarioHome, Scenario):
+    _m.model_rebuild(_types_namespace=vars(_config_module))
 
 
 @dataclass(frozen=True)

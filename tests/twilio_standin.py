@@ -206,7 +206,7 @@ class TwilioStandin:
             time.sleep(scripted.delay)
             if scripted.status is not None:
                 return _error(scripted.status, scripted.code, scripted.message)
-        reply = self._serve(match.template, method, match.params, form)
+        reply = self._serve(match.template, method, match.params, form, query)
         # Error answers are not described by the spec; successes must match it exactly.
         ok = reply.status < 300
         problems = self.contract.check_response(match, reply.status, reply.payload) if ok else []
@@ -246,10 +246,17 @@ class TwilioStandin:
             return self._script.popleft() if self._script else None
 
     def _serve(
-        self, template: str, method: str, params: dict[str, str], form: dict[str, Any]
+        self,
+        template: str,
+        method: str,
+        params: dict[str, str],
+        form: dict[str, Any],
+        query: str = "",
     ) -> _Reply:
         if (template, method) == (MESSAGES, "POST"):
             return _Reply(201, self._create_message(params["AccountSid"], form))
+        if (template, method) == (MESSAGES, "GET"):
+            return _Reply(200, self._list_messages(params["AccountSid"], query))
         if (template, method) == (MESSAGE_BY_SID, "GET"):
             return self._fetch_message(params["Sid"])
         return _error(501, message=f"the stand-in does not serve {method} {template}")
@@ -268,6 +275,33 @@ class TwilioStandin:
         with self._lock:
             self.messages.append(sent)
         return _message_resource(sent, num_media=len(form.get("MediaUrl", [])))
+
+    def _list_messages(self, account_sid: str, query: str) -> dict[str, Any]:
+        """GET Messages.json: newest first, filtered by To / From; one page (PageSize)."""
+        q = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        page_size = int(q.get("PageSize", "50"))
+        with self._lock:
+            found = [m for m in self.messages if m.account_sid == account_sid]
+        found = [
+            m for m in found if q.get("To", m.to) == m.to and q.get("From", m.from_) == m.from_
+        ]
+        if any(k.startswith("DateSent") for k in q):
+            # The stand-in's messages stay "queued" and never get a date_sent, so no DateSent
+            # filter can match them.
+            found = []
+        found = sorted(found, key=lambda m: m.created_at, reverse=True)[:page_size]
+        uri = f"{self.base_url}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        return {
+            "end": max(len(found) - 1, 0),
+            "first_page_uri": f"{uri}?{query}",
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": page_size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": f"{uri}?{query}",
+            "messages": [_message_resource(m, num_media=0) for m in found],
+        }
 
     def _fetch_message(self, sid: str) -> _Reply:
         with self._lock:

@@ -8,6 +8,8 @@ that the flags announce, in that order. Little-endian throughout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat, sfloat_special
@@ -49,9 +51,7 @@ def _status_flags(raw: int) -> tuple[str, ...]:
 def _pressure(r: Reader, what: str, field: str, kpa: bool) -> tuple[float, float]:
     """(value as sent, value in mmHg)."""
     value = decode_sfloat(r.uint(2, what, optional=False), where=_WHERE, field=field)
-    mmhg = round(kpa_to_mmhg(value), 1) if kpa else value
-    plausibility.check(_WHERE, "pressure", mmhg, value, "kPa" if kpa else "mmHg")
-    return value, mmhg
+    return value, round(kpa_to_mmhg(value), 1) if kpa else value
 
 
 def decode_measurement(data: bytes) -> Decoded:
@@ -88,8 +88,22 @@ def decode_measurement(data: bytes) -> Decoded:
     rest = r.rest()
     if rest:
         details["unparsed"] = rest.hex()
+    _plausible(fields, details, unit)
     return Decoded(characteristic="2A35", measurement=Measurement.BLOOD_PRESSURE, fields=fields,
                    flags=flag_names, device_time=device_time, context=context, details=details)
+
+
+def _plausible(fields: dict[str, FieldValue], details: dict[str, Detail], unit: str) -> None:
+    """After the layout checks, so a short value is named as short, not as implausible."""
+    for name, quantity, sent_unit in (("systolic", "pressure", unit),
+                                      ("diastolic", "pressure", unit),
+                                      ("mean_arterial", "pressure", unit),
+                                      ("pulse", "pulse", "bpm")):
+        sent = details.get(name)
+        if name in fields and isinstance(sent, Mapping):
+            value = sent["value"]
+            assert isinstance(value, int | float)
+            plausibility.check(_WHERE, quantity, fields[name].value, value, sent_unit)
 
 
 def _optional_sfloat(raw: int, field: str) -> float | None:
@@ -110,8 +124,7 @@ def _mean_arterial(r: Reader, kpa: bool, unit: str, fields: dict[str, FieldValue
         details["mean_arterial"] = "NaN"
         return
     details["mean_arterial"] = {"value": value, "unit": unit}
-    mmhg = round(kpa_to_mmhg(value), 1) if kpa else value
-    fields["mean_arterial"] = FieldValue(plausibility.check(_WHERE, "pressure", mmhg, value, unit),
+    fields["mean_arterial"] = FieldValue(round(kpa_to_mmhg(value), 1) if kpa else value,
                                          Unit.MMHG)
 
 
@@ -121,5 +134,4 @@ def _pulse(r: Reader, fields: dict[str, FieldValue], details: dict[str, Detail])
         details["pulse"] = "NaN"
         return
     details["pulse"] = {"value": value, "unit": "bpm"}
-    fields["pulse"] = FieldValue(plausibility.check(_WHERE, "pulse", value, value, "bpm"),
-                                 Unit.BPM)
+    fields["pulse"] = FieldValue(value, Unit.BPM)

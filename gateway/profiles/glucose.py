@@ -7,6 +7,7 @@ multi-byte fields are little-endian.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 
 from homevitals.gateway.errors import ProfileError
@@ -135,6 +136,9 @@ def decode_measurement(data: bytes) -> Decoded:
         flag_names.extend(_status_flags(status))
         details["sensor_status"] = {"raw": f"0x{status:04X}", "flags": _status_flags(status)}
     _trailing(r, details)
+    if "glucose" in fields:  # after the layout checks: a short value is named as short first
+        plausibility.check(_WHERE, "glucose", fields["glucose"].value,
+                           *_sent(details["glucose_concentration"]))
     return Decoded(
         characteristic="2A18",
         measurement=Measurement.GLUCOSE if fields else None,
@@ -155,8 +159,14 @@ def _concentration(r: Reader, flags: int, details: dict[str, Detail]) -> FieldVa
     else:
         unit, mmol = "kg/L", glucose_kg_per_l_to_mmol_per_l(value)
     details["glucose_concentration"] = _quantity(value, unit)
-    plausibility.check(_WHERE, "glucose", round(mmol, 3), value, unit)
     return FieldValue(round(mmol, 3), Unit.MMOL_PER_L)
+
+
+def _sent(detail: Detail) -> tuple[float, str]:
+    assert isinstance(detail, Mapping)
+    value, unit = detail["value"], detail["unit"]
+    assert isinstance(value, int | float) and isinstance(unit, str)
+    return float(value), unit
 
 
 def _trailing(r: Reader, details: dict[str, Detail]) -> None:

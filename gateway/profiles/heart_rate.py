@@ -7,6 +7,7 @@ sensor contact status (bits 1-2: bit 2 "supported", bit 1 "detected"); Energy Ex
 
 from __future__ import annotations
 
+from homevitals.gateway.errors import ProfileError
 from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.reader import Reader
@@ -41,6 +42,9 @@ def decode_measurement(data: bytes) -> Decoded:
         details["energy_expended"] = {"value": energy, "unit": "kJ"}
         fields["energy_expended"] = FieldValue(energy, Unit.KJ)
     if flags & _RR:
+        if r.pos >= len(data):
+            raise ProfileError(f"{_WHERE}: flags 0x{flags:02X} announce RR-intervals but none"
+                               f" follow in {len(data)} bytes")
         rr = []
         while r.pos < len(data):
             rr.append(round(r.uint(2, "an RR-interval") * 1000 / 1024, 1))

@@ -33,7 +33,6 @@ def decode_measurement(data: bytes) -> Decoded:
                         field="temperature")
     unit = "°F" if flags & _FAHRENHEIT else "°C"
     celsius = round((sent - 32) * 5 / 9, 2) if flags & _FAHRENHEIT else sent
-    plausibility.check(_WHERE, "temperature", celsius, sent, unit)
     details: dict[str, Detail] = {"flags": f"0x{flags:02X}",
                                   "temperature": {"value": sent, "unit": unit}}
     device_time = None
@@ -48,6 +47,7 @@ def decode_measurement(data: bytes) -> Decoded:
     rest = r.rest()
     if rest:
         details["unparsed"] = rest.hex()
+    plausibility.check(_WHERE, "temperature", celsius, sent, unit)
     return Decoded(characteristic="2A1C", measurement=Measurement.TEMPERATURE,
                    fields={"temperature": FieldValue(celsius, Unit.CELSIUS)},
                    device_time=device_time, context=context, details=details)

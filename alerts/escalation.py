@@ -1,0 +1,234 @@
+"""Who is told, in what order, and when the next person is: routing, escalation, reminders, ACK.
+
+A route (``alerts.routes``, first match by severity and rule) is a chain of care-team roles. The
+first step is told at once (low severity waits out quiet hours; nothing else ever does). While the
+alert is unacknowledged, the next step is told after ``escalate_after_minutes``; past the end of
+the chain everyone told gets a reminder every ``renotify_minutes``, up to ``max_reminders``. A
+step with nobody in that role is skipped; a step whose every SMS failed for good (Twilio 21211,
+21610, or a failed delivery report) is left at once. Every step is logged in the ledger.
+
+All decisions are taken against the ledger's durable state and the injected clock, so the same
+code runs from a timer, from the safety-net sweep, after a restart and from the CLI.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from homevitals.alerts.ledger import AlertRow, Ledger, Note
+from homevitals.alerts.text import ack_text, alert_text, escalation_text, reminder_text
+from homevitals.clock import Clock
+from homevitals.config import (
+    CareRole,
+    CareTeamMember,
+    Config,
+    HomeConfig,
+    PatientConfig,
+    RouteConfig,
+)
+from homevitals.readings import AlertDecision, AlertState, Severity
+
+__all__ = ["Escalator", "Router"]
+
+logger = logging.getLogger(__name__)
+
+_FALLBACK = RouteConfig(chain=[CareRole.FAMILY_DOCTOR])
+
+
+class Router:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def route(self, severity: str, rule: str) -> RouteConfig:
+        return next((r for r in self.cfg.alerts.routes if r.matches(severity, rule)), _FALLBACK)
+
+    def steps(self, patient: PatientConfig, route: RouteConfig) -> list[list[CareTeamMember]]:
+        """The chain as people; roles nobody holds are skipped. Never empty: with nobody in
+        the chain the family doctor (always configured) is told, with a warning."""
+        steps = [[m for m in patient.care_team if m.role == role] for role in route.chain]
+        steps = [s for s in steps if s]
+        if not steps:
+            logger.warning(
+                "patient %s has nobody in the roles %s: telling the family doctor instead",
+                patient.id,
+                ", ".join(route.chain),
+            )
+            steps = [[m for m in patient.care_team if m.role == CareRole.FAMILY_DOCTOR]]
+        return steps
+
+    def release(self, severity: str, home: HomeConfig, now: datetime) -> datetime:
+        """When an SMS may go: quiet hours hold low severity only; critical is never held."""
+        quiet = self.cfg.alerts.quiet_hours
+        if quiet is None or severity != Severity.LOW:
+            return now
+        local = now.astimezone(home.zone)
+        if not quiet.contains(local.time()):
+            return now
+        end = datetime.combine(local.date(), quiet.end, home.zone)
+        if end <= local:
+            end = datetime.combine(local.date() + timedelta(days=1), quiet.end, home.zone)
+        return end
+
+
+class Escalator:
+    def __init__(
+        self,
+        cfg: Config,
+        ledger: Ledger,
+        clock: Clock,
+        wake_at: Callable[[str, datetime, datetime], None] = lambda _a, _t, _n: None,
+    ) -> None:
+        self.cfg = cfg
+        self.ledger = ledger
+        self.clock = clock
+        self.router = Router(cfg)
+        self.wake_at = wake_at
+        self._lock = threading.Lock()
+
+    def _who(self, patient_id: str) -> tuple[HomeConfig, PatientConfig]:
+        return self.cfg.patient(patient_id)
+
+    # --- decisions from the rule engine -------------------------------------------------------
+    def on_decision(self, d: AlertDecision) -> int:
+        """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
+        home, patient = self._who(d.patient)
+        now = self.clock.now()
+        with self._lock:
+            row, _ = self.ledger.ensure_alert(d, now)
+            code = row.ack_code or ""
+            if d.state == AlertState.RESOLVED:
+                body = alert_text(d, patient.name, home.zone, code)
+                at = self.router.release(str(d.severity), home, now)
+                notes = [
+                    Note(r, n, role, body, "resolved", row.step, at)
+                    for r, n, role in self.ledger.told(d.alert_id)
+                ]
+                return self.ledger.add(d.alert_id, notes, now)
+            if row.acked_at or row.state == "resolved":
+                return 0
+            route = self.router.route(str(d.severity), d.rule)
+            steps = self.router.steps(patient, route)
+            at = self.router.release(str(d.severity), home, now)
+            body = alert_text(d, patient.name, home.zone, code)
+            notes = [Note(m.phone, m.name, str(m.role), body, "firing", 0, at) for m in steps[0]]
+            new = self.ledger.add(d.alert_id, notes, now)
+            if new:
+                gap = route.escalate_after_minutes if len(steps) > 1 else route.renotify_minutes
+                nxt = at + timedelta(minutes=gap)
+                self.ledger.set_schedule(d.alert_id, nxt)
+                self.wake_at(d.alert_id, nxt, now)
+            return new
+
+    # --- timers -------------------------------------------------------------------------------
+    def run_due(self, now: datetime | None = None) -> int:
+        """Take every escalation step or reminder that is due; the number of new SMS."""
+        now = now or self.clock.now()
+        new = 0
+        with self._lock:
+            for row in self.ledger.due_alerts(now):
+                new += self._advance(row, now)
+        return new
+
+    def _advance(self, row: AlertRow, now: datetime) -> int:
+        d = row.decoded()
+        home, patient = self._who(row.patient)
+        route = self.router.route(row.severity, row.rule)
+        steps = self.router.steps(patient, route)
+        code = row.ack_code or ""
+        at = self.router.release(row.severity, home, now)
+        if row.step + 1 < len(steps):
+            k = row.step + 1
+            before = [m.name for s in steps[:k] for m in s]
+            body = escalation_text(d, patient.name, home.zone, code, before)
+            notes = [
+                Note(m.phone, m.name, str(m.role), body, f"escalation-{k}", k, at) for m in steps[k]
+            ]
+            gap = route.escalate_after_minutes if k + 1 < len(steps) else route.renotify_minutes
+            nxt = at + timedelta(minutes=gap)
+            names = ", ".join(f"{m.name} ({m.role})" for m in steps[k])
+            entry = f"escalated to step {k + 1} of {len(steps)}: {names}"
+            new = self.ledger.add(
+                row.alert_id,
+                notes,
+                now,
+                expect=(row.step, row.reminders),
+                step=k,
+                next_step_at=nxt,
+                entry=entry,
+            )
+        elif row.reminders < route.max_reminders:
+            n = row.reminders + 1
+            body = reminder_text(d, patient.name, home.zone, code, n)
+            notes = [
+                Note(r, nm, role, body, f"reminder-{n}", row.step, at)
+                for r, nm, role in self.ledger.told(row.alert_id)
+            ]
+            nxt = at + timedelta(minutes=route.renotify_minutes)
+            new = self.ledger.add(
+                row.alert_id,
+                notes,
+                now,
+                expect=(row.step, row.reminders),
+                reminders=n,
+                next_step_at=nxt,
+                entry=f"reminder {n} of {route.max_reminders}",
+            )
+        else:
+            self.ledger.add(
+                row.alert_id,
+                [],
+                now,
+                expect=(row.step, row.reminders),
+                next_step_at=None,
+                entry="end of the chain: no more reminders",
+            )
+            return 0
+        self.wake_at(row.alert_id, nxt, now)
+        return new
+
+    def on_dead_end(self, alert_id: str, step: int, kind: str, why: str) -> bool:
+        """An SMS failed for good (or was not delivered): if nobody at its step can still be
+        reached, the next step is due now."""
+        if kind in ("resolved", "acknowledged") or self.ledger.step_alive(alert_id, step):
+            return False
+        now = self.clock.now()
+        if self.ledger.expedite(
+            alert_id,
+            now,
+            f"nobody at step {step + 1} reachable ({why}): moving to the next person now",
+        ):
+            self.run_due(now)
+            return True
+        return False
+
+    # --- acknowledgement ----------------------------------------------------------------------
+    def acknowledge(
+        self, code: str, by: str, via: str, phone: str | None = None
+    ) -> AlertRow | None:
+        """Acknowledge the newest open alert with this code. With ``phone`` (an SMS reply),
+        only an alert of a patient whose care team has that number."""
+        now = self.clock.now()
+        with self._lock:
+            for row in self.ledger.by_code(code):
+                _, patient = self._who(row.patient)
+                member = next((m for m in patient.care_team if m.phone == phone), None)
+                if phone is not None and member is None:
+                    continue
+                who = by if member is None else f"{member.name} ({member.role}, {member.phone})"
+                if self.ledger.acknowledge(row.alert_id, who, via, now):
+                    self._tell_acknowledged(row, who, phone, now)
+                    return self.ledger.alert(row.alert_id)
+        return None
+
+    def _tell_acknowledged(self, row: AlertRow, who: str, phone: str | None, now: datetime) -> None:
+        home, patient = self._who(row.patient)
+        body = ack_text(row.decoded(), patient.name, home.zone, row.ack_code or "", who, now)
+        notes = [
+            Note(r, n, role, body, "acknowledged", row.step, now)
+            for r, n, role in self.ledger.told(row.alert_id)
+            if r != phone
+        ]
+        self.ledger.add(row.alert_id, notes, now)

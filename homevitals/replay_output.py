@@ -1,0 +1,164 @@
+"""What ``homevitals replay`` writes: notifications.jsonl, alerts.jsonl, readings.csv.
+
+Every line is built from what the pipeline stored (the alert ledger, the store), sorted on stable
+keys, with simulated times only: the same scenario and seed give the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from homevitals import wire
+from homevitals.readings import Measurement
+from homevitals.simulators.scenario import LoadedScenario
+from homevitals.simulators.timeline import ScriptedReply, Timeline
+
+__all__ = ["Collected", "collect", "write_outputs"]
+
+_NOTE_KEYS = ("kind", "name", "role", "recipient", "sms_state", "sent_at", "sid", "body", "error")
+_CSV_HEADER = ["time", "local_time", "home", "patient", "device", "measurement", "field", "value",
+               "flags", "id"]
+
+
+@dataclass(frozen=True)
+class Collected:
+    rows: list[dict[str, Any]]
+    history: list[dict[str, object]]
+    replies: list[tuple[ScriptedReply, str | None]]
+    delivered: int
+    stalls: int
+
+
+def collect(store: Any, ledger: Any, tl: Timeline, replies: list[tuple[ScriptedReply, str | None]],
+            delivered: int, stalls: int) -> Collected:
+    """Read the store and the ledger before the pipeline closes them."""
+    start, end = tl.start - timedelta(days=2), tl.end + timedelta(days=2)
+    rows: list[dict[str, Any]] = []
+    for m in [*(str(m) for m in Measurement), "event", "rejected"]:
+        rows += [{**r, "measurement": m} for r in store.query_readings(m, None, start, end)]
+    return Collected(rows, ledger.history(), list(replies), delivered, stalls)
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def _notifications(sc: LoadedScenario, history: list[dict[str, object]]) -> list[dict[str, Any]]:
+    out = []
+    for h in history:
+        if h.get("kind") is None:
+            continue
+        try:
+            home, patient = sc.config.patient(str(h["patient"]))
+            home_id, name = home.id, patient.name
+        except KeyError:
+            home_id, name = "", ""
+        out.append({
+            "time": h.get("sent_at"), "to": h.get("recipient"), "name": h.get("name"),
+            "role": h.get("role"), "home": home_id, "patient": h.get("patient"),
+            "patient_name": name, "rule": h.get("rule"), "severity": h.get("severity"),
+            "kind": h.get("kind"), "state": h.get("sms_state"), "sid": h.get("sid"),
+            "alert_id": h.get("alert_id"), "text": h.get("body"),
+        })
+    return sorted(out, key=lambda n: (str(n["time"] or "~"), str(n["sid"] or ""),
+                                      str(n["to"]), str(n["kind"])))
+
+
+def _alerts(history: list[dict[str, object]]) -> list[dict[str, Any]]:
+    alerts: dict[str, dict[str, Any]] = {}
+    for h in history:
+        aid = str(h["alert_id"])
+        if aid not in alerts:
+            head = {k: v for k, v in h.items() if k not in _NOTE_KEYS}
+            alerts[aid] = {**head, "notifications": []}
+        if h.get("kind") is not None:
+            alerts[aid]["notifications"].append({
+                "kind": h.get("kind"), "to": h.get("recipient"), "name": h.get("name"),
+                "role": h.get("role"), "state": h.get("sms_state"), "sent_at": h.get("sent_at"),
+                "sid": h.get("sid"), "error": h.get("error"),
+            })
+    for a in alerts.values():
+        a["notifications"].sort(key=lambda n: (str(n["sent_at"] or "~"), str(n["sid"] or "")))
+    return sorted(alerts.values(), key=lambda a: (str(a.get("opened_at")), str(a["alert_id"])))
+
+
+def _csv_lines(sc: LoadedScenario, rows: Iterable[dict[str, Any]]) -> list[list[str]]:
+    zones = {h.id: h.zone for h in sc.config.homes}
+    lines = []
+    for r in rows:
+        t: datetime = r["time"]
+        zone = zones.get(str(r.get("home", "")))
+        local = t.astimezone(zone).isoformat() if zone else ""
+        base = [wire.format_time(t), local, str(r.get("home", "")), str(r.get("patient", "")),
+                str(r.get("device", "")), r["measurement"]]
+        rid = str(r.get("reading_id") or r.get("event_id") or "")
+        flags = str(r.get("flags", ""))
+        if r["measurement"] == "event":
+            lines.append([*base, str(r.get("kind", "")), str(r.get("detail", "")), "", rid])
+        elif r["measurement"] == "rejected":
+            lines.append([*base, str(r.get("reason", "")), str(r.get("error", "")), "", ""])
+        else:
+            for k, v in r.items():
+                if isinstance(v, float):
+                    lines.append([*base, k, repr(v), flags, rid])
+    return sorted(lines, key=lambda x: (x[0], x[2], x[4], x[5], x[6], x[9]))
+
+
+def _check(tl: Timeline, notes: list[dict[str, Any]]) -> list[str]:
+    if tl.expected is None:
+        return []
+    report, used = [], set()
+    for e in tl.expected:
+        match = next((i for i, n in enumerate(notes) if i not in used and n["to"] == e.to
+                      and n["rule"] == e.rule and n["kind"] == e.kind and n["time"]
+                      and abs(wire.parse_time(n["time"], "time") - e.at) <= e.within), None)
+        if match is None:
+            report.append(f"  MISSED   {e.kind} {e.rule} to {e.to} at {e.at.isoformat()}"
+                          f" (+/- {e.within})")
+        else:
+            used.add(match)
+            report.append(f"  met      {e.kind} {e.rule} to {e.to} at {notes[match]['time']}")
+    report += [f"  UNEXPECTED {n['kind']} {n['rule']} to {n['to']} at {n['time']}"
+               for i, n in enumerate(notes) if i not in used]
+    return report
+
+
+def write_outputs(out_dir: Path, sc: LoadedScenario, tl: Timeline, c: Collected,
+                  wall_seconds: float) -> str:
+    """Write the files; return the summary for the terminal (the only place wall time shows)."""
+    notes = _notifications(sc, c.history)
+    alerts = _alerts(c.history)
+    (out_dir / "notifications.jsonl").write_text(
+        "".join(_dump(n) + "\n" for n in notes), encoding="utf-8")
+    (out_dir / "alerts.jsonl").write_text(
+        "".join(_dump(a) + "\n" for a in alerts), encoding="utf-8")
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(_CSV_HEADER)
+    writer.writerows(_csv_lines(sc, c.rows))
+    (out_dir / "readings.csv").write_text(buf.getvalue(), encoding="utf-8")
+    replies = [{"time": wire.format_time(r.at), "from": r.phone, "name": r.name, "role": r.role,
+                "text": r.text, "answer": answer} for r, answer in c.replies]
+    if replies:
+        (out_dir / "replies.jsonl").write_text(
+            "".join(_dump(r) + "\n" for r in replies), encoding="utf-8")
+    report = _check(tl, notes)
+    lines = [
+        f"homevitals replay: {sc.model.name} ({sc.source}), seed {sc.model.seed}",
+        f"  simulated {tl.start.isoformat()} .. {tl.end.isoformat()}"
+        f" in {wall_seconds:.1f} s of wall time",
+        f"  {c.delivered} values delivered, {len(c.rows)} points stored,"
+        f" {len(alerts)} alerts, {len(notes)} SMS, {len(replies)} scripted replies",
+        *([f"  {c.stalls} steps did not settle in time (see the log)"] if c.stalls else []),
+        *(["expectations:", *report] if tl.expected is not None else []),
+        f"  wrote {out_dir}/notifications.jsonl, alerts.jsonl, readings.csv"
+        + (", replies.jsonl" if replies else ""),
+    ]
+    return "\n".join(lines) + "\n"

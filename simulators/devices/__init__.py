@@ -1,0 +1,39 @@
+"""Simulated BLE peripherals for every device type, behind a simulated radio.
+
+``SimulatedRadio`` implements the gateway's ``Radio`` protocol; the gateway's own connection
+manager, RACP download and parsers run against it unchanged. ``radio_for_home`` builds one
+simulated peripheral per configured device.
+"""
+
+from __future__ import annotations
+
+from homevitals.simulators.devices.base import (
+    Misbehaviour,
+    SimAdvert,
+    SimulatedPeripheral,
+    SimulatedRadio,
+    SimulatedSession,
+)
+from homevitals.simulators.devices.glucose_meter import GlucoseMeter, StoredRecord
+from homevitals.simulators.devices.home import radio_for_home
+from homevitals.simulators.devices.streaming import (
+    BthomeButton,
+    ItagButton,
+    StreamingDevice,
+    make_streaming,
+)
+
+__all__ = [
+    "BthomeButton",
+    "GlucoseMeter",
+    "ItagButton",
+    "Misbehaviour",
+    "SimAdvert",
+    "SimulatedPeripheral",
+    "SimulatedRadio",
+    "SimulatedSession",
+    "StoredRecord",
+    "StreamingDevice",
+    "make_streaming",
+    "radio_for_home",
+]
