@@ -80,7 +80,9 @@ class Escalator:
         ledger: Ledger,
         clock: Clock,
         wake_at: Callable[[str, datetime, datetime], None] = lambda _a, _t, _n: None,
+        on_new: Callable[[], None] = lambda: None,
     ) -> None:
+        self.on_new = on_new
         self.cfg = cfg
         self.ledger = ledger
         self.clock = clock
@@ -96,31 +98,32 @@ class Escalator:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
         home, patient = self._who(d.patient)
         now = self.clock.now()
-        with self._lock:
-            row, _ = self.ledger.ensure_alert(d, now)
+        at = self.router.release(str(d.severity), home, now)
+        nxt: datetime | None = None
+
+        def compose(row: AlertRow) -> tuple[list[Note], datetime | None]:
+            nonlocal nxt
             code = row.ack_code or ""
+            body = alert_text(d, patient.name, home.zone, code)
             if d.state == AlertState.RESOLVED:
-                body = alert_text(d, patient.name, home.zone, code)
-                at = self.router.release(str(d.severity), home, now)
-                notes = [
-                    Note(r, n, role, body, "resolved", row.step, at)
-                    for r, n, role in self.ledger.told(d.alert_id)
-                ]
-                return self.ledger.add(d.alert_id, notes, now)
-            if row.acked_at or row.state == "resolved":
-                return 0
+                told = self.ledger.told(d.alert_id)
+                return [
+                    Note(r, n, role, body, "resolved", row.step, at) for r, n, role in told
+                ], None
             route = self.router.route(str(d.severity), d.rule)
             steps = self.router.steps(patient, route)
-            at = self.router.release(str(d.severity), home, now)
-            body = alert_text(d, patient.name, home.zone, code)
+            gap = route.escalate_after_minutes if len(steps) > 1 else route.renotify_minutes
+            nxt = at + timedelta(minutes=gap)
             notes = [Note(m.phone, m.name, str(m.role), body, "firing", 0, at) for m in steps[0]]
-            new = self.ledger.add(d.alert_id, notes, now)
-            if new:
-                gap = route.escalate_after_minutes if len(steps) > 1 else route.renotify_minutes
-                nxt = at + timedelta(minutes=gap)
-                self.ledger.set_schedule(d.alert_id, nxt)
+            return notes, nxt
+
+        with self._lock:
+            _, new = self.ledger.record(d, now, compose)
+        if new:
+            self.on_new()  # the sender first; the timer's own write can wait
+            if nxt is not None:
                 self.wake_at(d.alert_id, nxt, now)
-            return new
+        return new
 
     # --- timers -------------------------------------------------------------------------------
     def run_due(self, now: datetime | None = None) -> int:

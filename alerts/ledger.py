@@ -14,7 +14,7 @@ from __future__ import annotations
 import secrets
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -124,6 +124,10 @@ class AlertRow:
     next_step_at: str | None
     decision: str
 
+    @property
+    def resolved(self) -> bool:
+        return self.state == "resolved"
+
     def decoded(self) -> AlertDecision:
         d = wire.decode(self.decision.encode())
         assert isinstance(d, AlertDecision)
@@ -168,42 +172,63 @@ class Ledger:
         )
 
     # --- alerts -------------------------------------------------------------------------------
-    def ensure_alert(self, d: AlertDecision, now: datetime) -> tuple[AlertRow, bool]:
-        """The alert's row, created (with its ACK code) or resolved by ``d``; True if changed."""
+    def record(
+        self,
+        d: AlertDecision,
+        now: datetime,
+        compose: Callable[[AlertRow], tuple[list[Note], datetime | None]],
+    ) -> tuple[AlertRow, int]:
+        """One transaction (one fsync) for a decision: the alert's row (created with its ACK
+        code, or resolved), the notifications ``compose`` builds from that row, and when its
+        next step is due. Returns the row and how many notifications are new (0: redelivery)."""
         t = wire.format_time(now)
         with self._tx() as db:
-            changed = False
-            if self._row(d.alert_id) is None:
+            row, _ = self._ensure(d, now)
+            if d.state == "firing" and (row.acked_at or row.resolved):
+                return row, 0
+            notes, next_step_at = compose(row)
+            new = self._insert(d.alert_id, notes, now, t)
+            if new and next_step_at is not None:
                 db.execute(
-                    "INSERT INTO alerts(alert_id, home, patient, rule, severity, state, opened_at,"
-                    " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        d.alert_id,
-                        d.home,
-                        d.patient,
-                        d.rule,
-                        str(d.severity),
-                        "firing",
-                        t,
-                        wire.encode(d).decode(),
-                        self._new_code(now),
-                    ),
+                    "UPDATE alerts SET next_step_at=? WHERE alert_id=?",
+                    (wire.format_time(next_step_at), d.alert_id),
                 )
-                self._log(
-                    d.alert_id, t, f"firing: {d.rule} {d.severity} for {d.patient}: {d.reason}"
-                )
+        return row, new
+
+    def _ensure(self, d: AlertDecision, now: datetime) -> tuple[AlertRow, bool]:
+        """The alert's row, created (with its ACK code) or resolved by ``d``; True if changed.
+        Runs inside the caller's transaction."""
+        t = wire.format_time(now)
+        changed = False
+        if self._row(d.alert_id) is None:
+            self._db.execute(
+                "INSERT INTO alerts(alert_id, home, patient, rule, severity, state, opened_at,"
+                " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    d.alert_id,
+                    d.home,
+                    d.patient,
+                    d.rule,
+                    str(d.severity),
+                    "firing",
+                    t,
+                    wire.encode(d).decode(),
+                    self._new_code(now),
+                ),
+            )
+            self._log(d.alert_id, t, f"firing: {d.rule} {d.severity} for {d.patient}: {d.reason}")
+            changed = True
+        if d.state == "resolved":
+            cur = self._db.execute(
+                "UPDATE alerts SET state='resolved', resolved_at=?, next_step_at=NULL"
+                " WHERE alert_id=? AND resolved_at IS NULL",
+                (t, d.alert_id),
+            )
+            if cur.rowcount:
+                self._cancel(d.alert_id, t, "resolved", held_firing_too=now)
+                self._log(d.alert_id, t, f"resolved: {d.reason}")
                 changed = True
-            if d.state == "resolved":
-                cur = db.execute(
-                    "UPDATE alerts SET state='resolved', resolved_at=?, next_step_at=NULL"
-                    " WHERE alert_id=? AND resolved_at IS NULL",
-                    (t, d.alert_id),
-                )
-                if cur.rowcount:
-                    self._cancel(d.alert_id, t, "resolved", held_firing_too=now)
-                    self._log(d.alert_id, t, f"resolved: {d.reason}")
-                    changed = True
-            row = self._row(d.alert_id)
+        row = self._row(d.alert_id)
         assert row is not None
         return row, changed
 
@@ -294,43 +319,38 @@ class Ledger:
                 )
                 if cur.rowcount == 0:
                     return 0
-            new = 0
-            for n in notes:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO notifications(alert_id, kind, recipient, name, role,"
-                    " body, step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
-                    (
-                        alert_id,
-                        n.kind,
-                        n.recipient,
-                        n.name,
-                        n.role,
-                        n.body,
-                        n.step,
-                        wire.format_time(max(n.not_before, now)),
-                        t,
-                    ),
-                )
-                new += cur.rowcount
-                if cur.rowcount and n.not_before > now:
-                    self._log(
-                        alert_id,
-                        t,
-                        f"{n.kind} to {n.name} held for quiet hours until"
-                        f" {wire.format_time(n.not_before)}",
-                    )
+            new = self._insert(alert_id, notes, now, t)
             if entry and (new or expect is not None):
                 self._log(alert_id, t, entry)
         return new
 
-    def set_schedule(self, alert_id: str, next_step_at: datetime | None) -> None:
-        """Used for the first step of a new alert (``add`` with ``expect`` for later steps)."""
-        with self._tx() as db:
-            db.execute(
-                "UPDATE alerts SET next_step_at=? WHERE alert_id=? AND acked_at IS NULL"
-                " AND resolved_at IS NULL",
-                (None if next_step_at is None else wire.format_time(next_step_at), alert_id),
+    def _insert(self, alert_id: str, notes: list[Note], now: datetime, t: str) -> int:
+        new = 0
+        for n in notes:
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO notifications(alert_id, kind, recipient, name, role,"
+                " body, step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    alert_id,
+                    n.kind,
+                    n.recipient,
+                    n.name,
+                    n.role,
+                    n.body,
+                    n.step,
+                    wire.format_time(max(n.not_before, now)),
+                    t,
+                ),
             )
+            new += cur.rowcount
+            if cur.rowcount and n.not_before > now:
+                self._log(
+                    alert_id,
+                    t,
+                    f"{n.kind} to {n.name} held for quiet hours until"
+                    f" {wire.format_time(n.not_before)}",
+                )
+        return new
 
     def expedite(self, alert_id: str, now: datetime, why: str) -> bool:
         """Escalate now (nobody at the current step can be reached)."""

@@ -56,7 +56,10 @@ class AlertsApp:
             clock,
             tick_seconds=self.acfg.sweep_seconds,
         )
-        self.escalator = Escalator(cfg, self.ledger, clock, self.scheduler.wake_at)
+        self._wake = threading.Event()
+        self.escalator = Escalator(
+            cfg, self.ledger, clock, self.scheduler.wake_at, on_new=self._wake.set
+        )
         self.rejected = 0
         self.subscriber = Subscriber(
             cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle
@@ -69,7 +72,6 @@ class AlertsApp:
         # Twilio's timeout plus a margin: a request older than that can no longer be in flight.
         timeout = self.acfg.twilio.timeout_seconds if self.acfg.twilio else 10.0
         self.reconcile_after = timedelta(seconds=timeout + 2.0)
-        self._wake = threading.Event()
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="alerts-sender", daemon=True)
 

@@ -27,7 +27,7 @@ import logging
 import random
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,11 +106,13 @@ class BleakTransport:
         clock: Clock | None = None,
         max_backoff: float = 300.0,
         racp_timeout: float = 60.0,
+        setup_timeout: float = 90.0,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.clock = clock or SystemClock()
         self.max_backoff = max_backoff
         self.racp_timeout = racp_timeout
+        self.setup_timeout = setup_timeout
         self.sequences = SequenceStore(state_path)
         self._connect_lock = asyncio.Lock()
         self._sightings: dict[str, _Sighting] = {}
@@ -180,13 +182,39 @@ class BleakTransport:
             async with self._connect_lock:
                 await client.connect()
                 logger.info("%s: connected to %s", device.id, device.address)
-                await self._subscribe(client, device, deliver, disconnected)
+                await self._bounded(
+                    self._subscribe(client, device, deliver, disconnected), disconnected
+                )
             logger.info("%s: waiting for measurements", device.id)
             await disconnected.wait()
             logger.info("%s: disconnected", device.id)
         finally:
             if client.is_connected:
                 await client.disconnect()
+
+    async def _bounded(self, setup: Coroutine[Any, Any, None], disconnected: asyncio.Event) -> None:
+        """Run a setup step, but give up when the link drops or after ``setup_timeout``.
+
+        Found in the BLE VM harness: when BlueZ (5.66) must pair to write a CCCD and the pairing
+        fails, the peer drops the link but bleak's ``start_notify`` never returns. The step runs
+        under the one-device-at-a-time lock, so without this bound one such device starves
+        every other device of the gateway."""
+        step = asyncio.ensure_future(setup)
+        lost = asyncio.ensure_future(disconnected.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {step, lost}, timeout=self.setup_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()
+            if not step.done():
+                step.cancel()
+        if step in done:
+            step.result()  # re-raise what the setup raised
+            return
+        if lost in done:
+            raise GatewayError("link lost while subscribing or downloading records")
+        raise TimeoutError(f"setup not finished in {self.setup_timeout:.0f} s")
 
     async def _subscribe(
         self, client: Any, device: DeviceConfig, deliver: Deliver, disconnected: asyncio.Event

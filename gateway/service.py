@@ -264,7 +264,8 @@ class Gateway:
             extra={"home": self.home.id, "device": raw.device,
                    "characteristic": raw.characteristic},
         )
-        self.queue.put(self.topics.deadletter("gateway", reason), payload)
+        # Inside the home's own subtree, so a broker ACL confining the gateway allows it.
+        self.queue.put(self.topics.gateway_deadletter(self.home.id, reason), payload)
 
 
 def _summary(r: Reading) -> str:

@@ -27,6 +27,7 @@ from homevitals.ingest.main import build_store
 from homevitals.ingest.service import IngestService
 from homevitals.rules.main import RulesApp
 from homevitals.simulators.household import DEMO_START, demo_config, demo_script
+from homevitals.replay import Pipeline, server_config
 from homevitals.simulators.transport import SimulatedTransport
 
 __all__ = ["local_paths", "run_demo"]
@@ -96,25 +97,24 @@ def run_demo(workdir: Path | None = None, broker: str = "auto", out: TextIO = sy
 
 
 def _run(cfg: Config, clock: SimulatedClock, script: list, n_expected: int, out: TextIO) -> int:  # type: ignore[type-arg]
-    store = build_store(cfg.store)
-    ingest = IngestService(cfg, store)
-    rules = RulesApp(cfg)
-    alerts = AlertsApp(cfg, ConsoleNotifier(out), clock)
-    ingest.start()
-    rules.start()
-    alerts.start()
+    # The replay's pipeline: the same daemons, plus the settle step that keeps the simulated
+    # clock from running ahead of them, so the alert history shows the right simulated times.
+    cfg = server_config(cfg, Path(cfg.store.path).parent, cfg.mqtt.port, cfg.mqtt.protocol)
+    pipeline = Pipeline(cfg, clock, out)
+    store, rules, alerts = pipeline.store, pipeline.rules, pipeline.alerts
+    pipeline.start()
     try:
-        _wait(
-            "subscriptions",
-            lambda: (
-                ingest.subscribed.is_set()
-                and rules.subscriber.subscribed.is_set()
-                and alerts.subscriber.subscribed.is_set()
-            ),
-            20,
-        )
-        gateway = GatewayApp(cfg, SimulatedTransport(script, clock), clock)
+        gateway = GatewayApp(cfg, SimulatedTransport(script, clock, settle=lambda: settle(gateway)),
+                             clock)
+        pipeline.gateways.append(gateway)
+
+        async def settle(app: GatewayApp) -> None:
+            pipeline.expect["data"] = app.gateway.counts["readings"] + app.gateway.counts["events"]
+            pipeline.expect["deadletter"] = sum(app.gateway.rejects.values())
+            await asyncio.to_thread(pipeline.settle)
+
         asyncio.run(gateway.run(drain_seconds=30))
+        pipeline.gateways.clear()
         home = cfg.homes[0]
         start, end = clock.now() - timedelta(days=3), clock.now() + timedelta(days=1)
         _wait(
@@ -131,10 +131,7 @@ def _run(cfg: Config, clock: SimulatedClock, script: list, n_expected: int, out:
         _wait("alerts sent", lambda: len(rules.outbox) == 0 and alerts.idle(), 30)
         _summary(store, alerts, home.zone, start, end, out)
     finally:
-        alerts.stop()
-        rules.stop()
-        ingest.stop()
-        store.close()
+        pipeline.stop()
     return 0
 
 

@@ -73,6 +73,11 @@ def clears(rule: ThresholdRuleConfig, value: float) -> bool:
     return value <= (rule.clear_at if rule.clear_at is not None else rule.above)
 
 
+def needs_history(rule: ThresholdRuleConfig) -> bool:
+    """A plain bound judges each reading alone; only sustained conditions keep a window."""
+    return any(x is not None for x in (rule.n_of_m, rule.for_minutes, rule.confirm_within_minutes))
+
+
 def threshold_horizon(rule: ThresholdRuleConfig) -> tuple[timedelta, int]:
     """How much history the rule needs: (time span, number of samples)."""
     minutes = max(2 * (rule.for_minutes or 0.0), rule.confirm_within_minutes or 0.0)

@@ -165,8 +165,14 @@ class RuleEngine:
         value = self._sample(rule, r)
         if value is None:
             return None
+        sample = cond.Sample(r.time, value, r.reading_id)
+        if isinstance(rule, ThresholdRuleConfig) and not cond.needs_history(rule):
+            # Nothing to remember between readings: no write, so a normal reading costs no
+            # fsync (the open alert alone makes a redelivery harmless).
+            w = cond.Window([sample])
+            return self._threshold(st, s, rule, r, w, st.open_alert(r.patient, rule.id))
         w = st.window(r.patient, rule.id)
-        if not w.add(cond.Sample(r.time, value, r.reading_id)):
+        if not w.add(sample):
             self.counts["duplicate_reading"] += 1
             return None  # a redelivered reading: already judged
         if isinstance(rule, ThresholdRuleConfig):

@@ -30,17 +30,49 @@ if TYPE_CHECKING:
 __all__ = ["Watch"]
 
 
+# "Last seen" times are written at most this often (in data time) per patient and metric, and
+# per home: a reading every second must not cost an fsync every second. The newest time is kept
+# in memory as well and judged with, so the throttle never makes an alert early; a crash loses at
+# most this much precision of the durable copy.
+WRITE_EVERY = timedelta(seconds=10)
+
+
 class Watch:
     def __init__(self, engine: RuleEngine) -> None:
         self.engine = engine
         self.device_patient = {
             d.id: d.patient for s in engine.subjects.values() for d in s.home.devices
         }
+        self.watched = {
+            (s.patient.id, str(r.measurement))
+            for s in engine.subjects.values()
+            for r in s.rules
+            if isinstance(r, MissingDataRuleConfig)
+        }
+        self._latest: dict[tuple[str, str], datetime] = {}
+        self._written: dict[tuple[str, str], datetime] = {}
+
+    def _fresh(self, key: tuple[str, str], at: datetime) -> bool:
+        """Remember ``at``; True when the durable copy is due for a write."""
+        if at > self._latest.get(key, at - WRITE_EVERY):
+            self._latest[key] = at
+        written = self._written.get(key)
+        if written is None or at - written >= WRITE_EVERY:
+            self._written[key] = at
+            return True
+        return False
+
+    def _last_seen(self, st: State, patient: str, measurement: str) -> datetime | None:
+        durable = st.last_seen(patient, measurement)
+        latest = self._latest.get((patient, measurement))
+        return max(filter(None, (durable, latest)), default=None)
 
     # --- inputs -------------------------------------------------------------------------------
     def on_reading(self, st: State, s: Subject, r: Reading) -> list[AlertDecision]:
         out: list[AlertDecision] = []
-        st.seen(r.patient, str(r.measurement), r.time)
+        key = (r.patient, str(r.measurement))
+        if key in self.watched and self._fresh(key, r.time):
+            st.seen(r.patient, str(r.measurement), r.time)
         for rule in s.rules:
             if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement:
                 current = st.open_alert(s.patient.id, rule.id)
@@ -65,7 +97,10 @@ class Watch:
 
     def on_home_message(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
         """Any message proves the gateway alive and moves the home's own clock to ``at``."""
-        st.home_alive(home.id, at)
+        seen = st.home(home.id)
+        fresh = self._fresh(("", home.id), at)
+        if seen is None or seen.offline_since is not None or fresh:
+            st.home_alive(home.id, at)
         return self._gateway_back(st, home, at) + self._judge_home(st, home, at)
 
     def on_status(self, st: State, status: GatewayStatus) -> list[AlertDecision]:
@@ -79,6 +114,7 @@ class Watch:
         # by the broker when the keepalive lapses).
         seen = st.home(home.id)
         since = seen.last_alive if seen is not None else self.engine.clock.now()
+        since = max(since, self._latest.get(("", home.id), since))
         st.home_offline(home.id, since)
         return self._judge_home(st, home, since)
 
@@ -129,7 +165,7 @@ class Watch:
     ) -> AlertDecision | None:
         if not self._watches(s, rule):
             return None
-        last = st.last_seen(s.patient.id, str(rule.measurement))
+        last = self._last_seen(st, s.patient.id, str(rule.measurement))
         since = last or baseline or self.engine.started
         if now - since < timedelta(minutes=rule.after_minutes):
             return None
@@ -157,7 +193,10 @@ class Watch:
         self, st: State, s: Subject, rule: GatewayRuleConfig, now: datetime
     ) -> AlertDecision | None:
         seen = st.home(s.home.id)
-        alive = seen.last_alive if seen else self.engine.started
+        alive = max(
+            seen.last_alive if seen else self.engine.started,
+            self._latest.get(("", s.home.id), self.engine.started),
+        )
         offline = seen.offline_since if seen else None
         silent = now - alive >= timedelta(minutes=rule.heartbeat_missed_minutes)
         gone = offline is not None and now - offline >= timedelta(

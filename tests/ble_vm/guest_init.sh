@@ -8,12 +8,12 @@ modprobe virtio_net
 modprobe hci_vhci
 ip link set lo up
 i=0
-while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
-echo "guest: network interfaces: $(ls /sys/class/net)"
-ip link set eth0 up
+while [ "$(ls /sys/class/net | grep -v '^lo$')" = "" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+nic=$(ls /sys/class/net | grep -v '^lo$' | head -1)
+ip link set "$nic" up
 # QEMU user networking: 10.0.2.2 is the host's loopback, where the test's Mosquitto listens.
 # No default route on purpose: the guest can reach nothing but QEMU's 10.0.2.0/24.
-ip addr add 10.0.2.15/24 dev eth0
+ip addr add 10.0.2.15/24 dev "$nic"
 mkdir -p /run/dbus /var/lib/bluetooth
 dbus-daemon --system --fork
 /usr/libexec/bluetooth/bluetoothd -n > /mnt/out/bluetoothd.log 2>&1 &

@@ -106,6 +106,10 @@ class GlucoseMeter:
         for n, record in enumerate(records):
             if self.drop_after is not None and n == self.drop_after:
                 self.drop_after = None
+                # Give BlueZ time to hand the records already sent to the gateway, so the
+                # resume point is known (16); the drop itself comes in the middle of the
+                # transfer, before the RACP answer.
+                await asyncio.sleep(1.0)
                 self.v.note(f"dropping the link after sequence {self.sent[-1]}")
                 await connection.disconnect()
                 return
