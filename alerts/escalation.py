@@ -118,7 +118,7 @@ class Escalator:
             return notes, nxt
 
         with self._lock:
-            _, new = self.ledger.record(d, now, compose)
+            _, new = self.ledger.record_decision(d, now, compose)
         if new:
             self.on_new()  # the sender first; the timer's own write can wait
             if nxt is not None:

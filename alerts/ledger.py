@@ -173,6 +173,18 @@ class Ledger:
 
     # --- alerts -------------------------------------------------------------------------------
     def record(
+        self, d: AlertDecision, notes: list[tuple[str, str, str, str]], now: datetime
+    ) -> int:
+        """The skeleton's API, kept for callers that route by hand: store a decision and its
+        notifications (recipient, name, role, body) atomically; how many are new."""
+        kind = str(d.state)
+
+        def compose(_row: AlertRow) -> tuple[list[Note], datetime | None]:
+            return [Note(r, n, role, b, kind, 0, now) for r, n, role, b in notes], None
+
+        return self.record_decision(d, now, compose)[1]
+
+    def record_decision(
         self,
         d: AlertDecision,
         now: datetime,

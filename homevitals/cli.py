@@ -310,7 +310,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
     sp.set_defaults(func=cmd_demo)
-    sp = sub.add_parser("replay", help="run a scenario through the whole pipeline in simulated time")
+    sp = sub.add_parser("replay", help="a scenario through the whole pipeline in simulated time")
     sp.add_argument("scenario", help="scenario file, or the name of a shipped one (night-low)")
     sp.add_argument("--out", required=True, metavar="DIR",
                     help="write notifications.jsonl, alerts.jsonl, readings.csv here")

@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import TextIO
 
 from homevitals.alerts.main import AlertsApp
-from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, StoreKind
 from homevitals.embedded import EmbeddedBroker
 from homevitals.gateway.main import GatewayApp
-from homevitals.ingest.main import build_store
-from homevitals.ingest.service import IngestService
-from homevitals.rules.main import RulesApp
-from homevitals.simulators.household import DEMO_START, demo_config, demo_script
 from homevitals.replay import Pipeline, server_config
+from homevitals.simulators.household import DEMO_START, demo_config, demo_script
 from homevitals.simulators.transport import SimulatedTransport
 
 __all__ = ["local_paths", "run_demo"]

@@ -1,4 +1,4 @@
-"""``homevitals replay SCENARIO --out DIR``: a scenario through the whole pipeline in simulated time.
+"""``homevitals replay SCENARIO --out DIR``: a scenario through the pipeline in simulated time.
 
 Composition root (like ``cli`` and ``demo``): the four daemons' own App classes run in one process
 on an embedded broker and the embedded store, one gateway per home. Only the transport (a
@@ -50,7 +50,13 @@ from homevitals.ingest.service import IngestService
 from homevitals.replay_output import Collected, collect, write_outputs
 from homevitals.rules.main import RulesApp
 from homevitals.simulators.scenario import LoadedScenario, load_scenario
-from homevitals.simulators.timeline import Outage, ScriptedReply, Timeline, TimedValue, build_timeline
+from homevitals.simulators.timeline import (
+    Outage,
+    ScriptedReply,
+    TimedValue,
+    Timeline,
+    build_timeline,
+)
 from homevitals.simulators.transport import DrivenTransport
 from homevitals.topics import Topics
 
@@ -144,7 +150,9 @@ class Pipeline:
         self.ingest_seen, self.rules_seen, self.alerts_seen = (_Seen(topics) for _ in range(3))
         # Counting wrappers around each stage's message handler: the composition root's view of
         # "handled", without a hook in the stages themselves.
-        self.ingest.client.on_message = self.ingest_seen.wrap(self.ingest.client.on_message)
+        on_message = self.ingest.client.on_message
+        assert on_message is not None  # IngestService sets it in its constructor
+        self.ingest.client.on_message = self.ingest_seen.wrap(on_message)
         self.rules.subscriber.handle = self.rules_seen.wrap(self.rules.subscriber.handle)
         self.alerts.subscriber.handle = self.alerts_seen.wrap(self.alerts.subscriber.handle)
         for client in (self.ingest.client, self.rules.subscriber.client,
@@ -256,7 +264,7 @@ class Replay:
 
     def run(self) -> Collected:
         with _seeded_ack_codes(self.sc.model.seed), _Broker(self.broker_kind) as b:
-            self.broker: _Broker = b
+            self.broker: EmbeddedBroker = b
             self.cfg = server_config(self.sc.config, self.workdir, b.port, b.protocol)
             self.pipeline = Pipeline(self.cfg, self.clock, self.sms)
             self.pipeline.start()
@@ -321,7 +329,8 @@ class Replay:
         for h in self.homes.values():
             if h.online and h.app is not None:
                 app = h.app
-                app.publisher.publish_direct(app.topics.heartbeat(h.id), wire.encode(app.heartbeat()))
+                beat = wire.encode(app.heartbeat())
+                app.publisher.publish_direct(app.topics.heartbeat(h.id), beat)
                 self.pipeline.expect["heartbeat"] += 1
 
     async def _outage(self, what: str, o: Outage) -> None:
@@ -397,6 +406,9 @@ class Replay:
         h.app, h.online = None, False
 
 
+_CODES = "secrets"  # the module alerts.ledger draws acknowledgement codes from
+
+
 class _SeededCodes:
     """Stands in for the ``secrets`` module inside ``alerts.ledger`` during a replay."""
 
@@ -413,17 +425,17 @@ def _seeded_ack_codes(seed: int) -> Iterator[None]:
 
     The ledger draws them from ``secrets`` (right for production: unguessable); it has no hook to
     pass another source, so the replay swaps the module reference for its duration."""
-    saved = ledger_module.secrets
-    ledger_module.secrets = _SeededCodes(seed)  # type: ignore[assignment]
+    saved = getattr(ledger_module, _CODES)
+    setattr(ledger_module, _CODES, _SeededCodes(seed))
     try:
         yield
     finally:
-        ledger_module.secrets = saved
+        setattr(ledger_module, _CODES, saved)
 
 
 def _workdir() -> tempfile.TemporaryDirectory[str]:
     # Throwaway databases: tmpfs spares the fsync of every SQLite commit (synchronous=FULL).
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - a private TemporaryDirectory inside it, not a fixed name
     return tempfile.TemporaryDirectory(prefix="homevitals-replay-",
                                        dir=str(shm) if shm.is_dir() else None)
 

@@ -340,6 +340,7 @@ def oximeter_samples(
         for at, nadir, length in profile.desaturations:
             if at <= t < at + length:
                 spo2 = nadir + rng.gauss(0.0, 0.5)
-        out.append(Sample(t, {"heart_rate": float(round(hr)), "spo2": float(round(min(100.0, spo2)))}))
+        values = {"heart_rate": float(round(hr)), "spo2": float(round(min(100.0, spo2)))}
+        out.append(Sample(t, values))
         t += step
     return out

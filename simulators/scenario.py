@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, model_validator
 
+from homevitals import config as _config_module
+
 # The line map and error wording of the configuration loader, reused so that scenario errors
 # read exactly like configuration errors.
 from homevitals.config import (
@@ -36,7 +38,6 @@ from homevitals.config import (
     _lines,
     _Model,
 )
-from homevitals import config as _config_module
 from homevitals.errors import ConfigError
 
 __all__ = [
@@ -291,7 +292,8 @@ def _to_config(s: Scenario) -> dict[str, Any]:
             id=h.id,
             timezone=h.timezone,
             devices=h.devices,
-            patients=[PatientConfig(id=p.id, name=p.name, care_team=p.care_team) for p in h.patients],
+            patients=[PatientConfig(id=p.id, name=p.name, care_team=p.care_team)
+                      for p in h.patients],
         )
         for h in s.homes
     ]

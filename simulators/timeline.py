@@ -288,7 +288,7 @@ def _cgm(home: ScenarioHome, d: DeviceConfig, at: datetime, smp: pt.Sample,
         offset = local.utcoffset() or timedelta(0)
         data = encode_cgm_session_start(local.replace(tzinfo=None),
                                         tz_quarters=int(offset / timedelta(minutes=15)))
-        out.append(ScheduledValue(at - timedelta(seconds=1), d.id, "2AAA", data))
+        out.append(ScheduledValue(at, d.id, "2AAA", data))  # read first, same moment
     minutes = round((at - start) / timedelta(minutes=1))
     data = encode_cgm_measurement([CgmRecord(smp.values["glucose"], minutes)])
     out.append(ScheduledValue(at, d.id, "2AA7", data))

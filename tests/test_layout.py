@@ -14,7 +14,12 @@ STAGES = {
     name.split(".")[1]: folder for name, folder in PACKAGE_DIRS.items() if name.count(".") == 1
 }
 # The composition roots: the only modules allowed to wire stages together.
-COMPOSITION_ROOTS = {"homevitals/cli.py", "homevitals/demo.py", "homevitals/replay.py"}
+COMPOSITION_ROOTS = {
+    "homevitals/cli.py",
+    "homevitals/demo.py",
+    "homevitals/replay.py",
+    "homevitals/replay_output.py",
+}
 
 
 def _imports(path: Path) -> set[str]:

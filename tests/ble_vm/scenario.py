@@ -88,7 +88,6 @@ homes:
       - {{id: bp1, kind: blood_pressure, patient: {PATIENT}, address: "{BP_ADDRESS}"}}
       - {{id: gluco1, kind: glucose_meter, patient: {PATIENT}, address: "{GLUCOSE_ADDRESS}"}}
       - {{id: button1, kind: call_button, patient: {PATIENT}, address: "{BUTTON_ADDRESS}"}}
-      - {{id: bp2, kind: blood_pressure, patient: {PATIENT}, address: "{BONDED_BP_ADDRESS}"}}
 gateway:
   home: {HOME}
   transport: bleak

@@ -58,9 +58,10 @@ class BloodPressureMonitor:
             self.v.note(f"indication confirmed {value.hex()}")
         self.done.set()
         await asyncio.sleep(1.0)
-        await self.v.device.stop_advertising()
         if self.v.connection is not None:
             await self.v.connection.disconnect()
+        await asyncio.sleep(0.2)  # auto_restart re-advertises on disconnection: then go quiet
+        await self.v.device.stop_advertising()
 
 
 class GlucoseMeter:
@@ -163,6 +164,9 @@ class CallButton:
         uuid = (0xFCD2).to_bytes(2, "little")
         for i, data in enumerate(sc.button_adverts()):
             adv = adv_data("SBBT-VM", (), uuid + data)
+            # Connectable (ADV_IND) although a real button sends ADV_NONCONN_IND: bumble
+            # 0.0.226's emulated controller passes only ADV_IND / ADV_EXT_IND up to its host, so
+            # BlueZ would never see a non-connectable advertisement. The gateway never connects.
             if i == 0:
                 await self.v.start([], adv, connectable=False)
             else:

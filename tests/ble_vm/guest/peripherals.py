@@ -101,9 +101,12 @@ class VirtualDevice:
     async def advertise(self, connectable: bool = True) -> None:
         from bumble.device import AdvertisingType
 
-        kind = (AdvertisingType.UNDIRECTED_CONNECTABLE_SCANNABLE if connectable
-                else AdvertisingType.UNDIRECTED_SCANNABLE)
-        await self.device.start_advertising(advertising_type=kind, auto_restart=connectable)
+        # Always ADV_IND (see CallButton); ``connectable`` only says whether to re-advertise
+        # after a disconnection.
+        await self.device.start_advertising(
+            advertising_type=AdvertisingType.UNDIRECTED_CONNECTABLE_SCANNABLE,
+            auto_restart=connectable,
+        )
 
     async def readvertise(self, adv: bytes, connectable: bool = False) -> None:
         await self.device.stop_advertising()

@@ -140,16 +140,14 @@ async def run(run: dict[str, Any], out: Path) -> dict[str, Any]:
         results["adapter"] = await bluez_adapter()
         results["t_adapter"] = round(time.monotonic() - t0, 1)
         bp = BloodPressureMonitor(link, "BP Monitor A", sc.BP_ADDRESS, sc.BP_READINGS)
-        bonded = BloodPressureMonitor(link, "BP Monitor B", sc.BONDED_BP_ADDRESS,
-                                      (sc.BONDED_BP_READING,), bonded=True)
         meter = GlucoseMeter(link, sc.DROP_AFTER)
         decoy, button, oxi = Decoy(link), CallButton(link), Oximeter(link, OXIMETER_ADDRESS)
-        for d in (decoy, bp, meter, bonded, oxi):
+        for d in (decoy, bp, meter, oxi):
             await d.start()
         gateway = await start_gateway(run, out)
         results["t_gateway_started"] = round(time.monotonic() - t0, 1)
         try:
-            await wait_stories(bp, bonded, meter, button, results, run["story_timeout"])
+            await wait_stories(bp, meter, button, results, run["story_timeout"])
         finally:
             results["gateway_exit"] = await stop_gateway(gateway)
         results["t_gateway_stopped"] = round(time.monotonic() - t0, 1)
@@ -157,18 +155,17 @@ async def run(run: dict[str, Any], out: Path) -> dict[str, Any]:
             await asyncio.wait_for(probe_oximeter(results), 60.0)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which asserts
             results["probe"] = {"error": f"{type(exc).__name__}: {exc}"}
-        named = {"bp1": bp, "bp2": bonded, "gluco1": meter, "decoy": decoy, "button": button,
-                 "oximeter": oxi}
+        named = {"bp1": bp, "gluco1": meter, "decoy": decoy, "button": button, "oximeter": oxi}
         results["logs"] = {label: d.v.log for label, d in named.items()}
         results["glucose"] = {"requests": meter.requests, "sent": meter.sent}
-        results["bp_confirmed"] = {"bp1": bp.confirmed, "bp2": bonded.confirmed}
+        results["bp_confirmed"] = {"bp1": bp.confirmed}
         results["button_sent"] = button.sent
         results["t_total"] = round(time.monotonic() - t0, 1)
     return results
 
 
-async def wait_stories(bp: BloodPressureMonitor, bonded: BloodPressureMonitor, meter: GlucoseMeter,
-                       button: CallButton, results: dict[str, Any], timeout: float) -> None:
+async def wait_stories(bp: BloodPressureMonitor, meter: GlucoseMeter, button: CallButton,
+                       results: dict[str, Any], timeout: float) -> None:
     async def devices() -> None:
         await asyncio.gather(bp.done.wait(), meter.done.wait())
         await button.press_all(seconds_each=4.0)
@@ -179,10 +176,6 @@ async def wait_stories(bp: BloodPressureMonitor, bonded: BloodPressureMonitor, m
         results["errors"].append(
             f"stories not finished in {timeout:.0f} s: bp={bp.done.is_set()} "
             f"glucose={meter.done.is_set()} button={len(button.sent)} adverts")
-    try:  # the bonded monitor has its own story (and test): it does not hold up the others
-        await asyncio.wait_for(bonded.done.wait(), 30.0)
-    except TimeoutError:
-        results["bonded_done"] = False
     await asyncio.sleep(2.0)  # the last values travel from BlueZ to the queue
 
 
