@@ -173,6 +173,12 @@ class BleakTransport:
         from bleak import BleakClient
 
         disconnected = asyncio.Event()
+        # Found in the BLE VM harness: after a link drop, the dropped BleakClient's
+        # notification callbacks stay registered in bleak's BlueZ manager, so after the
+        # reconnect every value arrived twice (once per client). Values are taken only while
+        # their own session is live.
+        live = asyncio.Event()
+        live.set()
         client = BleakClient(
             ble_device,
             disconnected_callback=lambda _c: disconnected.set(),
@@ -183,12 +189,14 @@ class BleakTransport:
                 await client.connect()
                 logger.info("%s: connected to %s", device.id, device.address)
                 await self._bounded(
-                    self._subscribe(client, device, deliver, disconnected), disconnected
+                    self._subscribe(client, device, deliver, disconnected, live),
+                    disconnected,
                 )
             logger.info("%s: waiting for measurements", device.id)
             await disconnected.wait()
             logger.info("%s: disconnected", device.id)
         finally:
+            live.clear()
             if client.is_connected:
                 await client.disconnect()
 
@@ -196,7 +204,8 @@ class BleakTransport:
         """Run a setup step, but give up when the link drops or after ``setup_timeout``.
 
         Found in the BLE VM harness: when BlueZ (5.66) must pair to write a CCCD and the pairing
-        fails, the peer drops the link but bleak's ``start_notify`` never returns. The step runs
+        fails, the link is dropped, yet bleak's ``start_notify`` never returns and its
+        disconnected callback never fires. The step runs
         under the one-device-at-a-time lock, so without this bound one such device starves
         every other device of the gateway."""
         step = asyncio.ensure_future(setup)
@@ -217,7 +226,12 @@ class BleakTransport:
         raise TimeoutError(f"setup not finished in {self.setup_timeout:.0f} s")
 
     async def _subscribe(
-        self, client: Any, device: DeviceConfig, deliver: Deliver, disconnected: asyncio.Event
+        self,
+        client: Any,
+        device: DeviceConfig,
+        deliver: Deliver,
+        disconnected: asyncio.Event,
+        live: asyncio.Event,
     ) -> None:
         glucose = _GlucoseDownload(device.id, self.sequences, deliver, self.clock)
         for short in MEASUREMENT_CHARACTERISTICS[device.kind]:
@@ -225,7 +239,9 @@ class BleakTransport:
                 continue  # optional characteristics (0x2A34) that a device does not have
 
             def on_value(_char: Any, data: bytearray, short: str = short) -> None:
-                if device.kind == DeviceKind.GLUCOSE_METER:
+                if not live.is_set():
+                    logger.debug("%s: 0x%s value from a closed session ignored", device.id, short)
+                elif device.kind == DeviceKind.GLUCOSE_METER:
                     glucose.on_value(short, bytes(data))
                 else:
                     deliver(RawValue(device.id, short, bytes(data), self.clock.now()))
@@ -282,12 +298,16 @@ class _GlucoseDownload:
         else:
             request = bytes([_REPORT_RECORDS, _GREATER_OR_EQUAL, _FILTER_SEQUENCE])
             request += ((last + 1) & 0xFFFF).to_bytes(2, "little")
-        logger.info("%s: RACP request %s (last saved sequence %s)", self.device, request.hex(), last)
+        logger.info(
+            "%s: RACP request %s (last saved sequence %s)", self.device, request.hex(), last
+        )
         await client.write_gatt_char(_uuid(RACP), request, response=True)
-        lost = asyncio.ensure_future(disconnected.wait())
+        lost: asyncio.Future[Any] = asyncio.ensure_future(disconnected.wait())
+        waiters: set[asyncio.Future[Any]] = {self.response, lost}
         try:
-            done, _ = await asyncio.wait({self.response, lost}, timeout=timeout,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             lost.cancel()
         if self.response not in done:

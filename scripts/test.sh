@@ -9,6 +9,12 @@ missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null || missing+=(mosquitto)
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies configs/systemd/
+# tests/test_ble_vm.py: QEMU guest with BlueZ + bumble (docs/ble-vm.md); its image is cached in
+# ~/.cache/homevitals/ble-vm (HOMEVITALS_BLEVM_CACHE), built on first use (~5 min).
+command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)
+command -v qemu-img >/dev/null || missing+=(qemu-utils)
+command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
 if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
 
 echo "== ruff"

@@ -163,6 +163,7 @@ class Mosquitto(_Process):
             # MEASUREMENTS.md pitfalls: the default 1000 drops QoS 1 messages under backlog.
             "max_queued_messages 200000",
             "max_inflight_messages 100",
+            "set_tcp_nodelay true",  # small packets (alerts) are not held back by Nagle
             "log_dest stderr",
             *(["user root"] if os.geteuid() == 0 else []),  # else 2.x drops to user mosquitto
             *([f"password_file {password_file}"] if password_file else []),

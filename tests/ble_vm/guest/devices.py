@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from bumble.att import Attribute
+from bumble.gatt import Service
 from bumble.link import LocalLink
 
 from homevitals.simulators.ble_values import encode_sfloat
@@ -20,8 +22,6 @@ from .peripherals import (
     heart_rate_service,
     pulse_oximeter_service,
 )
-from bumble.att import Attribute
-from bumble.gatt import Service
 
 HEART_RATE_VALUE = b"\x00\x48"  # HRS: flags 0 (uint8 bpm), 72 bpm
 PLX_VALUE = b"\x00" + encode_sfloat(97, 0) + encode_sfloat(72, 0)  # PLXS: SpO2 97 %, PR 72
@@ -145,7 +145,8 @@ class Oximeter:
         await self.v.start([self.hr_service, self.plx_service, battery_service(BATTERY_LEVEL)],
                            adv_data(self.v.name, (0x180D, 0x1822)))
 
-    def _on_subscription(self, connection: Any, characteristic: Any, notify: bool, _i: bool) -> None:
+    def _on_subscription(self, connection: Any, characteristic: Any, notify: bool,
+                         _i: bool) -> None:
         value = {id(self.hr): HEART_RATE_VALUE, id(self.plx): PLX_VALUE}.get(id(characteristic))
         if notify and value is not None:
             asyncio.ensure_future(

@@ -117,8 +117,8 @@ class VirtualDevice:
         """Make the CCCD of ``characteristic`` writable only on an encrypted link, as bonded
         health devices do: BlueZ must pair before it can subscribe."""
         for attribute in self.device.gatt_server.attributes:
-            if (attribute.type == GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR
-                    and characteristic.handle < attribute.handle <= characteristic.end_group_handle):
+            inside = characteristic.handle < attribute.handle <= characteristic.end_group_handle
+            if attribute.type == GATT_CLIENT_CHARACTERISTIC_CONFIGURATION_DESCRIPTOR and inside:
                 attribute.permissions |= Attribute.WRITE_REQUIRES_ENCRYPTION
                 return
         raise RuntimeError(f"no CCCD for {characteristic.uuid}")

@@ -108,7 +108,8 @@ async def probe_oximeter(results: dict[str, Any]) -> None:
         for short in ("2A37", "2A5F"):
             arrived = asyncio.Event()
 
-            def on_value(_c: Any, data: bytearray, short: str = short) -> None:
+            def on_value(_c: Any, data: bytearray, short: str = short,
+                         arrived: asyncio.Event = arrived) -> None:
                 got[short] = bytes(data).hex()
                 arrived.set()
 
