@@ -173,10 +173,8 @@ class BleakTransport:
         from bleak import BleakClient
 
         disconnected = asyncio.Event()
-        # Found in the BLE VM harness: after a link drop, the dropped BleakClient's
-        # notification callbacks stay registered in bleak's BlueZ manager, so after the
-        # reconnect every value arrived twice (once per client). Values are taken only while
-        # their own session is live.
+        # Values are taken only while their own session is live: a dropped BleakClient may
+        # still hold callbacks in bleak's BlueZ manager.
         live = asyncio.Event()
         live.set()
         client = BleakClient(
@@ -260,10 +258,17 @@ class _GlucoseDownload:
         self.response: asyncio.Future[bytes] | None = None
 
     def on_value(self, short: str, data: bytes) -> None:
-        self.deliver(RawValue(self.device, short, data, self.clock.now()))
-        if len(data) < 3:
-            return  # malformed: the gateway dead-letters it; nothing to remember
+        if len(data) < 3:  # malformed: the gateway dead-letters it; nothing to remember
+            self.deliver(RawValue(self.device, short, data, self.clock.now()))
+            return
         sequence = int.from_bytes(data[1:3], "little")
+        if self._already_queued(short, sequence):
+            # Found in the BLE VM harness: after a reconnect, bleak 3.1 on BlueZ 5.66 handed
+            # every notification of the new transfer over twice. A record whose sequence is
+            # already in the durable queue is not queued again.
+            logger.debug("%s: 0x%s sequence %d already queued", self.device, short, sequence)
+            return
+        self.deliver(RawValue(self.device, short, data, self.clock.now()))
         if short == "2A18":
             self._commit()
             if data[0] & _CONTEXT_FOLLOWS:
@@ -272,6 +277,13 @@ class _GlucoseDownload:
                 self._save(sequence)
         elif short == "2A34" and sequence == self.pending:
             self._commit()
+
+    def _already_queued(self, short: str, sequence: int) -> bool:
+        last = self.store.last(self.device)
+        saved = last is not None and sequence <= last
+        if short == "2A18":
+            return saved or sequence == self.pending
+        return saved and sequence != self.pending  # 0x2A34 of a record already complete
 
     def _commit(self) -> None:
         if self.pending is not None:

@@ -17,11 +17,15 @@ every reading      (as above)                       string ``reading_id``, ``raw
 ``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
 ``rejected``       stage, reason, home?, device?    string ``error``, ``topic``,              [3]
                                                     ``payload_hex``
+``alert``          home, patient, rule, severity,   string ``alert_id``, ``reason``,          [4]
+                   state (firing / resolved)        ``measurement``, ``field``; float
+                                                    ``value`` (the reading's, its unit)
 =================  ===============================  ========================================  =====
 
 [1] ``Reading.time`` in integer nanoseconds since the Unix epoch (UTC).
 [2] ``Event.time``, the real press time, in nanoseconds.
 [3] When the stage rejected it, plus a sub-microsecond offset derived from the payload.
+[4] When the reading (or press) that fired or resolved the alert was taken.
 
 Idempotency: the gateway redelivers a reading unchanged, so it lands on the same series (measurement
 + tags) at the same timestamp, and InfluxDB overwrites the point instead of adding a row. The cost
@@ -38,10 +42,11 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from homevitals.ingest.errors import StoreError
-from homevitals.readings import Event, Reading
+from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.wire import Reject, parse_time
 
 __all__ = [
+    "ALERT_MEASUREMENT",
     "EVENT_MEASUREMENT",
     "REJECT_MEASUREMENT",
     "RESERVED_FIELDS",
@@ -58,6 +63,7 @@ __all__ = [
 
 EVENT_MEASUREMENT = "event"
 REJECT_MEASUREMENT = "rejected"
+ALERT_MEASUREMENT = "alert"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # String fields we add to every reading; a device field with one of these names would clash.
 # "time" is refused by InfluxDB itself as a field key.
@@ -90,12 +96,26 @@ def from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def to_point(item: Reading | Event | Reject) -> StoredPoint:
+def to_point(item: Reading | Event | Reject | AlertDecision) -> StoredPoint:
     if isinstance(item, Reading):
         return _reading_point(item)
     if isinstance(item, Event):
         return _event_point(item)
+    if isinstance(item, AlertDecision):
+        return _alert_point(item)
     return _reject_point(item)
+
+
+def _alert_point(d: AlertDecision) -> StoredPoint:
+    """Alert decisions, for dashboards (Grafana annotations) and reports. The alert service's
+    ledger stays the record of who was told what; this is the when and why, next to the data."""
+    tags = {"home": d.home, "patient": d.patient, "rule": d.rule, "severity": str(d.severity),
+            "state": str(d.state)}
+    fields: dict[str, float | str] = {"alert_id": d.alert_id, "reason": d.reason,
+                                      "measurement": d.measurement, "field": d.field}
+    if d.value is not None:
+        fields["value"] = float(d.value)
+    return StoredPoint(ALERT_MEASUREMENT, tags, fields, time_ns(d.observed_at or d.time))
 
 
 def _reading_point(r: Reading) -> StoredPoint:
@@ -176,6 +196,6 @@ def to_line(p: StoredPoint) -> str:
     return f"{escape_measurement(p.measurement)}{tags} {fields} {p.time_ns}"
 
 
-def to_lines(items: Sequence[Reading | Event | Reject]) -> str:
+def to_lines(items: Sequence[Reading | Event | Reject | AlertDecision]) -> str:
     """The body of one write request: one line per item, newline-separated."""
     return "\n".join(to_line(to_point(item)) for item in items)

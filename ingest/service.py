@@ -28,7 +28,7 @@ from homevitals.errors import WireError
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
 from homevitals.mqtt import connect_async, make_client, reason_failed
-from homevitals.readings import Event, Reading
+from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.topics import Topics
 
 __all__ = ["IngestService"]
@@ -45,7 +45,7 @@ class _Item:
     mid: int
     qos: int
     generation: int
-    value: Reading | Event | wire.Reject
+    value: Reading | Event | wire.Reject | AlertDecision
 
 
 class IngestService:
@@ -82,6 +82,7 @@ class IngestService:
             self.topics.all_readings,
             self.topics.all_events,
             self.topics.all_gateway_deadletters,
+            self.topics.all_alerts,
         ]
         group = self.icfg.shared_group
         return [f"$share/{group}/{t}" for t in topics] if group else topics
@@ -130,7 +131,7 @@ class IngestService:
         # network thread waits for the writer, which is back-pressure too.
         self.backlog.put(_Item(msg.mid, msg.qos, self._generation, value))
 
-    def _validate(self, msg: mqtt.MQTTMessage) -> Reading | Event | wire.Reject:
+    def _validate(self, msg: mqtt.MQTTMessage) -> Reading | Event | wire.Reject | AlertDecision:
         try:
             decoded = wire.decode(msg.payload)
         except WireError as exc:
@@ -138,6 +139,8 @@ class IngestService:
         parsed = self.topics.parse(msg.topic)
         if isinstance(decoded, wire.Reject) and parsed is not None and parsed.kind == "deadletter":
             self.rejects[f"gateway:{decoded.get('reason', 'unknown')}"] += 1
+            return decoded
+        if isinstance(decoded, AlertDecision) and parsed is not None and parsed.kind == "alert":
             return decoded
         if (
             not isinstance(decoded, Reading | Event)

@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from homevitals.readings import Event, Reading
+from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.wire import Reject
 
 __all__ = ["Row", "Storable", "Store"]
 
 # What a store keeps: readings, events, and the messages some stage rejected (dead-letter), so
 # that nothing is ever silently dropped.
-Storable = Reading | Event | Reject
+Storable = Reading | Event | Reject | AlertDecision
 
 # One stored point: "time" (aware UTC datetime), "time_ns" (int), the tags and the fields.
 Row = dict[str, Any]

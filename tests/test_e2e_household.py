@@ -118,6 +118,13 @@ def test_household_through_the_whole_pipeline(
         assert "glucose 5.8 mmol/L at 07:30 on 21 Nov 2026" in clear[0]
         assert not any("3.6" in (m.body or "") for m in msgs)  # 15:00 is not night: no SMS
 
+        # Ingest keeps the alert decisions next to the data (dashboard annotations, reports).
+        alerts = wait_until("3 alert rows", lambda: len(
+            r := store.query_readings("alert", "ana", start, end)) == 3 and r)
+        assert sorted((r["rule"], r["state"]) for r in alerts) == [
+            ("call-button", "firing"), ("night-low-glucose", "firing"),
+            ("night-low-glucose", "resolved")]
+
         for d in daemons:
             assert d.terminate() == 0, d.log()
 
