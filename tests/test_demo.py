@@ -12,8 +12,19 @@ import pytest
 @pytest.mark.parametrize("broker", ["mosquitto", "amqtt"])
 def test_demo_shows_readings_and_the_sms_it_would_send(broker: str) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "homevitals.cli", "--log-level", "ERROR", "demo", "--broker", broker],
-        capture_output=True, text=True, timeout=180,
+        [
+            sys.executable,
+            "-m",
+            "homevitals.cli",
+            "--log-level",
+            "ERROR",
+            "demo",
+            "--broker",
+            broker,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
