@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from homevitals.errors import ConfigError
 from homevitals.readings import EventKind, Measurement, Severity, check_id
 from homevitals.topics import DEFAULT_PREFIX
-from homevitals.units import Unit
+from homevitals.units import FIELD_UNITS, Unit
 
 __all__ = [
     "AlertsConfig",
@@ -658,6 +658,7 @@ class Config(_Model):
                 and rule.measurement not in produced
             ):
                 yield f"rule {rule.id} watches {rule.measurement}, which no device produces"
+            yield from _unit_problems(rule)
 
     def _override_problems(self) -> Iterator[str]:
         rules = {r.id: r for r in self.rules.definitions}
@@ -684,6 +685,20 @@ class Config(_Model):
                 if p.id == patient_id:
                     return h, p
         raise KeyError(patient_id)
+
+
+def _unit_problems(rule: object) -> Iterator[str]:
+    """A rule's field must exist on the wire, in the unit the wire uses."""
+    measurement, field, unit = (getattr(rule, a, None) for a in ("measurement", "field", "unit"))
+    if measurement is None or field is None or unit is None:
+        return
+    known = FIELD_UNITS.get(str(measurement), {})
+    if field not in known:
+        yield (f"rule {getattr(rule, 'id', '?')}: {measurement} has no field {field!r}"
+               f" (fields: {', '.join(sorted(known))})")
+    elif known[field] != unit:
+        yield (f"rule {getattr(rule, 'id', '?')}: {measurement}.{field} is in {known[field]},"
+               f" not {unit}")
 
 
 # --- loading with file / line / key in every error ---------------------------------------------

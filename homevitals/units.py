@@ -9,6 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "FIELD_UNITS",
     "MGDL_PER_MMOLL",
     "Unit",
     "glucose_kg_per_l_to_mmol_per_l",
@@ -32,6 +33,20 @@ class Unit(StrEnum):
     MS = "ms"
     KJ = "kJ"
     COUNT = "count"
+
+
+# The unit of every field on the wire, by measurement (docs/wire-format.md). Rules and dashboards
+# are checked against it, so a rule written in mg/dL or kPa is refused instead of never firing.
+FIELD_UNITS: dict[str, dict[str, Unit]] = {
+    "glucose": {"glucose": Unit.MMOL_PER_L},
+    "blood_pressure": {"systolic": Unit.MMHG, "diastolic": Unit.MMHG,
+                       "mean_arterial": Unit.MMHG, "pulse": Unit.BPM},
+    "heart_rate": {"heart_rate": Unit.BPM, "energy_expended": Unit.KJ, "rr_interval": Unit.MS},
+    "spo2": {"spo2": Unit.PERCENT, "pulse": Unit.BPM},
+    "temperature": {"temperature": Unit.CELSIUS},
+    "weight": {"weight": Unit.KG},
+    "battery": {"battery": Unit.PERCENT},
+}
 
 
 def glucose_kg_per_l_to_mmol_per_l(value: float) -> float:

@@ -86,3 +86,15 @@ def test_check_config_command(tmp_path: Path) -> None:
 def test_yaml_is_never_constructed_as_code() -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_config("mqtt: !!python/object/apply:os.system ['true']\n", "evil.yaml")
+
+
+def test_a_rule_in_the_wrong_unit_or_on_an_unknown_field_is_refused() -> None:
+    text = (ROOT / "configs" / "homevitals.yaml").read_text(encoding="utf-8")
+    wrong_unit = text.replace("below: 3.9\n      unit: mmol/L", "below: 70\n      unit: mmHg")
+    with pytest.raises(ConfigError) as err:
+        parse_config(wrong_unit, "x.yaml")
+    assert "rule night-low-glucose: glucose.glucose is in mmol/L, not mmHg" in str(err.value)
+    unknown = text.replace("field: glucose", "field: sugar")
+    with pytest.raises(ConfigError) as err:
+        parse_config(unknown, "x.yaml")
+    assert "rule night-low-glucose: glucose has no field 'sugar' (fields: glucose)" in str(err.value)
