@@ -39,8 +39,12 @@ class Unit(StrEnum):
 # are checked against it, so a rule written in mg/dL or kPa is refused instead of never firing.
 FIELD_UNITS: dict[str, dict[str, Unit]] = {
     "glucose": {"glucose": Unit.MMOL_PER_L},
-    "blood_pressure": {"systolic": Unit.MMHG, "diastolic": Unit.MMHG,
-                       "mean_arterial": Unit.MMHG, "pulse": Unit.BPM},
+    "blood_pressure": {
+        "systolic": Unit.MMHG,
+        "diastolic": Unit.MMHG,
+        "mean_arterial": Unit.MMHG,
+        "pulse": Unit.BPM,
+    },
     "heart_rate": {"heart_rate": Unit.BPM, "energy_expended": Unit.KJ, "rr_interval": Unit.MS},
     "spo2": {"spo2": Unit.PERCENT, "pulse": Unit.BPM},
     "temperature": {"temperature": Unit.CELSIUS},

@@ -97,4 +97,6 @@ def test_a_rule_in_the_wrong_unit_or_on_an_unknown_field_is_refused() -> None:
     unknown = text.replace("field: glucose", "field: sugar")
     with pytest.raises(ConfigError) as err:
         parse_config(unknown, "x.yaml")
-    assert "rule night-low-glucose: glucose has no field 'sugar' (fields: glucose)" in str(err.value)
+    assert "rule night-low-glucose: glucose has no field 'sugar' (fields: glucose)" in str(
+        err.value
+    )
