@@ -19,7 +19,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
-from homevitals.alerts.text import ack_text, alert_text, escalation_text, reminder_text
+from homevitals.alerts.text import (
+    ack_text,
+    alert_text,
+    display_name,
+    escalation_text,
+    reminder_text,
+)
 from homevitals.clock import Clock
 from homevitals.config import (
     CareRole,
@@ -93,6 +99,9 @@ class Escalator:
     def _who(self, patient_id: str) -> tuple[HomeConfig, PatientConfig]:
         return self.cfg.patient(patient_id)
 
+    def _name(self, patient: PatientConfig) -> str:
+        return display_name(patient.name, patient.id, patient.number, self.cfg.alerts.privacy)
+
     # --- decisions from the rule engine -------------------------------------------------------
     def on_decision(self, d: AlertDecision) -> int:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
@@ -104,7 +113,7 @@ class Escalator:
         def compose(row: AlertRow) -> tuple[list[Note], datetime | None]:
             nonlocal nxt
             code = row.ack_code or ""
-            body = alert_text(d, patient.name, home.zone, code)
+            body = alert_text(d, self._name(patient), home.zone, code)
             if d.state == AlertState.RESOLVED:
                 told = self.ledger.told(d.alert_id)
                 return [
@@ -145,7 +154,7 @@ class Escalator:
         if row.step + 1 < len(steps):
             k = row.step + 1
             before = [m.name for s in steps[:k] for m in s]
-            body = escalation_text(d, patient.name, home.zone, code, before)
+            body = escalation_text(d, self._name(patient), home.zone, code, before)
             notes = [
                 Note(m.phone, m.name, str(m.role), body, f"escalation-{k}", k, at) for m in steps[k]
             ]
@@ -164,7 +173,7 @@ class Escalator:
             )
         elif row.reminders < route.max_reminders:
             n = row.reminders + 1
-            body = reminder_text(d, patient.name, home.zone, code, n)
+            body = reminder_text(d, self._name(patient), home.zone, code, n)
             notes = [
                 Note(r, nm, role, body, f"reminder-{n}", row.step, at)
                 for r, nm, role in self.ledger.told(row.alert_id)
@@ -228,7 +237,7 @@ class Escalator:
 
     def _tell_acknowledged(self, row: AlertRow, who: str, phone: str | None, now: datetime) -> None:
         home, patient = self._who(row.patient)
-        body = ack_text(row.decoded(), patient.name, home.zone, row.ack_code or "", who, now)
+        body = ack_text(row.decoded(), self._name(patient), home.zone, row.ack_code or "", who, now)
         notes = [
             Note(r, n, role, body, "acknowledged", row.step, now)
             for r, n, role in self.ledger.told(row.alert_id)

@@ -22,6 +22,7 @@ from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger, Notification
 from homevitals.alerts.notifier import Notifier, SendResult
+from homevitals.alerts.text import display_name
 from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
 from homevitals.config import Config
@@ -124,7 +125,8 @@ class AlertsApp:
         self.ledger.inbound_outcome(sid, f"acknowledged {row.alert_id}")
         self._wake.set()
         _, patient = self.cfg.patient(row.patient)
-        return f"homevitals: alert ACK {code} for {patient.name} acknowledged. Thank you."
+        name = display_name(patient.name, patient.id, patient.number, self.cfg.alerts.privacy)
+        return f"homevitals: alert ACK {code} for {name} acknowledged. Thank you."
 
     def on_status(self, params: dict[str, str]) -> None:
         sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")

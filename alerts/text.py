@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from homevitals.readings import AlertDecision, AlertState
 
-__all__ = ["ack_text", "alert_text", "escalation_text", "reminder_text"]
+__all__ = ["display_name", "ack_text", "alert_text", "escalation_text", "reminder_text"]
 
 _FLAG_WORDS = {
     "body_movement": "body movement",
@@ -22,6 +22,15 @@ _FLAG_WORDS = {
     "pulse_below_range": "pulse below range",
     "improper_position": "improper measurement position",
 }
+
+
+def display_name(name: str, patient_id: str, number: str | None, privacy: str) -> str:
+    """How an SMS names the patient. ``initials``: an SMS can be read over a shoulder or on a lock
+    screen, so a health centre may choose to send only initials and its own patient number."""
+    if privacy != "initials":
+        return name
+    initials = "".join(f"{part[0].upper()}." for part in name.replace("-", " ").split() if part)
+    return f"{initials} (patient {number or patient_id})"
 
 
 def _at(t: datetime, zone: ZoneInfo) -> str:

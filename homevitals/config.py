@@ -218,6 +218,7 @@ class CareTeamMember(_Model):
 class PatientConfig(_Model):
     id: str
     name: str = Field(min_length=1)
+    number: str | None = Field(None, description="the health centre's patient number")
     care_team: list[CareTeamMember] = Field(min_length=1)
     rule_overrides: dict[str, RuleOverride] = Field(
         {}, description="rule id -> this patient's changes (issue 6)"
@@ -614,6 +615,9 @@ class AlertsConfig(_Model):
     max_attempts: int = Field(8, ge=1)
     # Issue 6: routing, escalation, quiet hours, the inbound webhook (docs/rules-and-alerts.md).
     routes: list[RouteConfig] = Field(default_factory=lambda: default_routes())
+    privacy: Literal["full_name", "initials"] = Field(
+        "full_name", description="initials: SMS name patients by initials and patient number only"
+    )
     quiet_hours: TimeWindow | None = Field(
         None, description="patient's local time; holds low severity only"
     )
