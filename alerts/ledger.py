@@ -562,6 +562,13 @@ class Ledger:
             r["log"] = by_alert.get(str(r["alert_id"]), [])
         return rows
 
+    def state_counts(self) -> dict[str, int]:
+        """Notifications by state (pending, sending, sent, failed ...), for /metrics."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT state, COUNT(*) FROM notifications GROUP BY state").fetchall()
+        return {str(state): int(n) for state, n in rows}
+
     def pending_count(self) -> int:
         with self._lock:
             return int(

@@ -27,6 +27,7 @@ from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
 from homevitals.config import Config
 from homevitals.errors import WireError
+from homevitals.metrics import Metric, counter, gauge, start_health
 from homevitals.readings import AlertDecision
 from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
@@ -254,5 +255,24 @@ def run_alerts(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     app.start()
+    health = start_health(
+        cfg.alerts.metrics, lambda: _metrics(app),
+        ready=lambda: app.subscriber.connected.is_set() and app.subscriber.subscribed.is_set(),
+        live=app._sender.is_alive,  # noqa: SLF001 - the sender is what must not die
+    )
     stop.wait()
     app.stop()
+    if health is not None:
+        health.stop()
+
+
+def _metrics(app: AlertsApp) -> list[Metric]:
+    return [
+        counter("homevitals_alerts_notifications", "SMS by state (sent, failed, pending ...)",
+                app.ledger.state_counts(), "state"),
+        counter("homevitals_alerts_rejected_total", "decisions the alert service could not read",
+                app.rejected),
+        gauge("homevitals_alerts_pending", "SMS waiting to be sent", app.ledger.pending_count()),
+        gauge("homevitals_alerts_connected", "1 while connected to the broker",
+              app.subscriber.connected.is_set()),
+    ]

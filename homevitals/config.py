@@ -45,6 +45,7 @@ __all__ = [
     "Quirk",
     "HomeConfig",
     "IngestConfig",
+    "MetricsConfig",
     "MqttConfig",
     "PatientConfig",
     "RulesConfig",
@@ -275,8 +276,16 @@ class HomeAssistantConfig(_Model):
     discovery_prefix: str = "homeassistant"
 
 
+class MetricsConfig(_Model):
+    """Where a daemon serves /metrics, /healthz and /readyz (homevitals.metrics)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535, description="0: any free port (tests)")
+
+
 class GatewayConfig(_Model):
     home: str
+    metrics: MetricsConfig | None = None
     transport: Literal["bleak", "simulated"] = "bleak"
     queue_path: str = "homevitals-gateway-queue.sqlite"
     queue_max_messages: int = Field(1_000_000, ge=100)
@@ -296,6 +305,7 @@ class GatewayConfig(_Model):
 
 class IngestConfig(_Model):
     client_id: str = "homevitals-ingest"
+    metrics: MetricsConfig | None = None
     shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
     batch_size: int = Field(500, ge=1, le=50_000)
     batch_seconds: float = Field(0.5, gt=0)
@@ -496,6 +506,7 @@ def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
 
 class RulesConfig(_Model):
     client_id: str = "homevitals-rules"
+    metrics: MetricsConfig | None = None
     state_path: str = "homevitals-rules-state.sqlite"
     definitions: list[RuleConfig] = []
     # APScheduler's job store (SQLite); default: next to state_path.
@@ -607,6 +618,7 @@ class WebhookConfig(_Model):
 
 class AlertsConfig(_Model):
     client_id: str = "homevitals-alerts"
+    metrics: MetricsConfig | None = None
     notifier: Literal["twilio", "console"] = "console"
     twilio: TwilioConfig | None = None
     outbox_path: str = "homevitals-alerts-outbox.sqlite"

@@ -10,6 +10,7 @@ from homevitals.config import Config, StoreConfig, StoreKind, read_secret
 from homevitals.errors import ConfigError
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Store
+from homevitals.metrics import Metric, counter, gauge, start_health
 
 __all__ = ["build_store", "run_ingest"]
 
@@ -51,12 +52,35 @@ def build_store(cfg: StoreConfig) -> Store:
     )
 
 
+def _metrics(s: IngestService) -> list[Metric]:
+    return [
+        counter("homevitals_ingest_received_total", "MQTT messages received", s.counts["received"]),
+        counter("homevitals_ingest_written_total", "items written to the store", s.written),
+        counter(
+            "homevitals_ingest_rejected_total", "messages rejected, by reason", s.rejects, "reason"
+        ),
+        counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
+        gauge("homevitals_ingest_backlog", "messages received, not yet written", s.backlog.qsize()),
+        gauge(
+            "homevitals_ingest_connected", "1 while connected to the broker", s.connected.is_set()
+        ),
+    ]
+
+
 def run_ingest(cfg: Config) -> None:
     service = IngestService(cfg, build_store(cfg.store))
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     service.start()
+    health = start_health(
+        cfg.ingest.metrics,
+        lambda: _metrics(service),
+        ready=lambda: service.connected.is_set() and service.subscribed.is_set(),
+        live=service._writer.is_alive,  # noqa: SLF001 - the one thread whose death matters
+    )
     stop.wait()
     service.stop()
     service.store.close()
+    if health is not None:
+        health.stop()

@@ -19,6 +19,7 @@ from homevitals import wire
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
 from homevitals.errors import WireError
+from homevitals.metrics import Metric, counter, gauge, start_health
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
 from homevitals.rules.engine import RuleEngine
@@ -119,11 +120,34 @@ class RulesApp:
         self.outbox.close()
 
 
+def _metrics(app: RulesApp) -> list[Metric]:
+    return [
+        counter("homevitals_rules_decisions_total", "alert decisions made, by state and outcome",
+                {k: v for k, v in app.engine.counts.items()}, "kind"),
+        counter("homevitals_rules_rejected_total", "messages the rules could not read",
+                app.rejected),
+        counter("homevitals_rules_published_total", "decisions handed to the broker",
+                app.pump.published),
+        counter("homevitals_rules_acknowledged_total", "decisions the broker acknowledged",
+                app.pump.acked),
+        gauge("homevitals_rules_outbox", "decisions waiting for the broker", len(app.outbox)),
+        gauge("homevitals_rules_connected", "1 while connected to the broker",
+              app.subscriber.connected.is_set()),
+    ]
+
+
 def run_rules(cfg: Config, clock: Clock | None = None) -> None:
     app = RulesApp(cfg, clock)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     app.start()
+    health = start_health(
+        cfg.rules.metrics, lambda: _metrics(app),
+        ready=lambda: app.subscriber.connected.is_set() and app.subscriber.subscribed.is_set(),
+        live=app.pump._thread.is_alive,  # noqa: SLF001 - the pump is what must not die
+    )
     stop.wait()
     app.stop()
+    if health is not None:
+        health.stop()

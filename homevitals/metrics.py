@@ -1,0 +1,118 @@
+"""Prometheus metrics and health endpoints, the same for every daemon.
+
+Each daemon serves, on its own ``<stage>.metrics`` address (loopback by default):
+``/metrics`` (Prometheus text format), ``/healthz`` (liveness: 200 while its worker threads run)
+and ``/readyz`` (readiness: 200 once it is connected and subscribed, 503 otherwise).
+
+Stages count with plain attributes and ``collections.Counter`` as they work; a collector reads
+them when Prometheus scrapes, so the hot paths carry no metrics library calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from homevitals.config import MetricsConfig
+
+__all__ = ["HealthServer", "Metric", "StageCollector", "counter", "gauge", "start_health"]
+
+logger = logging.getLogger(__name__)
+
+
+def counter(name: str, doc: str, value: float | Mapping[str, float], label: str = "") -> Metric:
+    """A counter, or a family of counters labelled ``label`` when ``value`` is a mapping."""
+    if isinstance(value, Mapping):
+        family = CounterMetricFamily(name, doc, labels=[label])
+        for key, v in sorted(value.items()):
+            family.add_metric([str(key)], float(v))
+        return family
+    return CounterMetricFamily(name, doc, value=float(value))
+
+
+def gauge(name: str, doc: str, value: float) -> Metric:
+    return GaugeMetricFamily(name, doc, value=float(value))
+
+
+class StageCollector(Collector):
+    """Calls ``read()`` at scrape time; ``read`` returns the stage's metrics."""
+
+    def __init__(self, read: Callable[[], Iterable[Metric]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._read())
+
+
+class HealthServer:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        read: Callable[[], Iterable[Metric]],
+        ready: Callable[[], bool],
+        live: Callable[[], bool],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(StageCollector(read))
+        self.ready = ready
+        self.live = live
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                if self.path == "/metrics":
+                    self._answer(200, generate_latest(server.registry), "text/plain; version=0.0.4")
+                elif self.path == "/healthz":
+                    ok = server.live()
+                    self._answer(200 if ok else 503, b"ok\n" if ok else b"not alive\n")
+                elif self.path == "/readyz":
+                    ok = server.ready()
+                    self._answer(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                else:
+                    self._answer(404, b"not found\n")
+
+            def _answer(self, status: int, body: bytes, ctype: str = "text/plain") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                logger.debug("http %s", format % args)
+
+        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        self._httpd.daemon_threads = True
+        self.port = int(self._httpd.server_address[1])
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="health", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+        logger.info("metrics and health on http://%s:%d/", self._httpd.server_address[0], self.port)
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def start_health(
+    cfg: MetricsConfig | None,
+    read: Callable[[], Iterable[Metric]],
+    ready: Callable[[], bool],
+    live: Callable[[], bool],
+) -> HealthServer | None:
+    """Serve the endpoints if the daemon's config has a ``metrics`` section."""
+    if cfg is None:
+        return None
+    server = HealthServer(cfg.host, cfg.port, read, ready, live)
+    server.start()
+    return server

@@ -1,0 +1,144 @@
+"""The daemons as operators run them: real processes with /metrics, /healthz and /readyz, that
+follow the broker going away and coming back, and stop cleanly on SIGTERM without losing what they
+were holding."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from daemons import Daemon, wait_until, write_config
+from paho.mqtt.enums import CallbackAPIVersion
+from servers import free_port
+
+from homevitals import wire
+from homevitals.ingest.influx_v1 import InfluxV1Store
+from homevitals.readings import FieldValue, Measurement, Reading
+from homevitals.simulators.household import demo_config
+from homevitals.units import Unit
+
+SPAN = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _site(
+    tmp: Path, broker_port: int, influx: Any, db: str
+) -> tuple[dict[str, Any], dict[str, int]]:
+    base = demo_config().model_dump(mode="json", exclude_none=True)
+    ports = {stage: free_port() for stage in ("ingest", "rules", "alerts")}
+    base["mqtt"] = {"host": "127.0.0.1", "port": broker_port}
+    base["store"] = {"kind": "influx_v1", "url": influx.url, "database": db}
+    base["rules"]["state_path"] = str(tmp / "rules.sqlite")
+    base["rules"]["metrics"] = {"port": ports["rules"]}
+    base["alerts"] = {
+        "notifier": "console",
+        "outbox_path": str(tmp / "ledger.sqlite"),
+        "metrics": {"port": ports["alerts"]},
+    }
+    base["ingest"] = {"metrics": {"port": ports["ingest"]}}
+    return base, ports
+
+
+def test_health_endpoints_follow_the_broker(
+    tmp_path: Path, mosquitto_factory: Any, influxd: Any, influx_db: str
+) -> None:
+    broker = mosquitto_factory()
+    site, ports = _site(tmp_path, broker.port, influxd, influx_db)
+    cfg = write_config(tmp_path / "hv.yaml", site)
+    daemons = {stage: Daemon(stage, cfg, tmp_path) for stage in ports}
+    try:
+        for stage, port in ports.items():
+            wait_until(f"{stage} ready", lambda p=port: _get(p, "/readyz")[0] == 200, 30)
+            assert _get(port, "/healthz") == (200, "ok\n")
+            status, body = _get(port, "/metrics")
+            assert status == 200 and f"homevitals_{stage}_connected 1.0" in body
+        assert "homevitals_ingest_received_total 0.0" in _get(ports["ingest"], "/metrics")[1]
+
+        broker.stop()
+        for stage, port in ports.items():
+            wait_until(
+                f"{stage} not ready", lambda p=port: _get(p, "/readyz") == (503, "not ready\n"), 30
+            )
+            assert (
+                _get(port, "/healthz")[0] == 200
+            )  # alive: it waits for the broker, it has not died
+        broker.start()
+        for stage, port in ports.items():
+            wait_until(f"{stage} ready again", lambda p=port: _get(p, "/readyz")[0] == 200, 60)
+        for d in daemons.values():
+            assert d.terminate() == 0, d.log()
+    finally:
+        for d in daemons.values():
+            d.kill()
+
+
+def _reading(i: int) -> Reading:
+    t = datetime(2026, 11, 20, 8, 0, tzinfo=UTC) + timedelta(minutes=i)
+    return Reading(
+        f"sigterm-{i}",
+        "home-novak",
+        "ana",
+        "glucometer-1",
+        Measurement.GLUCOSE,
+        {"glucose": FieldValue(5.0 + (i % 10) / 10, Unit.MMOL_PER_L)},
+        t,
+        t,
+    )
+
+
+def test_sigterm_writes_what_ingest_holds_and_loses_nothing(
+    tmp_path: Path, mosquitto: Any, influxd: Any, influx_db: str
+) -> None:
+    site, _ports = _site(tmp_path, mosquitto.port, influxd, influx_db)
+    site["ingest"] = {"batch_size": 50, "batch_seconds": 2.0}  # hold messages in memory a while
+    cfg = write_config(tmp_path / "hv.yaml", site)
+    ingest = Daemon("ingest", cfg, tmp_path)
+    second = None
+    n = 300
+    try:
+        ingest.wait_log("ready: subscribed")
+        pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"gw-{tmp_path.name}")
+        pub.connect("127.0.0.1", mosquitto.port)
+        pub.loop_start()
+        infos = [
+            pub.publish(
+                "homevitals/v1/home/home-novak/reading/glucometer-1",
+                wire.encode(_reading(i)),
+                qos=1,
+            )
+            for i in range(n)
+        ]
+        for info in infos:
+            info.wait_for_publish(10)
+        pub.disconnect()
+        pub.loop_stop()
+        assert ingest.terminate() == 0, ingest.log()  # in the middle of its batches
+        store = InfluxV1Store(influxd.url, influx_db)
+        written_at_stop = len(store.query_readings("glucose", "ana", *SPAN))
+        assert written_at_stop > 0
+        second = Daemon("ingest", cfg, tmp_path)  # the broker kept the rest for its session
+        second.wait_log("ready: subscribed")
+        rows = wait_until(
+            f"{n} rows",
+            lambda: len(r := store.query_readings("glucose", "ana", *SPAN)) >= n and r,
+            60,
+        )
+        assert len(rows) == n and len({r["reading_id"] for r in rows}) == n
+        assert second.terminate() == 0
+    finally:
+        ingest.kill()
+        if second is not None:
+            second.kill()
