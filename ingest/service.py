@@ -16,8 +16,8 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -36,6 +36,9 @@ __all__ = ["IngestService"]
 logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+# A device clock more than this ahead of the gateway's, or before this year, is not trusted.
+_CLOCK_AHEAD_LIMIT = timedelta(hours=1)
+_CLOCK_EPOCH_YEAR = 2015
 # Statuses that mean "fix the configuration" (credentials, database name), not "bad data".
 _CONFIG_STATUSES = (401, 403, 404)
 
@@ -157,7 +160,29 @@ class IngestService:
                 f"payload names home {decoded.home!r} device {decoded.device!r}"
                 f" but the topic is {msg.topic}",
             )
+        if isinstance(decoded, Reading):
+            return self._check_clock(decoded)
         return decoded
+
+    def _check_clock(self, r: Reading) -> Reading:
+        """A device clock far in the future, or reset to its epoch (year 2000 and the like after
+        a battery change), would file the reading in the wrong place. The reading is kept, stored
+        at the gateway's receive time, and flagged so that doctors and reports can see it."""
+        if r.device_time is None:
+            return r
+        ahead = r.device_time - r.received_at
+        if ahead <= _CLOCK_AHEAD_LIMIT and r.device_time.year >= _CLOCK_EPOCH_YEAR:
+            return r
+        self.counts["device_clock_suspect"] += 1
+        logger.warning(
+            "reading %s from %s: device time %s is implausible (received %s); stored at"
+            " the receive time and flagged",
+            r.reading_id,
+            r.device,
+            r.device_time.isoformat(),
+            r.received_at.isoformat(),
+        )
+        return replace(r, time=r.received_at, flags=(*r.flags, "device_clock_suspect"))
 
     def _reject(self, msg: mqtt.MQTTMessage, reason: str, error: str) -> wire.Reject:
         self.rejects[reason] += 1
