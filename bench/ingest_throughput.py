@@ -1,0 +1,268 @@
+"""Ingest against the raw limits of the broker and the database, measured in one run.
+
+    .venv/bin/python bench/ingest_throughput.py [--homes 250 --devices 2 --readings 20]
+
+Starts its own Mosquitto and influxd (tests/servers.py) on free loopback ports and prints:
+(a) the raw broker limit: the fleet publishes QoS 1 to a bare paho subscriber that only counts;
+(b) the raw InfluxDB limit: batches of 5 000 points of line protocol to /write;
+(c) homevitals ingest end to end (published -> durable in InfluxDB), one worker and two workers
+    on an MQTT 5 shared subscription, with loss/duplicates, publish-to-durable latency p50/p99
+    (probes sampled during the run) and the peak resident memory of each worker;
+and the ratios against the targets (zero loss at QoS 1, >= 80 % of the raw receive limit, two
+workers >= 1.6x one). Never gates anything: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import urllib3
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from servers import Influxd, Mosquitto  # noqa: E402
+
+from homevitals import wire  # noqa: E402
+from homevitals.ingest.points import to_lines  # noqa: E402
+from homevitals.simulators.fleet import FleetSpec, fleet_readings, publish_fleet  # noqa: E402
+
+
+def raw_broker(port: int, spec: FleetSpec, processes: int) -> float:
+    got = 0
+    done = threading.Event()
+
+    def on_message(*_: object) -> None:
+        nonlocal got
+        got += 1
+        if got >= spec.total:
+            done.set()
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-counter", protocol=mqtt.MQTTv5)
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("homevitals/#", qos=1)
+    sub.loop_start()
+    time.sleep(0.5)
+    t0 = time.perf_counter()
+    publish_fleet(port, spec, processes=processes)
+    done.wait(300)
+    elapsed = time.perf_counter() - t0
+    sub.disconnect()
+    sub.loop_stop()
+    if got < spec.total:
+        print(f"    raw subscriber missed {spec.total - got}")
+    return got / elapsed
+
+
+def raw_influx(url: str, spec: FleetSpec) -> float:
+    lines = to_lines(
+        list(fleet_readings(FleetSpec(spec.homes, spec.devices, spec.readings, tag="raw")))
+    )
+    body = lines.split("\n")
+    http = urllib3.PoolManager()
+    t0 = time.perf_counter()
+    for i in range(0, len(body), 5000):
+        r = http.request(
+            "POST", f"{url}/write?db=raw&precision=ns", body="\n".join(body[i : i + 5000]).encode()
+        )
+        assert r.status == 204, r.data
+    return len(body) / (time.perf_counter() - t0)
+
+
+def _count(url: str, db: str) -> int:
+    http = urllib3.PoolManager()
+    n = 0
+    for m in ("glucose", "blood_pressure"):
+        r = http.request(
+            "GET",
+            f"{url}/query",
+            fields={
+                "db": db,
+                "q": f'SELECT COUNT("reading_id") FROM "{m}" WHERE "home" != \'home-probe\'',
+            },
+        )
+        series = r.json()["results"][0].get("series")
+        n += series[0]["values"][0][1] if series else 0
+    return n
+
+
+def _rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ingest_run(
+    tmp: Path, port: int, influx: Influxd, spec: FleetSpec, workers: int, processes: int
+) -> None:
+    db = f"ingest{workers}"
+    influx.create_database(db)
+    cfg = {
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "store": {"kind": "influx_v1", "url": influx.url, "database": db},
+        "ingest": {
+            "batch_size": 5000,
+            "batch_seconds": 0.2,
+            "backlog_max": 20000,
+            "shared_group": "bench" if workers > 1 else None,
+        },
+    }
+    procs = []
+    for w in range(workers):
+        path = tmp / f"ingest-{workers}-{w}.yaml"
+        c = {**cfg, "ingest": {**cfg["ingest"], "client_id": f"bench-ingest-{workers}-{w}"}}
+        path.write_text(yaml.safe_dump(c))
+        log = (tmp / f"ingest-{workers}-{w}.log").open("w")
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "homevitals.cli",
+                    "--log-level",
+                    "INFO",
+                    "ingest",
+                    "-c",
+                    str(path),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+        "ready: subscribed" in (tmp / f"ingest-{workers}-{w}.log").read_text()
+        for w in range(workers)
+    ):
+        time.sleep(0.1)
+    latencies: list[float] = []
+    stop = threading.Event()
+    probes = threading.Thread(
+        target=_probe, args=(port, influx.url, db, latencies, stop), daemon=True
+    )
+    t0 = time.perf_counter()
+    probes.start()
+    publish_fleet(port, spec, processes=processes)
+    while _count(influx.url, db) < spec.total and time.perf_counter() - t0 < 600:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    probes.join(30)
+    stored = _count(influx.url, db)
+    rss = [_rss_peak_mb(p.pid) for p in procs]
+    for p in procs:
+        p.terminate()
+        p.wait(30)
+    rate = spec.total / elapsed
+    lat = sorted(latencies)
+    p50 = statistics.median(lat) * 1000 if lat else float("nan")
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000 if lat else float("nan")
+    print(
+        f"  (c) ingest, {workers} worker(s): {rate:8.0f} readings/s durable; stored {stored} of"
+        f" {spec.total} (lost {spec.total - stored}); publish->durable p50 {p50:.0f} ms,"
+        f" p99 {p99:.0f} ms ({len(lat)} probes); peak RSS {', '.join(f'{r:.0f}' for r in rss)} MB"
+    )
+    return rate
+
+
+def _probe(port: int, url: str, db: str, out: list[float], stop: threading.Event) -> None:
+    """Every 200 ms one probe reading is published; its appearance in InfluxDB is timed."""
+    from datetime import UTC, datetime
+
+    from homevitals.readings import FieldValue, Measurement, Reading
+    from homevitals.units import Unit
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{db}", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    http = urllib3.PoolManager()
+    i = 0
+    while not stop.is_set():
+        t = datetime.now(UTC)
+        r = Reading(
+            f"probe-{db}-{i}",
+            "home-probe",
+            "probe",
+            "probe",
+            Measurement.GLUCOSE,
+            {"glucose": FieldValue(5.0, Unit.MMOL_PER_L)},
+            t,
+            t,
+        )
+        sent = time.perf_counter()
+        client.publish("homevitals/v1/home/home-probe/reading/probe", wire.encode(r), qos=1)
+        q = f'SELECT COUNT("glucose") FROM "glucose" WHERE "reading_id" = \'probe-{db}-{i}\''
+        while not stop.is_set() and time.perf_counter() - sent < 30:
+            res = http.request("GET", f"{url}/query", fields={"db": db, "q": q}).json()
+            if res["results"][0].get("series"):
+                out.append(time.perf_counter() - sent)
+                break
+            time.sleep(0.01)
+        i += 1
+        time.sleep(0.2)
+    client.disconnect()
+    client.loop_stop()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--homes", type=int, default=250)
+    ap.add_argument("--devices", type=int, default=2)
+    ap.add_argument("--readings", type=int, default=20)
+    ap.add_argument("--processes", type=int, default=2, help="publisher processes")
+    a = ap.parse_args()
+    spec = FleetSpec(a.homes, a.devices, a.readings)
+    with tempfile.TemporaryDirectory(prefix="hv-bench-") as d:
+        tmp = Path(d)
+        broker = Mosquitto(tmp / "mosquitto")
+        influx = Influxd(tmp / "influxd")
+        broker.start()
+        influx.start()
+        try:
+            print(
+                f"{spec.total} readings from {spec.homes} homes x {spec.devices} devices,"
+                f" QoS 1, {a.processes} publisher processes; 2 cores shared by everything"
+            )
+            raw = raw_broker(
+                broker.port,
+                FleetSpec(spec.homes, spec.devices, spec.readings, tag="rawmq"),
+                a.processes,
+            )
+            print(f"  (a) raw broker -> bare paho subscriber: {raw:8.0f} msgs/s")
+            influx.create_database("raw")
+            points = raw_influx(influx.url, spec)
+            print(f"  (b) raw InfluxDB /write, batches of 5000: {points:8.0f} points/s")
+            one = ingest_run(tmp, broker.port, influx, spec, 1, a.processes)
+            two = ingest_run(
+                tmp,
+                broker.port,
+                influx,
+                FleetSpec(spec.homes, spec.devices, spec.readings, tag="two"),
+                2,
+                a.processes,
+            )
+            print(
+                f"  ratios: one worker / raw receive = {one / raw:.2f} (target >= 0.80);"
+                f" two workers / one = {two / one:.2f} (target >= 1.6)"
+            )
+        finally:
+            influx.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Fleet load generator: M homes x D devices publishing readings straight to a broker.
+
+For benchmarks and load tests, not for the demo. Readings are real wire-format messages (glucose,
+blood pressure) on each home's own topics, with stable ids, so ingest treats them exactly as it
+treats a gateway's. Several publisher processes share the work so that the Python publisher
+(~18 k QoS 0 / ~7-11 k QoS 1 msgs/s per process on this class of machine, shared/MEASUREMENTS.md)
+is less of a bottleneck.
+
+    python -m homevitals.simulators.fleet --port 1883 --homes 1000 --devices 2 --readings 60
+
+is the burst of a thousand gateways coming back after an hour offline (one reading a minute per
+device, all replayed at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from homevitals import wire
+from homevitals.readings import FieldValue, Measurement, Reading
+from homevitals.topics import Topics
+from homevitals.units import Unit
+
+__all__ = ["FleetSpec", "fleet_readings", "publish_fleet"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSpec:
+    homes: int
+    devices: int = 2
+    readings: int = 60
+    start: datetime = datetime(2026, 11, 20, tzinfo=UTC)
+    interval: timedelta = timedelta(minutes=1)
+    tag: str = "fleet"
+
+    @property
+    def total(self) -> int:
+        return self.homes * self.devices * self.readings
+
+
+def fleet_readings(spec: FleetSpec, part: int = 0, parts: int = 1) -> Iterator[Reading]:
+    """The ``part``-th of ``parts`` slices of the fleet's readings (homes split between parts)."""
+    for h in range(part, spec.homes, parts):
+        home = f"home-{h:05d}"
+        for d in range(spec.devices):
+            bp = d % 2 == 1
+            for i in range(spec.readings):
+                t = spec.start + i * spec.interval
+                fields = (
+                    {
+                        "systolic": FieldValue(120 + i % 30, Unit.MMHG),
+                        "diastolic": FieldValue(80 + i % 10, Unit.MMHG),
+                    }
+                    if bp
+                    else {"glucose": FieldValue(5.0 + (i % 40) / 10, Unit.MMOL_PER_L)}
+                )
+                yield Reading(
+                    f"{spec.tag}-{h}-{d}-{i}",
+                    home,
+                    f"p-{h:05d}",
+                    f"dev-{d}",
+                    Measurement.BLOOD_PRESSURE if bp else Measurement.GLUCOSE,
+                    fields,
+                    t,
+                    t,
+                )
+
+
+def _publish_part(
+    port: int, spec: FleetSpec, part: int, parts: int, qos: int, inflight: int, prefix: str
+) -> int:
+    topics = Topics(prefix)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{spec.tag}-pub-{part}", protocol=mqtt.MQTTv5
+    )
+    # paho 2.x stalls when more than 65 535 QoS 1 messages wait (shared/MEASUREMENTS.md): bound it.
+    client.max_inflight_messages_set(inflight)
+    client.max_queued_messages_set(inflight * 4)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    sent = 0
+    for r in fleet_readings(spec, part, parts):
+        payload = wire.encode(r)
+        topic = topics.reading(r.home, r.device)
+        while client.publish(topic, payload, qos=qos).rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            time.sleep(0.0005)  # the bounded queue is full: wait for acknowledgements
+        sent += 1
+    deadline = time.monotonic() + 60
+    while client.want_write() or (
+        qos and len(client._out_messages) and time.monotonic() < deadline
+    ):  # noqa: SLF001
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+    return sent
+
+
+def publish_fleet(
+    port: int,
+    spec: FleetSpec,
+    *,
+    processes: int = 2,
+    qos: int = 1,
+    inflight: int = 100,
+    prefix: str = "homevitals",
+) -> float:
+    """Publish the whole fleet from ``processes`` processes; returns the seconds it took."""
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(processes) as pool:
+        sent = sum(
+            pool.starmap(
+                _publish_part,
+                [(port, spec, p, processes, qos, inflight, prefix) for p in range(processes)],
+            )
+        )
+    assert sent == spec.total, (sent, spec.total)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--port", type=int, default=1883)
+    ap.add_argument("--homes", type=int, default=1000)
+    ap.add_argument("--devices", type=int, default=2)
+    ap.add_argument("--readings", type=int, default=60)
+    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--qos", type=int, default=1, choices=[0, 1])
+    a = ap.parse_args()
+    spec = FleetSpec(a.homes, a.devices, a.readings)
+    seconds = publish_fleet(a.port, spec, processes=a.processes, qos=a.qos)
+    print(f"published {spec.total} readings in {seconds:.1f} s ({spec.total / seconds:.0f} msgs/s)")
+
+
+if __name__ == "__main__":
+    main()
