@@ -6,6 +6,8 @@ import logging
 import signal
 import threading
 
+from prometheus_client.core import HistogramMetricFamily
+
 from homevitals.config import Config, StoreConfig, StoreKind, read_secret
 from homevitals.errors import ConfigError
 from homevitals.ingest.service import IngestService
@@ -61,6 +63,12 @@ def _metrics(s: IngestService) -> list[Metric]:
         ),
         counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
         gauge("homevitals_ingest_backlog", "messages received, not yet written", s.backlog.qsize()),
+        HistogramMetricFamily(
+            "homevitals_ingest_batch_write_seconds",
+            "time to write one batch to the store",
+            buckets=s.write_latency.cumulative(),
+            sum_value=s.write_latency.total,
+        ),
         gauge(
             "homevitals_ingest_connected", "1 while connected to the broker", s.connected.is_set()
         ),

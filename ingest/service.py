@@ -43,6 +43,31 @@ _CLOCK_EPOCH_YEAR = 2015
 _CONFIG_STATUSES = (401, 403, 404)
 
 
+class LatencyHistogram:
+    """Cumulative buckets of batch write durations, read by /metrics (one writer thread adds)."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(self.BUCKETS) + 1)
+        self.total = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.total += seconds
+        for i, bound in enumerate(self.BUCKETS):
+            if seconds <= bound:
+                self.counts[i] += 1
+                return
+        self.counts[-1] += 1
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, float(running)))
+        return out
+
+
 @dataclass(frozen=True, slots=True)
 class _Item:
     mid: int
@@ -61,6 +86,7 @@ class IngestService:
         self.counts: Counter[str] = Counter()
         self.rejects: Counter[str] = Counter()
         self.written = 0
+        self.write_latency = LatencyHistogram()
         self.retries = 0
         self._generation = 0
         self._stop = threading.Event()
@@ -227,8 +253,10 @@ class IngestService:
     def _write_with_retry(self, batch: list[_Item]) -> None:
         delay = self.icfg.retry_initial_seconds
         while True:
+            started = time.perf_counter()
             try:
                 self.store.write([i.value for i in batch])
+                self.write_latency.observe(time.perf_counter() - started)
             except StoreError as exc:
                 if not exc.retryable and exc.status not in _CONFIG_STATUSES:
                     self._refused(batch, exc)

@@ -139,12 +139,16 @@ def test_broker_restart(
         ingest.kill()
 
 
-def _written(port: int) -> float:
+def _metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         for line in resp.read().decode().splitlines():
-            if line.startswith("homevitals_ingest_written_total "):
+            if line.startswith(f"{name} "):
                 return float(line.split()[1])
-    raise AssertionError("no written counter")
+    raise AssertionError(f"no metric {name}")
+
+
+def _written(port: int) -> float:
+    return _metric(port, "homevitals_ingest_written_total")
 
 
 def test_two_workers_share_the_load_and_write_each_reading_once(
@@ -177,6 +181,8 @@ def test_two_workers_share_the_load_and_write_each_reading_once(
         written = [_written(p) for p in ports]
         assert sum(written) == len(readings), written  # each reading written by one worker only
         assert min(written) > 0, written  # and both worked
+        batches = [_metric(p, "homevitals_ingest_batch_write_seconds_count") for p in ports]
+        assert min(batches) >= 1 and sum(batches) <= len(readings), batches
     finally:
         for w in workers:
             w.kill()
