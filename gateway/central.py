@@ -21,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
+from typing import Protocol, runtime_checkable
 
 from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, DeviceKind
@@ -31,7 +32,7 @@ from homevitals.gateway.racp import RacpError, download_records
 from homevitals.gateway.service import Gateway
 from homevitals.transport import Deliver, RawValue
 
-__all__ = ["CONNECTED_KINDS", "Central", "NOTIFY"]
+__all__ = ["CONNECTED_KINDS", "AwaitsAdvert", "Central", "NOTIFY"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ NOTIFY: dict[DeviceKind, tuple[str, ...]] = {
 CONNECTED_KINDS = frozenset({*NOTIFY, DeviceKind.GLUCOSE_METER})
 
 
+@runtime_checkable
+class AwaitsAdvert(Protocol):
+    """A radio that connects only to an address its scanner has just seen (bleak on BlueZ):
+    the connection manager then always runs ``scan`` and waits, outside the connect lock, for
+    the device to advertise before each connect."""
+
+    def needs_scan(self) -> bool: ...
+
+    async def advertising(self, device: DeviceConfig) -> None: ...
+
+
 class Central:
     """Implements ``BleTransport.run`` on top of a ``Radio``."""
 
@@ -64,6 +76,7 @@ class Central:
         racp_timeout: float = 30.0,
         min_backoff: float = 1.0,
         max_backoff: float = 300.0,
+        setup_timeout: float = 300.0,
     ) -> None:
         self.radio = radio
         self.gateway = gateway
@@ -72,6 +85,7 @@ class Central:
         self.racp_timeout = racp_timeout
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
+        self.setup_timeout = setup_timeout
         self.sessions = 0
         self.failures = 0
         self._connect_lock = asyncio.Lock()
@@ -87,7 +101,7 @@ class Central:
                 deliver(RawValue(device.id, "bthome", bytes(data), advert.received_at))
 
         async with asyncio.TaskGroup() as tg:
-            if buttons:
+            if buttons or (isinstance(self.radio, AwaitsAdvert) and self.radio.needs_scan()):
                 tg.create_task(self.radio.scan(on_advert), name="ble-scan")
             for d in devices:
                 if d.kind in CONNECTED_KINDS and d.address:
@@ -96,6 +110,8 @@ class Central:
     async def _keep_connected(self, device: DeviceConfig, deliver: Deliver) -> None:
         delay = self.min_backoff
         while True:
+            if isinstance(self.radio, AwaitsAdvert):
+                await self.radio.advertising(device)
             try:
                 await self._session(device, deliver)
                 self.sessions += 1
@@ -111,10 +127,35 @@ class Central:
             async with self._connect_lock:
                 session = await stack.enter_async_context(
                     self.radio.connect(device, self.connect_timeout))
-            logger.info("%s: connected", device.id)
-            await self._serve(device, session, deliver)
+                logger.info("%s: connected", device.id)
+                # Setup (subscribe, download) holds the connect lock too: BlueZ serves one
+                # device's setup at a time, and a device that connects while another is being
+                # set up makes both slower (docs/ble-vm.md).
+                await self._watched(session, self._serve(device, session, deliver))
             await session.wait_disconnected()
             logger.info("%s: disconnected", device.id)
+
+    async def _watched(self, session: GattSession, setup: Awaitable[None]) -> None:
+        """The setup watchdog: abandon setup when the link drops or after ``setup_timeout``.
+
+        Found in the BLE VM harness (BlueZ 5.66, bleak 3.1): when BlueZ must pair to write a
+        CCCD and the pairing fails, the link drops but ``start_notify`` never returns. Setup
+        runs under the connect lock, so unbounded it would starve every other device."""
+        step = asyncio.ensure_future(setup)
+        gone = asyncio.ensure_future(session.wait_disconnected())
+        try:
+            done, _ = await asyncio.wait({step, gone}, timeout=self.setup_timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not step.done():
+                step.cancel()
+        if step in done:
+            step.result()  # re-raise what the setup raised
+        elif gone in done:
+            raise ConnectionError(f"{session.address}: link lost during setup")
+        else:
+            raise TimeoutError(f"{session.address}: setup not done in {self.setup_timeout:g} s")
 
     async def _serve(self, device: DeviceConfig, session: GattSession, deliver: Deliver) -> None:
         def forward(characteristic: str) -> OnValue:

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -172,17 +173,24 @@ def _alerts(page: Page) -> str:
                 " cannot be listed.</p>")
     if page.alerts.empty:
         return "<h2>Alerts</h2><p>No alerts in the period.</p>"
-    acked = "acknowledged_at" in page.alerts  # the ledger has no acknowledgement column yet
+    acked = "acked_at" in page.alerts  # ledgers written before acknowledgements existed lack it
     rows = [(_local(r["opened_at"], page.period), r["rule"], r["severity"], r["alert_state"],
              _local(r.get("resolved_at"), page.period), r.get("kind") or "",
              f"{r.get('name') or '-'} ({r.get('role') or '-'})", r.get("sms_state") or "",
              _local(r.get("sent_at"), page.period),
-             _local(r["acknowledged_at"], page.period) if acked else "not recorded")
+             _acked(r, page) if acked else "not recorded")
             for _, r in page.alerts.iterrows()]
     head = ("opened", "rule", "severity", "state", "resolved", "message", "notified",
             "SMS", "sent", "acknowledged")
-    note = "" if acked else _notes(["The alert ledger does not record acknowledgements yet."])
+    note = "" if acked else _notes(["This alert ledger does not record acknowledgements."])
     return "<h2>Alerts</h2>" + _table(head, rows) + note
+
+
+def _acked(r: Any, page: Page) -> str:
+    at = r.get("acked_at")
+    if at is None or (isinstance(at, float) and at != at):  # NaN from pandas for "never"
+        return "not acknowledged"
+    return f"{_local(at, page.period)} by {r.get('acked_by') or '?'}"
 
 
 def render(page: Page) -> str:

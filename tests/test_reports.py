@@ -132,6 +132,7 @@ def record_alert(path: Path) -> None:
                              time=at)
     ledger = Ledger(path)
     ledger.record(decision, [(DOCTOR, "Dr. Marko Kranjc", "family_doctor", "low glucose")], at)
+    ledger.acknowledge("a-1", "Dr. Marko Kranjc", "SMS reply", at + timedelta(minutes=7))
     ledger.close()
 
 
@@ -265,8 +266,9 @@ def assert_cgm_page(page: Path) -> None:
     assert "1 of 6 readings were flagged" in text
     assert "<td>excluding flagged</td><td>all sessions</td><td>5</td><td>133.0 mmHg</td>" in text
     assert "No heart_rate measurements in the store for this period" in text
-    assert "<td>night-low-glucose</td><td>high</td><td>firing</td>" in text
-    assert "Dr. Marko Kranjc (family_doctor)" in text and "not recorded" in text
+    assert "<td>night-low-glucose</td><td>high</td><td>acknowledged</td>" in text
+    assert "Dr. Marko Kranjc (family_doctor)" in text
+    assert "03:17 by Dr. Marko Kranjc" in text  # who acknowledged, in the patient's local time
 
 
 def assert_png(path: Path, size: tuple[int, int]) -> None:
