@@ -132,19 +132,30 @@ class _Transfer:
     last_time: datetime | None
     clock_offset: timedelta | None
     result: DownloadResult = field(default_factory=DownloadResult)
+    # Time mode: records are chosen by device time and committed as one batch at the end of
+    # the transfer (sequence numbers wrapped or restarted; see download_records).
+    by_time: bool = False
     pending: _Pending | None = None
     batch: list[_Pending] = field(default_factory=list)
+    seen: set[int] = field(default_factory=set)  # sequence numbers complete in this transfer
+    probe: list[_Pending] | None = None  # records asked for to look, not to keep
 
     def measurement(self, raw: RawValue) -> None:
         self.result.received += 1
-        self.flush()
         try:
             d = decode(MEASUREMENT, raw.data, self.device.quirks)
         except ProfileError as exc:
+            self.flush()
             self.result.rejected += 1
             self.store.reject(raw, str(exc))
             return
         assert d.sequence is not None  # 0x2A18 always carries one
+        if d.sequence in self.seen or (self.pending and self.pending.sequence == d.sequence):
+            # Found in the BLE VM harness: after a reconnect, bleak 3.1 on BlueZ 5.66 handed
+            # every notification of the new transfer over twice. One record is one reading.
+            self.result.skipped += 1
+            return
+        self.flush()
         self.pending = _Pending(d.sequence, d.device_time, raw,
                                 wants_context=bool(d.details.get("context_follows")))
         if not self.pending.wants_context:
@@ -158,6 +169,8 @@ class _Transfer:
             self.store.reject(raw, str(exc))
             return
         if self.pending is None or self.pending.sequence != d.sequence:
+            if d.sequence in self.seen:
+                return  # the repeated context of a record already complete (see above)
             # GLS 1.0 section 3.2: a context follows its own measurement; anything else is
             # kept for the engineer, not guessed at.
             self.store.reject(raw, f"0x2A34: context for sequence number {d.sequence} does"
@@ -171,8 +184,12 @@ class _Transfer:
         p, self.pending = self.pending, None
         if p is None:
             return
-        if self.reverse:
-            if self.last_time is None or (p.device_time and p.device_time > self.last_time):
+        self.seen.add(p.sequence)
+        if self.probe is not None:
+            self.probe.append(p)
+            return
+        if self.reverse or self.by_time:
+            if self._newer(p):
                 self.batch.append(p)
             else:
                 self.result.skipped += 1
@@ -180,22 +197,41 @@ class _Transfer:
         if self.last_seq is not None and p.sequence <= self.last_seq:
             self.result.skipped += 1  # a repeated record, or one the meter sent unasked
             return
-        new = self.store.commit_glucose(self.device, [(p.measurement, p.context)],
-                                        {_seq_key(self.device): str(p.sequence)},
+        state = {_seq_key(self.device): str(p.sequence)}
+        if p.device_time is not None:
+            state[_time_key(self.device)] = p.device_time.isoformat()
+        new = self.store.commit_glucose(self.device, [(p.measurement, p.context)], state,
                                         self.clock_offset)
         self.result.committed += new
         self.last_seq = p.sequence
 
+    def _newer(self, p: _Pending) -> bool:
+        """Time mode: is the record newer than the newest one committed?"""
+        if self.last_time is None:
+            return True
+        if p.device_time is None:
+            return False
+        if self.by_time and p.device_time == self.last_time:
+            # After a wrap or reset, a record stamped in the same second as the mark is kept
+            # unless it is the mark itself: a duplicate has the same id, a lost hypo has none.
+            return p.sequence != self.last_seq
+        return p.device_time > self.last_time
+
     def finish(self) -> None:
-        """End of a successful transfer: the reverse-numbered batch is committed whole."""
+        """End of a successful transfer: a batch (time mode) is committed whole, with the mark
+        moved to its newest record."""
         self.flush()
-        if not (self.reverse and self.batch):
+        if not self.batch:
             return
         self.batch.sort(key=lambda p: p.device_time or datetime.min)
-        newest = max(p.device_time for p in self.batch if p.device_time is not None)
+        newest = self.batch[-1]
+        assert newest.device_time is not None  # _newer keeps only timed records once marked
+        state = {_time_key(self.device): newest.device_time.isoformat()}
+        if not self.reverse:
+            state[_seq_key(self.device)] = str(newest.sequence)
         new = self.store.commit_glucose(
-            self.device, [(p.measurement, p.context) for p in self.batch],
-            {_time_key(self.device): newest.isoformat()}, self.clock_offset)
+            self.device, [(p.measurement, p.context) for p in self.batch], state,
+            self.clock_offset)
         self.result.committed += new
         self.batch.clear()
 

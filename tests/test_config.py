@@ -100,3 +100,14 @@ def test_a_rule_in_the_wrong_unit_or_on_an_unknown_field_is_refused() -> None:
     assert "rule night-low-glucose: glucose has no field 'sugar' (fields: glucose)" in str(
         err.value
     )
+
+
+def test_a_rule_on_a_measurement_no_device_produces_is_refused() -> None:
+    text = (ROOT / "configs" / "homevitals.yaml").read_text(encoding="utf-8")
+    text = text.replace(
+        "measurement: glucose\n      field: glucose\n      below: 3.9\n      unit: mmol/L",
+        "measurement: spo2\n      field: spo2\n      below: 90\n      unit: '%'",
+    )
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "x.yaml")
+    assert "rule night-low-glucose watches spo2, which no device produces" in str(err.value)

@@ -142,3 +142,36 @@ def test_sigterm_writes_what_ingest_holds_and_loses_nothing(
         ingest.kill()
         if second is not None:
             second.kill()
+
+
+def test_every_daemon_refuses_to_start_on_a_config_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mqtt:\n  port: 99999\nhomes: []\ngateway: {home: nowhere}\n", encoding="utf-8")
+    for stage in ("gateway", "ingest", "rules", "alerts"):
+        d = Daemon(stage, bad, tmp_path)
+        assert d.wait(60) == 2, d.log()
+        assert f"error: {bad}:2: mqtt.port: Input should be less than or equal to 65535" in d.log()
+
+
+def test_logs_as_json_lines(tmp_path: Path, mosquitto: Any, influxd: Any, influx_db: str) -> None:
+    import json
+    import subprocess
+    import sys
+
+    site, _ports = _site(tmp_path, mosquitto.port, influxd, influx_db)
+    site["ingest"] = {}
+    cfg = write_config(tmp_path / "hv.yaml", site)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "homevitals.cli", "--log-format", "json", "ingest", "-c", str(cfg)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        entry = json.loads(line)
+        assert set(entry) >= {"time", "level", "logger", "message"}
+        assert entry["logger"].startswith("homevitals.") and entry["level"] == "INFO"
+    finally:
+        proc.terminate()
+        proc.wait(20)
