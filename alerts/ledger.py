@@ -135,7 +135,10 @@ class AlertRow:
 
 
 class Ledger:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, randbelow: Callable[[int], int] | None = None) -> None:
+        # Acknowledgement codes must be unguessable in production (secrets); a replay passes a
+        # seeded source so that the same scenario gives the same SMS texts.
+        self._randbelow = randbelow or secrets.randbelow
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
@@ -256,10 +259,10 @@ class Ledger:
             )
         }
         for digits in (4, 4, 4, 4, 4, 6):
-            code = str(secrets.randbelow(9 * 10 ** (digits - 1)) + 10 ** (digits - 1))
+            code = str(self._randbelow(9 * 10 ** (digits - 1)) + 10 ** (digits - 1))
             if code not in used:
                 return code
-        return str(secrets.randbelow(900_000_000) + 100_000_000)
+        return str(self._randbelow(900_000_000) + 100_000_000)
 
     def _row(self, alert_id: str) -> AlertRow | None:
         r = self._db.execute(

@@ -13,6 +13,7 @@ import logging
 import re
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -43,14 +44,15 @@ _DEAD_DELIVERY = ("failed", "undelivered")
 
 class AlertsApp:
     def __init__(
-        self, cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None
+        self, cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None,
+        ack_codes: Callable[[int], int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.acfg = cfg.alerts
         self.notifier = notifier
         self.clock = clock
         self.topics = Topics(cfg.mqtt.topic_prefix)
-        self.ledger = Ledger(self.acfg.outbox_path)
+        self.ledger = Ledger(self.acfg.outbox_path, ack_codes)
         self.scheduler = JobScheduler(
             "alerts",
             self.acfg.schedule_path or default_path(self.acfg.outbox_path),

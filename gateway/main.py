@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sqlite3
+from pathlib import Path
 
 from homevitals import wire
 from homevitals.clock import Clock
@@ -20,9 +22,35 @@ from homevitals.gateway.transport import BleTransport, RawValue
 from homevitals.outbox import DurableQueue
 from homevitals.topics import Topics
 
-__all__ = ["GatewayApp", "run_gateway"]
+__all__ = ["GatewayApp", "import_sequence_marks", "run_gateway"]
 
 logger = logging.getLogger(__name__)
+
+
+def import_sequence_marks(path: str, queue: DurableQueue) -> int:
+    """Carry over the marks of the deprecated ``gateway.sequence_state_path`` file (earlier
+    bleak gateways kept each meter's last RACP sequence number there, outside the readings'
+    transaction). A meter that already has a mark in the queue database keeps it. Returns how
+    many were imported; the old file is only read."""
+    if not Path(path).is_file():
+        return 0
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = db.execute("SELECT device, last FROM sequences").fetchall()
+    except sqlite3.Error as exc:
+        raise ConfigError([f"gateway.sequence_state_path: {path}: {exc}"]) from exc
+    finally:
+        db.close()
+    imported = 0
+    for device, last in rows:
+        key = f"racp:{device}:last_sequence"  # racp.py's mark, written with the readings
+        if queue.get_state(key) is None:
+            queue.set_state(key, str(int(last)))
+            imported += 1
+    logger.info("imported %d glucose sequence marks from %s (deprecated"
+                " gateway.sequence_state_path; the marks now live in the queue database)",
+                imported, path)
+    return imported
 
 
 class GatewayApp:
@@ -46,6 +74,8 @@ class GatewayApp:
         self.topics = Topics(cfg.mqtt.topic_prefix)
         # drop_new_readings is done by the service before the queue would evict anything.
         self.queue = DurableQueue(self.gcfg.queue_path, self.gcfg.queue_max_messages)
+        if self.gcfg.sequence_state_path:
+            import_sequence_marks(self.gcfg.sequence_state_path, self.queue)
         self.gateway = Gateway(self.home, self.queue, self.topics, clock, self.gcfg)
         self.central: Central | None = None
         if isinstance(transport, Radio):

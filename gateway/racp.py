@@ -55,7 +55,7 @@ RACP, MEASUREMENT, CONTEXT, DATE_TIME = "2A52", "2A18", "2A34", "2A08"
 # GSS Record Access Control Point: op codes, operators, filter type, response codes.
 OP_REPORT, OP_DELETE, OP_ABORT, OP_REPORT_NUMBER = 0x01, 0x02, 0x03, 0x04
 OP_NUMBER_RESPONSE, OP_RESPONSE = 0x05, 0x06
-OPERATOR_NULL, OPERATOR_ALL, OPERATOR_GREATER_OR_EQUAL = 0x00, 0x01, 0x03
+OPERATOR_NULL, OPERATOR_ALL, OPERATOR_GREATER_OR_EQUAL, OPERATOR_LAST = 0x00, 0x01, 0x03, 0x06
 FILTER_SEQUENCE = 0x01
 RESPONSE_CODES = {
     0x01: "success",
@@ -225,8 +225,8 @@ class _Transfer:
             return
         self.batch.sort(key=lambda p: p.device_time or datetime.min)
         newest = self.batch[-1]
-        assert newest.device_time is not None  # _newer keeps only timed records once marked
-        state = {_time_key(self.device): newest.device_time.isoformat()}
+        state = {} if newest.device_time is None else {
+            _time_key(self.device): newest.device_time.isoformat()}
         if not self.reverse:
             state[_seq_key(self.device)] = str(newest.sequence)
         new = self.store.commit_glucose(
@@ -270,8 +270,21 @@ async def download_records(
     if session.has(CONTEXT):
         await session.start_notify(CONTEXT, lambda b: t.context(received(CONTEXT, b)))
     await session.start_notify(RACP, answers.put_nowait)
-    operand = _filter(None if reverse else t.last_seq)
+    if not reverse and t.last_seq is not None and t.last_seq >= 0xFFFF:
+        # GLS sequence numbers are uint16: after 65535 the meter numbers from 0 again, and
+        # ">= 65536" cannot be asked. Download all, keep what is newer than the mark by device
+        # time; the batch moves the mark to the new numbering.
+        logger.warning("%s: sequence numbers wrapped at 65535; choosing records by device time",
+                       device.id)
+        t.by_time = True
+    operand = _filter(None if reverse or t.by_time else t.last_seq)
     t.result.requested = await _number_of_records(session, answers, operand, timeout)
+    if t.result.requested == 0 and not reverse and not t.by_time and t.last_seq is not None:
+        if not await _numbering_restarted(session, answers, t, timeout):
+            t.result.response = response_code_name(NO_RECORDS)
+            return t.result
+        t.by_time, operand = True, _filter(None)
+        t.result.requested = await _number_of_records(session, answers, operand, timeout)
     if t.result.requested == 0:
         t.result.response = response_code_name(NO_RECORDS)
         return t.result
@@ -287,13 +300,35 @@ async def download_records(
     return t.result
 
 
+async def _numbering_restarted(session: GattSession, answers: asyncio.Queue[bytes],
+                               t: _Transfer, timeout: float) -> bool:
+    """Nothing at or above the mark: is that "nothing new", or did the meter restart its
+    numbering (a reset, a firmware update)? Ask for its last record (operator 0x06): a record
+    numbered at or below the mark but stamped after it means the numbering went back while time
+    went forward. A meter without the operator is taken at its word."""
+    t.probe = []
+    try:
+        await session.write(RACP, bytes([OP_REPORT, OPERATOR_LAST]), response=True)
+        code = await _response(session, answers, OP_REPORT, timeout)
+        t.flush()
+    finally:
+        seen, t.probe, t.pending = t.probe, None, None
+        t.seen.clear()
+    if code != SUCCESS or t.last_seq is None or t.last_time is None:
+        return False
+    restarted = [p for p in seen if p.sequence <= t.last_seq and p.device_time is not None
+                 and p.device_time > t.last_time]
+    if restarted:
+        logger.warning("%s: the meter restarted its record numbering (record %d is dated %s,"
+                       " after record %d of %s); choosing records by device time",
+                       t.device.id, restarted[0].sequence, restarted[0].device_time,
+                       t.last_seq, t.last_time)
+    return bool(restarted)
+
+
 def _filter(last_seq: int | None) -> bytes:
     """Operator and operand: all records, or sequence number >= last + 1 (GSS RACP 3.x)."""
     if last_seq is None:
-        return bytes([OPERATOR_ALL])
-    if last_seq >= 0xFFFF:
-        # uint16 sequence numbers: a meter that reached 65535 has wrapped (GLS leaves this
-        # open); start again from the beginning and let the mark and ids sort it out.
         return bytes([OPERATOR_ALL])
     return bytes([OPERATOR_GREATER_OR_EQUAL, FILTER_SEQUENCE]) + (last_seq + 1).to_bytes(
         2, "little")

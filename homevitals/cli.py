@@ -92,10 +92,9 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         )
         run_gateway(cfg, SimulatedTransport(script, clock), clock)
         return 0
-    from homevitals.gateway.bleak_transport import BleakTransport
+    from homevitals.gateway.bleak_transport import BleakRadio
 
-    state_path = cfg.gateway.sequence_state_path if cfg.gateway else None
-    run_gateway(cfg, BleakTransport(state_path=state_path), SystemClock())
+    run_gateway(cfg, BleakRadio(), SystemClock())
     return 0
 
 

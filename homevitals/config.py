@@ -292,8 +292,10 @@ class GatewayConfig(_Model):
     max_inflight: int = Field(100, ge=1, le=1000)
     heartbeat_seconds: float = Field(60.0, gt=0)
     client_id: str | None = None
-    # bleak transport: the last glucose record sequence number fetched, per device (RACP)
-    sequence_state_path: str = "homevitals-gateway-sequences.sqlite"
+    # Deprecated: earlier bleak gateways kept the last RACP sequence number per meter in this
+    # file. The mark now lives in the queue database, committed with the readings; a file
+    # named here is read once at start to carry its marks over (gateway/main.py).
+    sequence_state_path: str | None = None
     # What happens when queue_max_messages are waiting (the home offline for a long time):
     # drop_oldest makes room by deleting the oldest messages; drop_new_readings refuses new
     # readings instead. Call-button events are always queued. Either way every drop is logged

@@ -16,7 +16,6 @@ belongs to, and the same scenario and seed give the same files, byte for byte.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import io
 import logging
@@ -25,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +33,6 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 
 from homevitals import scheduling, wire
-from homevitals.alerts import ledger as ledger_module
 from homevitals.alerts.main import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SimulatedClock
@@ -72,19 +70,31 @@ def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Confi
     store = cfg.store
     if store.kind == StoreKind.SQLITE:
         store = store.model_copy(update={"path": str(workdir / "store.sqlite")})
-    return cfg.model_copy(update={
-        "mqtt": cfg.mqtt.model_copy(update={"host": "127.0.0.1", "port": port,
-                                            "protocol": protocol}),
-        "store": store,
-        "ingest": cfg.ingest.model_copy(update={"batch_seconds": 0.001}),
-        "rules": cfg.rules.model_copy(update={
-            "state_path": str(workdir / "rules-state.sqlite"), "tick_seconds": 0.0,
-            "schedule_path": str(workdir / "rules-jobs.sqlite")}),
-        "alerts": cfg.alerts.model_copy(update={
-            "outbox_path": str(workdir / "alerts-ledger.sqlite"), "notifier": "console",
-            "schedule_path": str(workdir / "alerts-jobs.sqlite"), "sweep_seconds": 1e9,
-            "webhook": None}),
-    })
+    return cfg.model_copy(
+        update={
+            "mqtt": cfg.mqtt.model_copy(
+                update={"host": "127.0.0.1", "port": port, "protocol": protocol}
+            ),
+            "store": store,
+            "ingest": cfg.ingest.model_copy(update={"batch_seconds": 0.001}),
+            "rules": cfg.rules.model_copy(
+                update={
+                    "state_path": str(workdir / "rules-state.sqlite"),
+                    "tick_seconds": 0.0,
+                    "schedule_path": str(workdir / "rules-jobs.sqlite"),
+                }
+            ),
+            "alerts": cfg.alerts.model_copy(
+                update={
+                    "outbox_path": str(workdir / "alerts-ledger.sqlite"),
+                    "notifier": "console",
+                    "schedule_path": str(workdir / "alerts-jobs.sqlite"),
+                    "sweep_seconds": 1e9,
+                    "webhook": None,
+                }
+            ),
+        }
+    )
 
 
 class _Seen:
@@ -107,13 +117,17 @@ class _Seen:
 class Pipeline:
     """The server side (ingest, rules, alerts) in one process, and when it is quiet."""
 
-    def __init__(self, cfg: Config, clock: SimulatedClock, sms: TextIO) -> None:
+    def __init__(
+        self, cfg: Config, clock: SimulatedClock, sms: TextIO, seed: int | None = None
+    ) -> None:
         self.cfg, self.clock = cfg, clock
         topics = Topics(cfg.mqtt.topic_prefix)
         self.store = build_store(cfg.store)
         self.ingest = IngestService(cfg, self.store)
         self.rules = RulesApp(cfg, clock)
-        self.alerts = AlertsApp(cfg, ConsoleNotifier(sms), clock)
+        # Acknowledgement codes from the scenario's seed, so the SMS texts are reproducible.
+        codes = None if seed is None else random.Random(f"ack-codes\x1f{seed}").randrange
+        self.alerts = AlertsApp(cfg, ConsoleNotifier(sms), clock, ack_codes=codes)
         # Escalation timers are mapped onto wall time by the scheduler; in a replay the driver's
         # simulated ticks run them instead (``tick``), so none fires at a wall-clock moment.
         self.alerts.escalator.wake_at = lambda *_: None
@@ -136,8 +150,11 @@ class Pipeline:
         self.wait_subscribed()
 
     def wait_subscribed(self, seconds: float = 60.0) -> None:
-        events = [self.ingest.subscribed, self.rules.subscriber.subscribed,
-                  self.alerts.subscriber.subscribed]
+        events = [
+            self.ingest.subscribed,
+            self.rules.subscriber.subscribed,
+            self.alerts.subscriber.subscribed,
+        ]
         deadline = time.monotonic() + seconds
         for e in events:
             if not e.wait(max(0.0, deadline - time.monotonic())):
@@ -154,8 +171,12 @@ class Pipeline:
         for g in self.gateways:
             if len(g.queue) or g.publisher.inflight:
                 return f"gateway {g.home.id} queue {len(g.queue)}"
-        i, r, a, e = (self.ingest_seen.counts, self.rules_seen.counts, self.alerts_seen.counts,
-                      self.expect)
+        i, r, a, e = (
+            self.ingest_seen.counts,
+            self.rules_seen.counts,
+            self.alerts_seen.counts,
+            self.expect,
+        )
         if i["reading"] + i["event"] < e["data"] or i["deadletter"] < e["deadletter"]:
             return "ingest has not received everything"
         if not self.ingest.backlog.empty() or self.ingest.written < sum(i.values()):
@@ -178,8 +199,9 @@ class Pipeline:
             quiet = quiet + 1 if why is None else 0
             if why is not None and time.monotonic() > deadline:
                 self.stalls += 1
-                logger.warning("pipeline not quiet after %.0f s at %s: %s", seconds,
-                               self.clock.now(), why)
+                logger.warning(
+                    "pipeline not quiet after %.0f s at %s: %s", seconds, self.clock.now(), why
+                )
                 return False
             time.sleep(delay)
             delay = min(delay * 2, 0.005) if why is not None else 0.0002
@@ -197,8 +219,13 @@ class Pipeline:
         ``{code}`` in the text stands for the code of the newest open alert this phone was told
         about (codes are drawn when an alert opens, so a scenario cannot know them)."""
         if "{code}" in text:
-            told = [h for h in self.alerts.ledger.history() if h.get("recipient") == phone
-                    and h.get("sent_at") and h.get("alert_state") not in ("resolved",)]
+            told = [
+                h
+                for h in self.alerts.ledger.history()
+                if h.get("recipient") == phone
+                and h.get("sent_at")
+                and h.get("alert_state") not in ("resolved",)
+            ]
             newest = max(told, key=lambda h: str(h["sent_at"]), default=None)
             text = text.replace("{code}", str(newest.get("ack_code") or "") if newest else "")
         params = {"MessageSid": f"SM{n:032d}", "From": phone, "Body": text}
@@ -217,8 +244,9 @@ class _Home:
 
 
 class Replay:
-    def __init__(self, sc: LoadedScenario, tl: Timeline, workdir: Path, broker: str,
-                 sms: TextIO) -> None:
+    def __init__(
+        self, sc: LoadedScenario, tl: Timeline, workdir: Path, broker: str, sms: TextIO
+    ) -> None:
         self.sc, self.tl, self.workdir, self.broker_kind = sc, tl, workdir, broker
         self.clock = SimulatedClock(tl.start)
         self.sms = sms
@@ -230,15 +258,21 @@ class Replay:
         self.delivered = 0
 
     def run(self) -> Collected:
-        with _seeded_ack_codes(self.sc.model.seed), EmbeddedBroker(self.broker_kind) as b:
+        with EmbeddedBroker(self.broker_kind) as b:
             self.broker: EmbeddedBroker = b
             self.cfg = server_config(self.sc.config, self.workdir, b.port, b.protocol)
-            self.pipeline = Pipeline(self.cfg, self.clock, self.sms)
+            self.pipeline = Pipeline(self.cfg, self.clock, self.sms, self.sc.model.seed)
             self.pipeline.start()
             try:
                 asyncio.run(self._drive())
-                return collect(self.pipeline.store, self.pipeline.alerts.ledger, self.tl,
-                               self.replies, self.delivered, self.pipeline.stalls)
+                return collect(
+                    self.pipeline.store,
+                    self.pipeline.alerts.ledger,
+                    self.tl,
+                    self.replies,
+                    self.delivered,
+                    self.pipeline.stalls,
+                )
             finally:
                 self.pipeline.stop()
                 if self.broker is not b:
@@ -310,8 +344,11 @@ class Replay:
         if what == "begin":
             self.broker_up = False
             await self._reconcile()
-            for e in (self.pipeline.ingest.subscribed, self.pipeline.rules.subscriber.subscribed,
-                      self.pipeline.alerts.subscriber.subscribed):
+            for e in (
+                self.pipeline.ingest.subscribed,
+                self.pipeline.rules.subscriber.subscribed,
+                self.pipeline.alerts.subscriber.subscribed,
+            ):
                 e.clear()
             await asyncio.to_thread(self.broker.close)
             return
@@ -337,10 +374,15 @@ class Replay:
         if h.app is not None:
             await self._stop_app(h, drain=10.0 if h.online else 0.0)
         port = self.cfg.mqtt.port if online else self.dead_port
-        gcfg = GatewayConfig(home=h.id, transport="simulated", heartbeat_seconds=1e9,
-                             queue_path=str(self.workdir / f"gateway-{h.id}.sqlite"))
-        cfg = self.cfg.model_copy(update={
-            "gateway": gcfg, "mqtt": self.cfg.mqtt.model_copy(update={"port": port})})
+        gcfg = GatewayConfig(
+            home=h.id,
+            transport="simulated",
+            heartbeat_seconds=1e9,
+            queue_path=str(self.workdir / f"gateway-{h.id}.sqlite"),
+        )
+        cfg = self.cfg.model_copy(
+            update={"gateway": gcfg, "mqtt": self.cfg.mqtt.model_copy(update={"port": port})}
+        )
         h.transport, h.stop = DrivenTransport(), asyncio.Event()
         h.app = GatewayApp(cfg, h.transport, self.clock)
         h.task = asyncio.create_task(h.app.run(h.stop, drain_seconds=0.0 if not online else 10.0))
@@ -353,8 +395,9 @@ class Replay:
             self.pipeline.expect["status"] += 1  # "online", published on connect
             # What the home queued while it was offline is published now.
             self.pipeline.expect["data"] += h.queued["data"] - h.queued["data_seen"]
-            self.pipeline.expect["deadletter"] += (h.queued["deadletter"]
-                                                   - h.queued["deadletter_seen"])
+            self.pipeline.expect["deadletter"] += (
+                h.queued["deadletter"] - h.queued["deadletter_seen"]
+            )
         await asyncio.to_thread(self.pipeline.settle)
 
     async def _stop_app(self, h: _Home, drain: float) -> None:
@@ -372,48 +415,30 @@ class Replay:
         h.app, h.online = None, False
 
 
-_CODES = "secrets"  # the module alerts.ledger draws acknowledgement codes from
-
-
-class _SeededCodes:
-    """Stands in for the ``secrets`` module inside ``alerts.ledger`` during a replay."""
-
-    def __init__(self, seed: int) -> None:
-        self._rng = random.Random(f"ack-codes\x1f{seed}")
-
-    def randbelow(self, n: int) -> int:
-        return self._rng.randrange(n)
-
-
-@contextlib.contextmanager
-def _seeded_ack_codes(seed: int) -> Iterator[None]:
-    """Acknowledgement codes from the scenario's seed, so the SMS texts are reproducible.
-
-    The ledger draws them from ``secrets`` (right for production: unguessable); it has no hook to
-    pass another source, so the replay swaps the module reference for its duration."""
-    saved = getattr(ledger_module, _CODES)
-    setattr(ledger_module, _CODES, _SeededCodes(seed))
-    try:
-        yield
-    finally:
-        setattr(ledger_module, _CODES, saved)
-
-
 def _workdir() -> tempfile.TemporaryDirectory[str]:
     # Throwaway databases: tmpfs spares the fsync of every SQLite commit (synchronous=FULL).
     shm = Path("/dev/shm")  # noqa: S108 - a private TemporaryDirectory inside it, not a fixed name
-    return tempfile.TemporaryDirectory(prefix="homevitals-replay-",
-                                       dir=str(shm) if shm.is_dir() else None)
+    return tempfile.TemporaryDirectory(
+        prefix="homevitals-replay-", dir=str(shm) if shm.is_dir() else None
+    )
 
 
-def run_replay(scenario: str, out_dir: Path, *, seed: int | None = None, broker: str = "auto",
-               workdir: Path | None = None, stream: TextIO | None = None) -> int:
+def run_replay(
+    scenario: str,
+    out_dir: Path,
+    *,
+    seed: int | None = None,
+    broker: str = "auto",
+    workdir: Path | None = None,
+    stream: TextIO | None = None,
+) -> int:
     """Replay ``scenario`` (a path or a shipped name) and write the three files to ``out_dir``."""
     out = stream or sys.stdout
     sc = load_scenario(scenario)
     if seed is not None:
-        sc = LoadedScenario(sc.model.model_copy(update={"seed": seed}), sc.config, sc.source,
-                            sc.lines)
+        sc = LoadedScenario(
+            sc.model.model_copy(update={"seed": seed}), sc.config, sc.source, sc.lines
+        )
     tl = build_timeline(sc)
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = _workdir() if workdir is None else None

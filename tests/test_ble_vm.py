@@ -141,8 +141,19 @@ def test_glucose_only_records_newer_than_saved_sequence(vm: tuple[VmRun, Collect
         got = by_raw[record.measurement.hex()]
         assert got["id"] == _glucose_id(record)
         assert got["fields"]["glucose"]["value"] == pytest.approx(record.mg_dl / 18.0156, abs=0.06)
-    # first request: "report records with sequence >= 13"
-    assert run.results["glucose"]["requests"][0] == "010301" + (13).to_bytes(2, "little").hex()
+    # first request: "report records with sequence >= 13" (after "how many are there?")
+    assert _reports(run)[0] == "010301" + (13).to_bytes(2, "little").hex()
+
+
+def _reports(run: VmRun) -> list[str]:
+    """The meter's RACP requests "report stored records" (op code 0x01), checking that each
+    was preceded by "report number of stored records" (0x04) with the same filter."""
+    requests: list[str] = run.results["glucose"]["requests"]
+    reports = [r for r in requests if r.startswith("01")]
+    for r in reports:
+        i = requests.index(r)
+        assert i > 0 and requests[i - 1] == "04" + r[2:], requests
+    return reports
 
 
 def test_glucose_link_dropped_mid_transfer_resumes_without_gap_or_duplicate(
@@ -150,7 +161,7 @@ def test_glucose_link_dropped_mid_transfer_resumes_without_gap_or_duplicate(
 ) -> None:
     run, collector = vm
     first_resume = sc.SAVED_SEQUENCE + sc.DROP_AFTER + 1
-    assert run.results["glucose"]["requests"] == [
+    assert _reports(run) == [
         "010301" + (sc.SAVED_SEQUENCE + 1).to_bytes(2, "little").hex(),
         "010301" + first_resume.to_bytes(2, "little").hex(),
     ], _explain(run)

@@ -66,8 +66,9 @@ class BloodPressureMonitor:
 
 class GlucoseMeter:
     """Serves its stored records through the Record Access Control Point (GSS "Record Access
-    Control Point": op code 0x01 report stored records, operators 0x01 all / 0x03 greater than
-    or equal to, filter type 0x01 sequence number; response 0x06 with a response code)."""
+    Control Point": op codes 0x01 report stored records / 0x04 report number of stored records,
+    operators 0x01 all / 0x03 greater than or equal to, filter type 0x01 sequence number;
+    response 0x05 with the number, or 0x06 with a response code)."""
 
     def __init__(self, link: LocalLink, drop_after: int | None) -> None:
         self.v = VirtualDevice(link, "Glucose Meter", sc.GLUCOSE_ADDRESS)
@@ -93,15 +94,22 @@ class GlucoseMeter:
         asyncio.ensure_future(self._answer(connection, bytes(value)))
 
     def _select(self, request: bytes) -> tuple[list[sc.GlucoseRecord], int]:
-        if request[:2] == b"\x01\x01":
+        if request[:1] not in (b"\x01", b"\x04"):
+            return [], 0x02  # op code not supported
+        if request[1:2] == b"\x01":
             return self.records, 0x01
-        if len(request) == 5 and request[:3] == b"\x01\x03\x01":
+        if len(request) == 5 and request[1:3] == b"\x03\x01":
             first = int.from_bytes(request[3:5], "little")
             return [r for r in self.records if r.sequence >= first], 0x01
-        return [], 0x04 if request[:1] == b"\x01" else 0x02  # operator / op code not supported
+        return [], 0x04  # operator not supported
 
     async def _answer(self, connection: Any, request: bytes) -> None:
         records, code = self._select(request)
+        if request[:1] == b"\x04" and code == 0x01:  # report number of stored records
+            answer = bytes([0x05, 0x00]) + len(records).to_bytes(2, "little")
+            await self.v.device.indicate_subscriber(connection, self.racp, answer)
+            self.v.note(f"RACP answered {answer.hex()}")
+            return
         if code == 0x01 and not records:
             code = 0x06  # no records found
         for n, record in enumerate(records):

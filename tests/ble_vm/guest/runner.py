@@ -24,7 +24,7 @@ from bumble.core import PhysicalTransport
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 
-from homevitals.gateway.bleak_transport import SequenceStore
+from homevitals.outbox import DurableQueue
 
 from .. import scenario as sc
 from .devices import (
@@ -183,11 +183,11 @@ async def wait_stories(bp: BloodPressureMonitor, meter: GlucoseMeter, button: Ca
 async def start_gateway(run: dict[str, Any], out: Path) -> asyncio.subprocess.Process:
     config = Path("/tmp/gateway.yaml")
     config.write_text(sc.gateway_config(run["broker_host"], run["broker_port"],
-                                        "/tmp/gw-queue.sqlite")
-                      + "  sequence_state_path: /tmp/gw-seq.sqlite\n")
-    store = SequenceStore("/tmp/gw-seq.sqlite")
-    store.save("gluco1", sc.SAVED_SEQUENCE)  # the gateway met this meter before
-    store.close()
+                                        "/tmp/gw-queue.sqlite"))
+    # The gateway met this meter before: its mark, where racp.py keeps it (the queue database).
+    queue = DurableQueue("/tmp/gw-queue.sqlite")
+    queue.set_state("racp:gluco1:last_sequence", str(sc.SAVED_SEQUENCE))
+    queue.close()
     log = open(out / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the process
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "homevitals.cli", "gateway", "-c", str(config),
