@@ -16,12 +16,14 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from homevitals.alerts.main import AlertsApp
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, StoreKind
 from homevitals.embedded import EmbeddedBroker
 from homevitals.gateway.main import GatewayApp
+from homevitals.ingest.store import Store
 from homevitals.replay import Pipeline, server_config
 from homevitals.simulators.household import DEMO_START, demo_config, demo_script
 from homevitals.simulators.transport import ScheduledValue, SimulatedTransport
@@ -134,12 +136,12 @@ def _run(
 
 
 def _summary(
-    store: object, alerts: AlertsApp, zone: object, start: datetime, end: datetime, out: TextIO
+    store: Store, alerts: AlertsApp, zone: ZoneInfo, start: datetime, end: datetime, out: TextIO
 ) -> None:
     out.write("\nReadings stored:\n")
     rows = []
     for m in ("glucose", "blood_pressure"):
-        rows += [(m, r) for r in store.query_readings(m, None, start, end)]  # type: ignore[attr-defined]
+        rows += [(m, r) for r in store.query_readings(m, None, start, end)]
     for m, r in sorted(rows, key=lambda x: x[1]["time"]):
         t = r["time"].astimezone(zone)
         vals = (
