@@ -152,7 +152,9 @@ def _summary(
         out.write(f"  {t:%a %d %b %H:%M} {r['patient']:>6} {m:<15} {vals}\n")
     out.write("\nAlert history (who was told what, when):\n")
     for h in alerts.ledger.history():
+        sent = h["sent_at"] or h["opened_at"]
+        at = datetime.fromisoformat(str(sent).replace("Z", "+00:00")).astimezone(zone)
         out.write(
-            f"  {h['opened_at']} {h['rule']:<18} {h['severity']:<8} {h['kind']:<8} -> "
+            f"  {at:%a %d %b %H:%M} {h['rule']:<18} {h['severity']:<8} {h['kind']:<8} -> "
             f"{h['name']} ({h['role']}, {h['recipient']}): {h['sms_state']}\n"
         )
