@@ -19,6 +19,7 @@ from homevitals.gateway.ha_discovery import discovery_messages
 from homevitals.gateway.publisher import Publisher
 from homevitals.gateway.service import Gateway
 from homevitals.gateway.transport import BleTransport, RawValue
+from homevitals.metrics import Metric, counter, gauge, start_health
 from homevitals.outbox import DurableQueue
 from homevitals.topics import Topics
 
@@ -104,9 +105,10 @@ class GatewayApp:
         self.publisher.notify()
 
     def heartbeat(self) -> wire.Heartbeat:
+        snap = self.gateway.snapshot()
         devices = {
-            d: {"last_seen": wire.format_time(t), "battery": self.gateway.battery.get(d)}
-            for d, t in self.gateway.last_seen.items()
+            d: {"last_seen": wire.format_time(t), "battery": snap.battery.get(d)}
+            for d, t in snap.last_seen.items()
         }
         return wire.Heartbeat(
             home=self.home.id,
@@ -114,10 +116,49 @@ class GatewayApp:
             queue_depth=len(self.queue),
             inflight=self.publisher.inflight,
             devices=devices,
-            counts=dict(self.gateway.counts),
-            rejects=dict(self.gateway.rejects),
-            dropped=self.queue.dropped + self.gateway.refused,
+            counts=snap.counts,
+            rejects=snap.rejects,
+            dropped=self.queue.dropped + snap.refused,
         )
+
+    def metrics(self) -> list[Metric]:
+        """What /metrics shows (read in the health server's thread)."""
+        snap = self.gateway.snapshot()
+        now = self.clock.now()
+        out = [
+            counter("homevitals_gateway_values_total",
+                    "values handled, by outcome (readings, events, ignored ...)",
+                    snap.counts, "what"),
+            counter("homevitals_gateway_rejected_total",
+                    "values rejected (dead-lettered), by reason", snap.rejects, "reason"),
+            counter("homevitals_gateway_dropped_total",
+                    "messages dropped at the queue bound (queue_full policy)",
+                    self.queue.dropped + snap.refused),
+            gauge("homevitals_gateway_queue_depth", "messages waiting on disk", len(self.queue)),
+            counter("homevitals_gateway_published_total", "messages handed to the broker",
+                    self.publisher.published),
+            counter("homevitals_gateway_acknowledged_total",
+                    "messages the broker acknowledged (then deleted from disk)",
+                    self.publisher.acked),
+            gauge("homevitals_gateway_inflight", "published, not yet acknowledged",
+                  self.publisher.inflight),
+            gauge("homevitals_gateway_connected", "1 while connected to the broker",
+                  self.publisher.connected),
+            gauge("homevitals_gateway_device_seen_seconds_ago",
+                  "seconds since a value or advertisement of each device arrived",
+                  {d: (now - t).total_seconds() for d, t in snap.last_seen.items()}, "device"),
+            gauge("homevitals_gateway_device_battery_percent", "last battery level reported",
+                  snap.battery, "device"),
+        ]
+        if self.central is not None:
+            out += [
+                counter("homevitals_gateway_ble_sessions_total",
+                        "BLE sessions that ended normally", self.central.sessions),
+                counter("homevitals_gateway_ble_failures_total",
+                        "BLE connects or sessions that failed (retried with backoff)",
+                        self.central.failures),
+            ]
+        return out
 
     async def _heartbeats(self) -> None:
         while True:
@@ -130,6 +171,14 @@ class GatewayApp:
         """Run until ``stop`` is set or the transport ends (a finished simulation), then flush."""
         self.publisher.start()
         stop = stop or asyncio.Event()
+        transport: asyncio.Task[None] | None = None
+        health = start_health(
+            self.gcfg.metrics,
+            self.metrics,
+            ready=lambda: self.publisher.connected,
+            # alive while the queue pump runs and the radio task has not died
+            live=lambda: self.publisher.alive and (transport is None or not transport.done()),
+        )
         try:
             async with asyncio.TaskGroup() as tg:
                 transport = tg.create_task(
@@ -143,6 +192,8 @@ class GatewayApp:
                     t.cancel()
         finally:
             await asyncio.to_thread(self.publisher.stop, drain_seconds)
+            if health is not None:
+                health.stop()
             logger.info(
                 "gateway stopped: %d published, %d acknowledged, %d still queued on disk",
                 self.publisher.published,

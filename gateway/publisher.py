@@ -119,3 +119,11 @@ class Publisher:
     @property
     def inflight(self) -> int:
         return self.pump.inflight
+
+    @property
+    def connected(self) -> bool:
+        return self.pump.connected.is_set()
+
+    @property
+    def alive(self) -> bool:
+        return self.pump.alive

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
 from homevitals import wire
@@ -26,7 +27,7 @@ from homevitals.outbox import DurableQueue
 from homevitals.readings import Event, EventKind, Measurement, Reading
 from homevitals.topics import Topics
 
-__all__ = ["Gateway", "stable_id"]
+__all__ = ["Gateway", "GatewaySnapshot", "stable_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,18 @@ def stable_id(*parts: object) -> str:
     """A 32-hex-digit id derived from what identifies a measurement, so a re-sent record maps to
     the same id (and the same InfluxDB point) however often it is delivered."""
     return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class GatewaySnapshot:
+    """The gateway's counters at one moment, copied under its lock (heartbeat and /metrics read
+    them from other threads than the one delivering values)."""
+
+    counts: dict[str, int]
+    rejects: dict[str, int]
+    refused: int
+    last_seen: dict[str, datetime]
+    battery: dict[str, float]
 
 
 class Gateway:
@@ -66,6 +79,11 @@ class Gateway:
         self.battery: dict[str, float] = {}
         self._bthome_last: dict[str, tuple[int, datetime]] = {}
         self._lock = threading.Lock()
+
+    def snapshot(self) -> GatewaySnapshot:
+        with self._lock:
+            return GatewaySnapshot(dict(self.counts), dict(self.rejects), self.refused,
+                                   dict(self.last_seen), dict(self.battery))
 
     # -- what transports call -------------------------------------------------------------------
 

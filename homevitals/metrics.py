@@ -36,7 +36,13 @@ def counter(name: str, doc: str, value: float | Mapping[str, float], label: str 
     return CounterMetricFamily(name, doc, value=float(value))
 
 
-def gauge(name: str, doc: str, value: float) -> Metric:
+def gauge(name: str, doc: str, value: float | Mapping[str, float], label: str = "") -> Metric:
+    """A gauge, or a family of gauges labelled ``label`` when ``value`` is a mapping."""
+    if isinstance(value, Mapping):
+        family = GaugeMetricFamily(name, doc, labels=[label])
+        for key, v in sorted(value.items()):
+            family.add_metric([str(key)], float(v))
+        return family
     return GaugeMetricFamily(name, doc, value=float(value))
 
 

@@ -253,6 +253,11 @@ class OutboxPump:
     def inflight(self) -> int:
         return len(self._inflight)
 
+    @property
+    def alive(self) -> bool:
+        """The pump thread runs (liveness): without it nothing leaves the queue."""
+        return self._thread.is_alive()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(1.0)

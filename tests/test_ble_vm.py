@@ -96,8 +96,8 @@ def _explain(run: VmRun) -> str:
             f"{run.log('gateway.log', 5000)}")
 
 
-def _readings(collector: Collector, device: str) -> list[dict[str, Any]]:
-    return collector.of_type("reading", device)
+def _readings(collector: Collector, device: str, measurement: str) -> list[dict[str, Any]]:
+    return [r for r in collector.of_type("reading", device) if r["measurement"] == measurement]
 
 
 def test_guest_ran_every_story(vm: tuple[VmRun, Collector]) -> None:
@@ -108,7 +108,7 @@ def test_guest_ran_every_story(vm: tuple[VmRun, Collector]) -> None:
 
 def test_bp_found_by_address_and_indicated_after_connect(vm: tuple[VmRun, Collector]) -> None:
     run, collector = vm
-    readings = _readings(collector, "bp1")
+    readings = _readings(collector, "bp1", "blood_pressure")
     assert sorted(r["raw"] for r in readings) == sorted(v.hex() for v in sc.BP_READINGS), \
         _explain(run)
     first = next(r for r in readings if r["raw"] == sc.BP_READINGS[0].hex())
@@ -118,6 +118,9 @@ def test_bp_found_by_address_and_indicated_after_connect(vm: tuple[VmRun, Collec
     assert first["device_time"] == "2024-03-01T07:00:00.000000Z"  # 08:00 in Ljubljana (CET)
     assert first["home"] == sc.HOME and first["patient"] == sc.PATIENT
     assert len({r["id"] for r in readings}) == len(readings)
+    # Battery Level 0x2A19, read by the gateway at connect
+    battery = _readings(collector, "bp1", "battery")
+    assert {r["fields"]["battery"]["value"] for r in battery} == {87.0}, _explain(run)
 
 
 def test_decoy_in_range_is_never_touched(vm: tuple[VmRun, Collector]) -> None:
@@ -134,7 +137,7 @@ def _glucose_id(record: sc.GlucoseRecord) -> str:
 def test_glucose_only_records_newer_than_saved_sequence(vm: tuple[VmRun, Collector]) -> None:
     run, collector = vm
     expected = [r for r in sc.glucose_records() if r.sequence > sc.SAVED_SEQUENCE]
-    readings = _readings(collector, "gluco1")
+    readings = _readings(collector, "gluco1", "glucose")
     by_raw = {r["raw"]: r for r in readings}
     assert sorted(by_raw) == sorted(r.measurement.hex() for r in expected), _explain(run)
     for record in expected:
@@ -166,9 +169,9 @@ def test_glucose_link_dropped_mid_transfer_resumes_without_gap_or_duplicate(
         "010301" + first_resume.to_bytes(2, "little").hex(),
     ], _explain(run)
     sequences = sorted(int.from_bytes(bytes.fromhex(r["raw"])[1:3], "little")
-                       for r in _readings(collector, "gluco1"))
+                       for r in _readings(collector, "gluco1", "glucose"))
     assert sequences == list(range(sc.SAVED_SEQUENCE + 1, sc.GLUCOSE_RECORDS + 1))
-    ids = [r["id"] for r in _readings(collector, "gluco1")]
+    ids = [r["id"] for r in _readings(collector, "gluco1", "glucose")]
     assert len(set(ids)) == len(ids)
 
 

@@ -34,11 +34,19 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _metric(body: str, name: str) -> float:
+    """One sample's value from a Prometheus text page; a missing sample fails the test."""
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not on the page:\n{body}")
+
+
 def _site(
     tmp: Path, broker_port: int, influx: Any, db: str
 ) -> tuple[dict[str, Any], dict[str, int]]:
     base = demo_config().model_dump(mode="json", exclude_none=True)
-    ports = {stage: free_port() for stage in ("ingest", "rules", "alerts")}
+    ports = {stage: free_port() for stage in ("ingest", "rules", "alerts", "gateway")}
     base["mqtt"] = {"host": "127.0.0.1", "port": broker_port}
     base["store"] = {"kind": "influx_v1", "url": influx.url, "database": db}
     base["rules"]["state_path"] = str(tmp / "rules.sqlite")
@@ -49,6 +57,8 @@ def _site(
         "metrics": {"port": ports["alerts"]},
     }
     base["ingest"] = {"metrics": {"port": ports["ingest"]}}
+    base["gateway"]["queue_path"] = str(tmp / "gw-queue.sqlite")
+    base["gateway"]["metrics"] = {"port": ports["gateway"]}
     return base, ports
 
 
@@ -58,14 +68,30 @@ def test_health_endpoints_follow_the_broker(
     broker = mosquitto_factory()
     site, ports = _site(tmp_path, broker.port, influxd, influx_db)
     cfg = write_config(tmp_path / "hv.yaml", site)
-    daemons = {stage: Daemon(stage, cfg, tmp_path) for stage in ports}
+    # The gateway with one simulated peripheral per configured device, in real time.
+    gateway_args = ("--simulate", "devices", "--sim-interval", "0.2")
+    daemons = {stage: Daemon(stage, cfg, tmp_path, *(gateway_args if stage == "gateway" else ()))
+               for stage in ports}
     try:
         for stage, port in ports.items():
             wait_until(f"{stage} ready", lambda p=port: _get(p, "/readyz")[0] == 200, 30)
             assert _get(port, "/healthz") == (200, "ok\n")
             status, body = _get(port, "/metrics")
             assert status == 200 and f"homevitals_{stage}_connected 1.0" in body
-        assert "homevitals_ingest_received_total 0.0" in _get(ports["ingest"], "/metrics")[1]
+        # What the gateway has read, queued and had acknowledged, per device.
+        def gateway_page() -> str | None:
+            page = _get(ports["gateway"], "/metrics")[1]
+            readings = 'homevitals_gateway_values_total{what="readings"} '
+            done = readings in page and _metric(page, readings.strip()) >= 5 \
+                and _metric(page, "homevitals_gateway_acknowledged_total") >= 5
+            return page if done else None
+
+        gw = wait_until("gateway readings acknowledged", gateway_page, 30)
+        assert _metric(gw, 'homevitals_gateway_device_seen_seconds_ago{device="glucometer-1"}') < 30
+        assert _metric(gw, "homevitals_gateway_dropped_total") == 0
+        assert 'homevitals_gateway_rejected_total' in gw
+        wait_until("ingest received the gateway's readings", lambda: _metric(
+            _get(ports["ingest"], "/metrics")[1], "homevitals_ingest_received_total") >= 5, 30)
 
         broker.stop()
         for stage, port in ports.items():

@@ -171,8 +171,8 @@ class _HangingRadio:
 def test_a_setup_step_that_never_returns_does_not_starve_other_devices(tmp_path: Path) -> None:
     bp_address = "C0:00:00:00:00:01"
     bp = {"id": "bp-1", "kind": "blood_pressure", "address": bp_address}
-    inner = SimulatedRadio([make_streaming("blood_pressure", bp_address, interval=0.05,
-                                           zone=ZONE), GlucoseMeter(ADDRESS, _records(3), zone=ZONE)])
+    cuff = make_streaming("blood_pressure", bp_address, interval=0.05, zone=ZONE)
+    inner = SimulatedRadio([cuff, GlucoseMeter(ADDRESS, _records(3), zone=ZONE)])
     # The cuff is configured first, so it takes the connect lock first.
     rig = Rig(tmp_path / "q.sqlite", home(bp, METER), _HangingRadio(inner, bp_address))
     _run(rig, lambda: len(rig.glucose()) == 3 and rig.central.failures >= 2)
