@@ -36,6 +36,7 @@ DEBIAN_PACKAGES = (
 # Pinned so the cache key means something; bleak and bumble as in BLE-VM.md.
 GUEST_REQUIREMENTS = (
     "bleak==3.1.0", "bumble==0.0.226", "paho-mqtt==2.2.0", "pydantic==2.14.3", "PyYAML==6.0.3",
+    "prometheus_client==0.26.0",  # a base dependency: the gateway serves /metrics
 )
 IMAGE_SIZE = "1500M"
 GUEST_VENV = "/opt/hv"
