@@ -18,12 +18,14 @@ HOMEVITALS = [sys.executable, "-m", "homevitals.cli"]
 def write_config(path: Path, data: dict[str, Any]) -> Path:
     """Write a config for daemons under test. The server daemons keep persistent MQTT sessions
     (the broker queues QoS 1 messages for them while they are away), so on a broker shared by
-    several tests each test's daemons get client ids of their own, unless the test chose them;
-    otherwise one test's ingest would receive what another test published."""
+    several tests each test's daemons get client ids of their own, unless the test chose one
+    (a config dumped from a model carries the default ``homevitals-<stage>``: that is replaced
+    too); otherwise one test's ingest would receive what another test published."""
     unique = path.parent.name
     for stage in ("ingest", "rules", "alerts"):
         section = dict(data.get(stage) or {})
-        section.setdefault("client_id", f"homevitals-{stage}-{unique}")
+        if section.get("client_id") in (None, f"homevitals-{stage}"):
+            section["client_id"] = f"homevitals-{stage}-{unique}"
         data = {**data, stage: section}
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
