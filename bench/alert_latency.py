@@ -6,7 +6,7 @@ pointed at the local Twilio stand-in, in this process). Each press opens a new a
 and with a background of ~1 000 glucose readings/s from another home going through the same rules
 daemon. Prints figures; never gates on wall time.
 
-    /tmp/venv/bin/python bench/alert_latency.py [--presses 60] [--rate 1000]
+    .venv/bin/python bench/alert_latency.py [--presses 60] [--rate 1000]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
    the broker is down, then the drain rate to Mosquitto for ``--drain`` messages.
 
 Targets for a Pi: < 60 MB resident, < 5 % of one core. Prints figures; never gates on time.
-Run: /tmp/venv/bin/python bench/gateway_footprint.py [--seconds 30] [--queued 1000000]
+Run: .venv/bin/python bench/gateway_footprint.py [--seconds 30] [--queued 1000000]
 """
 
 from __future__ import annotations
