@@ -31,14 +31,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import DeviceConfig
+from homevitals.gateway.errors import GatewayError
 from homevitals.gateway.gatt import Advert, AdvertData, GattSession, OnValue, short_uuid
+
+if TYPE_CHECKING:
+    from homevitals.gateway.bluez_agent import BluezAgent
 
 __all__ = ["BleakRadio", "BleakSession", "MIN_CONNECT_TIMEOUT"]
 
@@ -140,9 +145,11 @@ class BleakSession:
 class BleakRadio:
     """``Radio`` over bleak: one shared ``BleakScanner``, a new ``BleakClient`` per connection."""
 
-    def __init__(self, *, clock: Clock | None = None, call_timeout: float = 30.0) -> None:
+    def __init__(self, *, clock: Clock | None = None, call_timeout: float = 30.0,
+                 pair_with: Iterable[str] = ()) -> None:
         self.clock = clock or SystemClock()
         self.call_timeout = call_timeout
+        self.pair_with = frozenset(a.upper() for a in pair_with)  # the pairing agent's list
         self._sightings: dict[str, _Sighting] = {}
         self._ended: dict[str, float] = {}  # address -> when its last connection ended
 
@@ -166,8 +173,30 @@ class BleakRadio:
                 rssi=adv.rssi, service_uuids=tuple(short_uuid(u) for u in adv.service_uuids),
                 service_data={short_uuid(u): bytes(d) for u, d in adv.service_data.items()}))
 
-        async with BleakScanner(detection_callback=detected):
-            await asyncio.Event().wait()
+        # The agent is in place before the scanner runs, hence before any connection.
+        agent = await self._start_agent()
+        try:
+            async with BleakScanner(detection_callback=detected):
+                await asyncio.Event().wait()
+        finally:
+            if agent is not None:
+                agent.stop()
+
+    async def _start_agent(self) -> BluezAgent | None:
+        """Register the pairing agent (gateway/bluez_agent.py) for the configured devices, on
+        Linux only. Failing to is not fatal: devices that do not bond work without it."""
+        if sys.platform != "linux" or not self.pair_with:
+            return None
+        from homevitals.gateway.bluez_agent import BluezAgent, PairingPolicy
+
+        try:
+            agent = BluezAgent(PairingPolicy.of(self.pair_with))
+            await agent.start()
+        except (GatewayError, ValueError) as exc:  # ValueError: an address BlueZ cannot have
+            logger.warning("%s; devices that must bond cannot pair unless paired by hand "
+                           "(bluetoothctl, docs/raspberry-pi.md)", exc)
+            return None
+        return agent
 
     async def advertising(self, device: DeviceConfig) -> None:
         """Return once ``device`` has advertised since its last connection ended (BlueZ can

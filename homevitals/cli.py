@@ -94,7 +94,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         return 0
     from homevitals.gateway.bleak_transport import BleakRadio
 
-    run_gateway(cfg, BleakRadio(), SystemClock())
+    if cfg.gateway is None:
+        raise ConfigError(["gateway: section missing (the gateway needs gateway.home)"])
+    # The pairing agent confirms pairing for these addresses only (gateway/bluez_agent.py).
+    addresses = [d.address for d in cfg.home(cfg.gateway.home).devices if d.address]
+    run_gateway(cfg, BleakRadio(pair_with=addresses), SystemClock())
     return 0
 
 
