@@ -15,7 +15,11 @@ BlueZ 5.66 in the BLE VM harness (tests/ble_vm, docs/ble-vm.md):
   after the device advertises again (``advertising``);
 - indications (0x2A35, 0x2A52) and notifications use the same ``start_notify`` call in bleak;
 - bonding: a device whose characteristics need encryption answers "Insufficient Encryption";
-  BlueZ then pairs (Just Works) and retries by itself, so no pairing call is needed here.
+  BlueZ then pairs (Just Works) and retries by itself, so no pairing call is needed here - but
+  BlueZ asks its default pairing agent to confirm, and bleak registers none: without one the
+  pairing is rejected. ``scan`` therefore first registers the gateway's own agent
+  (``bluez_agent.py``: confirms only the configured addresses, ``pair_with``), on Linux only;
+  if it cannot, it warns and goes on (devices that do not bond need no agent).
 
 Found in the BLE VM harness, and handled here:
 - a GATT call that never returns: when BlueZ must pair to write a CCCD and the pairing fails,

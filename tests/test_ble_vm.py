@@ -123,6 +123,30 @@ def test_bp_found_by_address_and_indicated_after_connect(vm: tuple[VmRun, Collec
     assert {r["fields"]["battery"]["value"] for r in battery} == {87.0}, _explain(run)
 
 
+def test_bonded_bp_pairs_through_the_gateway_agent_then_indicates(
+    vm: tuple[VmRun, Collector],
+) -> None:
+    """bp2's CCCD needs encryption: BlueZ pairs (Just Works), asks the gateway's pairing agent,
+    which confirms this configured address; only then is the reading indicated."""
+    run, collector = vm
+    readings = _readings(collector, "bp2", "blood_pressure")
+    assert [r["raw"] for r in readings] == [sc.BONDED_BP_READING.hex()], _explain(run)
+    assert readings[0]["fields"]["systolic"]["value"] == 135.0
+    assert readings[0]["device_time"] == "2024-03-01T08:00:00.000000Z"  # 09:00 CET
+    events = [what for _t, what in run.results["logs"]["bp2"]]
+    assert "paired" in events, events
+    assert events.index("paired") < events.index(f"indication confirmed "
+                                                  f"{sc.BONDED_BP_READING.hex()}"), events
+    path = "/dev_" + sc.BONDED_BP_ADDRESS.replace(":", "_")
+    gateway_log = run.log("gateway.log", 200_000)
+    assert "pairing agent: registered as BlueZ's default agent" in gateway_log, _explain(run)
+    assert path in gateway_log and "confirmed (configured device)" in gateway_log, _explain(run)
+    assert "rejected: not a configured device" not in gateway_log
+    # BlueZ keeps the bond, and the agent trusted the device, after the gateway has gone
+    assert run.results["bluez_device"]["bp2"] == {"Paired": True, "Bonded": True,
+                                                  "Trusted": True}, run.results["bluez_device"]
+
+
 def test_decoy_in_range_is_never_touched(vm: tuple[VmRun, Collector]) -> None:
     run, collector = vm
     assert [e for _t, e in run.results["logs"]["decoy"]] == [], _explain(run)
@@ -193,9 +217,9 @@ def test_two_devices_served_one_after_the_other(vm: tuple[VmRun, Collector]) -> 
     """The gateway never connects to one device while it is still setting up another
     (connect, subscribe, record download)."""
     run, _ = vm
-    phases = sorted((s, e, name) for name in ("bp1", "gluco1")
+    phases = sorted((s, e, name) for name in ("bp1", "bp2", "gluco1")
                     for s, e in _setup_windows(run.results["logs"][name]))
-    assert {name for _s, _e, name in phases} == {"bp1", "gluco1"}, _explain(run)
+    assert {name for _s, _e, name in phases} == {"bp1", "bp2", "gluco1"}, _explain(run)
     for (_s1, e1, n1), (s2, _e2, n2) in zip(phases, phases[1:], strict=False):
         assert s2 >= e1, f"{n2} connected at {s2} while {n1} was still being set up (to {e1})"
 

@@ -74,7 +74,9 @@ def button_adverts() -> list[bytes]:
 
 
 def gateway_config(broker_host: str, broker_port: int, queue_path: str) -> str:
-    """The gateway's YAML config inside the guest: the bleak transport, devices by address."""
+    """The gateway's YAML config inside the guest: the bleak transport, devices by address
+    (bp2's in lower case: the pairing agent must match BlueZ's upper-case device paths)."""
+    bonded = BONDED_BP_ADDRESS.lower()
     return f"""\
 mqtt: {{host: "{broker_host}", port: {broker_port}, keepalive: 30}}
 homes:
@@ -86,6 +88,7 @@ homes:
         care_team: [{{name: Dr VM, role: family_doctor, phone: "+38640000001"}}]
     devices:
       - {{id: bp1, kind: blood_pressure, patient: {PATIENT}, address: "{BP_ADDRESS}"}}
+      - {{id: bp2, kind: blood_pressure, patient: {PATIENT}, address: "{bonded}"}}
       - {{id: gluco1, kind: glucose_meter, patient: {PATIENT}, address: "{GLUCOSE_ADDRESS}"}}
       - {{id: button1, kind: call_button, patient: {PATIENT}, address: "{BUTTON_ADDRESS}"}}
 gateway:

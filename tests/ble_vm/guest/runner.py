@@ -94,6 +94,27 @@ async def bluez_adapter(timeout: float = 30.0) -> str:
         bus.disconnect()
 
 
+async def bluez_device(address: str) -> dict[str, Any]:
+    """What BlueZ keeps about a device after the gateway is gone: Paired, Trusted (and Bonded
+    where this BlueZ has it)."""
+    from dbus_fast import BusType, Message
+    from dbus_fast.aio import MessageBus
+
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(Message(
+            destination="org.bluez", path="/", member="GetManagedObjects",
+            interface="org.freedesktop.DBus.ObjectManager"))
+    finally:
+        bus.disconnect()
+    suffix = "/dev_" + address.upper().replace(":", "_")
+    for path, interfaces in (reply.body[0] if reply.body else {}).items():
+        device = interfaces.get("org.bluez.Device1")
+        if path.endswith(suffix) and device is not None:
+            return {k: device[k].value for k in ("Paired", "Bonded", "Trusted") if k in device}
+    return {"error": f"BlueZ has no device {address}"}
+
+
 async def probe_oximeter(results: dict[str, Any]) -> None:
     """Heart Rate, Pulse Oximeter and Battery through bleak, byte for byte."""
     from bleak import BleakClient, BleakScanner
@@ -141,42 +162,50 @@ async def run(run: dict[str, Any], out: Path) -> dict[str, Any]:
         results["adapter"] = await bluez_adapter()
         results["t_adapter"] = round(time.monotonic() - t0, 1)
         bp = BloodPressureMonitor(link, "BP Monitor A", sc.BP_ADDRESS, sc.BP_READINGS)
+        # Its CCCD needs encryption: BlueZ pairs, and asks the gateway's agent to confirm.
+        bonded = BloodPressureMonitor(link, "BP Monitor B", sc.BONDED_BP_ADDRESS,
+                                      (sc.BONDED_BP_READING,), bonded=True)
         meter = GlucoseMeter(link, sc.DROP_AFTER)
         decoy, button, oxi = Decoy(link), CallButton(link), Oximeter(link, OXIMETER_ADDRESS)
-        for d in (decoy, bp, meter, oxi):
+        for d in (decoy, bp, bonded, meter, oxi):
             await d.start()
         gateway = await start_gateway(run, out)
         results["t_gateway_started"] = round(time.monotonic() - t0, 1)
         try:
-            await wait_stories(bp, meter, button, results, run["story_timeout"])
+            await wait_stories([bp, bonded, meter], button, results, run["story_timeout"])
         finally:
             results["gateway_exit"] = await stop_gateway(gateway)
         results["t_gateway_stopped"] = round(time.monotonic() - t0, 1)
         try:
+            results["bluez_device"] = {"bp2": await bluez_device(sc.BONDED_BP_ADDRESS)}
+        except Exception as exc:  # noqa: BLE001 - reported to the host, which asserts
+            results["bluez_device"] = {"bp2": {"error": f"{type(exc).__name__}: {exc}"}}
+        try:
             await asyncio.wait_for(probe_oximeter(results), 60.0)
         except Exception as exc:  # noqa: BLE001 - reported to the host, which asserts
             results["probe"] = {"error": f"{type(exc).__name__}: {exc}"}
-        named = {"bp1": bp, "gluco1": meter, "decoy": decoy, "button": button, "oximeter": oxi}
+        named = {"bp1": bp, "bp2": bonded, "gluco1": meter, "decoy": decoy, "button": button,
+                 "oximeter": oxi}
         results["logs"] = {label: d.v.log for label, d in named.items()}
         results["glucose"] = {"requests": meter.requests, "sent": meter.sent}
-        results["bp_confirmed"] = {"bp1": bp.confirmed}
+        results["bp_confirmed"] = {"bp1": bp.confirmed, "bp2": bonded.confirmed}
         results["button_sent"] = button.sent
         results["t_total"] = round(time.monotonic() - t0, 1)
     return results
 
 
-async def wait_stories(bp: BloodPressureMonitor, meter: GlucoseMeter, button: CallButton,
+async def wait_stories(connected: list[BloodPressureMonitor | GlucoseMeter], button: CallButton,
                        results: dict[str, Any], timeout: float) -> None:
     async def devices() -> None:
-        await asyncio.gather(bp.done.wait(), meter.done.wait())
+        await asyncio.gather(*(d.done.wait() for d in connected))
         await button.press_all(seconds_each=4.0)
 
     try:
         await asyncio.wait_for(devices(), timeout)
     except TimeoutError:
-        results["errors"].append(
-            f"stories not finished in {timeout:.0f} s: bp={bp.done.is_set()} "
-            f"glucose={meter.done.is_set()} button={len(button.sent)} adverts")
+        done = " ".join(f"{d.v.name!r}={d.done.is_set()}" for d in connected)
+        results["errors"].append(f"stories not finished in {timeout:.0f} s: {done} "
+                                 f"button={len(button.sent)} adverts")
     await asyncio.sleep(2.0)  # the last values travel from BlueZ to the queue
 
 
