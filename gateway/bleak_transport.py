@@ -230,6 +230,9 @@ class BleakRadio:
                 await client.connect()
             except BleakError as exc:
                 raise ConnectionError(f"{address}: connect: {exc}") from exc
+            except TimeoutError as exc:  # bleak's carries no message: the log said "bp2: ;"
+                raise TimeoutError(f"{address}: not connected within "
+                                   f"{max(timeout, MIN_CONNECT_TIMEOUT):g} s") from exc
             yield session
         finally:
             session.live = False
