@@ -37,6 +37,7 @@ DEBIAN_PACKAGES = (
 GUEST_REQUIREMENTS = (
     "bleak==3.1.0", "bumble==0.0.226", "paho-mqtt==2.2.0", "pydantic==2.14.3", "PyYAML==6.0.3",
     "prometheus_client==0.26.0",  # a base dependency: the gateway serves /metrics
+    "dbus-fast==5.2.0",  # bleak's BlueZ backend and the gateway's pairing agent
 )
 IMAGE_SIZE = "1500M"
 GUEST_VENV = "/opt/hv"
