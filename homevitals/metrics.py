@@ -26,24 +26,29 @@ __all__ = ["HealthServer", "Metric", "StageCollector", "counter", "gauge", "star
 logger = logging.getLogger(__name__)
 
 
-def counter(name: str, doc: str, value: float | Mapping[str, float], label: str = "") -> Metric:
-    """A counter, or a family of counters labelled ``label`` when ``value`` is a mapping."""
+def _family(
+    kind: type[CounterMetricFamily] | type[GaugeMetricFamily],
+    name: str,
+    doc: str,
+    value: float | Mapping[str, float],
+    label: str,
+) -> Metric:
     if isinstance(value, Mapping):
-        family = CounterMetricFamily(name, doc, labels=[label])
+        family = kind(name, doc, labels=[label])
         for key, v in sorted(value.items()):
             family.add_metric([str(key)], float(v))
         return family
-    return CounterMetricFamily(name, doc, value=float(value))
+    return kind(name, doc, value=float(value))
+
+
+def counter(name: str, doc: str, value: float | Mapping[str, float], label: str = "") -> Metric:
+    """A counter, or a family of counters labelled ``label`` when ``value`` is a mapping."""
+    return _family(CounterMetricFamily, name, doc, value, label)
 
 
 def gauge(name: str, doc: str, value: float | Mapping[str, float], label: str = "") -> Metric:
     """A gauge, or a family of gauges labelled ``label`` when ``value`` is a mapping."""
-    if isinstance(value, Mapping):
-        family = GaugeMetricFamily(name, doc, labels=[label])
-        for key, v in sorted(value.items()):
-            family.add_metric([str(key)], float(v))
-        return family
-    return GaugeMetricFamily(name, doc, value=float(value))
+    return _family(GaugeMetricFamily, name, doc, value, label)
 
 
 class StageCollector(Collector):
