@@ -167,7 +167,11 @@ def test_glucose_only_records_newer_than_saved_sequence(vm: tuple[VmRun, Collect
     for record in expected:
         got = by_raw[record.measurement.hex()]
         assert got["id"] == _glucose_id(record)
-        assert got["fields"]["glucose"]["value"] == pytest.approx(record.mg_dl / 18.0156, abs=0.06)
+        assert got["fields"]["glucose"]["value"] == pytest.approx(record.mmol_l, abs=0.06)
+    # the virtual patient's night-time low is among them, and arrives as a low
+    lows = [r for r in expected if r.mmol_l < 3.9]
+    assert lows, "the scenario's night-time low is not among the records to fetch"
+    assert all(by_raw[r.measurement.hex()]["fields"]["glucose"]["value"] < 3.9 for r in lows)
     # first request: "report records with sequence >= 13" (after "how many are there?")
     assert _reports(run)[0] == "010301" + (13).to_bytes(2, "little").hex()
 

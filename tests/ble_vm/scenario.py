@@ -1,19 +1,29 @@
 """What the virtual devices hold and send, shared by the guest (which serves it over BLE) and the
 host test (which checks what reached MQTT). Every value is built with the simulators' byte-exact
 encoders (``homevitals.simulators.ble_values``), so the bytes on the virtual air are the
-simulators' bytes.
+simulators' bytes; the glucose meter's memory is five days of a virtual patient's finger-stick
+checks (``homevitals.simulators.patients``, seeded), night-time low included, so a simulated
+patient is served over real BLE.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from homevitals.simulators.ble_values import (
     encode_bp_measurement,
     encode_bthome_button,
     encode_glucose_context,
     encode_glucose_measurement,
+)
+from homevitals.simulators.patients import (
+    GlucoseCurve,
+    GlucoseProfile,
+    Low,
+    MeterProfile,
+    meter_samples,
 )
 
 HOME, PATIENT, ZONE = "vmhome", "vmpatient", "Europe/Ljubljana"
@@ -44,25 +54,37 @@ BUTTON_PRESSES = ((40, "press"), (41, "long_press"))
 @dataclass(frozen=True)
 class GlucoseRecord:
     sequence: int
-    device_time: datetime
-    mg_dl: int
+    device_time: datetime  # the meter's local time, as it stores it (no zone)
+    mmol_l: float
     measurement: bytes
     context: bytes | None
 
 
+PATIENT_SEED = 7
+MEMORY_START = datetime(2024, 2, 26, tzinfo=ZoneInfo(ZONE))
+NIGHT_LOW = Low(datetime(2024, 2, 29, 22, 0, tzinfo=ZoneInfo(ZONE)), nadir=3.4)
+
+
 def glucose_records() -> list[GlucoseRecord]:
-    start = datetime(2024, 2, 26, 7, 0)
+    """The meter's memory: the virtual patient's checks over five days (four a day), numbered
+    1..20 as the meter stored them; every fifth with a meal context."""
+    zone = ZoneInfo(ZONE)
+    end = MEMORY_START + timedelta(days=5)
+    curve = GlucoseCurve(GlucoseProfile(lows=(NIGHT_LOW,)), zone, MEMORY_START, end,
+                         PATIENT_SEED, PATIENT)
+    samples = meter_samples(curve, MeterProfile(), MEMORY_START, end, PATIENT_SEED, PATIENT)
+    assert len(samples) == GLUCOSE_RECORDS, len(samples)
     out = []
-    for seq in range(1, GLUCOSE_RECORDS + 1):
-        mg_dl = 90 + 7 * seq
+    for seq, sample in enumerate(samples, start=1):
+        at = sample.at.astimezone(zone).replace(tzinfo=None)
+        mmol = sample.values["glucose"]
         with_context = seq % 5 == 0
-        at = start + timedelta(hours=5 * seq)
         out.append(GlucoseRecord(
             sequence=seq,
             device_time=at,
-            mg_dl=mg_dl,
+            mmol_l=mmol,
             measurement=encode_glucose_measurement(
-                seq, at, mg_dl / 18.0156, time_offset_min=0, context_follows=with_context
+                seq, at, mmol, time_offset_min=0, context_follows=with_context
             ),
             context=encode_glucose_context(seq, meal="preprandial") if with_context else None,
         ))
