@@ -54,6 +54,11 @@ __all__ = ["BleakRadio", "BleakSession", "MIN_CONNECT_TIMEOUT"]
 logger = logging.getLogger(__name__)
 
 MIN_CONNECT_TIMEOUT = 10.0  # BlueZ often needs several seconds to connect (bleak docs)
+# A device that has just hung up often sends a last advertisement or two before it sleeps (seen
+# in the BLE VM: about 0.2 s after the disconnect). Connecting to that one fails only after the
+# whole connect timeout, holding the one-device-at-a-time lock meanwhile, so an advertisement
+# counts only when it comes this long after the last connection ended.
+SETTLE_SECONDS = 2.0
 _T = TypeVar("_T")
 
 
@@ -164,14 +169,19 @@ class BleakRadio:
     def _sighting(self, address: str) -> _Sighting:
         return self._sightings.setdefault(address.upper(), _Sighting())
 
+    def sighted(self, device: Any) -> str:
+        """The scanner saw ``device`` (bleak's ``BLEDevice``) advertise just now."""
+        address = str(device.address).upper()
+        sighting = self._sighting(address)
+        sighting.device, sighting.at = device, time.monotonic()
+        sighting.event.set()
+        return address
+
     async def scan(self, on_advert: Callable[[Advert], None]) -> None:
         from bleak import BleakScanner  # imported here: the server side never needs bleak
 
         def detected(device: Any, adv: Any) -> None:
-            address = str(device.address).upper()
-            sighting = self._sighting(address)
-            sighting.device, sighting.at = device, time.monotonic()
-            sighting.event.set()
+            address = self.sighted(device)
             on_advert(AdvertData(
                 address=address, received_at=self.clock.now(), name=adv.local_name,
                 rssi=adv.rssi, service_uuids=tuple(short_uuid(u) for u in adv.service_uuids),
@@ -205,10 +215,11 @@ class BleakRadio:
     async def advertising(self, device: DeviceConfig) -> None:
         """Return once ``device`` has advertised since its last connection ended (BlueZ can
         only connect to an address it has just seen; a device that hung up is not called back
-        until it advertises again)."""
+        until it advertises again, ``SETTLE_SECONDS`` or more after the end)."""
         assert device.address is not None
         sighting = self._sighting(device.address)
-        since = self._ended.get(device.address.upper(), 0.0)
+        ended = self._ended.get(device.address.upper())
+        since = 0.0 if ended is None else ended + SETTLE_SECONDS
         while sighting.at <= since:
             sighting.event.clear()
             await sighting.event.wait()
