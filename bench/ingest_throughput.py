@@ -15,6 +15,7 @@ workers >= 1.6x one). Never gates anything: it prints figures.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -58,10 +59,13 @@ def raw_broker(port: int, spec: FleetSpec, processes: int) -> float:
     sub.loop_start()
     time.sleep(0.5)
     cpu = _cpu_times()
+    own = time.process_time()  # this process: the counting subscriber (the pool is apart)
     run = publish_fleet(port, spec, processes=processes)
     done.wait(300)
     elapsed = (last or time.time()) - run.started
-    print(f"    machine CPU busy during (a): {_busy_percent(cpu):.0f} % of 2 cores")
+    sub_us = (time.process_time() - own) / spec.total * 1e6
+    print(f"    machine CPU busy during (a): {_busy_percent(cpu):.0f} % of 2 cores;"
+          f" counting subscriber CPU {sub_us:.0f} us per message")
     sub.disconnect()
     sub.loop_stop()
     if got < spec.total:
@@ -111,6 +115,12 @@ def _cpu_times() -> tuple[float, float]:
 def _busy_percent(before: tuple[float, float]) -> float:
     busy, total = _cpu_times()
     return 100 * (busy - before[0]) / max(total - before[1], 1)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_peak_mb(pid: int) -> float:
@@ -180,6 +190,7 @@ def ingest_run(
     probes.join(30)
     stored = _count(influx.url, db)
     rss = [_rss_peak_mb(p.pid) for p in procs]
+    cpu_us = sum(_cpu_seconds(p.pid) for p in procs) / spec.total * 1e6
     for p in procs:
         p.terminate()
         p.wait(30)
@@ -191,7 +202,7 @@ def ingest_run(
         f"  (c) ingest, {workers} worker(s): {rate:8.0f} readings/s durable; stored {stored} of"
         f" {spec.total} (lost {spec.total - stored}); publish->durable p50 {p50:.0f} ms,"
         f" p99 {p99:.0f} ms ({len(lat)} probes); peak RSS {', '.join(f'{r:.0f}' for r in rss)} MB;"
-        f" machine CPU busy {busy:.0f} %"
+        f" machine CPU busy {busy:.0f} %; ingest CPU {cpu_us:.0f} us per reading"
     )
     return rate
 
