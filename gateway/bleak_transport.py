@@ -158,7 +158,7 @@ class BleakRadio:
                  pair_with: Iterable[str] = ()) -> None:
         self.clock = clock or SystemClock()
         self.call_timeout = call_timeout
-        self.pair_with = frozenset(a.upper() for a in pair_with)  # the pairing agent's list
+        self.pair_with = frozenset(pair_with)  # the pairing agent's list (PairingPolicy.of)
         self._sightings: dict[str, _Sighting] = {}
         self._ended: dict[str, float] = {}  # address -> when its last connection ended
 

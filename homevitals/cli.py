@@ -65,39 +65,33 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     from homevitals.gateway.main import run_gateway
 
     cfg = _config(args)
-    assert cfg.gateway is not None or True
-    if args.simulate:
+    if cfg.gateway is None:
+        raise ConfigError(["gateway: section missing (the gateway needs gateway.home)"])
+    home = cfg.home(cfg.gateway.home)
+    if args.simulate == "devices":
+        from homevitals.simulators.devices import radio_for_home
+
+        run_gateway(cfg, radio_for_home(home, interval=args.sim_interval), SystemClock())
+        return 0
+    if args.simulate == "demo":
         from datetime import datetime, timedelta
 
         from homevitals.simulators.household import DEMO_START, demo_script
         from homevitals.simulators.transport import SimulatedTransport
 
-        if args.simulate == "devices":
-            from homevitals.simulators.devices import radio_for_home
-
-            if cfg.gateway is None:
-                raise ConfigError(["gateway: section missing"])
-            radio = radio_for_home(cfg.home(cfg.gateway.home), interval=args.sim_interval)
-            run_gateway(cfg, radio, SystemClock())
-            return 0
-        if args.simulate != "demo":
-            raise ConfigError([f"--simulate: unknown household {args.simulate!r}"
-                               " (known: demo, devices)"])
-        zone = cfg.home(cfg.gateway.home).zone if cfg.gateway else None
-        if zone is None:
-            raise ConfigError(["gateway: section missing"])
-        script, _ = demo_script(zone)
+        script, _ = demo_script(home.zone)
         clock = SimulatedClock(
-            datetime.combine(DEMO_START, datetime.min.time(), zone) + timedelta(hours=11)
+            datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11)
         )
         run_gateway(cfg, SimulatedTransport(script, clock), clock)
         return 0
+    if args.simulate:
+        raise ConfigError([f"--simulate: unknown household {args.simulate!r}"
+                           " (known: demo, devices)"])
     from homevitals.gateway.bleak_transport import BleakRadio
 
-    if cfg.gateway is None:
-        raise ConfigError(["gateway: section missing (the gateway needs gateway.home)"])
     # The pairing agent confirms pairing for these addresses only (gateway/bluez_agent.py).
-    addresses = [d.address for d in cfg.home(cfg.gateway.home).devices if d.address]
+    addresses = [d.address for d in home.devices if d.address]
     run_gateway(cfg, BleakRadio(pair_with=addresses), SystemClock())
     return 0
 

@@ -71,3 +71,28 @@ def test_scan_lists_health_devices_as_config_lines() -> None:
     assert any(line.startswith('  - {id: glucose-meter-1, kind: glucose_meter, patient:'
                                ' CHANGE-ME, address: "C0:11:22:33:44:01"}') for line in lines)
     assert any("kind: call_button" in line and "services FCD2" in line for line in lines)
+
+
+def test_gateway_refuses_an_unknown_simulated_household(tmp_path: Path) -> None:
+    from daemons import write_config
+
+    from homevitals.simulators.household import demo_config
+
+    cfg = write_config(tmp_path / "gw.yaml",
+                       demo_config().model_dump(mode="json", exclude_none=True))
+    result = _run("gateway", "-c", str(cfg), "--simulate", "nowhere")
+    assert result.returncode == 2, result.stderr
+    assert "--simulate: unknown household 'nowhere' (known: demo, devices)" in result.stderr
+
+
+def test_gateway_without_its_section_says_so(tmp_path: Path) -> None:
+    from daemons import write_config
+
+    from homevitals.simulators.household import demo_config
+
+    data = demo_config().model_dump(mode="json", exclude_none=True)
+    del data["gateway"]
+    cfg = write_config(tmp_path / "server.yaml", data)
+    result = _run("gateway", "-c", str(cfg), "--simulate", "demo")
+    assert result.returncode == 2, result.stderr
+    assert "gateway: section missing (the gateway needs gateway.home)" in result.stderr
