@@ -63,9 +63,10 @@ class EmbeddedBroker:
     def __enter__(self) -> EmbeddedBroker:
         if self.kind == "mosquitto":
             self._start_mosquitto()
+            _wait_port(self.port, 15)
         else:
-            self._start_amqtt()
-        _wait_port(self.port, 15)
+            self._start_amqtt()  # returns once its listener is open (no probe: amqtt logs
+            # an ERROR for a connection that sends no MQTT packet)
         logger.info("embedded broker: %s on 127.0.0.1:%d", self.kind, self.port)
         return self
 
@@ -113,7 +114,11 @@ class EmbeddedBroker:
         self._loop = loop
         self._thread = threading.Thread(target=run, name="amqtt", daemon=True)
         self._thread.start()
-        started.wait(15)
+        if not started.wait(15):
+            raise HomevitalsError(
+                f"the embedded MQTT broker (amqtt) did not start on 127.0.0.1:{self.port}"
+                " within 15 s"
+            )
 
     def close(self) -> None:
         if self._proc is not None:

@@ -27,6 +27,7 @@ def test_demo_shows_readings_and_the_sms_it_would_send(broker: str) -> None:
         timeout=180,
     )
     assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr, result.stderr  # a clean run shows the user no errors
     out = result.stdout
     assert f"broker {broker} on 127.0.0.1:" in out
     sms = [line for line in out.splitlines() if line.startswith("SMS to ")]
