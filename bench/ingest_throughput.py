@@ -4,6 +4,7 @@
 
 Starts its own Mosquitto and influxd (tests/servers.py) on free loopback ports and prints:
 (a) the raw broker limit: the fleet publishes QoS 1 to a bare paho subscriber that only counts;
+    (a') the same with the subscriber on homevitals.mqtt.BufferedClient, the client ingest uses;
 (b) the raw InfluxDB limit: batches of 5 000 points of line protocol to /write;
 (c) homevitals ingest end to end (published -> durable in InfluxDB), one worker and two workers
     on an MQTT 5 shared subscription, with loss/duplicates, publish-to-durable latency p50/p99
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -36,11 +39,62 @@ from servers import Influxd, Mosquitto  # noqa: E402
 
 from homevitals import wire  # noqa: E402
 from homevitals.ingest.points import to_lines  # noqa: E402
-from homevitals.simulators.fleet import FleetSpec, fleet_readings, publish_fleet  # noqa: E402
+from homevitals.mqtt import BufferedClient  # noqa: E402
+from homevitals.simulators.fleet import (  # noqa: E402
+    FleetRun,
+    FleetSpec,
+    fleet_readings,
+    publish_fleet,
+)
+from homevitals.topics import Topics  # noqa: E402
+
+Publish = Callable[[int, FleetSpec], FleetRun]
 
 
-def raw_broker(port: int, spec: FleetSpec, processes: int) -> float:
-    """Received per second, from the first publish to the last message at the subscriber."""
+def paho_publishers(processes: int) -> Publish:
+    """The fleet simulator: ``processes`` paho publishers, each with its slice of the homes."""
+    return lambda port, spec: publish_fleet(port, spec, processes=processes)
+
+
+def mosquitto_pub_publishers(tmp: Path) -> Publish:
+    """One C ``mosquitto_pub -l`` per topic (home x device), each reading its device's payloads
+    from a file, 100 QoS 1 messages in flight each: the publisher Mosquitto's authors wrote."""
+    exe = shutil.which("mosquitto_pub")
+    if exe is None:
+        sys.exit("--publisher mosquitto_pub needs mosquitto_pub: apt-get install mosquitto-clients")
+
+    def publish(port: int, spec: FleetSpec) -> FleetRun:
+        topics = Topics("homevitals")
+        lines: dict[str, list[bytes]] = {}
+        for r in fleet_readings(spec):
+            lines.setdefault(topics.reading(r.home, r.device), []).append(wire.encode(r))
+        files = []
+        for i, (topic, payloads) in enumerate(lines.items()):
+            path = tmp / f"{spec.tag}-{i}.lines"
+            path.write_bytes(b"\n".join(payloads) + b"\n")
+            files.append((topic, path))
+        started = time.time()
+        procs = []
+        for i, (topic, path) in enumerate(files):
+            with path.open("rb") as stdin:
+                procs.append(subprocess.Popen(
+                    [exe, "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
+                     "-M", "100", "-i", f"{spec.tag}-c{i}", "-t", topic, "-l"],
+                    stdin=stdin,
+                ))
+        for p in procs:
+            if p.wait(600) != 0:
+                sys.exit(f"mosquitto_pub exited with {p.returncode}")
+        return FleetRun(spec.total, started, time.time())
+
+    return publish
+
+
+def raw_broker(
+    broker: Mosquitto, spec: FleetSpec, publish: Publish, buffered: bool = False
+) -> float:
+    """Received per second, from the first publish to the last message at the subscriber.
+    ``buffered``: the same counting subscriber on homevitals' BufferedClient (what ingest uses)."""
     got = 0
     last = 0.0
     done = threading.Event()
@@ -52,20 +106,20 @@ def raw_broker(port: int, spec: FleetSpec, processes: int) -> float:
             last = time.time()
             done.set()
 
-    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-counter", protocol=mqtt.MQTTv5)
+    kind = BufferedClient if buffered else mqtt.Client
+    sub = kind(CallbackAPIVersion.VERSION2, client_id="bare-counter", protocol=mqtt.MQTTv5)
     sub.on_message = on_message
-    sub.connect("127.0.0.1", port)
+    sub.connect("127.0.0.1", broker.port)
     sub.subscribe("homevitals/#", qos=1)
     sub.loop_start()
     time.sleep(0.5)
     cpu = _cpu_times()
-    own = time.process_time()  # this process: the counting subscriber (the pool is apart)
-    run = publish_fleet(port, spec, processes=processes)
+    account = _Account({"mosquitto": broker.pid, "counting subscriber": os.getpid()})
+    run = publish(broker.port, spec)
     done.wait(300)
     elapsed = (last or time.time()) - run.started
-    sub_us = (time.process_time() - own) / spec.total * 1e6
-    print(f"    machine CPU busy during (a): {_busy_percent(cpu):.0f} % of 2 cores;"
-          f" counting subscriber CPU {sub_us:.0f} us per message")
+    print(f"    machine CPU busy: {_busy_percent(cpu):.0f} % of {os.cpu_count()} cores;"
+          f" {account.report(spec.total)}")
     sub.disconnect()
     sub.loop_stop()
     if got < spec.total:
@@ -123,6 +177,27 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class _Account:
+    """CPU time spent by named processes from now on, and by everything else on the machine
+    (the publisher pool, the bench's own probes, the kernel's share of no process)."""
+
+    def __init__(self, pids: dict[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self.start = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
+        self.machine = _cpu_times()[0]
+
+    def report(self, messages: int) -> str:
+        spent = {n: _cpu_seconds(pid) - self.start[n] for n, pid in self.pids.items()}
+        machine = (_cpu_times()[0] - self.machine) / os.sysconf("SC_CLK_TCK")
+        n = os.cpu_count() or 1
+        spent["publishers and the rest"] = max(machine - sum(spent.values()), 0.0)
+        parts = ", ".join(f"{n} {t / messages * 1e6:.0f}" for n, t in spent.items())
+        return (
+            f"CPU us per message: {parts}; all {machine / messages * 1e6:.0f}"
+            f" (all {n} cores at this cost: {n * messages / machine:.0f} msgs/s at most)"
+        )
+
+
 def _rss_peak_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -131,8 +206,9 @@ def _rss_peak_mb(pid: int) -> float:
 
 
 def ingest_run(
-    tmp: Path, port: int, influx: Influxd, spec: FleetSpec, workers: int, processes: int
+    tmp: Path, broker: Mosquitto, influx: Influxd, spec: FleetSpec, workers: int, publish: Publish
 ) -> float:
+    port = broker.port
     db = f"ingest{workers}"
     influx.create_database(db)
     cfg = {
@@ -180,17 +256,19 @@ def ingest_run(
     )
     t0 = time.time()
     cpu = _cpu_times()
+    pids = {f"ingest {w + 1}": p.pid for w, p in enumerate(procs)}
+    account = _Account({**pids, "mosquitto": broker.pid, "influxd": influx.pid})
     probes.start()
-    run = publish_fleet(port, spec, processes=processes)
+    run = publish(port, spec)
     while _count(influx.url, db) < spec.total and time.time() - t0 < 600:
         time.sleep(0.25)  # each count is a query on the same influxd: do not load it
     elapsed = time.time() - run.started  # first publish -> all durable
     busy = _busy_percent(cpu)
+    spent = account.report(spec.total)
     stop.set()
     probes.join(30)
     stored = _count(influx.url, db)
     rss = [_rss_peak_mb(p.pid) for p in procs]
-    cpu_us = sum(_cpu_seconds(p.pid) for p in procs) / spec.total * 1e6
     for p in procs:
         p.terminate()
         p.wait(30)
@@ -202,7 +280,7 @@ def ingest_run(
         f"  (c) ingest, {workers} worker(s): {rate:8.0f} readings/s durable; stored {stored} of"
         f" {spec.total} (lost {spec.total - stored}); publish->durable p50 {p50:.0f} ms,"
         f" p99 {p99:.0f} ms ({len(lat)} probes); peak RSS {', '.join(f'{r:.0f}' for r in rss)} MB;"
-        f" machine CPU busy {busy:.0f} %; ingest CPU {cpu_us:.0f} us per reading"
+        f" machine CPU busy {busy:.0f} %\n      {spent}"
     )
     return rate
 
@@ -265,7 +343,14 @@ def main() -> None:
     ap.add_argument("--homes", type=int, default=1000)
     ap.add_argument("--devices", type=int, default=2)
     ap.add_argument("--readings", type=int, default=50)
-    ap.add_argument("--processes", type=int, default=2, help="publisher processes")
+    ap.add_argument("--processes", type=int, default=2, help="paho publisher processes")
+    ap.add_argument(
+        "--publisher",
+        choices=["paho", "mosquitto_pub"],
+        default="paho",
+        help="paho: the fleet simulator's processes; mosquitto_pub: one C publisher per topic"
+        " (use fewer homes, e.g. --homes 16 --readings 3125: one process per home x device)",
+    )
     a = ap.parse_args()
     spec = FleetSpec(a.homes, a.devices, a.readings)
     with tempfile.TemporaryDirectory(prefix="hv-bench-") as d:
@@ -274,32 +359,49 @@ def main() -> None:
         influx = Influxd(tmp / "influxd")
         broker.start()
         influx.start()
+        if a.publisher == "paho":
+            publish = paho_publishers(a.processes)
+            publishers = f"{a.processes} paho publisher processes"
+        else:
+            publish = mosquitto_pub_publishers(tmp)
+            publishers = f"{spec.homes * spec.devices} mosquitto_pub processes"
         try:
             print(
                 f"{spec.total} readings from {spec.homes} homes x {spec.devices} devices,"
-                f" QoS 1, {a.processes} publisher processes; 2 cores shared by everything"
+                f" QoS 1, {publishers}; {os.cpu_count()} cores shared by everything"
             )
             raw = raw_broker(
-                broker.port,
+                broker,
                 FleetSpec(spec.homes, spec.devices, spec.readings, tag="rawmq"),
-                a.processes,
+                publish,
             )
             print(f"  (a) raw broker -> bare paho subscriber: {raw:8.0f} msgs/s")
+            raw_buffered = raw_broker(
+                broker,
+                FleetSpec(spec.homes, spec.devices, spec.readings, tag="rawbuf"),
+                publish,
+                buffered=True,
+            )
+            print(
+                f"  (a') the same counting subscriber on homevitals.mqtt.BufferedClient:"
+                f" {raw_buffered:8.0f} msgs/s"
+            )
             influx.create_database("raw")
             points = raw_influx(influx.url, spec)
             print(f"  (b) raw InfluxDB /write, batches of 5000: {points:8.0f} points/s")
-            one = ingest_run(tmp, broker.port, influx, spec, 1, a.processes)
+            one = ingest_run(tmp, broker, influx, spec, 1, publish)
             two = ingest_run(
                 tmp,
-                broker.port,
+                broker,
                 influx,
                 FleetSpec(spec.homes, spec.devices, spec.readings, tag="two"),
                 2,
-                a.processes,
+                publish,
             )
             print(
                 f"  ratios: one worker / raw receive = {one / raw:.2f} (target >= 0.80);"
-                f" two workers / one = {two / one:.2f} (target >= 1.6)"
+                f" two workers / one = {two / one:.2f} (target >= 1.6);"
+                f" one worker / buffered counting subscriber = {one / raw_buffered:.2f}"
             )
         finally:
             influx.stop()

@@ -39,8 +39,8 @@ AGENT_PATH = "/org/homevitals/pairing_agent"
 CAPABILITY = "NoInputNoOutput"  # Just Works: health devices have no keypad or display
 REJECTED = "org.bluez.Error.Rejected"
 CALL_TIMEOUT = 10.0  # seconds for one call to bluetoothd
-_ADDRESS = re.compile(r"^(?:[0-9A-F]{2}:){5}[0-9A-F]{2}$")
-_DEVICE_PATH = re.compile(r"^/org/bluez/hci\d+/dev_((?:[0-9A-Fa-f]{2}_){5}[0-9A-Fa-f]{2})$")
+_ADDRESS = re.compile(r"^(?:[0-9A-F]{2}:){5}[0-9A-F]{2}\Z")
+_DEVICE_PATH = re.compile(r"^/org/bluez/hci\d+/dev_((?:[0-9A-Fa-f]{2}_){5}[0-9A-Fa-f]{2})\Z")
 
 
 def address_of(device_path: str) -> str | None:

@@ -57,7 +57,7 @@ __all__ = [
     "read_secret",
 ]
 
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 
 
 class _Model(BaseModel):

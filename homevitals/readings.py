@@ -30,12 +30,15 @@ __all__ = [
     "check_id",
 ]
 
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_RAW_RE = re.compile(r"(?:[0-9a-f]{2})+")
+# A tuple, not ``int | float``: that expression builds a new union object at every call.
+_NUMBER = (int, float)
 
 
 def check_id(kind: str, value: str) -> str:
     """Ids become MQTT topic levels and InfluxDB tags: no '/', '+', '#', spaces or commas."""
-    if not isinstance(value, str) or not _ID_RE.match(value):
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise ValueError(
             f"{kind} id {value!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
             " and start with a letter or digit"
@@ -87,11 +90,12 @@ class FieldValue:
     unit: Unit
 
     def __post_init__(self) -> None:
-        if isinstance(self.value, bool) or not isinstance(self.value, int | float):
+        if isinstance(self.value, bool) or not isinstance(self.value, _NUMBER):
             raise ValueError(f"value must be a number, got {self.value!r}")
         if not math.isfinite(self.value):
             raise ValueError(f"value must be finite, got {self.value!r}")
-        object.__setattr__(self, "unit", Unit(self.unit))
+        if type(self.unit) is not Unit:
+            object.__setattr__(self, "unit", Unit(self.unit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +126,8 @@ class Reading:
         check_id("home", self.home)
         check_id("patient", self.patient)
         check_id("device", self.device)
-        object.__setattr__(self, "measurement", Measurement(self.measurement))
+        if type(self.measurement) is not Measurement:
+            object.__setattr__(self, "measurement", Measurement(self.measurement))
         if not self.fields:
             raise ValueError("a reading needs at least one field")
         for name, fv in self.fields.items():
@@ -134,7 +139,7 @@ class Reading:
         _check_aware("time", self.time)
         _check_aware("received_at", self.received_at)
         _check_aware("device_time", self.device_time)
-        if self.raw and not re.fullmatch(r"(?:[0-9a-f]{2})+", self.raw):
+        if self.raw and not _RAW_RE.fullmatch(self.raw):
             raise ValueError(f"raw must be lower-case hex bytes, got {self.raw!r}")
 
     def value(self, name: str) -> float | None:

@@ -19,6 +19,7 @@ from homevitals.readings import (
     Event,
     FieldValue,
     GatewayStatus,
+    Measurement,
     Reading,
 )
 from homevitals.units import Unit
@@ -80,12 +81,12 @@ def parse_time(value: object, key: str) -> datetime:
     if not isinstance(value, str):
         raise WireError("bad_time", f"{key} must be an RFC 3339 string, got {value!r}")
     try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        t = datetime.fromisoformat(value)  # Python 3.11 reads the "Z" suffix itself
     except ValueError as exc:
         raise WireError("bad_time", f"{key} {value!r} is not an RFC 3339 time") from exc
     if t.tzinfo is None:
         raise WireError("bad_time", f"{key} {value!r} has no UTC offset")
-    return t.astimezone(UTC)
+    return t if t.tzinfo is UTC else t.astimezone(UTC)
 
 
 def _opt_time(t: datetime | None) -> str | None:
@@ -161,6 +162,9 @@ def encode(msg: Message) -> bytes:
 
 
 def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> Any:
+    value = obj.get(key)
+    if type(value) is kind:  # the common case, decided in one comparison
+        return value
     if key not in obj:
         raise WireError("missing_field", f"missing field {key!r}")
     value = obj[key]
@@ -168,6 +172,11 @@ def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> 
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise WireError("bad_field", f"field {key!r} must be {names}, got {value!r}")
     return value
+
+
+_UNITS = {str(u): u for u in Unit}
+# A tuple, not ``int | float``: that expression builds a new union object at every call.
+_NUMBER = (int, float)
 
 
 def _fields(raw: Any) -> dict[str, FieldValue]:
@@ -178,16 +187,15 @@ def _fields(raw: Any) -> dict[str, FieldValue]:
         if not isinstance(item, dict):
             raise WireError("bad_field", f"fields.{name} must be an object with value and unit")
         value = item.get("value")
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, _NUMBER):
             raise WireError("bad_value", f"fields.{name}.value must be a number, got {value!r}")
         if not math.isfinite(value):
             raise WireError("bad_value", f"fields.{name}.value must be finite, got {value!r}")
-        try:
-            out[name] = FieldValue(float(value), Unit(str(item.get("unit"))))
-        except ValueError as exc:
-            raise WireError(
-                "bad_unit", f"fields.{name}.unit {item.get('unit')!r} is not a wire unit"
-            ) from exc
+        unit = item.get("unit")
+        known = _UNITS.get(unit) if isinstance(unit, str) else None
+        if known is None:
+            raise WireError("bad_unit", f"fields.{name}.unit {unit!r} is not a wire unit")
+        out[name] = FieldValue(float(value), known)
     return out
 
 
@@ -237,13 +245,14 @@ def _decode_reading(o: dict[str, Any]) -> Reading:
     )
 
 
-def _measurement(value: str) -> Any:
-    from homevitals.readings import Measurement
+_MEASUREMENTS = {str(m): m for m in Measurement}
 
-    try:
-        return Measurement(value)
-    except ValueError as exc:
-        raise WireError("bad_measurement", f"unknown measurement {value!r}") from exc
+
+def _measurement(value: str) -> Measurement:
+    known = _MEASUREMENTS.get(value)
+    if known is None:
+        raise WireError("bad_measurement", f"unknown measurement {value!r}")
+    return known
 
 
 def _list(o: dict[str, Any], key: str) -> list[Any]:

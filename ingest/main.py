@@ -62,7 +62,11 @@ def _metrics(s: IngestService) -> list[Metric]:
             "homevitals_ingest_rejected_total", "messages rejected, by reason", s.rejects, "reason"
         ),
         counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
-        gauge("homevitals_ingest_backlog", "messages received, not yet written", s.backlog.qsize()),
+        gauge(
+            "homevitals_ingest_backlog",
+            "messages received, not yet written and acknowledged",
+            s.held,
+        ),
         HistogramMetricFamily(
             "homevitals_ingest_batch_write_seconds",
             "time to write one batch to the store",

@@ -16,9 +16,9 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
@@ -29,7 +29,7 @@ from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
 from homevitals.mqtt import connect_async, make_client, reason_failed
 from homevitals.readings import AlertDecision, Event, Reading
-from homevitals.topics import Topics
+from homevitals.topics import ParsedTopic, Topics
 
 __all__ = ["IngestService"]
 
@@ -68,12 +68,15 @@ class LatencyHistogram:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
+class _Item(NamedTuple):  # a tuple: built once per message on the network thread
     mid: int
     qos: int
     generation: int
     value: Reading | Event | wire.Reject | AlertDecision
+
+
+# Parsed topics remembered (a district has a few thousand devices); cleared past this bound.
+_TOPIC_MEMO_MAX = 100_000
 
 
 class IngestService:
@@ -82,7 +85,14 @@ class IngestService:
         self.icfg = cfg.ingest
         self.store = store
         self.topics = Topics(cfg.mqtt.topic_prefix)
-        self.backlog: queue.Queue[_Item] = queue.Queue(maxsize=self.icfg.backlog_max)
+        # SimpleQueue is C and lock-light; its bound (backlog_max) is kept by _on_message.
+        self.backlog: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._room = threading.Event()
+        # Received and not yet acknowledged (or given up): the paho thread counts in, the writer
+        # counts out; each counter has one writer, so no lock is needed.
+        self._taken = 0
+        self._released = 0
+        self._topics: dict[str, ParsedTopic] = {}
         self.counts: Counter[str] = Counter()
         self.rejects: Counter[str] = Counter()
         self.written = 0
@@ -156,16 +166,44 @@ class IngestService:
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         self.counts["received"] += 1
         value = self._validate(msg)
-        # put() blocks only if the broker ignores Receive Maximum (MQTT 3.1.1 brokers): then the
-        # network thread waits for the writer, which is back-pressure too.
+        if self._taken - self._released >= self.icfg.backlog_max:
+            self._wait_for_room()
         self.backlog.put(_Item(msg.mid, msg.qos, self._generation, value))
+        self._taken += 1
+
+    @property
+    def held(self) -> int:
+        """Messages in memory: received, not yet written and acknowledged."""
+        return self._taken - self._released
+
+    def _wait_for_room(self) -> None:
+        """The backlog is full. An MQTT 5 broker never gets here (Receive Maximum is the backlog
+        size); with MQTT 3.1.1 the network thread waits until the writer has written and
+        acknowledged a batch, and the broker holds the rest: back-pressure, never an unbounded
+        queue."""
+        self.counts["backlog_full"] += 1
+        while self.held >= self.icfg.backlog_max and not self._stop.is_set():
+            self._room.clear()
+            if self.held < self.icfg.backlog_max:
+                break
+            self._room.wait(0.5)
+
+    def _parse_topic(self, topic: str) -> ParsedTopic | None:
+        parsed = self._topics.get(topic)
+        if parsed is None:
+            parsed = self.topics.parse(topic)
+            if parsed is not None:
+                if len(self._topics) >= _TOPIC_MEMO_MAX:
+                    self._topics.clear()
+                self._topics[topic] = parsed
+        return parsed
 
     def _validate(self, msg: mqtt.MQTTMessage) -> Reading | Event | wire.Reject | AlertDecision:
         try:
             decoded = wire.decode(msg.payload)
         except WireError as exc:
             return self._reject(msg, exc.reason, str(exc))
-        parsed = self.topics.parse(msg.topic)
+        parsed = self._parse_topic(msg.topic)
         if isinstance(decoded, wire.Reject) and parsed is not None and parsed.kind == "deadletter":
             self.rejects[f"gateway:{decoded.get('reason', 'unknown')}"] += 1
             return decoded
@@ -234,7 +272,13 @@ class IngestService:
         except queue.Empty:
             return batch
         deadline = time.monotonic() + self.icfg.batch_seconds
+        get = self.backlog.get_nowait
         while len(batch) < self.icfg.batch_size:
+            try:
+                batch.append(get())  # what is already waiting, without a clock read each
+                continue
+            except queue.Empty:
+                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -249,6 +293,8 @@ class IngestService:
             batch = self._next_batch()
             if batch:
                 self._write_with_retry(batch)
+                self._released += len(batch)  # acknowledged, or left for the broker to resend
+                self._room.set()
 
     def _write_with_retry(self, batch: list[_Item]) -> None:
         delay = self.icfg.retry_initial_seconds
@@ -279,11 +325,10 @@ class IngestService:
             return
 
     def _ack(self, batch: list[_Item]) -> None:
-        for item in batch:
-            if item.generation == self._generation:
-                # A mid from an older connection may name another message now: the broker
-                # re-sends those anyway, so skipping their PUBACK loses nothing.
-                self.client.ack(item.mid, item.qos)
+        # A mid from an older connection may name another message now: the broker re-sends
+        # those anyway, so skipping their PUBACK loses nothing.
+        generation = self._generation
+        self.client.ack_many((i.mid, i.qos) for i in batch if i.generation == generation)
 
     def _refused(self, batch: list[_Item], exc: StoreError) -> None:
         """The database refused the data itself (HTTP 400: type conflict, bad point)."""

@@ -56,10 +56,10 @@ class ScenarioError(ConfigError):
     """The scenario file is invalid; ``problems`` are ``file:line: key: problem``."""
 
 
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)([dhms]))+$")
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)([dhms]))+\Z")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_DAY_AT = re.compile(r"^day (\d+) (\d{1,2}:\d{2}(?::\d{2})?)$")
+_DAY_AT = re.compile(r"^day (\d+) (\d{1,2}:\d{2}(?::\d{2})?)\Z")
 
 
 def parse_duration(v: object) -> timedelta:

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from daemons import Daemon, wait_until, write_config
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import free_port
 
 from homevitals import wire
+from homevitals.config import load_config
 from homevitals.ingest.influx_v1 import InfluxV1Store
+from homevitals.ingest.service import IngestService
 from homevitals.readings import FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
 from homevitals.units import Unit
@@ -215,3 +218,39 @@ def test_a_device_clock_gone_wrong_is_kept_and_flagged(
         assert "device time 2000-01-01T00:05:00+00:00 is implausible" in ingest.log()
     finally:
         ingest.kill()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_backlog_stays_bounded_while_influxdb_is_down(
+    tmp_path: Path, mosquitto: Any, influxd_factory: Any, protocol: str
+) -> None:
+    """400 readings arrive while InfluxDB is down and the backlog holds 50: memory holds at
+    most 50 (MQTT 5: the broker's Receive Maximum; 3.1.1: the network thread waits for the
+    writer), the broker keeps the rest, and all 400 are stored once InfluxDB is back."""
+    influx = influxd_factory()
+    influx.create_database("bounded")
+    influx.stop()
+    cfg_path = _config(tmp_path, mosquitto.port, influx, "bounded", backlog_max=50,
+                       client_id=f"bounded-{protocol.replace('.', '')}")
+    cfg = load_config(cfg_path)
+    cfg = cfg.model_copy(update={"mqtt": cfg.mqtt.model_copy(update={"protocol": protocol})})
+    store = InfluxV1Store(influx.url, "bounded", timeout=3)
+    svc = IngestService(cfg, store)
+    readings = [_reading(i, f"bounded{protocol}") for i in range(400)]
+    svc.start()
+    try:
+        assert svc.subscribed.wait(10), "ingest did not subscribe"
+        _publish(mosquitto.port, readings, f"gw-{tmp_path.name}")
+        deepest = 0
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            deepest = max(deepest, svc.held)
+            assert svc.backlog.qsize() <= svc.held
+            time.sleep(0.005)
+        assert deepest == 50, f"the backlog reached {deepest} with a bound of 50"
+        assert svc.counts["received"] <= 50 + 1  # + the one that waits for room, on 3.1.1
+        influx.start()
+        _exactly_once(_stored(influx, "bounded", len(readings), 90), readings)
+    finally:
+        svc.stop()
+        store.close()

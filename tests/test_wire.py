@@ -131,6 +131,45 @@ def test_bad_values_inside_a_reading_are_named() -> None:
         assert (err.value.reason, message in str(err.value)) == (reason, True), str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("change", "reason", "message"),
+    [
+        ({"home": "home-1\n"}, "bad_field", "home id 'home-1\\n' must be"),
+        ({"device": "bp-1\n"}, "bad_field", "device id 'bp-1\\n' must be"),
+        ({"fields": {"systolic": {"value": 120, "unit": ["mmHg"]}}}, "bad_unit",
+         "fields.systolic.unit ['mmHg'] is not a wire unit"),
+        ({"fields": {"systolic": {"value": 120}}}, "bad_unit",
+         "fields.systolic.unit None is not a wire unit"),
+        ({"fields": {"systolic": {"value": True, "unit": "mmHg"}}}, "bad_value",
+         "fields.systolic.value must be a number, got True"),
+        ({"time": 1732154200}, "bad_field", "field 'time' must be str, got 1732154200"),
+        ({"device_time": 1732154200}, "bad_time",
+         "device_time must be an RFC 3339 string, got 1732154200"),
+        ({"id": 7}, "bad_field", "field 'id' must be str, got 7"),
+        ({"measurement": ["glucose"]}, "bad_field", "field 'measurement' must be str"),
+    ],
+)
+def test_hostile_values_are_named(change: dict[str, object], reason: str, message: str) -> None:
+    """An id with a trailing line break once passed the id check (``$`` matches before a final
+    newline) and would have broken an InfluxDB line; unhashable or missing units and booleans
+    are named too."""
+    good = json.loads(wire.encode(_reading()))
+    with pytest.raises(WireError) as err:
+        wire.decode(json.dumps({**good, **change}).encode())
+    assert err.value.reason == reason
+    assert message in str(err.value), str(err.value)
+
+
+def test_times_with_offsets_become_utc() -> None:
+    good = json.loads(wire.encode(_reading()))
+    changed = {**good, "time": "2026-11-21T03:10:00.000000+01:00",
+               "received_at": "2026-11-21T02:10:00Z"}
+    r = wire.decode(json.dumps(changed).encode())
+    assert isinstance(r, Reading)
+    assert r.time == T and r.time.tzinfo is UTC
+    assert r.received_at == T and r.received_at.tzinfo is UTC
+
+
 def test_nan_is_not_a_value() -> None:
     payload = wire.encode(_reading()).replace(b'"value":182', b'"value":NaN')
     with pytest.raises(WireError, match="must be finite"):

@@ -61,7 +61,7 @@ _PARSERS: dict[str, Parser] = {
 }
 
 # Core spec Vol 3 Part B 2.5.1: a 16-bit UUID xxxx is 0000xxxx-0000-1000-8000-00805F9B34FB.
-_UUID_RE = re.compile(r"^(?:0x)?([0-9a-f]{4})$|^0000([0-9a-f]{4})-0000-1000-8000-00805f9b34fb$")
+_UUID_RE = re.compile(r"^(?:0x)?([0-9a-f]{4})\Z|^0000([0-9a-f]{4})-0000-1000-8000-00805f9b34fb\Z")
 _BTHOME_UUID = "FCD2"
 
 

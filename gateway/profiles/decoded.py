@@ -33,7 +33,7 @@ BUTTON_EVENTS = frozenset(
     }
 )
 
-_CHARACTERISTIC_RE = re.compile(r"^(?:[0-9A-F]{4}|bthome|gpio)$")
+_CHARACTERISTIC_RE = re.compile(r"^(?:[0-9A-F]{4}|bthome|gpio)\Z")
 
 
 def _freeze(value: Detail) -> Detail:

@@ -1,0 +1,148 @@
+"""homevitals.mqtt.BufferedClient against the real Mosquitto: paho's protocol with buffered
+reads, PUBACKs written many at a time, and on_message called without the per-topic trie."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from servers import Mosquitto
+
+from homevitals import mqtt as hv_mqtt
+from homevitals.config import MqttConfig
+from homevitals.mqtt import BufferedClient, connect_async, make_client
+
+# Around the edges of MQTT's remaining-length encoding (1, 2, 3 bytes) and larger than the
+# 64 KiB read buffer, so packets start, end and span anywhere in it.
+SIZES = [0, 1, 100, 123, 124, 16_000, 16_380, 16_384, 70_000, 200_000]
+
+
+def _payload(i: int) -> bytes:
+    size = SIZES[i % len(SIZES)]
+    stamp = f"{i:06d}".encode()
+    return (stamp * (size // len(stamp) + 1))[:size] if size >= len(stamp) else stamp[:size]
+
+
+def _publisher(port: int) -> mqtt.Client:
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{time.monotonic_ns()}")
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    return pub
+
+
+def _stop(*clients: mqtt.Client) -> None:
+    for c in clients:
+        c.disconnect()
+        c.loop_stop()
+
+
+class _Inbox:
+    def __init__(self) -> None:
+        self.got: list[tuple[str, bytes, int, bool]] = []
+        self.cond = threading.Condition()
+
+    def on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with self.cond:
+            self.got.append((msg.topic, msg.payload, msg.mid, msg.dup))
+            self.cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 30) -> list[tuple[str, bytes, int, bool]]:
+        with self.cond:
+            self.cond.wait_for(lambda: len(self.got) >= n, timeout)
+            return list(self.got)
+
+
+def _start(client: BufferedClient, cfg: MqttConfig, topic: str) -> None:
+    """Connect (callbacks set first: the CONNACK may come at once) and subscribe."""
+    done = threading.Event()
+    client.on_subscribe = lambda *_a: done.set()
+    connected = threading.Event()
+    client.on_connect = lambda c, *_a: (c.subscribe(topic, qos=1), connected.set())
+    connect_async(client, cfg)
+    assert connected.wait(10), "no CONNACK from the broker"
+    assert done.wait(10), "no SUBACK from the broker"
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_every_byte_arrives_in_order(mosquitto: Mosquitto, protocol: str) -> None:
+    cfg = MqttConfig(port=mosquitto.port, protocol=protocol)
+    sub = make_client(cfg, f"buffered-{protocol}")
+    assert isinstance(sub, BufferedClient)
+    inbox = _Inbox()
+    sub.on_message = inbox.on_message
+    _start(sub, cfg, f"hv/buffered/{protocol}/#")
+    pub = _publisher(mosquitto.port)
+    try:
+        sent = [(f"hv/buffered/{protocol}/{i % 7}", _payload(i)) for i in range(600)]
+        for topic, payload in sent:
+            pub.publish(topic, payload, qos=1)
+        got = inbox.wait_for(len(sent))
+        assert [(t, p) for t, p, _m, _d in got] == sent
+    finally:
+        _stop(pub, sub)
+
+
+def test_ack_many_acknowledges_what_it_names_and_only_that(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 messages; the first 150 are acknowledged with ack_many (7 PUBACKs per write), the
+    rest not. After a reconnect the persistent session gets exactly those 50 again."""
+    monkeypatch.setattr(hv_mqtt, "_ACK_CHUNK", 7)
+    cfg = MqttConfig(port=mosquitto.port)
+    topic = "hv/acks/r"
+
+    def subscriber(inbox: _Inbox) -> BufferedClient:
+        c = make_client(cfg, "ack-many", clean_start=False, session_expiry=300, manual_ack=True)
+        c.on_message = inbox.on_message
+        _start(c, cfg, topic)
+        return c
+
+    first = _Inbox()
+    sub = subscriber(first)
+    pub = _publisher(mosquitto.port)
+    acked = 0
+    try:
+        for i in range(200):
+            pub.publish(topic, f"{i}".encode(), qos=1)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got = first.wait_for(min(acked + 1, 200), 1)
+            todo = [(m, 1) for _t, p, m, _d in got[acked:] if int(p) < 150]
+            sub.ack_many(todo)
+            acked += len(todo)
+            if len(got) >= 200:
+                break
+        got = first.wait_for(200)
+        assert sorted(int(p) for _t, p, _m, _d in got) == list(range(200))
+        time.sleep(0.5)  # the PUBACKs leave before the DISCONNECT in any case; be generous
+    finally:
+        _stop(sub)
+    second = _Inbox()
+    sub = subscriber(second)
+    try:
+        again = second.wait_for(50, 10)
+        time.sleep(0.5)  # anything more would arrive now
+        assert sorted(int(p) for _t, p, _m, _d in second.got) == list(range(150, 200))
+        assert all(dup for *_r, dup in again)
+    finally:
+        _stop(sub, pub)
+
+
+def test_topic_callbacks_still_route(mosquitto: Mosquitto) -> None:
+    cfg = MqttConfig(port=mosquitto.port)
+    sub = make_client(cfg, "routed")
+    general, special = _Inbox(), _Inbox()
+    sub.on_message = general.on_message
+    sub.message_callback_add("hv/route/special/#", special.on_message)
+    _start(sub, cfg, "hv/route/#")
+    pub = _publisher(mosquitto.port)
+    try:
+        pub.publish("hv/route/special/x", b"s", qos=1)
+        pub.publish("hv/route/plain", b"p", qos=1)
+        assert [p for _t, p, _m, _d in special.wait_for(1, 10)] == [b"s"]
+        assert [p for _t, p, _m, _d in general.wait_for(1, 10)] == [b"p"]
+    finally:
+        _stop(pub, sub)
