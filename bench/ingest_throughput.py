@@ -9,8 +9,10 @@ Starts its own Mosquitto and influxd (tests/servers.py) on free loopback ports a
 (c) homevitals ingest end to end (published -> durable in InfluxDB), one worker and two workers
     on an MQTT 5 shared subscription, with loss/duplicates, publish-to-durable latency p50/p99
     (a probe every 100 ms during the run) and the peak resident memory of each worker;
+(d) ingest restarted with the readings waiting at the broker: how fast it drains them;
 and the ratios against the targets (zero loss at QoS 1, >= 80 % of the raw receive limit, two
-workers >= 1.6x one). Never gates anything: it prints figures.
+workers >= 1.6x one). CPU time per message is printed for every process. Never gates anything:
+it prints figures.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import urllib3
@@ -48,12 +51,15 @@ from homevitals.simulators.fleet import (  # noqa: E402
 )
 from homevitals.topics import Topics  # noqa: E402
 
-Publish = Callable[[int, FleetSpec], FleetRun]
+# publish(port, spec) prepares the messages and returns the call that sends them, so that CPU
+# accounting can start after the preparation.
+Publish = Callable[[int, FleetSpec], Callable[[], FleetRun]]
 
 
 def paho_publishers(processes: int) -> Publish:
-    """The fleet simulator: ``processes`` paho publishers, each with its slice of the homes."""
-    return lambda port, spec: publish_fleet(port, spec, processes=processes)
+    """The fleet simulator: ``processes`` paho publishers, each with its slice of the homes.
+    They start and encode in their own processes, inside the CPU accounting."""
+    return lambda port, spec: lambda: publish_fleet(port, spec, processes=processes)
 
 
 def mosquitto_pub_publishers(tmp: Path) -> Publish:
@@ -63,7 +69,7 @@ def mosquitto_pub_publishers(tmp: Path) -> Publish:
     if exe is None:
         sys.exit("--publisher mosquitto_pub needs mosquitto_pub: apt-get install mosquitto-clients")
 
-    def publish(port: int, spec: FleetSpec) -> FleetRun:
+    def publish(port: int, spec: FleetSpec) -> Callable[[], FleetRun]:
         topics = Topics("homevitals")
         lines: dict[str, list[bytes]] = {}
         for r in fleet_readings(spec):
@@ -73,19 +79,23 @@ def mosquitto_pub_publishers(tmp: Path) -> Publish:
             path = tmp / f"{spec.tag}-{i}.lines"
             path.write_bytes(b"\n".join(payloads) + b"\n")
             files.append((topic, path))
-        started = time.time()
-        procs = []
-        for i, (topic, path) in enumerate(files):
-            with path.open("rb") as stdin:
-                procs.append(subprocess.Popen(
-                    [exe, "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
-                     "-M", "100", "-i", f"{spec.tag}-c{i}", "-t", topic, "-l"],
-                    stdin=stdin,
-                ))
-        for p in procs:
-            if p.wait(600) != 0:
-                sys.exit(f"mosquitto_pub exited with {p.returncode}")
-        return FleetRun(spec.total, started, time.time())
+
+        def go() -> FleetRun:
+            started = time.time()
+            procs = []
+            for i, (topic, path) in enumerate(files):
+                with path.open("rb") as stdin:
+                    procs.append(subprocess.Popen(
+                        [exe, "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
+                         "-M", "100", "-i", f"{spec.tag}-c{i}", "-t", topic, "-l"],
+                        stdin=stdin,
+                    ))
+            for p in procs:
+                if p.wait(600) != 0:
+                    sys.exit(f"mosquitto_pub exited with {p.returncode}")
+            return FleetRun(spec.total, started, time.time())
+
+        return go
 
     return publish
 
@@ -113,9 +123,10 @@ def raw_broker(
     sub.subscribe("homevitals/#", qos=1)
     sub.loop_start()
     time.sleep(0.5)
+    go = publish(broker.port, spec)
     cpu = _cpu_times()
     account = _Account({"mosquitto": broker.pid, "counting subscriber": os.getpid()})
-    run = publish(broker.port, spec)
+    run = go()
     done.wait(300)
     elapsed = (last or time.time()) - run.started
     print(f"    machine CPU busy: {_busy_percent(cpu):.0f} % of {os.cpu_count()} cores;"
@@ -211,55 +222,26 @@ def ingest_run(
     port = broker.port
     db = f"ingest{workers}"
     influx.create_database(db)
-    cfg = {
-        "mqtt": {"host": "127.0.0.1", "port": port},
-        "store": {"kind": "influx_v1", "url": influx.url, "database": db},
-        "ingest": {
-            "batch_size": 5000,
-            "batch_seconds": 0.2,
-            "backlog_max": 20000,
-            "shared_group": "bench" if workers > 1 else None,
-        },
-    }
-    procs = []
-    for w in range(workers):
-        path = tmp / f"ingest-{workers}-{w}.yaml"
-        c = {**cfg, "ingest": {**cfg["ingest"], "client_id": f"bench-ingest-{workers}-{w}"}}
-        path.write_text(yaml.safe_dump(c))
-        log = (tmp / f"ingest-{workers}-{w}.log").open("w")
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "homevitals.cli",
-                    "--log-level",
-                    "INFO",
-                    "ingest",
-                    "-c",
-                    str(path),
-                ],
-                stdout=log,
-                stderr=log,
-            )
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not all(
-        "ready: subscribed" in (tmp / f"ingest-{workers}-{w}.log").read_text()
+    cfg = _ingest_config(port, influx, db, "bench" if workers > 1 else None)
+    procs = [
+        _start_ingest(tmp, f"ingest-{workers}-{w}", cfg, f"bench-ingest-{workers}-{w}")
         for w in range(workers)
-    ):
-        time.sleep(0.1)
+    ]
+    _wait_ready(tmp, [f"ingest-{workers}-{w}" for w in range(workers)])
     latencies: list[float] = []
     stop = threading.Event()
     probes = threading.Thread(
         target=_probe, args=(port, influx.url, db, latencies, stop), daemon=True
     )
+    go = publish(port, spec)
     t0 = time.time()
     cpu = _cpu_times()
     pids = {f"ingest {w + 1}": p.pid for w, p in enumerate(procs)}
-    account = _Account({**pids, "mosquitto": broker.pid, "influxd": influx.pid})
+    account = _Account(
+        {**pids, "mosquitto": broker.pid, "influxd": influx.pid, "bench's probes": os.getpid()}
+    )
     probes.start()
-    run = publish(port, spec)
+    run = go()
     while _count(influx.url, db) < spec.total and time.time() - t0 < 600:
         time.sleep(0.25)  # each count is a query on the same influxd: do not load it
     elapsed = time.time() - run.started  # first publish -> all durable
@@ -281,6 +263,71 @@ def ingest_run(
         f" {spec.total} (lost {spec.total - stored}); publish->durable p50 {p50:.0f} ms,"
         f" p99 {p99:.0f} ms ({len(lat)} probes); peak RSS {', '.join(f'{r:.0f}' for r in rss)} MB;"
         f" machine CPU busy {busy:.0f} %\n      {spent}"
+    )
+    return rate
+
+
+def _ingest_config(port: int, influx: Influxd, db: str, group: str | None) -> dict[str, Any]:
+    return {
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "store": {"kind": "influx_v1", "url": influx.url, "database": db},
+        "ingest": {
+            "batch_size": 5000,
+            "batch_seconds": 0.2,
+            "backlog_max": 20000,
+            "shared_group": group,
+        },
+    }
+
+
+def _start_ingest(
+    tmp: Path, name: str, cfg: dict[str, Any], client_id: str
+) -> subprocess.Popen[bytes]:
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({**cfg, "ingest": {**cfg["ingest"], "client_id": client_id}}))
+    log = (tmp / f"{name}.log").open("w")
+    argv = [sys.executable, "-m", "homevitals.cli", "--log-level", "INFO", "ingest", "-c"]
+    return subprocess.Popen([*argv, str(path)], stdout=log, stderr=log)
+
+
+def _wait_ready(tmp: Path, names: list[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+        "ready: subscribed" in (tmp / f"{n}.log").read_text() for n in names
+    ):
+        time.sleep(0.01)
+
+
+def drain_run(
+    tmp: Path, broker: Mosquitto, influx: Influxd, spec: FleetSpec, publish: Publish
+) -> float:
+    """(d) The readings wait at the broker while ingest is away (a restart, a crash, an upgrade);
+    ingest comes back and drains them. Timed from its subscription to the last one durable."""
+    db = "drain"
+    influx.create_database(db)
+    cfg = _ingest_config(broker.port, influx, db, None)
+    proc = _start_ingest(tmp, "drain", cfg, "bench-drain")
+    _wait_ready(tmp, ["drain"])  # the persistent session and its subscriptions now exist
+    proc.terminate()
+    proc.wait(30)
+    publish(broker.port, spec)()
+    proc = _start_ingest(tmp, "drain", cfg, "bench-drain")
+    _wait_ready(tmp, ["drain"])
+    t0 = time.time()
+    account = _Account({"ingest": proc.pid, "mosquitto": broker.pid, "influxd": influx.pid})
+    while _count(influx.url, db) < spec.total and time.time() - t0 < 600:
+        time.sleep(0.1)
+    elapsed = time.time() - t0
+    spent = account.report(spec.total)
+    stored = _count(influx.url, db)
+    rss = _rss_peak_mb(proc.pid)
+    proc.terminate()
+    proc.wait(30)
+    rate = spec.total / elapsed
+    print(
+        f"  (d) ingest restarted with {spec.total} readings waiting at the broker: drained at"
+        f" {rate:8.0f} readings/s; stored {stored} (lost {spec.total - stored}); peak RSS"
+        f" {rss:.0f} MB\n      {spent}"
     )
     return rate
 
@@ -361,7 +408,10 @@ def main() -> None:
         influx.start()
         if a.publisher == "paho":
             publish = paho_publishers(a.processes)
-            publishers = f"{a.processes} paho publisher processes"
+            publishers = (
+                f"{a.processes} paho publisher processes (their start-up and encoding count"
+                " under 'publishers and the rest')"
+            )
         else:
             publish = mosquitto_pub_publishers(tmp)
             publishers = f"{spec.homes * spec.devices} mosquitto_pub processes"
@@ -396,6 +446,13 @@ def main() -> None:
                 influx,
                 FleetSpec(spec.homes, spec.devices, spec.readings, tag="two"),
                 2,
+                publish,
+            )
+            drain_run(
+                tmp,
+                broker,
+                influx,
+                FleetSpec(spec.homes, spec.devices, spec.readings, tag="drain"),
                 publish,
             )
             print(
