@@ -129,8 +129,7 @@ def raw_broker(
     run = go()
     done.wait(300)
     elapsed = (last or time.time()) - run.started
-    print(f"    machine CPU busy: {_busy_percent(cpu):.0f} % of {os.cpu_count()} cores;"
-          f" {account.report(spec.total)}")
+    print(f"    machine CPU busy: {_busy_percent(cpu)}; {account.report(spec.total)}")
     sub.disconnect()
     sub.loop_stop()
     if got < spec.total:
@@ -170,16 +169,23 @@ def _count(url: str, db: str) -> int:
     return n
 
 
-def _cpu_times() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
-    values = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
+def _cpu_times() -> tuple[float, float, float]:
+    """(busy, steal, total) jiffies of the whole machine, from /proc/stat: busy is user, nice,
+    system, irq and softirq; steal is time the hypervisor gave to another guest (guest time is
+    already inside user and nice)."""
+    line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    user, nice, system, idle, iowait, irq, softirq, steal = (float(v) for v in line.split()[1:9])
+    busy = user + nice + system + irq + softirq
+    return busy, steal, busy + steal + idle + iowait
 
 
-def _busy_percent(before: tuple[float, float]) -> float:
-    busy, total = _cpu_times()
-    return 100 * (busy - before[0]) / max(total - before[1], 1)
+def _busy_percent(before: tuple[float, float, float]) -> str:
+    busy, steal, total = _cpu_times()
+    span = max(total - before[2], 1)
+    return (
+        f"{100 * (busy - before[0]) / span:.0f} % of {os.cpu_count()} cores"
+        f" (and {100 * (steal - before[1]) / span:.0f} % stolen by the hypervisor)"
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -262,7 +268,7 @@ def ingest_run(
         f"  (c) ingest, {workers} worker(s): {rate:8.0f} readings/s durable; stored {stored} of"
         f" {spec.total} (lost {spec.total - stored}); publish->durable p50 {p50:.0f} ms,"
         f" p99 {p99:.0f} ms ({len(lat)} probes); peak RSS {', '.join(f'{r:.0f}' for r in rss)} MB;"
-        f" machine CPU busy {busy:.0f} %\n      {spent}"
+        f" machine CPU busy {busy}\n      {spent}"
     )
     return rate
 
