@@ -16,6 +16,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from homevitals.config import MqttConfig, read_secret
 
@@ -68,6 +69,23 @@ class _ReadBuffered:
         return getattr(self._sock, name)
 
 
+class _NoProperties(Properties):
+    """The properties of a received PUBLISH that carried none: one shared, read-only instance
+    (paho builds and clears a fresh ``Properties`` for every message, ~10 us each)."""
+
+    def __init__(self) -> None:
+        super().__init__(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]  # paho untyped
+        object.__setattr__(self, "_frozen", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError("the shared empty properties of received messages are read-only")
+        super().__setattr__(name, value)  # type: ignore[no-untyped-call]  # paho untyped
+
+
+_NO_PROPERTIES = _NoProperties()
+
+
 class BufferedClient(mqtt.Client):
     """paho's client with buffered socket reads and a read loop that handles every packet
     already buffered before it goes back to ``select``. The protocol, callbacks, TLS and
@@ -77,6 +95,33 @@ class BufferedClient(mqtt.Client):
 
     def _create_socket(self) -> Any:
         return _ReadBuffered(super()._create_socket())
+
+    def _handle_publish(self) -> MQTTErrorCode:
+        """paho's handling of a QoS 0/1 MQTT 5 PUBLISH that carries no properties (what every
+        homevitals publisher sends), without paho's Properties object: decoding took ~14 us
+        per message, ~2 us without it. Any other PUBLISH (properties, QoS 2, MQTT 3.1.1, a
+        truncated packet) goes to paho's own code."""
+        header = self._in_packet["command"]
+        packet = self._in_packet["packet"]
+        qos = (header & 0x06) >> 1
+        if self._protocol != mqtt.MQTTv5 or qos == 2 or len(packet) < 2:
+            return super()._handle_publish()
+        topic_end = 2 + ((packet[0] << 8) | packet[1])
+        props_at = topic_end + 2 if qos else topic_end
+        if len(packet) <= props_at or packet[props_at] != 0:
+            return super()._handle_publish()
+        mid = ((packet[topic_end] << 8) | packet[topic_end + 1]) if qos else 0
+        message = mqtt.MQTTMessage(mid=mid, topic=bytes(packet[2:topic_end]))
+        message.dup = bool(header & 0x08)
+        message.qos = qos
+        message.retain = bool(header & 0x01)
+        message.properties = _NO_PROPERTIES
+        message.payload = bytes(packet[props_at + 1 :])
+        message.timestamp = mqtt.time_func()
+        self._handle_on_message(message)
+        if qos == 0 or self._manual_ack:
+            return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._send_puback(mid)
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
         self._filtered_callbacks = True
@@ -214,9 +259,6 @@ def connect_async(client: mqtt.Client, cfg: MqttConfig) -> None:
     """Start connecting in the background; paho's loop thread reconnects on its own after that."""
     ud = client.user_data_get() or {}
     if cfg.protocol == "5":
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho untyped
         props.SessionExpiryInterval = int(ud.get("session_expiry", 0))
         if ud.get("receive_maximum"):

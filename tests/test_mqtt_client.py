@@ -146,3 +146,65 @@ def test_topic_callbacks_still_route(mosquitto: Mosquitto) -> None:
         assert [p for _t, p, _m, _d in general.wait_for(1, 10)] == [b"p"]
     finally:
         _stop(pub, sub)
+
+
+def test_properties_flags_and_automatic_acks_survive_the_fast_path(mosquitto: Mosquitto) -> None:
+    """A PUBLISH with no properties is decoded without paho's Properties object; one with
+    properties goes through paho's own decoding. Either way the subscriber sees what was sent:
+    properties, QoS, the retain flag; and automatic PUBACKs still reach the broker."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    cfg = MqttConfig(port=mosquitto.port)
+    got: list[mqtt.MQTTMessage] = []
+    arrived = threading.Condition()
+
+    def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
+        with arrived:
+            got.append(msg)
+            arrived.notify_all()
+
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="props-pub",
+                      protocol=mqtt.MQTTv5)
+    pub.connect("127.0.0.1", mosquitto.port)
+    pub.loop_start()
+    pub.publish("hv/props/retained", b"kept", qos=1, retain=True).wait_for_publish(5)
+    sub = make_client(cfg, "props-sub", clean_start=False, session_expiry=300)
+    sub.on_message = on_message
+    _start(sub, cfg, "hv/props/#")
+    try:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.UserProperty = [("site", "clinic-7")]
+        props.ContentType = "application/json"
+        pub.publish("hv/props/with", b"{}", qos=1, properties=props).wait_for_publish(5)
+        pub.publish("hv/props/plain", b"p1", qos=1).wait_for_publish(5)
+        pub.publish("hv/props/zero", b"p0", qos=0).wait_for_publish(5)
+        with arrived:
+            arrived.wait_for(lambda: len(got) >= 4, 10)
+        by_topic = {m.topic: m for m in got}
+        assert sorted(by_topic) == [
+            "hv/props/plain", "hv/props/retained", "hv/props/with", "hv/props/zero"
+        ]
+        retained, with_props = by_topic["hv/props/retained"], by_topic["hv/props/with"]
+        plain, zero = by_topic["hv/props/plain"], by_topic["hv/props/zero"]
+        assert (retained.payload, retained.retain, retained.qos) == (b"kept", True, 1)
+        assert with_props.properties.UserProperty == [("site", "clinic-7")]
+        assert with_props.properties.ContentType == "application/json"
+        assert (plain.payload, plain.qos, plain.retain, plain.dup) == (b"p1", 1, False, False)
+        assert (zero.payload, zero.qos) == (b"p0", 0)
+        assert plain.properties.json() == {}
+        with pytest.raises(AttributeError, match="read-only"):
+            plain.properties.ContentType = "text/plain"
+    finally:
+        _stop(sub)
+    # Automatic acknowledgement: nothing comes back to the persistent session.
+    again: list[mqtt.MQTTMessage] = []
+    sub = make_client(cfg, "props-sub", clean_start=False, session_expiry=300)
+    sub.on_message = lambda _c, _u, m: again.append(m)
+    _start(sub, cfg, "hv/props/none-of-these")
+    try:
+        time.sleep(1.0)
+        assert [m.topic for m in again] == []
+    finally:
+        pub.publish("hv/props/retained", b"", qos=1, retain=True).wait_for_publish(5)
+        _stop(sub, pub)
