@@ -31,11 +31,6 @@ __all__ = [
 ]
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-# Ids already found good. Homes, patients and devices recur with every reading (a reading's own
-# id does not, so it is not remembered); bounded.
-_RECURRING = frozenset({"home", "patient", "device"})
-_GOOD_IDS: set[str] = set()
-_GOOD_IDS_MAX = 100_000
 _RAW_RE = re.compile(r"(?:[0-9a-f]{2})+")
 # A tuple, not ``int | float``: that expression builds a new union object at every call.
 _NUMBER = (int, float)
@@ -43,17 +38,11 @@ _NUMBER = (int, float)
 
 def check_id(kind: str, value: str) -> str:
     """Ids become MQTT topic levels and InfluxDB tags: no '/', '+', '#', spaces or commas."""
-    if type(value) is str and value in _GOOD_IDS:
-        return value
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
         raise ValueError(
             f"{kind} id {value!r} must be 1-64 characters of letters, digits, '_', '.', '-'"
             " and start with a letter or digit"
         )
-    if kind in _RECURRING:
-        if len(_GOOD_IDS) >= _GOOD_IDS_MAX:
-            _GOOD_IDS.clear()
-        _GOOD_IDS.add(value)
     return value
 
 

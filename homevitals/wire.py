@@ -240,17 +240,9 @@ def _decode_reading(o: dict[str, Any]) -> Reading:
         device_time=None if device_time is None else parse_time(device_time, "device_time"),
         characteristic=str(o.get("characteristic", "")),
         raw=str(o.get("raw", "")),
-        flags=_strings(_list(o, "flags")),
-        context=_string_map(_dict(o, "context")),
+        flags=tuple(str(f) for f in _list(o, "flags")),
+        context={str(k): str(v) for k, v in _dict(o, "context").items()},
     )
-
-
-def _strings(values: list[Any]) -> tuple[str, ...]:
-    return tuple(str(v) for v in values) if values else ()
-
-
-def _string_map(values: dict[str, Any]) -> dict[str, str]:
-    return {str(k): str(v) for k, v in values.items()} if values else {}
 
 
 _MEASUREMENTS = {str(m): m for m in Measurement}
