@@ -161,7 +161,10 @@ class IngestService:
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, rc: Any, _p: Any = None) -> None:
         self.connected.clear()
-        logger.warning("ingest disconnected: %s", rc)
+        if reason_failed(rc):
+            logger.warning("ingest disconnected: %s; paho reconnects", rc)
+        else:
+            logger.info("ingest disconnected: %s", rc)  # our own disconnect() at shutdown
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         self.counts["received"] += 1
