@@ -95,8 +95,10 @@ class Publisher:
         self, _c: mqtt.Client, _ud: object, _flags: object, rc: object, _props: object = None
     ) -> None:
         self.pump.set_connected(False)
-        logger.warning(
-            "disconnected from broker (%s); %d messages wait on disk", rc, len(self.queue)
+        # A lost connection is worth a warning; our own disconnect() at shutdown is not.
+        level = logging.WARNING if reason_failed(rc) else logging.INFO
+        logger.log(
+            level, "disconnected from broker (%s); %d messages wait on disk", rc, len(self.queue)
         )
 
     def _on_publish(
