@@ -151,6 +151,12 @@ def _reject_point(r: Reject) -> StoredPoint:
         "topic": str(r.get("topic", "")),
         "payload_hex": str(r.get("payload_hex", "")),
     }
+    for key in ("error_class", "payload_sha256"):  # absent from older dead letters
+        if r.get(key):
+            fields[key] = str(r[key])
+    size = r.get("payload_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        fields["payload_size"] = float(size)
     t = parse_time(r["time"], "time") if r.get("time") else datetime.now(UTC)
     offset = zlib.crc32(f"{fields['payload_hex']}\x1f{fields['error']}".encode()) % 1000
     return StoredPoint(REJECT_MEASUREMENT, tags, fields, time_ns(t) + offset)
