@@ -16,7 +16,10 @@ every reading      (as above)                       string ``reading_id``, ``raw
                                                     (comma-joined, omitted when empty)
 ``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
 ``rejected``       stage, reason, home?, device?    string ``error``, ``topic``,              [3]
-                                                    ``payload_hex``
+                                                    ``payload_hex`` (first 4 KiB), and when
+                                                    known ``error_class``,
+                                                    ``payload_sha256``; float
+                                                    ``payload_size``
 ``alert``          home, patient, rule, severity,   string ``alert_id``, ``reason``,          [4]
                    state (firing / resolved)        ``measurement``, ``field``; float
                                                     ``value`` (the reading's, its unit)

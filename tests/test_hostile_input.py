@@ -420,3 +420,32 @@ def test_a_failing_handler_dead_letters_and_acknowledges_only_once_kept(mosquitt
     run([], lambda: len(got.kept) == 2)  # boom-2 was not acknowledged: back, and kept now
     assert got.kept[1] == ("handler_error", "RuntimeError: cannot handle b'boom-2'")
     assert got.handled == [b"fine-1", b"fine-2"]
+
+
+def test_the_webhook_answers_hostile_requests_and_keeps_serving() -> None:
+    import socket
+
+    from homevitals.alerts.webhook import Webhook
+    from homevitals.config import WebhookConfig
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hook = Webhook(WebhookConfig(port=port, public_url="https://hv.example/twilio"), "token",
+                   lambda _p: None, lambda _p: None)
+    hook.start()
+
+    def post(length: str, body: bytes = b"") -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(f"POST /twilio/inbound HTTP/1.1\r\nHost: x\r\nContent-Length: {length}"
+                         "\r\n\r\n".encode() + body)
+            return conn.recv(200).decode().split("\r\n")[0]
+
+    try:
+        assert post("-1") == "HTTP/1.0 400 Bad Request"
+        assert post("abc") == "HTTP/1.0 400 Bad Request"
+        assert post("100000000") == "HTTP/1.0 413 Request Entity Too Large"
+        assert post("9", b"Body=ACK1") == "HTTP/1.0 403 Forbidden"  # no signature
+        assert hook.forged == 1
+    finally:
+        hook.stop()
