@@ -73,9 +73,10 @@ class AlertsApp:
         self.dead = DeadLetters("alerts", self.outbox, self.topics, clock)
         self.subscriber = Subscriber(
             cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle,
-            self._dead_letter,
+            self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="alerts")
+        self.dead.on_kept = self.pump.notify
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = (
             lambda _c, _ud, mid, rc, _p=None: self.pump.on_publish(mid, rc)
@@ -92,32 +93,22 @@ class AlertsApp:
         self._sender = threading.Thread(target=self._send_loop, name="alerts-sender", daemon=True)
 
     # --- inputs -------------------------------------------------------------------------------
-    @property
-    def rejected(self) -> int:
-        return sum(self.dead.counts.values())
-
-    def _dead_letter(
-        self, topic: str, payload: bytes | bytearray, reason: str, error: str, error_class: str = ""
-    ) -> None:
-        self.dead.keep(topic, payload, reason, error, error_class)
-        self.pump.notify()
-
     def handle(self, msg: mqtt.MQTTMessage) -> None:
         """A decision, checked against its topic and the configuration, into the ledger; what
         fails a check is dead-lettered (the Subscriber acknowledges it after)."""
         try:
             d = wire.decode(msg.payload)
         except WireError as exc:
-            self._dead_letter(msg.topic, msg.payload, exc.reason, str(exc))
+            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
             return
         if not isinstance(d, AlertDecision):
-            self._dead_letter(
+            self.dead.keep(
                 msg.topic, msg.payload, "wrong_topic", f"a {type(d).__name__} on {msg.topic}"
             )
             return
         mismatch = self.registry.check(self.topics.parse(msg.topic), d)
         if mismatch is not None:
-            self._dead_letter(msg.topic, msg.payload, mismatch.reason, mismatch.error)
+            self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
         if self.escalator.on_decision(d):
             self._wake.set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from homevitals import wire
 from homevitals.clock import Clock
@@ -29,6 +30,11 @@ class DeadLetters:
         self.topics = topics
         self.clock = clock
         self.counts: Counter[str] = Counter()
+        self.on_kept: Callable[[], None] = lambda: None  # e.g. wake the outbox pump
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     def keep(
         self, topic: str, payload: bytes | bytearray, reason: str, error: str, error_class: str = ""
@@ -45,6 +51,7 @@ class DeadLetters:
         )
         self.outbox.put(self.topics.deadletter(self.stage, reason), wire.encode(reject))
         self.counts[reason] += 1
+        self.on_kept()
         logger.warning(
             "%s: message on %.200s dead-lettered (%s): %.500s", self.stage, topic, reason, error
         )

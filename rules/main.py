@@ -55,9 +55,10 @@ class RulesApp:
                 self.topics.all_heartbeats,
             ],
             self.handle,
-            self._dead_letter,
+            self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
+        self.dead.on_kept = self.pump.notify
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = self._on_publish
         self.scheduler = JobScheduler(
@@ -71,23 +72,13 @@ class RulesApp:
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, rc: Any, _p: Any = None) -> None:
         self.pump.on_publish(mid, rc)
 
-    @property
-    def rejected(self) -> int:
-        return sum(self.dead.counts.values())
-
-    def _dead_letter(
-        self, topic: str, payload: bytes | bytearray, reason: str, error: str, error_class: str = ""
-    ) -> None:
-        self.dead.keep(topic, payload, reason, error, error_class)
-        self.pump.notify()
-
     def handle(self, msg: mqtt.MQTTMessage) -> None:
         """Check a message (wire format, then origin: topic and configuration), then run the
         rules. What fails a check is dead-lettered; the Subscriber acknowledges it after."""
         try:
             decoded = wire.decode(msg.payload)
         except WireError as exc:
-            self._dead_letter(msg.topic, msg.payload, exc.reason, str(exc))
+            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
             return
         parsed = self.topics.parse(msg.topic)
         if isinstance(decoded, wire.Heartbeat):
@@ -99,7 +90,7 @@ class RulesApp:
                 "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}"
             )
         if mismatch is not None:
-            self._dead_letter(msg.topic, msg.payload, mismatch.reason, mismatch.error)
+            self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
         decisions: list[AlertDecision] = []
         if isinstance(decoded, Reading):
@@ -117,7 +108,7 @@ class RulesApp:
         try:
             at = wire.parse_time(hb.get("time"), "time")
         except WireError as exc:
-            self._dead_letter(msg.topic, msg.payload, exc.reason, str(exc))
+            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
             return []
         home = str(hb["home"])
         own = self.registry.home_devices(home)  # a home reports its own devices' batteries only
