@@ -183,6 +183,8 @@ def encode(msg: Message) -> bytes:
             "flags": list(msg.flags),
             "source_id": msg.source_id,
         }
+        if msg.trend is not None:  # optional: decoders older than issue 14 never see the key
+            body["trend"] = msg.trend
     elif isinstance(msg, Heartbeat):
         body = {"type": "heartbeat", **msg}
     elif isinstance(msg, Reject):
@@ -393,7 +395,17 @@ def _decode_alert(o: dict[str, Any]) -> AlertDecision:
         observed_at=None if observed is None else parse_time(observed, "observed_at"),
         flags=tuple(str(f) for f in _list(o, "flags")),
         source_id=str(o.get("source_id", "")),
+        trend=_opt_number(o, "trend"),
     )
+
+
+def _opt_number(o: dict[str, Any], key: str) -> float | None:
+    v = o.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise WireError("bad_value", f"field {key!r} must be a number or null, got {v!r}")
+    return float(v)
 
 
 def _decode_heartbeat(o: dict[str, Any]) -> Heartbeat:

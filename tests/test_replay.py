@@ -82,7 +82,7 @@ def test_sms_text_and_alert_lifecycle_of_the_night_low(tmp_path: Path) -> None:
     first = _jsonl(tmp_path / "notifications.jsonl")[0]
     assert first["role"] == "family_doctor" and first["severity"] == "high"
     assert str(first["text"]).startswith(
-        "homevitals HIGH: Ana Novak: glucose 3.3 mmol/L at 03:05 on 21 Nov 2026 (Europe/Ljubljana)."
+        "homevitals HIGH: Ana Novak: glucose 3.3 mmol/L at 03:05. Night-time low glucose"
     )
     (alert,) = _jsonl(tmp_path / "alerts.jsonl")
     # The doctor's scripted "ACK {code}" reply at 03:16 acknowledged it; it resolved at 07:05.
@@ -108,7 +108,7 @@ def test_faults_lose_nothing_and_keep_real_times(tmp_path: Path) -> None:
     assert any(",2026-11-20T15:10:00+01:00,home-novak,ana,button-1,event,call_button,press,"
                in r for r in rows), rows
     (sms,) = _jsonl(tmp_path / "notifications.jsonl")
-    assert "pressed the call button at 15:10 on 20 Nov 2026" in str(sms["text"])
+    assert "pressed the call button at 15:10. Call for help" in str(sms["text"])
     assert _local(sms["time"]).strftime("%H:%M") == "15:30"  # sent when the broker was back
 
 
