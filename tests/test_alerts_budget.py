@@ -84,7 +84,7 @@ class Service:
         with sqlite3.connect(self.tmp / "ledger.sqlite", timeout=10) as db:
             return db.execute(sql, args).fetchall()
 
-    def alert(self, minute: float, n: int, severity: str = "medium") -> str:
+    def alert(self, minute: float, n: int, severity: str = "medium", state: str = "firing") -> str:
         """At T0 + minute, a decision; waits until the service has sent or folded its SMS."""
         self.clock.set(T0 + timedelta(minutes=minute))
         t = self.clock.now()
@@ -98,7 +98,7 @@ class Service:
             )
         else:
             d = AlertDecision(
-                alert_id=aid, state="firing", home="home-novak", patient="ana",  # type: ignore[arg-type]
+                alert_id=aid, state=state, home="home-novak", patient="ana",  # type: ignore[arg-type]
                 rule="cgm-signal-lost-night", severity=severity,  # type: ignore[arg-type]
                 reason="No glucose reading for 30 minutes at night", time=t,
                 measurement="glucose", observed_at=t - timedelta(minutes=30),
@@ -106,8 +106,8 @@ class Service:
         mqtt_publish.single(Topics().alert("home-novak", "ana"), wire.encode(d), qos=1,
                             hostname="127.0.0.1", port=self.port)
         wait_until(f"alert {n} handled", lambda: self.ledger(
-            "SELECT state FROM notifications WHERE alert_id=? AND state NOT IN"
-            " ('pending','sending')", aid), 20)
+            "SELECT state FROM notifications WHERE alert_id=? AND kind=? AND state NOT IN"
+            " ('pending','sending')", aid, "firing" if state == "firing" else "resolved"), 20)
         return aid
 
     def settle_digest(self, minute: float) -> None:
@@ -209,3 +209,9 @@ def test_the_count_survives_a_restart_mid_hour(service: Service) -> None:
     service.settle_digest(61)
     assert [b[:48] for _, b in service.sms()[4:]] == [
         "homevitals DIGEST for Ana Novak: 2 SMS held back"]
+    # The doctor heard of alert 4 through the digest, so its all clear is theirs too (folded
+    # again: 5, 10, 15 and the digest at 61 fill the window).
+    service.alert(62, 4, state="resolved")
+    assert service.ledger(
+        "SELECT kind, state FROM notifications WHERE alert_id=? ORDER BY id", f"storm{4:027d}"
+    ) == [("firing", "digested"), ("resolved", "folded")]
