@@ -4,11 +4,12 @@ A doctor who gets a hundred SMS in a night stops reading them. So before the sen
 to the notifier it asks ``admit``: a critical alert's SMS always goes (and counts); any other
 goes while fewer than ``alerts.sms_per_hour`` SMS went to that person about that patient in the
 last 60 minutes, and is otherwise *folded*: not sent, kept in the audit trail (state ``folded``)
-with a one-line summary. As soon as the window allows, ``digests`` turns everything folded for
-that person and patient into one digest SMS (an ordinary outbox row, so it has the outbox's
-retry and crash guarantees), and the folded rows become ``digested``. The digest counts against
-the budget too, so nobody ever gets more than N SMS an hour about one patient that are not
-critical.
+with a one-line summary. ``digests`` turns everything folded for that person and patient into
+one digest SMS (an ordinary outbox row, so it has the outbox's retry and crash guarantees) as
+soon as the window allows and no digest went to them in the last 60 minutes; the folded rows
+become ``digested``. While a digest is waiting, every other SMS that is not critical joins it
+(the storm goes on): so a storm costs N SMS in its first hour and one digest an hour after that,
+not N an hour of trickling digests. The digest counts against the budget too.
 
 Folding does not stop an escalation: the chain moves on when nobody acknowledges, and the next
 person has a budget of their own.
@@ -42,7 +43,8 @@ logger = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sms_budget (
     notification_id INTEGER PRIMARY KEY,
-    recipient TEXT NOT NULL, patient TEXT NOT NULL, at TEXT NOT NULL
+    recipient TEXT NOT NULL, patient TEXT NOT NULL, at TEXT NOT NULL,
+    digest INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS sms_budget_window ON sms_budget(recipient, patient, at);
 CREATE TABLE IF NOT EXISTS sms_folded (
@@ -82,19 +84,29 @@ class AlarmBudget:
                 raise
             self._db.execute("COMMIT")
 
-    def _spent(self, recipient: str, patient: str, now: datetime) -> int:
+    def _spent(self, recipient: str, patient: str, now: datetime) -> tuple[int, int]:
+        """SMS (and of them digests) to this person about this patient in the last hour."""
         since = wire.format_time(now - _WINDOW)
         row = self._db.execute(
-            "SELECT COUNT(*) FROM sms_budget WHERE recipient=? AND patient=? AND at > ?",
+            "SELECT COUNT(*), coalesce(SUM(digest), 0) FROM sms_budget WHERE recipient=?"
+            " AND patient=? AND at > ?",
             (recipient, patient, since),
         ).fetchone()
-        return int(row[0])
+        return int(row[0]), int(row[1])
 
-    def _charge(self, n_id: int, recipient: str, patient: str, now: datetime) -> None:
+    def _folded_waiting(self, recipient: str, patient: str) -> bool:
+        return bool(self._db.execute(
+            "SELECT 1 FROM sms_folded WHERE digest_id IS NULL AND recipient=? AND patient=?",
+            (recipient, patient),
+        ).fetchone())
+
+    def _charge(
+        self, n_id: int, recipient: str, patient: str, now: datetime, digest: bool = False
+    ) -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO sms_budget(notification_id, recipient, patient, at)"
-            " VALUES (?,?,?,?)",
-            (n_id, recipient, patient, wire.format_time(now)),
+            "INSERT OR IGNORE INTO sms_budget(notification_id, recipient, patient, at, digest)"
+            " VALUES (?,?,?,?,?)",
+            (n_id, recipient, patient, wire.format_time(now), int(digest)),
         )
 
     def _log(self, alert_id: str, now: datetime, entry: str) -> None:
@@ -118,11 +130,11 @@ class AlarmBudget:
             if row is None:
                 return True  # not an alert of ours (a hand-made row): nothing to count it by
             patient, severity, decision, code = row
-            spent = self._spent(n.recipient, patient, now)
+            spent, _ = self._spent(n.recipient, patient, now)
             if (
                 severity == Severity.CRITICAL
                 or n.kind.startswith(_DIGEST)
-                or spent < self.per_hour
+                or (spent < self.per_hour and not self._folded_waiting(n.recipient, patient))
             ):
                 self._charge(n.id, n.recipient, patient, now)
                 db.execute("DELETE FROM sms_budget WHERE at < ?", (wire.format_time(now - _KEEP),))
@@ -161,18 +173,22 @@ class AlarmBudget:
             ).fetchall()
         return [(str(r), str(p)) for r, p in rows]
 
+    def _may_digest(self, recipient: str, patient: str, now: datetime) -> bool:
+        spent, digests = self._spent(recipient, patient, now)
+        return spent < self.per_hour and digests == 0
+
     def digest_due(self, now: datetime) -> bool:
-        """Is a digest waiting that the window would let go now?"""
+        """Is a digest waiting that may go now?"""
         with self._lock:
-            return any(self._spent(r, p, now) < self.per_hour for r, p in self._waiting())
+            return any(self._may_digest(r, p, now) for r, p in self._waiting())
 
     def digests(self, now: datetime) -> int:
         """Queue one digest SMS per person and patient with folded SMS, where the window allows
-        it; the number queued."""
+        it and no digest went to them in the last hour; the number queued."""
         made = 0
         for recipient, patient in self._waiting():
             with self._tx() as db:
-                if self._spent(recipient, patient, now) < self.per_hour:
+                if self._may_digest(recipient, patient, now):
                     made += self._digest(db, recipient, patient, now)
         return made
 
@@ -199,7 +215,7 @@ class AlarmBudget:
             return 0
         digest_id = cur.lastrowid
         assert digest_id is not None
-        self._charge(digest_id, recipient, patient, now)
+        self._charge(digest_id, recipient, patient, now, digest=True)
         ids = [f[0] for f in folded]
         marks = ",".join("?" * len(ids))
         db.execute(f"UPDATE sms_folded SET digest_id=? WHERE notification_id IN ({marks})",

@@ -136,3 +136,26 @@ def test_cli_replay_on_amqtt_matches_mosquitto_and_seed_changes_readings(tmp_pat
     assert (tmp_path / "m" / "readings.csv").read_text() != (tmp_path / "s" / "readings.csv"
                                                               ).read_text()
     assert ", seed 99" in c.stdout
+
+
+def test_an_sms_storm_is_capped_by_the_alarm_budget(tmp_path: Path) -> None:
+    """Issue 14: a flapping missing-data rule would send 18 SMS in three hours; the doctor gets
+    at most 4 in any 60 minutes, and every held-back SMS is listed in a digest."""
+    assert run_replay("sms-storm", tmp_path, stream=(tmp_path / "s.txt").open("w")) == 0
+    notes = _jsonl(tmp_path / "notifications.jsonl")
+    sent = [n for n in notes if n["state"] == "sent"]
+    held = [n for n in notes if n["state"] != "sent"]
+    assert [(str(n["kind"]).split("-")[0], _local(n["time"]).strftime("%H:%M")) for n in sent] == [
+        ("firing", "01:05"), ("resolved", "01:15"), ("firing", "01:25"), ("resolved", "01:35"),
+        ("digest", "02:05"), ("firing", "03:05"), ("digest", "03:05"), ("resolved", "03:15"),
+        ("firing", "03:25"), ("digest", "04:05"),
+    ]
+    times = [_local(n["time"]) for n in sent]
+    assert all(sum(t <= u < t + timedelta(hours=1) for u in times) <= 4 for t in times)
+    assert len(held) == 11 and {n["state"] for n in held} == {"digested"}
+    digests = [str(n["text"]) for n in sent if str(n["kind"]).startswith("digest-")]
+    assert [d.split(":", 1)[1].split(" (")[0] for d in digests] == [
+        " 2 SMS held back", " 6 SMS held back", " 3 SMS held back"]
+    summary = (tmp_path / "s.txt").read_text()
+    assert "10 SMS (11 more folded into digests)" in summary, summary
+    assert "MISSED" not in summary and "UNEXPECTED" not in summary, summary
