@@ -74,8 +74,8 @@ class AlertsApp:
         self.outbox = DurableQueue(self.acfg.outbox_path)
         self.dead = DeadLetters("alerts", self.outbox, self.topics, clock)
         self.subscriber = Subscriber(
-            cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle,
-            self.dead.keep,
+            cfg.mqtt_for("alerts"), self.acfg.client_id, list(self.topics.alerts_subscriptions),
+            self.handle, self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="alerts")
         self.dead.on_kept = self.pump.notify

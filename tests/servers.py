@@ -35,6 +35,8 @@ __all__ = [
 
 HOST = "127.0.0.1"
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
+# The broker configuration homevitals ships; every test broker starts from it.
+BROKER_CONF = Path(__file__).resolve().parent.parent / "configs" / "mosquitto" / "homevitals.conf"
 INFLUXD_BIN = "/usr/bin/influxd"
 
 
@@ -134,9 +136,13 @@ class _Process:
 
 
 class Mosquitto(_Process):
-    """Mosquitto 2.x on 127.0.0.1 with a persistent store (QoS 1 sessions survive a restart).
+    """Mosquitto 2.x on 127.0.0.1, started from configs/mosquitto/homevitals.conf: only the
+    listeners' ports, the files' paths and log_dest are replaced (``render_broker_conf``).
 
-    ``tls_files`` is (cafile, certfile, keyfile) for a second, TLS listener on ``tls_port``.
+    ``tls_files`` is (cafile, certfile, keyfile) for the file's second, TLS listener on
+    ``tls_port``; without it that listener is left out. Without ``password_file`` anonymous
+    clients are allowed (and no ACL applies). ``overrides`` replaces the value of a global
+    setting of the file (e.g. a tiny ``max_queued_messages`` to make the broker drop).
     """
 
     name = "mosquitto"
@@ -149,37 +155,76 @@ class Mosquitto(_Process):
         password_file: Path | None = None,
         acl_file: Path | None = None,
         tls_files: tuple[Path, Path, Path] | None = None,
-        extra_config: tuple[str, ...] = (),
+        overrides: dict[str, str] | None = None,
     ) -> None:
         super().__init__(workdir)
         self.binary = _require(MOSQUITTO_BIN, "mosquitto")
         self.port = port or free_port()
         self.tls_port = free_port() if tls_files else None
-        lines = [
-            f"listener {self.port} {HOST}",
-            f"allow_anonymous {'false' if password_file else 'true'}",
-            "persistence true",
-            f"persistence_location {self.workdir}/",
-            # MEASUREMENTS.md pitfalls: the default 1000 drops QoS 1 messages under backlog.
-            "max_queued_messages 200000",
-            "max_inflight_messages 100",
-            "set_tcp_nodelay true",  # small packets (alerts) are not held back by Nagle
-            "log_dest stderr",
-            *(["user root"] if os.geteuid() == 0 else []),  # else 2.x drops to user mosquitto
-            *([f"password_file {password_file}"] if password_file else []),
-            *([f"acl_file {acl_file}"] if acl_file else []),
-            *extra_config,
-        ]
-        if tls_files:  # listener-specific options follow their listener line
-            ca, cert, key = tls_files
-            lines += [f"listener {self.tls_port} {HOST}", f"cafile {ca}"]
-            lines += [f"certfile {cert}", f"keyfile {key}"]
         self.conf_path = self.workdir / "mosquitto.conf"
-        self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        text = render_broker_conf(
+            BROKER_CONF.read_text(encoding="utf-8"),
+            port=self.port,
+            tls_port=self.tls_port,
+            persistence_location=f"{self.workdir}/",
+            password_file=password_file,
+            acl_file=acl_file,
+            tls_files=tls_files,
+            overrides=overrides or {},
+        )
+        self.conf_path.write_text(text, encoding="utf-8")
 
     def start(self) -> None:
         self._spawn([self.binary, "-c", str(self.conf_path)])
         self._wait_ready(lambda: _accepts(self.port))
+
+
+def render_broker_conf(
+    text: str,
+    *,
+    port: int,
+    tls_port: int | None,
+    persistence_location: str,
+    password_file: Path | None,
+    acl_file: Path | None,
+    tls_files: tuple[Path, Path, Path] | None,
+    overrides: dict[str, str],
+) -> str:
+    """The shipped broker configuration with the test's ports and paths. Every other line is
+    kept as it is; a setting named in ``overrides`` must be in the file."""
+    ca, cert, key = tls_files or (None, None, None)
+    replaced: dict[str, object] = {
+        "persistence_location": persistence_location,
+        "allow_anonymous": "false" if password_file else "true",
+        "password_file": password_file,
+        "acl_file": acl_file if password_file else None,
+        "cafile": ca,
+        "certfile": cert,
+        "keyfile": key,
+        "log_dest": "stderr",
+        **overrides,
+    }
+    missing = set(overrides) - {ln.split(" ", 1)[0] for ln in text.splitlines()}
+    if missing:
+        raise ServerError(f"{BROKER_CONF} has no setting {', '.join(sorted(missing))}")
+    out = ["user root"] if os.geteuid() == 0 else []  # else Mosquitto 2.x drops to mosquitto
+    listeners = 0
+    for line in text.splitlines():
+        key = line.split(" ", 1)[0]
+        if key == "listener":
+            listeners += 1
+            if listeners > 2 or (listeners == 2 and tls_port is None):
+                break  # the TLS listener and its settings are last in the file
+            line = f"listener {port if listeners == 1 else tls_port} {HOST}"
+        elif key in replaced and not line.startswith("#"):
+            value = replaced[key]
+            if value is None:
+                continue
+            line = f"{key} {value}"
+        out.append(line)
+    if listeners == 0:
+        raise ServerError(f"{BROKER_CONF} has no listener")
+    return "\n".join(out) + "\n"
 
 
 def make_password_file(path: Path, users: dict[str, str]) -> Path:
