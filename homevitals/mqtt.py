@@ -119,10 +119,12 @@ class BufferedClient(mqtt.Client):
         self.backoff = Backoff(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
         self.uses_tls = False  # set by make_client; named in the log of a failed attempt
         self._next_delay: float | None = None
+        self._waited = False  # waited since the last attempt
 
     def reconnect(self) -> MQTTErrorCode:
         """paho's reconnect (which its loop thread calls for every attempt), logging where it
         tried and why it failed instead of paho's "Client is not connected. Socket: None"."""
+        self._waited = False
         try:
             return super().reconnect()
         except OSError as exc:
@@ -142,7 +144,12 @@ class BufferedClient(mqtt.Client):
 
     def _reconnect_wait(self) -> None:
         """paho's wait before a reconnect, the delay drawn by ``backoff`` (paho's own doubles
-        the delay without jitter: a fleet cut off together would come back in lock-step)."""
+        the delay without jitter: a fleet cut off together would come back in lock-step).
+        paho's loop waits twice after a failed first attempt (``loop_forever``'s first-connection
+        loop, then its reconnect loop); one wait per attempt is kept, as logged."""
+        if self._waited:
+            return
+        self._waited = True
         delay, self._next_delay = self._next_delay, None
         if delay is None:
             delay = self._jittered_delay()
