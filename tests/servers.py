@@ -142,7 +142,8 @@ class Mosquitto(_Process):
     ``tls_files`` is (cafile, certfile, keyfile) for the file's second, TLS listener on
     ``tls_port``; without it that listener is left out. Without ``password_file`` anonymous
     clients are allowed (and no ACL applies). ``overrides`` replaces the value of a global
-    setting of the file (e.g. a tiny ``max_queued_messages`` to make the broker drop).
+    setting of the file (e.g. a tiny ``max_queued_messages`` to make the broker drop);
+    ``extra_config`` lines are appended (settings the file does not have).
     """
 
     name = "mosquitto"
@@ -156,6 +157,7 @@ class Mosquitto(_Process):
         acl_file: Path | None = None,
         tls_files: tuple[Path, Path, Path] | None = None,
         overrides: dict[str, str] | None = None,
+        extra_config: tuple[str, ...] = (),
     ) -> None:
         super().__init__(workdir)
         self.binary = _require(MOSQUITTO_BIN, "mosquitto")
@@ -172,7 +174,8 @@ class Mosquitto(_Process):
             tls_files=tls_files,
             overrides=overrides or {},
         )
-        self.conf_path.write_text(text, encoding="utf-8")
+        extra = "".join(f"{line}\n" for line in extra_config)  # appended: global settings only
+        self.conf_path.write_text(text + extra, encoding="utf-8")
 
     def start(self) -> None:
         self._spawn([self.binary, "-c", str(self.conf_path)])
