@@ -172,3 +172,27 @@ def test_household_with_every_daemon_under_its_own_acl_user(
 def _get(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         return str(resp.read().decode())
+
+
+def test_a_daemon_without_its_own_user_falls_back_to_the_shared_one() -> None:
+    site = load_config(SAMPLE).model_dump(mode="json", exclude_none=True)
+    site["mqtt"].update(username="homevitals-server", password_env="MQTT_PW")
+    for daemon in ("rules", "alerts"):
+        del site[daemon]["mqtt"]
+    site["gateway"]["home_assistant"] = {"enabled": True, "discovery_prefix": "ha"}
+    cfg = Config.model_validate(site)
+    assert cfg.mqtt_for("ingest").username == "homevitals-ingest"
+    assert cfg.mqtt_for("ingest").password_file == "/etc/homevitals/mqtt-password-ingest"
+    assert cfg.mqtt_for("ingest").password_env is None  # the daemon's own secret, not the shared
+    assert cfg.mqtt_for("rules").username == "homevitals-server"
+    assert cfg.mqtt_for("rules").host == cfg.mqtt_for("ingest").host == "mqtt.health-centre.example"
+    users = _acl_users(mosquitto_acl(cfg))
+    assert set(users) == {"gw-home-novak", "homevitals-ingest", "homevitals-server"}
+    # The shared user holds the rights of both daemons that log in with it, and no more.
+    assert users["homevitals-server"] == {
+        "read homevitals/v1/home/+/reading/+", "read homevitals/v1/home/+/event/+",
+        "read homevitals/v1/home/+/status", "read homevitals/v1/home/+/heartbeat",
+        "write homevitals/v1/alert/+/+", "write homevitals/v1/deadletter/rules/+",
+        "read homevitals/v1/alert/+/+", "write homevitals/v1/deadletter/alerts/+",
+    }
+    assert "write ha/sensor/homevitals_home-novak/+/config" in users["gw-home-novak"]
