@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from broker_conf import BROKER_CONF
 from daemons import Daemon, wait_until, write_config
 from paho.mqtt.enums import CallbackAPIVersion
-from servers import BROKER_CONF, free_port
+from servers import free_port
 from test_ingest_resilience import SPAN, _publish, _reading
 
 from homevitals.ingest.influx_v1 import InfluxV1Store
