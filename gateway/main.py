@@ -11,7 +11,7 @@ from pathlib import Path
 from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import Config
-from homevitals.errors import ConfigError
+from homevitals.errors import ConfigError, HomevitalsError
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio
 from homevitals.gateway.gpio_button import GpioButtons
@@ -184,6 +184,7 @@ class GatewayApp:
                 transport = tg.create_task(
                     self.transport.run(self.home.devices, self.deliver), name="transport"
                 )
+                transport.add_done_callback(_log_radio_death)
                 gpio = tg.create_task(self.gpio.run(self.home.devices, self.deliver), name="gpio")
                 beats = tg.create_task(self._heartbeats(), name="heartbeat")
                 stopper = tg.create_task(stop.wait(), name="stop")
@@ -201,6 +202,17 @@ class GatewayApp:
                 len(self.queue),
             )
             self.queue.close()
+
+
+def _log_radio_death(task: asyncio.Task[None]) -> None:
+    """Say at once why the radio stopped: the queue drain that follows can take a while."""
+    if task.cancelled() or task.exception() is None:
+        return
+    exc = task.exception()
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # the radio's own task group around one failed task
+    logger.error("the radio stopped, the gateway is shutting down: %s", exc,
+                 exc_info=None if isinstance(exc, HomevitalsError) else exc)
 
 
 def run_gateway(cfg: Config, transport: BleTransport | Radio, clock: Clock) -> None:
