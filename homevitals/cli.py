@@ -402,14 +402,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(level, args.log_format)
     try:
         return int(args.func(args))
-    except ModuleNotFoundError as exc:
+    except ImportError as exc:  # ModuleNotFoundError, or a library's own ImportError about it
         return _missing_extra(args.command, exc)
     except BaseExceptionGroup as group:  # a daemon's task group: show what failed, not a trace
         matched, _ = group.split(HomevitalsError)
         if matched is None:
             raise
-        for problem in _leaves(matched):
-            print(f"error: {problem}", file=sys.stderr)
+        for leaf in _leaves(matched):
+            print(f"error: {leaf}", file=sys.stderr)
         return 1
     except ConfigError as exc:
         for problem in exc.problems:
@@ -427,9 +427,18 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-def _missing_extra(command: str, exc: ModuleNotFoundError) -> int:
+def _missing_module(exc: BaseException | None) -> str | None:
+    """The missing top-level module behind ``exc`` (APScheduler wraps SQLAlchemy's)."""
+    while exc is not None:
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            return exc.name.split(".")[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _missing_extra(command: str, exc: ImportError) -> int:
     """``pip install homevitals`` without the extra a command needs: say which one."""
-    module = (exc.name or "").split(".")[0]
+    module = _missing_module(exc) or ""
     extra = _EXTRA_OF_MODULE.get(module)
     if extra is None:
         raise exc

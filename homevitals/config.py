@@ -763,14 +763,19 @@ def _place(source: str, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int])
     return f"{source}:{line}: {key}" if line else f"{source}: {key}"
 
 
-def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> list[str]:
-    cross = (err.get("ctx") or {}).get("error")
-    if isinstance(cross, CrossCheckError):
-        return [f"{_place(source, loc, lines)}: {msg}" for loc, msg in cross.problems]
+def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    return [f"{_place(source, _rule_loc(tuple(err['loc'])), lines)}: {msg}"]
+    return f"{_place(source, _rule_loc(tuple(err['loc'])), lines)}: {msg}"
+
+
+def _describe_all(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """One line per problem; a cross-section check's problems each at the key they name."""
+    cross = (err.get("ctx") or {}).get("error")
+    if isinstance(cross, CrossCheckError):
+        return [f"{_place(source, loc, lines)}: {msg}" for loc, msg in cross.problems]
+    return [_describe(source, err, lines)]
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
@@ -792,7 +797,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([p for e in exc.errors() for p in _describe(source, e, lines)]) from exc
+        raise ConfigError([p for e in exc.errors() for p in _describe_all(source, e, lines)]
+                          ) from exc
 
 
 def load_config(path: str | Path) -> Config:
