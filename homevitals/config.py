@@ -111,6 +111,9 @@ class StoreConfig(_Model):
     url: str = "http://127.0.0.1:8086"
     database: str = "homevitals"
     retention_policy: str | None = None
+    create_database: bool = Field(
+        False, description="influx_v1: create the database when a write finds it missing"
+                           " (needs an admin user when InfluxDB has authentication on)")
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None

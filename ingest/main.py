@@ -37,6 +37,7 @@ def build_store(cfg: StoreConfig) -> Store:
             read_secret(cfg.password_env, cfg.password_file, "store.password"),
             timeout=cfg.timeout_seconds,
             verify_tls=verify,
+            create_missing=cfg.create_database,
         )
     from homevitals.ingest.influx_v2 import InfluxV2Store
 

@@ -27,6 +27,7 @@ from homevitals.config import Config
 from homevitals.errors import WireError
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
+from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import connect_async, make_client, reason_failed
 from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.topics import ParsedTopic, Topics
@@ -98,6 +99,7 @@ class IngestService:
         self.written = 0
         self.write_latency = LatencyHistogram()
         self.retries = 0
+        self.trouble = WriteTrouble()
         self._generation = 0
         self._stop = threading.Event()
         self.client = make_client(
@@ -313,9 +315,7 @@ class IngestService:
                 # The database is down, slow, or misconfigured (auth, no database): the operator
                 # can fix that, so keep the messages unacknowledged and try again, never drop.
                 self.retries += 1
-                logger.error(
-                    "write of %d points failed (%s); retrying in %.1f s", len(batch), exc, delay
-                )
+                self.trouble.failed(len(batch), exc, delay)
                 if (
                     self._stop.wait(delay * random.uniform(0.8, 1.2))
                     and not self.connected.is_set()
@@ -324,6 +324,7 @@ class IngestService:
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue
             self.written += len(batch)
+            self.trouble.succeeded(len(batch))
             self._ack(batch)
             return
 
