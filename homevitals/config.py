@@ -178,6 +178,8 @@ class DeviceConfig(_Model):
     id: str
     kind: DeviceKind
     patient: str
+    name: str | None = Field(None, min_length=1, max_length=100,
+                             description="what people call it, e.g. Ana's blood-pressure monitor")
     address: str | None = Field(None, description="BLE address (bleak transport)")
     quirks: list[Quirk] = Field([], description="named vendor deviations (docs/gateway.md)")
     gpio_pin: int | None = Field(None, ge=0, le=53, description="BCM pin of a gpio_button")
