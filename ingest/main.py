@@ -14,7 +14,7 @@ from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Store
 from homevitals.metrics import Metric, counter, gauge, start_health
 
-__all__ = ["build_store", "run_ingest"]
+__all__ = ["REJECT_REASONS", "build_store", "run_ingest"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +55,21 @@ def build_store(cfg: StoreConfig) -> Store:
     )
 
 
+# Every reason ingest dead-letters a message for (docs/wire-format.md), so that each series
+# exists at 0 from the start and the first rejection shows in increase().
+REJECT_REASONS = (
+    "bad_json", "bad_version", "bad_type", "missing_field", "bad_field", "bad_value", "bad_unit",
+    "bad_time", "bad_measurement", "too_large", "wrong_topic", "topic_mismatch", "store_rejected",
+)
+
+
 def _metrics(s: IngestService) -> list[Metric]:
     return [
         counter("homevitals_ingest_received_total", "MQTT messages received", s.counts["received"]),
         counter("homevitals_ingest_written_total", "items written to the store", s.written),
         counter(
-            "homevitals_ingest_rejected_total", "messages rejected, by reason", s.rejects, "reason"
+            "homevitals_ingest_rejected_total", "messages rejected, by reason",
+            {**dict.fromkeys(REJECT_REASONS, 0), **s.rejects}, "reason"
         ),
         counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
         gauge(
