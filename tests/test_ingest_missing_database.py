@@ -3,17 +3,20 @@ run (or ingest creates it when allowed), and reads when writes recover. Nothing 
 
 from __future__ import annotations
 
+import logging
 import secrets
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from daemons import Daemon, wait_until
 from test_ingest_resilience import SPAN, _config, _publish, _reading
 
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.influx_v1 import InfluxV1Store
+from homevitals.ingest.write_log import WriteTrouble
 
 
 def _rows(influx: Any, db: str) -> int:
@@ -71,3 +74,24 @@ def test_missing_database_is_created_when_the_config_allows(
         assert ingest.terminate() == 0
     finally:
         ingest.kill()
+
+
+def test_a_lasting_write_failure_is_logged_once_then_every_ten_minutes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    trouble = WriteTrouble(clock=lambda: now[0])
+    down = StoreError("InfluxDB at http://db:8086/write: no answer: refused", retryable=True)
+    caplog.set_level(logging.INFO, logger="homevitals.ingest.write_log")
+    for _ in range(100):  # 100 attempts over 15 minutes
+        trouble.failed(500, down, 9.0)
+        now[0] += 9.0
+    trouble.succeeded(500)
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "write of 500 points failed; retrying in 9.0 s, then with growing delays"
+                  " (logged again if the problem changes, else every 10 min): InfluxDB at"
+                  " http://db:8086/write: no answer: refused"),
+        ("ERROR", "writes still failing after 68 attempts in 603 s: InfluxDB at"
+                  " http://db:8086/write: no answer: refused"),
+        ("WARNING", "writes recovered: 500 points written after 100 failed attempts in 900 s"),
+    ]
