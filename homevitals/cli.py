@@ -122,10 +122,12 @@ def _check_addresses(home: HomeConfig) -> None:
     """The radio finds a device by its BLE address: one without it would be silently idle."""
     lacking = [d.id for d in home.devices if d.address is None and d.kind != DeviceKind.GPIO_BUTTON]
     if lacking:
+        many = len(lacking) > 1
         raise ConfigError([
-            f"home {home.id}: device{'s' if len(lacking) > 1 else ''} {', '.join(lacking)}"
-            " ha" + ("ve" if len(lacking) > 1 else "s") + " no address: the gateway finds a"
-            " device by its BLE address (`homevitals scan` lists them); add address: to each"])
+            f"home {home.id}: device{'s' if many else ''} {', '.join(lacking)}"
+            f" ha{'ve' if many else 's'} no address: the gateway finds a device by its BLE"
+            f" address; add address: \"AA:BB:CC:DD:EE:FF\" to {'each' if many else 'it'}"
+            " (`homevitals scan` lists the addresses nearby)"])
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:

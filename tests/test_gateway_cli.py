@@ -166,7 +166,8 @@ def test_gateway_refuses_devices_without_an_address(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == (
         "error: home home-novak: devices bp-1, meter-1 have no address: the gateway finds a"
-        " device by its BLE address (`homevitals scan` lists them); add address: to each\n")
+        ' device by its BLE address; add address: "AA:BB:CC:DD:EE:FF" to each (`homevitals'
+        ' scan` lists the addresses nearby)\n')
 
 
 def test_gateway_radio_death_is_logged_at_once(tmp_path: Path, mosquitto: object) -> None:
