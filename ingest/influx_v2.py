@@ -25,7 +25,7 @@ from homevitals.ingest.influx_v1 import public_url, server_error_text
 from homevitals.ingest.points import time_ns, to_lines
 from homevitals.ingest.store import Row, Storable
 
-__all__ = ["InfluxV2Store", "flux_string"]
+__all__ = ["InfluxV2Store", "create_bucket_command", "flux_string"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,18 @@ class InfluxV2Store:
         if not items:
             return
         body = to_lines(items)
-        self._call(
-            "/api/v2/write",
-            lambda: self._write_api.write(
-                bucket=self.bucket, org=self.org, record=body, write_precision=_NS
-            ),
-        )
+        try:
+            self._call(
+                "/api/v2/write",
+                lambda: self._write_api.write(
+                    bucket=self.bucket, org=self.org, record=body, write_precision=_NS
+                ),
+            )
+        except StoreError as exc:
+            if exc.status != 404:
+                raise
+            raise StoreError(f"{exc}. {create_bucket_command(self.url, self.org, self.bucket)}",
+                             retryable=False, status=404) from exc
 
     def query_readings(
         self, measurement: str, patient: str | None, start: datetime, end: datetime
@@ -110,6 +116,18 @@ class InfluxV2Store:
             raise _api_error(target, exc) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise StoreError(f"InfluxDB at {target}: no answer: {exc}", retryable=True) from exc
+
+
+def create_bucket_command(url: str, org: str, bucket: str) -> str:
+    """What creates the missing bucket: the influx CLI on 2.x; on 1.8's compatibility API a
+    bucket "db/rp" is a 1.x database, created over its HTTP API."""
+    if "/" in bucket:
+        database = bucket.split("/")[0]
+        return ("Create the database: curl -XPOST"
+                f" '{url}/query' --data-urlencode 'q=CREATE DATABASE \"{database}\"'")
+    return (f"Create the bucket: influx bucket create --name {bucket} --org {org}"
+            f" --host {url} (or POST {url}/api/v2/buckets"
+            f' with {{"orgID": "<org id>", "name": "{bucket}"}})')
 
 
 def _api_error(target: str, exc: ApiException) -> StoreError:

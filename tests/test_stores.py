@@ -213,6 +213,8 @@ def test_v2_missing_database_and_server_down(
     with pytest.raises(StoreError) as err:
         InfluxV2Store(proxy.url, "", "-", "no_such_db/autogen").write([glucose()])
     assert err.value.retryable is False and "database not found" in str(err.value)
+    assert str(err.value).endswith(f"Create the database: curl -XPOST '{proxy.url}/query'"
+                                   """ --data-urlencode 'q=CREATE DATABASE "no_such_db"'""")
     server.stop()
     with pytest.raises(StoreError) as err:
         InfluxV2Store(proxy.url, "", "-", "vitals").write([glucose()])
