@@ -213,7 +213,8 @@ class ScenarioHome(HomeConfig):
 class Fault(_Model):
     """Something that goes wrong: see docs/scenarios.md "Faults"."""
 
-    kind: Literal["link_drop", "corrupt", "gateway_offline", "broker_down"]
+    kind: Literal["link_drop", "corrupt", "gateway_offline", "broker_down", "gateway_crash",
+                  "duplicate_delivery"]
     at: At
     for_: Duration | None = Field(None, alias="for")
     home: str | None = None
@@ -224,7 +225,8 @@ class Fault(_Model):
 
     @model_validator(mode="after")
     def _needs(self) -> Fault:
-        if self.kind in ("link_drop", "gateway_offline", "broker_down") and self.for_ is None:
+        needs_for = ("link_drop", "gateway_offline", "broker_down", "duplicate_delivery")
+        if self.kind in needs_for and self.for_ is None:
             raise ValueError(f"a {self.kind} fault needs 'for' (how long, e.g. 1h)")
         if self.kind in ("link_drop", "corrupt") and self.device is None:
             raise ValueError(f"a {self.kind} fault needs 'device'")

@@ -365,9 +365,33 @@ def _faults(s: LoadedScenario, tl: Timeline, problems: list[str]) -> None:
                           f.count)
             continue
         at = s.resolve(f.at, zone)
+        if f.kind == "gateway_crash":
+            for home in [f.home] if f.home else list(homes):
+                tl.outages.append(_crash(tl, home, at, f.for_ or timedelta(0)))
+            continue
         assert f.for_ is not None  # the model requires it for outages
         tl.outages.append(Outage(f.kind, f.home, at, at + f.for_))
     tl.outages.sort(key=lambda o: o.start)
+
+
+def _crash(tl: Timeline, home: str, at: datetime, down: timedelta) -> Outage:
+    """The gateway is killed right after it has queued the first value that reaches it at or
+    after ``at`` (so the crash leaves something on disk to replay), and restarted ``down``
+    later. Meanwhile the devices keep their records and the new gateway receives them at once;
+    a button's advertisements go unheard."""
+    crash = min((tv.value.at for tv in tl.values if tv.home == home and tv.value.at >= at),
+                default=at)
+    back = crash + down
+    out: list[TimedValue] = []
+    for tv in tl.values:
+        v = tv.value
+        if tv.home != home or not crash < v.at < back:
+            out.append(tv)
+        elif v.characteristic != "bthome":
+            out.append(TimedValue(home, ScheduledValue(back, v.device, v.characteristic,
+                                                       v.data, "backfill")))
+    tl.values[:] = out
+    return Outage("gateway_crash", home, crash, back)
 
 
 def _device_fault(tl: Timeline, home: str, device: str, kind: str, at: datetime,
