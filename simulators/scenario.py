@@ -3,8 +3,9 @@
 A scenario is YAML (``docs/scenarios.md``). Its ``homes``, ``rules`` and ``alerts`` sections are
 exactly the configuration's sections (``homevitals.config``), with three additions per patient:
 a generator ``profile``, explicit ``readings`` and call-button ``presses``. Around them: the
-start, duration and seed, ``faults`` (link drops, corrupted values, a gateway offline, the broker
-down), scripted care-team ``replies`` and optional ``expect``-ations.
+start, duration and seed, ``faults`` (link drops, corrupted values, a gateway offline or
+killed, the broker down or delivering twice), scripted care-team ``replies`` and optional
+``expect``-ations. Times resolve to UTC instants (``LoadedScenario.resolve``).
 
 Loading follows ``homevitals.config.parse_config``: ``yaml.safe_load`` (nothing in the file is ever
 constructed as code), pydantic models with ``extra="forbid"``, and every error names the file, the

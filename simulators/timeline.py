@@ -5,7 +5,8 @@ real device would send (``ble_values``, ``ble_values_ext``), delivered when the 
 deliver them: a glucose meter's record a minute after the finger-stick, a blood-pressure record
 40 s after the cuff deflates, a BTHome button's advertisement three times 300 ms apart, a CGM's
 session start time first and then one record every 5 minutes. Link drops and corrupted values
-are applied here; outages (gateway offline, broker down) are carried out by the replay driver.
+are applied here; outages (gateway offline or crashed, broker down or duplicating) are carried
+out by the replay driver.
 
 Every instant is UTC and every addition of a ``timedelta`` is done on UTC datetimes; local time
 only for what a device shows on its own clock (the naive time stamps it sends).
@@ -67,7 +68,7 @@ class TimedValue:
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    kind: str  # "gateway_offline" | "broker_down"
+    kind: str  # "gateway_offline" | "broker_down" | "gateway_crash" | "duplicate_delivery"
     home: str | None
     start: datetime
     end: datetime
