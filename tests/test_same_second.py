@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -207,3 +208,71 @@ def test_cuff_sitting_through_the_pipeline_keeps_three_rows(
         ingest.kill()
         watch.close()
         store.close()
+
+
+# --- InfluxDB 2.x reads (Flux) ------------------------------------------------------------------
+
+
+class _FluxFront:
+    """Answers influxdb-client's Flux query with the points stored in the real influxd, as an
+    InfluxDB 2.x server would after ``pivot``: annotated CSV, times to the nanosecond. No Flux
+    server runs here (influxd 1.6.7 has none); the client's parsing is the real one."""
+
+    def __init__(self, influxd: Influxd, db: str) -> None:
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = front.csv().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/csv; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.influxd, self.db = influxd, db
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def csv(self) -> str:
+        body: Any = self.influxd.query('SELECT * FROM "blood_pressure"', db=self.db)
+        (series,) = body["results"][0]["series"]
+        cols = series["columns"][1:]
+        lines = [
+            "#datatype,string,long,dateTime:RFC3339Nano,string,"
+            + ",".join("double" if c in ("systolic", "diastolic", "mean_arterial", "pulse")
+                       else "string" for c in cols),
+            "#group,false,false,false,true," + ",".join("false" for _ in cols),
+            "#default,_result,,,,," + ",".join("" for _ in cols[1:]),
+            ",result,table,_time,_measurement," + ",".join(cols),
+        ]
+        for values in series["values"]:
+            second, ns = divmod(values[0], 10**9)
+            stamp = f"{datetime.fromtimestamp(second, UTC):%Y-%m-%dT%H:%M:%S}.{ns:09d}Z"
+            cells = ["" if v is None else str(v) for v in values[1:]]
+            lines.append(f",,0,{stamp},blood_pressure," + ",".join(cells))
+        return "\r\n".join(lines) + "\r\n\r\n"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_v2_reads_give_each_reading_its_own_time(influxd: Influxd, influx_db: str) -> None:
+    InfluxV1Store(influxd.url, influx_db).write(ITEMS[:3])
+    front = _FluxFront(influxd, influx_db)
+    store = InfluxV2Store(front.url, token="t", org="o", bucket="b")
+    try:
+        got = store.query_readings("blood_pressure", "p1", *WINDOW)
+    finally:
+        store.close()
+        front.close()
+    # influxdb-client's datetimes drop the stored time's last three digits; the offset comes
+    # out exactly anyway.
+    assert sorted((r["reading_id"], r["time"], r["time_ns"]) for r in got) == [
+        (rid, T, int(T.timestamp()) * 10**9) for rid in ("bp-a", "bp-b", "bp-c")]
