@@ -27,7 +27,7 @@ every reading      (as above)                       string ``reading_id``, ``raw
 [2] ``Event.time``, the real press time, shifted within its second by the event id.
 [3] When the stage rejected it, shifted within its second by the payload and error.
 [4] When the reading (or press) that fired or resolved the alert was taken, shifted within its
-    second by the alert id.
+    second by the alert id and state.
 
 Identity and time: InfluxDB keys a point by series (measurement + tags) and time, and a second
 point with the same key overwrites the first. Devices stamp readings to the second (a cuff's three
@@ -138,12 +138,14 @@ def item_time_ns(stored_ns: int, identity: str) -> int:
 
 
 def _identity(measurement: str, fields: Mapping[str, object]) -> str | None:
-    """The id a point's time offset is taken from, found in the point's own fields, so that the
-    writer and every reader derive the same one. None for a point without one (foreign)."""
+    """The id a point's time offset is taken from, found in the point's own tags and fields, so
+    that the writer and every reader derive the same one. None for a point without one."""
     if measurement == EVENT_MEASUREMENT:
         key = fields.get("event_id")
     elif measurement == ALERT_MEASUREMENT:
-        key = fields.get("alert_id")
+        # An alert's firing and resolved points are two series in InfluxDB (the state tag) but
+        # one key in the SQLite store: their offsets differ so that neither hides the other.
+        key = f"{fields.get('alert_id', '')}\x1f{fields.get('state', '')}"
     elif measurement == REJECT_MEASUREMENT:
         return f"{fields.get('payload_hex', '')}\x1f{fields.get('error', '')}"
     else:
@@ -232,7 +234,7 @@ def _reject_point(r: Reject) -> StoredPoint:
 
 def _point(measurement: str, tags: dict[str, str], fields: dict[str, float | str],
            t_ns: int) -> StoredPoint:
-    identity = _identity(measurement, fields)
+    identity = _identity(measurement, {**tags, **fields})
     assert identity is not None  # every point we build carries its id
     return StoredPoint(measurement, tags, fields, point_time_ns(t_ns, identity))
 

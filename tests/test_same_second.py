@@ -61,8 +61,8 @@ def _press(eid: str) -> Event:
                  kind=EventKind.CALL_BUTTON, time=T, received_at=T, raw="01", detail="press")
 
 
-def _alert(aid: str) -> AlertDecision:
-    return AlertDecision(aid, AlertState.FIRING, "h1", "p1", "bp-high", Severity.HIGH,
+def _alert(aid: str, state: AlertState = AlertState.FIRING) -> AlertDecision:
+    return AlertDecision(aid, state, "h1", "p1", "bp-high", Severity.HIGH,
                          "high blood pressure", T, "blood_pressure", "systolic", 182.0,
                          "mmHg", observed_at=T)
 
@@ -72,11 +72,12 @@ def _reject(payload_hex: str) -> Reject:
                    "topic": "t", "payload_hex": payload_hex, "time": "2026-11-20T07:00:05Z"})
 
 
-# Three readings of one sitting, two presses, two alerts and two dead letters, each group in
-# one second and one series.
+# Three readings of one sitting, two presses, two alerts (one also resolved) and two dead letters,
+# each group in one second.
 ITEMS: list[Storable] = [
     _bp("bp-a", 141), _bp("bp-b", 137), _bp("bp-c", 135), _press("e-a"), _press("e-b"),
-    _alert("al-a"), _alert("al-b"), _reject("7b"), _reject("7b7b"),
+    _alert("al-a"), _alert("al-b"), _alert("al-a", AlertState.RESOLVED), _reject("7b"),
+    _reject("7b7b"),
 ]
 
 
@@ -120,7 +121,8 @@ def test_items_of_one_second_keep_their_rows_and_redeliveries_do_not_add(store: 
     assert sorted(r["reading_id"] for r in got["blood_pressure"]) == ["bp-a", "bp-b", "bp-c"]
     assert sorted(r["systolic"] for r in got["blood_pressure"]) == [135.0, 137.0, 141.0]
     assert sorted(r["event_id"] for r in got["event"]) == ["e-a", "e-b"]
-    assert sorted(r["alert_id"] for r in got["alert"]) == ["al-a", "al-b"]
+    assert sorted((r["alert_id"], r["state"]) for r in got["alert"]) == [
+        ("al-a", "firing"), ("al-a", "resolved"), ("al-b", "firing")]
     assert sorted(r["payload_hex"] for r in got["rejected"]) == ["7b", "7b7b"]
     # Read back at the items' own time stamp, not the shifted point time.
     assert {r["time"] for rows in got.values() for r in rows} == {T}
