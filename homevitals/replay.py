@@ -42,7 +42,7 @@ from homevitals.errors import HomevitalsError
 from homevitals.gateway.main import GatewayApp
 from homevitals.ingest.main import build_store
 from homevitals.ingest.service import IngestService
-from homevitals.replay_faults import Duplicator
+from homevitals.replay_faults import Duplication
 from homevitals.replay_output import Collected, collect, write_outputs
 from homevitals.rules.main import RulesApp
 from homevitals.simulators.scenario import LoadedScenario, load_scenario
@@ -258,9 +258,7 @@ class Replay:
         self.replies: list[tuple[ScriptedReply, str | None]] = []
         self.delivered = 0
         self.crashed: dict[str, bool] = {}  # home -> its last will is due when it is killed
-        self.duplicating: Counter[str] = Counter()
-        self.duplicators: dict[str, Duplicator] = {}
-        self.duplicated: Counter[str] = Counter()  # copies delivered, by topic kind
+        self.duplication = Duplication()
 
     def run(self) -> Collected:
         with EmbeddedBroker(self.broker_kind) as b:
@@ -270,8 +268,7 @@ class Replay:
             self.pipeline.start()
             try:
                 asyncio.run(self._drive())
-                for home in list(self.duplicators):
-                    self._close_duplicator(home)
+                self.duplication.close()
                 return collect(
                     self.pipeline.store,
                     self.pipeline.alerts.ledger,
@@ -338,7 +335,7 @@ class Replay:
         h.queued["data"] += after[0] - before[0]
         h.queued["deadletter"] += after[1] - before[1]
         if h.online:
-            copies = 2 if self.duplicating[tv.home] else 1  # see _duplicate
+            copies = 2 if self.duplication.on(tv.home) else 1
             self.pipeline.expect["data"] += (after[0] - before[0]) * copies
             self.pipeline.expect["deadletter"] += after[1] - before[1]
 
@@ -357,8 +354,10 @@ class Replay:
             await self._crash(what, self.homes[o.home])
             return
         if o.kind == "duplicate_delivery":
+            topics = Topics(self.cfg.mqtt.topic_prefix)
             for hid in [o.home] if o.home else list(self.homes):
-                await asyncio.to_thread(self._duplicate, hid, delta)
+                await asyncio.to_thread(self.duplication.switch, hid, delta, self.broker.port,
+                                       topics)
             return
         if o.kind == "gateway_offline":
             for hid in [o.home] if o.home else list(self.homes):
@@ -386,20 +385,6 @@ class Replay:
         again.__enter__()
         self.broker = again
         self.pipeline.wait_subscribed()
-
-    def _duplicate(self, home: str, delta: int) -> None:
-        """The broker delivers each of the home's messages twice while the fault is on."""
-        self.duplicating[home] += delta
-        if self.duplicating[home] and home not in self.duplicators:
-            topics = Topics(self.cfg.mqtt.topic_prefix)
-            self.duplicators[home] = Duplicator(self.broker.port, topics, home)
-        elif not self.duplicating[home] and home in self.duplicators:
-            self._close_duplicator(home)
-
-    def _close_duplicator(self, home: str) -> None:
-        d = self.duplicators.pop(home)
-        d.close()
-        self.duplicated.update(d.copies)
 
     async def _crash(self, what: str, h: _Home) -> None:
         """kill -9 of a home's gateway: ``freeze`` stops its publishing so the values of this

@@ -18,7 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from homevitals.errors import HomevitalsError
 from homevitals.topics import Topics
 
-__all__ = ["Duplicator"]
+__all__ = ["Duplication", "Duplicator"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,33 @@ class Duplicator:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class Duplication:
+    """The ``duplicate_delivery`` faults in force: one ``Duplicator`` per home while any is on
+    (they may overlap), and the copies delivered so far, by topic kind."""
+
+    def __init__(self) -> None:
+        self.copies: Counter[str] = Counter()
+        self._depth: Counter[str] = Counter()
+        self._running: dict[str, Duplicator] = {}
+
+    def on(self, home: str) -> bool:
+        return self._depth[home] > 0
+
+    def switch(self, home: str, delta: int, port: int, topics: Topics) -> None:
+        """A fault for ``home`` begins (+1) or ends (-1)."""
+        self._depth[home] += delta
+        if self.on(home) and home not in self._running:
+            self._running[home] = Duplicator(port, topics, home)
+        elif not self.on(home) and home in self._running:
+            self._stop(home)
+
+    def close(self) -> None:
+        for home in list(self._running):
+            self._stop(home)
+
+    def _stop(self, home: str) -> None:
+        d = self._running.pop(home)
+        d.close()
+        self.copies.update(d.copies)

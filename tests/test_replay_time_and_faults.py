@@ -226,8 +226,9 @@ def test_gateway_crash_and_duplicate_delivery_lose_nothing_and_double_nothing(
     assert "met      readings cgm-1: 48 stored, every 0:05:00" in summary, summary
     assert "steps did not settle" not in summary, summary
     # The broker really delivered readings, the press and alert decisions twice.
-    assert {k: n > 0 for k, n in replay.duplicated.items()} == {
-        "reading": True, "event": True, "alert": True}, replay.duplicated
+    copies = replay.duplication.copies
+    assert {k: n > 0 for k, n in copies.items()} == {
+        "reading": True, "event": True, "alert": True}, copies
 
     rows = _csv(tmp_path / "out" / "readings.csv")
     cgm = [r for r in rows if r["device"] == "cgm-1"]
