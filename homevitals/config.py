@@ -224,6 +224,9 @@ class PatientConfig(_Model):
     rule_overrides: dict[str, RuleOverride] = Field(
         {}, description="rule id -> this patient's changes (issue 6)"
     )
+    glucose_unit: Literal["mmol/L", "mg/dL"] = Field(
+        "mmol/L", description="the unit this patient's SMS show glucose in (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
 
@@ -638,6 +641,11 @@ class AlertsConfig(_Model):
     webhook: WebhookConfig | None = None
     schedule_path: str | None = None  # APScheduler's job store; default: next to outbox_path
     sweep_seconds: float = Field(30.0, gt=0, description="safety-net check for due escalations")
+    # Issue 14, the alarm budget (alerts/budget.py): at most this many SMS per recipient and
+    # patient in any 60 minutes; more are folded into one digest SMS. Critical always goes
+    # through (and counts). 4 lets one real episode's whole story through untouched (first SMS,
+    # a severity update, the all clear, one reminder), so only a storm is ever folded.
+    sms_per_hour: int = Field(4, ge=1, description="SMS budget per recipient and patient")
 
 
 class Config(_Model):

@@ -16,7 +16,10 @@ every reading      (as above)                       string ``reading_id``, ``raw
                                                     (comma-joined, omitted when empty)
 ``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
 ``rejected``       stage, reason, home?, device?    string ``error``, ``topic``,              [3]
-                                                    ``payload_hex``
+                                                    ``payload_hex`` (first 4 KiB), and when
+                                                    known ``error_class``,
+                                                    ``payload_sha256``; float
+                                                    ``payload_size``
 ``alert``          home, patient, rule, severity,   string ``alert_id``, ``reason``,          [4]
                    state (firing / resolved)        ``measurement``, ``field``; float
                                                     ``value`` (the reading's, its unit)
@@ -147,7 +150,9 @@ def _identity(measurement: str, fields: Mapping[str, object]) -> str | None:
         # one key in the SQLite store: their offsets differ so that neither hides the other.
         key = f"{fields.get('alert_id', '')}\x1f{fields.get('state', '')}"
     elif measurement == REJECT_MEASUREMENT:
-        return f"{fields.get('payload_hex', '')}\x1f{fields.get('error', '')}"
+        # The whole payload's hash where the kept hex is only a bounded prefix of it.
+        payload = fields.get("payload_sha256") or fields.get("payload_hex", "")
+        return f"{payload}\x1f{fields.get('error', '')}"
     else:
         key = fields.get("reading_id")
     return key if isinstance(key, str) else None
@@ -228,6 +233,12 @@ def _reject_point(r: Reject) -> StoredPoint:
         "topic": str(r.get("topic", "")),
         "payload_hex": str(r.get("payload_hex", "")),
     }
+    for key in ("error_class", "payload_sha256"):  # absent from older dead letters
+        if r.get(key):
+            fields[key] = str(r[key])
+    size = r.get("payload_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        fields["payload_size"] = float(size)
     t = parse_time(r["time"], "time") if r.get("time") else datetime.now(UTC)
     return _point(REJECT_MEASUREMENT, tags, fields, time_ns(t))
 
