@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import urllib3
 
 from homevitals.ingest.errors import StoreError, retryable_status
-from homevitals.ingest.points import from_ns, time_ns, to_lines
+from homevitals.ingest.points import from_ns, row_time_ns, rows_in_span, span_ns, to_lines
 from homevitals.ingest.store import Row, Storable
 
 __all__ = [
@@ -121,11 +121,13 @@ class InfluxV1Store:
         source = quote_identifier(measurement)
         if self.retention_policy:
             source = f"{quote_identifier(self.retention_policy)}.{source}"
-        where = f"time >= {time_ns(start)} AND time < {time_ns(end)}"
+        lo, hi = span_ns(start, end)  # whole seconds: a point sits anywhere in its item's second
+        where = f"time >= {lo} AND time < {hi}"
         if patient is not None:
             where += f" AND {quote_identifier('patient')} = {quote_string(patient)}"
         results = self.query(f"SELECT * FROM {source} WHERE {where}")
-        return [row for series in results[0].get("series", []) for row in rows_from_series(series)]
+        rows = [row for series in results[0].get("series", []) for row in rows_from_series(series)]
+        return rows_in_span(rows, start, end)
 
     def query(self, q: str) -> list[dict[str, Any]]:
         """Run InfluxQL against the database; return ``results`` or raise on a statement error."""
@@ -220,20 +222,23 @@ def _status_error(target: str, status: int, body: bytes) -> StoreError:
 
 
 def rows_from_series(series: dict[str, Any]) -> list[Row]:
-    """One row per point: time as aware UTC datetime and int ns; nulls (absent fields) left out."""
+    """One row per point: the item's own time (the point's, less its id's offset: see
+    ``ingest.points``) as aware UTC datetime and int ns; nulls (absent fields) left out."""
     columns: list[str] = series["columns"]
     rows = []
     for values in series.get("values", []):
         row: Row = {}
+        stored_ns = 0
         for name, value in zip(columns, values, strict=True):
             if value is None:
                 continue
             if name == "time":
-                row["time_ns"] = int(value)
-                row["time"] = from_ns(int(value))
+                stored_ns = int(value)
             elif isinstance(value, int) and not isinstance(value, bool):
                 row[name] = float(value)  # JSON drops ".0"; every field we write is a float
             else:
                 row[name] = value
+        row["time_ns"] = row_time_ns(str(series.get("name", "")), stored_ns, row)
+        row["time"] = from_ns(row["time_ns"])
         rows.append(row)
     return rows

@@ -22,7 +22,7 @@ from influxdb_client.rest import ApiException
 
 from homevitals.ingest.errors import StoreError, retryable_status
 from homevitals.ingest.influx_v1 import public_url, server_error_text
-from homevitals.ingest.points import time_ns, to_lines
+from homevitals.ingest.points import from_ns, row_time_ns, rows_in_span, span_ns, time_ns, to_lines
 from homevitals.ingest.store import Row, Storable
 
 __all__ = ["InfluxV2Store", "create_bucket_command", "flux_string"]
@@ -86,9 +86,10 @@ class InfluxV2Store:
     def query_readings(
         self, measurement: str, patient: str | None, start: datetime, end: datetime
     ) -> list[Row]:
+        lo, hi = (from_ns(t) for t in span_ns(start, end))  # see InfluxV1Store.query_readings
         flux = (
             f"from(bucket: {flux_string(self.bucket)})"
-            f" |> range(start: {_flux_time(start)}, stop: {_flux_time(end)})"
+            f" |> range(start: {_flux_time(lo)}, stop: {_flux_time(hi)})"
             f" |> filter(fn: (r) => r._measurement == {flux_string(measurement)})"
         )
         if patient is not None:
@@ -99,7 +100,8 @@ class InfluxV2Store:
         )
         query_api = self._client.query_api()
         tables = self._call("/api/v2/query", lambda: query_api.query(flux, org=self.org))
-        return [_row(record.values) for table in tables for record in table.records]
+        rows = [_row(record.values) for table in tables for record in table.records]
+        return rows_in_span(rows, start, end)
 
     def ping(self) -> str:
         """Health check: the server's version, or raise ``StoreError``."""
@@ -149,7 +151,10 @@ def _flux_time(t: datetime) -> str:
 
 
 def _row(values: dict[str, Any]) -> Row:
-    when: datetime = values["_time"].astimezone(UTC)
-    row: Row = {"time": when, "time_ns": time_ns(when)}
-    row.update({k: v for k, v in values.items() if k not in _FLUX_META and v is not None})
+    # influxdb-client's datetime drops the point's last three digits; row_time_ns needs only the
+    # microseconds to take the id's offset back out (ingest.points.item_time_ns).
+    stored: datetime = values["_time"].astimezone(UTC)
+    row: Row = {k: v for k, v in values.items() if k not in _FLUX_META and v is not None}
+    row["time_ns"] = row_time_ns(str(values.get("_measurement", "")), time_ns(stored), row)
+    row["time"] = from_ns(row["time_ns"])
     return row
