@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo
 
 from homevitals.readings import AlertDecision, AlertState
 
-__all__ = ["display_name", "ack_text", "alert_text", "escalation_text", "reminder_text"]
+__all__ = [
+    "display_name", "ack_text", "alert_text", "escalation_text", "reminder_text", "update_text"
+]
 
 _FLAG_WORDS = {
     "body_movement": "body movement",
@@ -85,3 +87,13 @@ def ack_text(
         f"homevitals: {by} acknowledged the {str(d.severity).upper()} alert about {patient_name}"
         f" (ACK {ack_code}) at {_at(at, zone)}. No action needed from you."
     )
+
+
+def update_text(
+    d: AlertDecision, patient_name: str, zone: ZoneInfo, ack_code: str | None = None
+) -> str:
+    """The one SMS when an episode's severity rises (issue 14): the same alert and ACK code,
+    what it is now, and why. Never a second alert."""
+    now = _what(d, patient_name, _at(d.observed_at or d.time, zone))
+    ref = f"Same alert: reply ACK {ack_code}." if ack_code else f"Ref {d.alert_id[:8]}"
+    return f"homevitals UPDATE, now {str(d.severity).upper()}: {now}. {d.reason}. {ref}"

@@ -1,11 +1,15 @@
 """The rule engine: readings, events and gateway news in, alert decisions out.
 
 Rules are data from the configuration (thresholds, windows, severities); nothing in them is ever
-evaluated as code. The engine keeps one open alert per patient and rule. Its state lives in SQLite
-next to the outbox of decisions, and both change in one transaction: a crash can neither lose a
-decision nor repeat one. Readings (``on_reading``) drive threshold and rate rules; the absence of
-readings (missing data, a silent gateway, ``rules/watch.py``) is judged on each message's time and
-on a clock tick.
+evaluated as code. Each rule's *condition* holds or not per patient; related conditions form one
+*episode* (``episode:`` in the rule, issue 14), which is what people are told about: one alert id,
+one ACK code, one escalation. The first condition opens the episode (``firing``), a condition of
+higher severity raises it (``updated``, one update SMS), and the episode resolves only when its
+last condition clears. A rule with ``opens_episode: false`` (a fast fall) never opens one alone.
+The state lives in SQLite next to the outbox of decisions, and both change in one transaction: a
+crash can neither lose a decision nor repeat one. Readings (``on_reading``) drive threshold and
+rate rules; the absence of readings (missing data, a silent gateway, ``rules/watch.py``) is judged
+on the engine's clock when messages arrive and on a clock tick.
 """
 
 from __future__ import annotations
@@ -26,10 +30,20 @@ from homevitals.config import (
     RuleConfig,
     ThresholdRuleConfig,
     effective_rule,
+    episode_of,
 )
 from homevitals.outbox import DurableQueue
-from homevitals.readings import AlertDecision, AlertState, Event, GatewayStatus, Reading
+from homevitals.readings import (
+    SEVERITY_RANK,
+    AlertDecision,
+    AlertState,
+    Event,
+    GatewayStatus,
+    Reading,
+    Severity,
+)
 from homevitals.rules import conditions as cond
+from homevitals.rules.device_clock import DeviceClocks
 from homevitals.rules.state import SCHEMA, OpenAlert, State
 from homevitals.rules.watch import Watch
 from homevitals.topics import Topics
@@ -41,9 +55,10 @@ logger = logging.getLogger(__name__)
 _ValueRule = ThresholdRuleConfig | RateRuleConfig
 
 
-def alert_id(patient: str, rule: str, source: str) -> str:
-    """Stable for one episode: the same patient, rule and opening reading give the same id."""
-    return "a" + hashlib.sha256(f"{patient}\x1f{rule}\x1f{source}".encode()).hexdigest()[:31]
+def alert_id(patient: str, episode: str, source: str) -> str:
+    """Stable for one episode: the same patient, episode and opening reading give the same id
+    (a rule of no named episode is an episode of its own, named by the rule's id)."""
+    return "a" + hashlib.sha256(f"{patient}\x1f{episode}\x1f{source}".encode()).hexdigest()[:31]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +88,8 @@ class RuleEngine:
         self.clock = clock or SystemClock()
         self.counts: Counter[str] = Counter()
         self.started = self.clock.now()  # the grace baseline for data never seen yet
+        self.device_kinds = {d.id: d.kind for h in homes for d in h.devices}
+        self.clocks = DeviceClocks(self.counts)
         outbox.ensure_schema(SCHEMA)
         self.watch = Watch(self)
 
@@ -91,25 +108,65 @@ class RuleEngine:
 
     def fire(
         self, st: State, s: Subject, rule: RuleConfig, source: str, at: datetime, **kw: object
-    ) -> AlertDecision:
-        aid = alert_id(s.patient.id, rule.id, source)
-        st.open(s.patient.id, rule.id, aid, at)
-        d = self._decision(aid, AlertState.FIRING, s, rule, rule.reason, **kw)
+    ) -> AlertDecision | None:
+        """The rule's condition now holds: open its episode, raise it, or join it quietly."""
+        pid, name = s.patient.id, episode_of(rule)
+        ep = st.episode(pid, name)
+        if ep is None:
+            if not getattr(rule, "opens_episode", True):
+                st.open(pid, rule.id, "", at)  # holds, waiting for an episode to join
+                self.counts["pending"] += 1
+                return None
+            aid = alert_id(pid, name, source)
+            st.open_episode(pid, name, aid, at, str(rule.severity), rule.id)
+            st.open(pid, rule.id, aid, at)
+            st.adopt(pid, aid, [r.id for r in s.rules if episode_of(r) == name])
+            state = AlertState.FIRING
+        else:
+            aid = ep.alert_id
+            st.open(pid, rule.id, aid, at)
+            if SEVERITY_RANK[rule.severity] <= SEVERITY_RANK[Severity(ep.severity)]:
+                self.counts["joined"] += 1
+                return None
+            st.raise_episode(pid, name, str(rule.severity), rule.id)
+            state = AlertState.UPDATED
+        held = tuple(st.holding(pid, aid))
+        d = self._decision(aid, state, s, rule, rule.reason, rule.severity, name, held, **kw)
         self.emit(st, d)
         return d
 
     def resolve(
         self, st: State, s: Subject, rule: RuleConfig, current: OpenAlert, why: str, **kw: object
-    ) -> AlertDecision:
-        st.close(s.patient.id, rule.id)
+    ) -> AlertDecision | None:
+        """The rule's condition cleared; its episode resolves when nothing else in it holds."""
+        pid, name = s.patient.id, episode_of(rule)
+        st.close(pid, rule.id)
+        if not current.alert_id:
+            return None  # it never joined an episode
+        if st.holding(pid, current.alert_id):
+            self.counts["held_by_episode"] += 1  # no all clear while anything still holds
+            return None
+        ep = st.episode(pid, name)
+        severity = rule.severity if ep is None else Severity(ep.severity)
+        st.close_episode(pid, name)
         d = self._decision(
-            current.alert_id, AlertState.RESOLVED, s, rule, f"{rule.reason}: {why}", **kw
+            current.alert_id, AlertState.RESOLVED, s, rule, f"{rule.reason}: {why}", severity,
+            name, (), **kw,
         )
         self.emit(st, d)
         return d
 
     def _decision(
-        self, aid: str, state: AlertState, s: Subject, rule: RuleConfig, reason: str, **kw: object
+        self,
+        aid: str,
+        state: AlertState,
+        s: Subject,
+        rule: RuleConfig,
+        reason: str,
+        severity: Severity,
+        episode: str,
+        conditions: tuple[str, ...],
+        **kw: object,
     ) -> AlertDecision:
         return AlertDecision(
             alert_id=aid,
@@ -117,8 +174,10 @@ class RuleEngine:
             home=s.home.id,
             patient=s.patient.id,
             rule=rule.id,
-            severity=rule.severity,
+            severity=severity,
             reason=reason,
+            episode=episode,
+            conditions=conditions,
             **kw,  # type: ignore[arg-type]  # the optional AlertDecision fields, by name
         )
 
@@ -131,6 +190,7 @@ class RuleEngine:
                 "reading %s for unknown patient %s ignored by rules", r.reading_id, r.patient
             )
             return []
+        r = self.clocks.judge(r)
         out: list[AlertDecision] = []
         with self.outbox.transaction() as db:
             st = State(db)
@@ -202,7 +262,9 @@ class RuleEngine:
     ) -> AlertDecision | None:
         value = w.newest.value
         if current is None:
-            if self._in_window(s, rule, r.time) and cond.threshold_fires(rule, w):
+            alone = self._judged_alone(st, s, rule, r)
+            fires = cond.breaches(rule, value) if alone else cond.threshold_fires(rule, w)
+            if self._in_window(s, rule, r.time) and fires:
                 return self.fire(st, s, rule, r.reading_id, r.time, **_fields(r, rule.field))
             return None
         if cond.clears(rule, value) and r.time >= current.opened_at:
@@ -210,6 +272,15 @@ class RuleEngine:
         if not cond.breaches(rule, value):
             self.counts["held_open"] += 1  # within the hysteresis band: no flapping
         return None
+
+    def _judged_alone(self, st: State, s: Subject, rule: ThresholdRuleConfig, r: Reading) -> bool:
+        """Is this reading judged without waiting for the rule's sustained condition? Yes for a
+        device the sustain is not meant for (a deliberate finger-stick, not a CGM's noise), and
+        while a waiving condition holds (a fast fall through the bound is not noise)."""
+        kinds = rule.sustain_devices
+        if kinds is not None and self.device_kinds.get(r.device) not in kinds:
+            return True
+        return any(st.open_alert(s.patient.id, w) is not None for w in rule.sustain_waived_by)
 
     def _rate(
         self,
@@ -246,22 +317,33 @@ class RuleEngine:
                 if current is not None and timedelta(0) <= e.time - current.opened_at < fold:
                     self.counts["folded"] += 1
                     continue  # the same call for help, pressed again: the open alert covers it
-                out.append(
-                    self.fire(
-                        st,
-                        s,
-                        rule,
-                        e.event_id,
-                        e.time,
-                        time=e.received_at,
-                        measurement="event",
-                        field=str(e.kind),
-                        observed_at=e.time,
-                        source_id=e.event_id,
-                    )
+                if current is not None:
+                    self._forget_event(st, s, rule, current)
+                d = self.fire(
+                    st,
+                    s,
+                    rule,
+                    e.event_id,
+                    e.time,
+                    time=e.received_at,
+                    measurement="event",
+                    field=str(e.kind),
+                    observed_at=e.time,
+                    source_id=e.event_id,
                 )
-            out += self.watch.on_home_message(st, s.home, e.received_at)
+                if d is not None:
+                    out.append(d)
+            out += self.watch.on_home_message(st, s.home, self.clock.now())
         return out
+
+    def _forget_event(
+        self, st: State, s: Subject, rule: EventRuleConfig, current: OpenAlert
+    ) -> None:
+        """A press after the fold time is a new call for help, a new alert: an event has no
+        all clear, so its old episode ends here, silently (as it always has)."""
+        st.close(s.patient.id, rule.id)
+        if not st.holding(s.patient.id, current.alert_id):
+            st.close_episode(s.patient.id, episode_of(rule))
 
     # --- gateways and the clock ---------------------------------------------------------------
     def on_status(self, status: GatewayStatus) -> list[AlertDecision]:
@@ -298,10 +380,14 @@ def _fields(r: Reading, field: str) -> dict[str, object]:
 
 
 def _rules_for(rules: list[RuleConfig], p: PatientConfig) -> tuple[RuleConfig, ...]:
+    """The patient's rules in the order a reading is judged: rules that never open an episode
+    first (so a fast fall is known before the low it waives the wait for), then by severity,
+    highest first (so a reading at 2.8 opens the low episode at level 2, not 1 then 2)."""
     out = []
     for rule in rules:
         override = p.rule_overrides.get(rule.id)
         if override is not None and override.disabled:
             continue
         out.append(effective_rule(rule, override))
+    out.sort(key=lambda r: (getattr(r, "opens_episode", True), -SEVERITY_RANK[r.severity]))
     return tuple(out)
