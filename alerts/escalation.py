@@ -196,7 +196,7 @@ class Escalator:
     def _advance(self, row: AlertRow, now: datetime) -> int:
         d = row.decoded()
         home, patient = self._who(row.patient)
-        route = self.router.route(row.severity, row.rule, d.episode)
+        route = self.router.route(row.severity, d.rule, d.episode)
         steps = self.router.steps(patient, route)
         code = row.ack_code or ""
         at = self.router.release(row.severity, home, now)

@@ -216,8 +216,8 @@ class Ledger:
         now: datetime,
         compose: Callable[[AlertRow], tuple[list[Note], int, datetime | None]],
     ) -> tuple[AlertRow | None, int]:
-        """The episode's severity rose (issue 14): one transaction for the row's new severity,
-        rule and decision, the update SMS ``compose`` builds, and (unless acknowledged) the
+        """The episode's severity rose (issue 14): one transaction for the row's new severity
+        and decision, the update SMS ``compose`` builds, and (unless acknowledged) the
         escalation re-timed to the new severity's chain: ``compose`` gives its step and when the
         next one is due. (None, 0) if the alert is unknown; 0 SMS for a redelivery, or an update
         that raises nothing (the row is already at that severity) or comes after the all clear."""
@@ -229,9 +229,11 @@ class Ledger:
             if row.resolved or SEVERITY_RANK[d.severity] <= SEVERITY_RANK[Severity(row.severity)]:
                 return row, 0
             stored = wire.encode(replace(d, state=AlertState.FIRING)).decode()
+            # ``rule`` stays the one that opened the alert (its name in the history); the decision
+            # stored names the rule that raised it, which routing reads (alerts/escalation.py).
             db.execute(
-                "UPDATE alerts SET severity=?, rule=?, decision=? WHERE alert_id=?",
-                (str(d.severity), d.rule, stored, d.alert_id),
+                "UPDATE alerts SET severity=?, decision=? WHERE alert_id=?",
+                (str(d.severity), stored, d.alert_id),
             )
             self._log(
                 d.alert_id, t, f"updated: {row.severity} -> {d.severity} by {d.rule}: {d.reason}"
