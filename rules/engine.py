@@ -14,10 +14,8 @@ on the engine's clock when messages arrive and on a clock tick.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from homevitals import wire
@@ -36,38 +34,22 @@ from homevitals.outbox import DurableQueue
 from homevitals.readings import (
     SEVERITY_RANK,
     AlertDecision,
-    AlertState,
     Event,
     GatewayStatus,
     Reading,
-    Severity,
 )
 from homevitals.rules import conditions as cond
 from homevitals.rules.device_clock import DeviceClocks
+from homevitals.rules.episodes import Episodes, Subject, alert_id
 from homevitals.rules.state import SCHEMA, OpenAlert, State
 from homevitals.rules.watch import Watch
 from homevitals.topics import Topics
 
-__all__ = ["OpenAlert", "RuleEngine", "alert_id"]
+__all__ = ["OpenAlert", "RuleEngine", "Subject", "alert_id"]
 
 logger = logging.getLogger(__name__)
 
 _ValueRule = ThresholdRuleConfig | RateRuleConfig
-
-
-def alert_id(patient: str, episode: str, source: str) -> str:
-    """Stable for one episode: the same patient, episode and opening reading give the same id
-    (a rule of no named episode is an episode of its own, named by the rule's id)."""
-    return "a" + hashlib.sha256(f"{patient}\x1f{episode}\x1f{source}".encode()).hexdigest()[:31]
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """One patient with the rules that apply to them (shared rules with their overrides)."""
-
-    home: HomeConfig
-    patient: PatientConfig
-    rules: tuple[RuleConfig, ...]
 
 
 class RuleEngine:
@@ -90,6 +72,7 @@ class RuleEngine:
         self.started = self.clock.now()  # the grace baseline for data never seen yet
         self.device_kinds = {d.id: d.kind for h in homes for d in h.devices}
         self.clocks = DeviceClocks(self.counts)
+        self.episodes = Episodes(self.counts, self.emit)
         outbox.ensure_schema(SCHEMA)
         self.watch = Watch(self)
 
@@ -109,77 +92,12 @@ class RuleEngine:
     def fire(
         self, st: State, s: Subject, rule: RuleConfig, source: str, at: datetime, **kw: object
     ) -> AlertDecision | None:
-        """The rule's condition now holds: open its episode, raise it, or join it quietly."""
-        pid, name = s.patient.id, episode_of(rule)
-        ep = st.episode(pid, name)
-        if ep is None:
-            if not getattr(rule, "opens_episode", True):
-                st.open(pid, rule.id, "", at)  # holds, waiting for an episode to join
-                self.counts["pending"] += 1
-                return None
-            aid = alert_id(pid, name, source)
-            st.open_episode(pid, name, aid, at, str(rule.severity), rule.id)
-            st.open(pid, rule.id, aid, at)
-            st.adopt(pid, aid, [r.id for r in s.rules if episode_of(r) == name])
-            state = AlertState.FIRING
-        else:
-            aid = ep.alert_id
-            st.open(pid, rule.id, aid, at)
-            if SEVERITY_RANK[rule.severity] <= SEVERITY_RANK[Severity(ep.severity)]:
-                self.counts["joined"] += 1
-                return None
-            st.raise_episode(pid, name, str(rule.severity), rule.id)
-            state = AlertState.UPDATED
-        held = tuple(st.holding(pid, aid))
-        d = self._decision(aid, state, s, rule, rule.reason, rule.severity, name, held, **kw)
-        self.emit(st, d)
-        return d
+        return self.episodes.fire(st, s, rule, source, at, **kw)
 
     def resolve(
         self, st: State, s: Subject, rule: RuleConfig, current: OpenAlert, why: str, **kw: object
     ) -> AlertDecision | None:
-        """The rule's condition cleared; its episode resolves when nothing else in it holds."""
-        pid, name = s.patient.id, episode_of(rule)
-        st.close(pid, rule.id)
-        if not current.alert_id:
-            return None  # it never joined an episode
-        if st.holding(pid, current.alert_id):
-            self.counts["held_by_episode"] += 1  # no all clear while anything still holds
-            return None
-        ep = st.episode(pid, name)
-        severity = rule.severity if ep is None else Severity(ep.severity)
-        st.close_episode(pid, name)
-        d = self._decision(
-            current.alert_id, AlertState.RESOLVED, s, rule, f"{rule.reason}: {why}", severity,
-            name, (), **kw,
-        )
-        self.emit(st, d)
-        return d
-
-    def _decision(
-        self,
-        aid: str,
-        state: AlertState,
-        s: Subject,
-        rule: RuleConfig,
-        reason: str,
-        severity: Severity,
-        episode: str,
-        conditions: tuple[str, ...],
-        **kw: object,
-    ) -> AlertDecision:
-        return AlertDecision(
-            alert_id=aid,
-            state=state,
-            home=s.home.id,
-            patient=s.patient.id,
-            rule=rule.id,
-            severity=severity,
-            reason=reason,
-            episode=episode,
-            conditions=conditions,
-            **kw,  # type: ignore[arg-type]  # the optional AlertDecision fields, by name
-        )
+        return self.episodes.resolve(st, s, rule, current, why, **kw)
 
     # --- readings -----------------------------------------------------------------------------
     def on_reading(self, r: Reading) -> list[AlertDecision]:
@@ -191,16 +109,13 @@ class RuleEngine:
             )
             return []
         r = self.clocks.judge(r)
-        out: list[AlertDecision] = []
         with self.outbox.transaction() as db:
             st = State(db)
-            for rule in s.rules:
-                d: AlertDecision | None = None
-                if isinstance(rule, ThresholdRuleConfig | RateRuleConfig):
-                    d = self._value_rule(st, s, rule, r)
-                if d is not None:
-                    out.append(d)
-            out += self.watch.on_reading(st, s, r)
+            with self.episodes.batch(st) as out:  # one reading, one decision per episode
+                for rule in s.rules:
+                    if isinstance(rule, ThresholdRuleConfig | RateRuleConfig):
+                        self._value_rule(st, s, rule, r)
+                self.watch.on_reading(st, s, r)
         return out
 
     def _sample(self, rule: _ValueRule, r: Reading) -> float | None:

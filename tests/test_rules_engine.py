@@ -42,6 +42,7 @@ def config(rules: list[dict[str, Any]], tz: str = "Europe/Ljubljana", **patient:
                 {"id": "bp-1", "kind": "blood_pressure", "patient": "ana"},
                 {"id": "ox-1", "kind": "pulse_oximeter", "patient": "ana"},
                 {"id": "hr-1", "kind": "heart_rate", "patient": "ana"},
+                {"id": "meter-1", "kind": "glucose_meter", "patient": "ana"},
             ],
         }],
         "rules": {"definitions": rules},
