@@ -181,3 +181,12 @@ def test_a_real_gap_is_one_alert_and_clears_after_flow_resumes(tmp_path: Path) -
     [clear] = arrive(e, cgm(T0 + timedelta(minutes=95), 6.0))  # 15 minutes of flow
     assert (str(clear.state), clear.alert_id) == ("resolved", fired[0].alert_id)
     assert "for 15 minutes" in clear.reason
+
+
+def test_a_decision_from_before_episodes_still_decodes() -> None:
+    old = (b'{"v":1,"type":"alert","alert_id":"a98616f5e50d87627515f4bee24729","state":"firing",'
+           b'"home":"home-1","patient":"ana","rule":"night-low","severity":"high",'
+           b'"reason":"Night-time low glucose","time":"2026-11-21T02:10:00.000000Z"}')
+    d = wire.decode(old)
+    assert isinstance(d, AlertDecision)
+    assert (d.episode, d.conditions, d.state) == ("", (), "firing")
