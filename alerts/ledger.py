@@ -241,6 +241,16 @@ class Ledger:
             row = self._row(d.alert_id)
             assert row is not None
             notes, step, next_step_at = compose(row)
+            if notes and all(n.not_before <= now for n in notes):
+                # Risen out of quiet hours: what was held for them goes now, ahead of the update
+                # (``due`` never lets an SMS overtake an earlier one to the same person).
+                cur = db.execute(
+                    "UPDATE notifications SET next_attempt_at=? WHERE alert_id=? AND"
+                    " state='pending' AND attempts=0 AND next_attempt_at>?",
+                    (t, d.alert_id, t),
+                )
+                if cur.rowcount:
+                    self._log(d.alert_id, t, f"{cur.rowcount} SMS held for quiet hours sent now")
             new = self._insert(d.alert_id, notes, now, t)
             if row.acked_at is None and next_step_at is not None:
                 db.execute(

@@ -22,8 +22,8 @@ DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100003", "+15550100004"
 T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 
 
-def setup(tmp: Path) -> tuple[Escalator, Ledger, SimulatedClock]:
-    cfg = parse_config(yaml.safe_dump({"homes": [{
+def setup(tmp: Path, **alerts: Any) -> tuple[Escalator, Ledger, SimulatedClock]:
+    cfg = parse_config(yaml.safe_dump({"alerts": alerts, "homes": [{
         "id": "home-1", "timezone": "Europe/Ljubljana",
         "patients": [{"id": "ana", "name": "Ana Novak", "care_team": [
             {"name": "Dr. K", "role": "family_doctor", "phone": DOCTOR},
@@ -94,3 +94,12 @@ def test_an_update_for_an_unknown_alert_opens_it(tmp_path: Path) -> None:
     assert esc.on_decision(d) == 1
     assert sms(ledger) == [(DOCTOR, "firing")]
     assert esc.on_decision(replace(d, state=AlertState.FIRING)) == 0
+
+
+def test_a_low_episode_held_for_quiet_hours_goes_at_once_when_it_rises(tmp_path: Path) -> None:
+    esc, ledger, clock = setup(tmp_path, quiet_hours={"start": "22:00", "end": "07:00"})
+    esc.on_decision(low("firing", "bp-not-measured", "low", 3.6))
+    assert ledger.due(clock.now()) == []  # 03:00 local: held until 07:00
+    clock.advance(timedelta(minutes=5))
+    esc.on_decision(low("updated", "hypo-level-2", "high", 2.8))
+    assert [(n.recipient, n.kind) for n in ledger.due(clock.now())] == [(DOCTOR, "firing")]
