@@ -156,15 +156,13 @@ class State:
         ).fetchone()
         return None if row is None else _t(row[0])
 
-    def set_recovering(self, patient: str, rule: str, since: datetime | None) -> None:
-        if since is None:
-            self.db.execute(
-                "DELETE FROM recovering WHERE patient=? AND rule=?", (patient, rule)
-            )
-            return
+    def set_recovering(
+        self, patient: str, rule: str, since: datetime, restart: bool = False
+    ) -> None:
+        """Remember when data came back (kept unless ``restart``: it fell silent again)."""
+        verb = "INSERT OR REPLACE" if restart else "INSERT OR IGNORE"
         self.db.execute(
-            "INSERT OR IGNORE INTO recovering VALUES (?,?,?)",
-            (patient, rule, wire.format_time(since)),
+            f"{verb} INTO recovering VALUES (?,?,?)", (patient, rule, wire.format_time(since))
         )
 
     # windows of recent samples

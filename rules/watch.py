@@ -77,12 +77,19 @@ class Watch:
         out: list[AlertDecision] = []
         now = self.engine.clock.now()  # the receive clock, not the device's stamp
         key = (r.patient, str(r.measurement))
+        prev = self._last_seen(st, r.patient, str(r.measurement)) if key in self.watched else None
         if key in self.watched and self._fresh(key, now):
             st.seen(r.patient, str(r.measurement), now)
         for rule in s.rules:
             if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement:
-                if st.open_alert(s.patient.id, rule.id) is not None:
-                    st.set_recovering(s.patient.id, rule.id, now)
+                current = st.open_alert(s.patient.id, rule.id)
+                if current is not None:
+                    d = self._recovery(
+                        st, s, rule, current, now, prev, rule.after_minutes,
+                        "readings have been arriving again", measurement=str(r.measurement),
+                        observed_at=r.time, source_id=r.reading_id,
+                    )
+                    out += [d] if d is not None else []
         if r.measurement == Measurement.BATTERY and "battery" in r.fields:
             st.battery(r.device, r.patient, r.fields["battery"].value, r.time)
             out += self._batteries(st, s, now)
@@ -91,11 +98,14 @@ class Watch:
     def on_home_message(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
         """Any message proves the gateway alive and moves the home's own clock to ``at``."""
         seen = st.home(home.id)
+        prev = max(
+            filter(None, (seen.last_alive if seen else None, self._latest.get(("", home.id)))),
+            default=None,
+        )
         fresh = self._fresh(("", home.id), at)
         if seen is None or seen.offline_since is not None or fresh:
             st.home_alive(home.id, at)
-        self._gateway_back(st, home, at)
-        return self._judge_home(st, home, at)
+        return self._gateway_back(st, home, at, prev) + self._judge_home(st, home, at)
 
     def on_status(self, st: State, status: GatewayStatus) -> list[AlertDecision]:
         home = self._home(status.home)
@@ -162,11 +172,8 @@ class Watch:
         last = self._last_seen(st, s.patient.id, str(rule.measurement))
         since = last or baseline or self.engine.started
         silent = now - since >= timedelta(minutes=rule.after_minutes)
-        current = st.open_alert(s.patient.id, rule.id)
-        if current is not None:
-            why = "readings have been arriving again"
-            return self._recovered(st, s, rule, current, now, silent, rule.clear_after_minutes,
-                                   why, measurement=str(rule.measurement), observed_at=last)
+        if st.open_alert(s.patient.id, rule.id) is not None:
+            return None  # it clears on arrivals (``_recovery``), never on a tick
         if not silent:
             return None
         if rule.window is not None and not rule.window.contains(now.astimezone(s.home.zone).time()):
@@ -182,28 +189,28 @@ class Watch:
             observed_at=since,
         )
 
-    def _recovered(
+    def _recovery(
         self,
         st: State,
         s: Subject,
         rule: MissingDataRuleConfig | GatewayRuleConfig,
         current: OpenAlert,
         now: datetime,
-        silent: bool,
-        clear_after: float,
+        prev: datetime | None,
+        silence_minutes: float,
         why: str,
         **kw: object,
     ) -> AlertDecision | None:
-        """Resolve once the data has flowed again for ``clear_after`` minutes and still does;
-        silent again before that, the clock starts over at the next arrival."""
-        back = st.recovering(s.patient.id, rule.id)
-        if silent or back is None:
-            if back is not None:
-                st.set_recovering(s.patient.id, rule.id, None)
+        """Data arrived at ``now`` (the one before at ``prev``) while the alert is open. It clears
+        once data has arrived again for ``clear_after_minutes`` with no silence in between (a
+        gap the rule itself calls silence starts the wait over), so a stray value in a dead
+        night is not an all clear; judged on arrivals only, never on a tick."""
+        silent = prev is None or now - prev >= timedelta(minutes=silence_minutes)
+        st.set_recovering(s.patient.id, rule.id, now, restart=silent)
+        back = st.recovering(s.patient.id, rule.id) or now
+        if now - back < timedelta(minutes=rule.clear_after_minutes):
             return None
-        if now - back < timedelta(minutes=clear_after):
-            return None
-        minutes = f"{clear_after:g}"
+        minutes = f"{rule.clear_after_minutes:g}"
         return self.engine.resolve(
             st, s, rule, current, f"{why} for {minutes} minutes", time=now, **kw
         )
@@ -226,12 +233,8 @@ class Watch:
         gone = offline is not None and now - offline >= timedelta(
             minutes=rule.offline_grace_minutes
         )
-        current = st.open_alert(s.patient.id, rule.id)
-        if current is not None:
-            why = "the home gateway has been back online"
-            return self._recovered(st, s, rule, current, now, silent or offline is not None,
-                                   rule.clear_after_minutes, why, measurement="gateway",
-                                   observed_at=alive)
+        if st.open_alert(s.patient.id, rule.id) is not None:
+            return None  # it clears on arrivals (``_gateway_back``), never on a tick
         if not (silent or gone):
             return None
         since = offline or alive
@@ -247,12 +250,26 @@ class Watch:
             observed_at=since,
         )
 
-    def _gateway_back(self, st: State, home: HomeConfig, at: datetime) -> None:
-        """The home was heard from: an open gateway alert starts its wait for the all clear."""
+    def _gateway_back(
+        self, st: State, home: HomeConfig, at: datetime, prev: datetime | None
+    ) -> list[AlertDecision]:
+        """The home was heard from at ``at``: an open gateway alert clears once it has been
+        heard from for ``clear_after_minutes``."""
+        out: list[AlertDecision] = []
         for s in self.engine.subjects_of(home.id):
             for rule in s.rules:
-                if isinstance(rule, GatewayRuleConfig) and st.open_alert(s.patient.id, rule.id):
-                    st.set_recovering(s.patient.id, rule.id, at)
+                if not isinstance(rule, GatewayRuleConfig):
+                    continue
+                current = st.open_alert(s.patient.id, rule.id)
+                if current is None:
+                    continue
+                d = self._recovery(
+                    st, s, rule, current, at, prev, rule.heartbeat_missed_minutes,
+                    "the home gateway has been back online", measurement="gateway",
+                    observed_at=at,
+                )
+                out += [d] if d is not None else []
+        return out
 
     def _batteries(self, st: State, s: Subject, at: datetime) -> list[AlertDecision]:
         out: list[AlertDecision | None] = []

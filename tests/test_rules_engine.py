@@ -271,7 +271,9 @@ def test_gateway_offline_by_last_will_and_by_silence(tmp_path: Path) -> None:
     assert e.on_status(GatewayStatus("home-1", GatewayState.ONLINE, clock.t)) == []
     clock.t += timedelta(minutes=5)
     assert e.on_heartbeat("home-1", clock.t, {}) == []  # back 5 minutes: not yet all clear
-    [back] = e.tick(t0 + timedelta(minutes=30))  # heard from for 10 minutes
+    assert e.tick(t0 + timedelta(minutes=30)) == []  # the all clear needs a message, not a tick
+    clock.t += timedelta(minutes=5)
+    [back] = e.on_heartbeat("home-1", clock.t, {})  # heard from for 10 minutes
     assert back.state == "resolved"
     # Silence: heartbeats stop without a will (the broker has not noticed yet).
     clock.t = t0 + timedelta(minutes=31)

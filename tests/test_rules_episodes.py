@@ -174,6 +174,7 @@ def test_a_real_gap_is_one_alert_and_clears_after_flow_resumes(tmp_path: Path) -
     assert [str(d.state) for d in fired] == ["firing"]
     # One stray value does not clear it; nor does one after which it goes silent again.
     assert arrive(e, cgm(T0 + timedelta(minutes=40), 6.0)) == []
+    assert e.tick(T0 + timedelta(minutes=55)) == []  # 15 minutes after a stray value: open
     assert e.tick(T0 + timedelta(minutes=75)) == []  # silent again (35 minutes)
     assert arrive(e, cgm(T0 + timedelta(minutes=80), 6.0)) == []
     for m in (85, 90):
