@@ -41,6 +41,8 @@ def mosquitto_acl(cfg: Config, server_users: dict[str, str] | None = None) -> st
         f"topic read {t.all_readings}",
         f"topic read {t.all_events}",
         f"topic read {t.all_gateway_deadletters}",
+        f"topic read {t.stage_deadletters('rules')}",
+        f"topic read {t.stage_deadletters('alerts')}",
         f"topic write {t.base}/deadletter/ingest/#",
         "",
         f"user {users['rules']}",
@@ -49,9 +51,11 @@ def mosquitto_acl(cfg: Config, server_users: dict[str, str] | None = None) -> st
         f"topic read {t.all_status}",
         f"topic read {t.all_heartbeats}",
         f"topic write {t.base}/alert/#",
+        f"topic write {t.base}/deadletter/rules/#",
         "",
         f"user {users['alerts']}",
         f"topic read {t.all_alerts}",
+        f"topic write {t.base}/deadletter/alerts/#",
         "",
     ]
     return "\n".join(lines)

@@ -29,9 +29,9 @@ DEFAULT_PREFIX = "homevitals"
 
 @dataclass(frozen=True, slots=True)
 class ParsedTopic:
-    kind: str  # reading | event | status | heartbeat | alert
+    kind: str  # reading | event | status | heartbeat | deadletter | alert | server_deadletter
     home: str
-    leaf: str = ""  # device id (reading, event) or patient id (alert)
+    leaf: str = ""  # device id (reading, event), patient id (alert) or stage (server_deadletter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +94,10 @@ class Topics:
     def all_gateway_deadletters(self) -> str:
         return f"{self.base}/home/+/deadletter/+"
 
+    def stage_deadletters(self, stage: str) -> str:
+        """What one server stage rejected (rules and alerts publish theirs; ingest stores them)."""
+        return f"{self.base}/deadletter/{stage}/+"
+
     @property
     def all_alerts(self) -> str:
         return f"{self.base}/alert/+/+"
@@ -111,4 +115,6 @@ class Topics:
             return ParsedTopic(parts[2], parts[1])
         if parts[0] == "alert" and len(parts) == 3:
             return ParsedTopic("alert", parts[1], parts[2])
+        if parts[0] == "deadletter" and len(parts) == 3:
+            return ParsedTopic("server_deadletter", "", parts[1])
         return None

@@ -16,7 +16,10 @@ every reading      (as above)                       string ``reading_id``, ``raw
                                                     (comma-joined, omitted when empty)
 ``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
 ``rejected``       stage, reason, home?, device?    string ``error``, ``topic``,              [3]
-                                                    ``payload_hex``
+                                                    ``payload_hex`` (first 4 KiB), and when
+                                                    known ``error_class``,
+                                                    ``payload_sha256``; float
+                                                    ``payload_size``
 ``alert``          home, patient, rule, severity,   string ``alert_id``, ``reason``,          [4]
                    state (firing / resolved)        ``measurement``, ``field``; float
                                                     ``value`` (the reading's, its unit)
@@ -151,6 +154,12 @@ def _reject_point(r: Reject) -> StoredPoint:
         "topic": str(r.get("topic", "")),
         "payload_hex": str(r.get("payload_hex", "")),
     }
+    for key in ("error_class", "payload_sha256"):  # absent from older dead letters
+        if r.get(key):
+            fields[key] = str(r[key])
+    size = r.get("payload_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        fields["payload_size"] = float(size)
     t = parse_time(r["time"], "time") if r.get("time") else datetime.now(UTC)
     offset = zlib.crc32(f"{fields['payload_hex']}\x1f{fields['error']}".encode()) % 1000
     return StoredPoint(REJECT_MEASUREMENT, tags, fields, time_ns(t) + offset)
