@@ -84,7 +84,7 @@ class State:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    # open alerts: one per patient and rule
+    # conditions: one per patient and rule, each in an episode's alert (alert_id '': in none yet)
     def open_alert(self, patient: str, rule: str) -> OpenAlert | None:
         row = self.db.execute(
             "SELECT alert_id, opened_at FROM open_alerts WHERE patient=? AND rule=?",
