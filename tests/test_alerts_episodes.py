@@ -103,3 +103,10 @@ def test_a_low_episode_held_for_quiet_hours_goes_at_once_when_it_rises(tmp_path:
     clock.advance(timedelta(minutes=5))
     esc.on_decision(low("updated", "hypo-level-2", "high", 2.8))
     assert [(n.recipient, n.kind) for n in ledger.due(clock.now())] == [(DOCTOR, "firing")]
+
+
+def test_a_route_can_name_an_episode(tmp_path: Path) -> None:
+    esc, ledger, _ = setup(tmp_path, routes=[
+        {"rules": ["glucose-low"], "chain": ["backup_doctor"]}, {"chain": ["family_doctor"]}])
+    esc.on_decision(low("firing", "hypo-level-1", "medium", 3.6))
+    assert sms(ledger) == [(BACKUP, "firing")]
