@@ -78,3 +78,8 @@ def test_a_confirmed_crisis_is_one_alert(tmp_path: Path) -> None:
 def test_the_dst_night_of_a_cgm_sends_nothing(tmp_path: Path) -> None:
     sms, alerts = _replay("cgm-dst-night", tmp_path)
     assert sms == [] and alerts == []
+
+
+def test_a_quiet_cgm_week_pages_nobody(tmp_path: Path) -> None:
+    sms, alerts = _replay("cgm-quiet-week", tmp_path)
+    assert sms == [] and alerts == []
