@@ -77,19 +77,22 @@ class Watch:
         out: list[AlertDecision] = []
         now = self.engine.clock.now()  # the receive clock, not the device's stamp
         key = (r.patient, str(r.measurement))
-        prev = self._last_seen(st, r.patient, str(r.measurement)) if key in self.watched else None
+        missed = [
+            (rule, current)
+            for rule in s.rules
+            if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement
+            and (current := st.open_alert(s.patient.id, rule.id)) is not None
+        ]
+        prev = self._last_seen(st, r.patient, str(r.measurement)) if missed else None
         if key in self.watched and self._fresh(key, now):
             st.seen(r.patient, str(r.measurement), now)
-        for rule in s.rules:
-            if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement:
-                current = st.open_alert(s.patient.id, rule.id)
-                if current is not None:
-                    d = self._recovery(
-                        st, s, rule, current, now, prev, rule.after_minutes,
-                        "readings have been arriving again", measurement=str(r.measurement),
-                        observed_at=r.time, source_id=r.reading_id,
-                    )
-                    out += [d] if d is not None else []
+        for rule, current in missed:
+            d = self._recovery(
+                st, s, rule, current, now, prev, rule.after_minutes,
+                "readings have been arriving again", measurement=str(r.measurement),
+                observed_at=r.time, source_id=r.reading_id,
+            )
+            out += [d] if d is not None else []
         if r.measurement == Measurement.BATTERY and "battery" in r.fields:
             st.battery(r.device, r.patient, r.fields["battery"].value, r.time)
             out += self._batteries(st, s, now)
