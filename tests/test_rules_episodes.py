@@ -191,3 +191,18 @@ def test_a_decision_from_before_episodes_still_decodes() -> None:
     d = wire.decode(old)
     assert isinstance(d, AlertDecision)
     assert (d.episode, d.conditions, d.state) == ("", (), "firing")
+
+
+def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
+    by_id = {r["id"]: r for r in DEFAULTS}
+    assert {r["id"] for r in GLUCOSE} == {"hypo-level-1", "hypo-level-2", "glucose-falling-fast"}
+    assert {r["id"] for r in CRISIS} == {"hypertensive-crisis-systolic",
+                                         "hypertensive-crisis-diastolic"}
+    assert by_id["glucose-falling-fast"]["opens_episode"] is False
+    assert by_id["hypo-level-1"]["for_minutes"] == 15
+    assert by_id["hypo-level-1"]["sustain_devices"] == ["cgm"]
+    assert "for_minutes" not in by_id["hypo-level-2"]  # level 2 is never delayed
+    text = (ROOT / "configs/rules-defaults.yaml").read_text()
+    for source in ("International Consensus on Time in Range", "Diabetes Care 2019;42:1593",
+                   "Danne et al., Diabetes Care 2017;40:1631", "ACC/AHA"):
+        assert source in text
