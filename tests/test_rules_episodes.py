@@ -203,6 +203,6 @@ def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
     assert by_id["hypo-level-1"]["sustain_devices"] == ["cgm"]
     assert "for_minutes" not in by_id["hypo-level-2"]  # level 2 is never delayed
     text = (ROOT / "configs/rules-defaults.yaml").read_text()
-    for source in ("International Consensus on Time in Range", "Diabetes Care 2019;42:1593",
+    for source in ("International Consensus on Time in Range", "2019;42:1593-1603",
                    "Danne et al., Diabetes Care 2017;40:1631", "ACC/AHA"):
         assert source in text
