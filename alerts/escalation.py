@@ -119,7 +119,9 @@ class Escalator:
         def compose(row: AlertRow) -> tuple[list[Note], datetime | None]:
             nonlocal nxt
             code = row.ack_code or ""
-            body = alert_text(d, self._name(patient), home.zone, code)
+            body = alert_text(
+                d, self._name(patient), home.zone, code, glucose_unit=patient.glucose_unit
+            )
             if d.state == AlertState.RESOLVED:
                 told = self.ledger.told(d.alert_id)
                 return [
@@ -152,7 +154,10 @@ class Escalator:
 
         def compose(row: AlertRow) -> tuple[list[Note], int, datetime | None]:
             nonlocal nxt
-            body = update_text(d, self._name(patient), home.zone, row.ack_code or "")
+            body = update_text(
+                d, self._name(patient), home.zone, row.ack_code or "",
+                glucose_unit=patient.glucose_unit,
+            )
             kind = f"update-{d.severity}"
             told = self.ledger.told(d.alert_id)
             notes = [Note(r, n, role, body, kind, row.step, at) for r, n, role in told]
@@ -203,7 +208,9 @@ class Escalator:
         if row.step + 1 < len(steps):
             k = row.step + 1
             before = [m.name for s in steps[:k] for m in s]
-            body = escalation_text(d, self._name(patient), home.zone, code, before)
+            body = escalation_text(
+                d, self._name(patient), home.zone, code, before, glucose_unit=patient.glucose_unit
+            )
             notes = [
                 Note(m.phone, m.name, str(m.role), body, f"escalation-{k}", k, at) for m in steps[k]
             ]
@@ -222,7 +229,9 @@ class Escalator:
             )
         elif row.reminders < route.max_reminders:
             n = row.reminders + 1
-            body = reminder_text(d, self._name(patient), home.zone, code, n)
+            body = reminder_text(
+                d, self._name(patient), home.zone, code, n, glucose_unit=patient.glucose_unit
+            )
             notes = [
                 Note(r, nm, role, body, f"reminder-{n}", row.step, at)
                 for r, nm, role in self.ledger.told(row.alert_id)

@@ -436,12 +436,14 @@ class Ledger:
         return bool(cur.rowcount)
 
     def told(self, alert_id: str) -> list[tuple[str, str, str]]:
-        """Everyone told about the alert (or about to be): (recipient, name, role)."""
+        """Everyone told about the alert (or about to be): (recipient, name, role). An SMS
+        folded by the alarm budget counts: its digest tells them (alerts/budget.py)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT recipient, name, role FROM notifications WHERE alert_id=? AND "
                 + _LIVE_KINDS
-                + " AND state IN ('pending','sending','sent') AND coalesce(delivery, '') NOT IN"
+                + " AND state IN ('pending','sending','sent','folded','digested')"
+                " AND coalesce(delivery, '') NOT IN"
                 " ('failed','undelivered') GROUP BY recipient ORDER BY min(id)",
                 (alert_id,),
             ).fetchall()

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import paho.mqtt.client as mqtt
 
 from homevitals import wire
+from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger, Notification
@@ -56,6 +57,7 @@ class AlertsApp:
         self.clock = clock
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.ledger = Ledger(self.acfg.outbox_path, ack_codes)
+        self.budget = AlarmBudget(self.acfg.outbox_path, cfg)  # issue 14, same SQLite file
         self.scheduler = JobScheduler(
             "alerts",
             self.acfg.schedule_path or default_path(self.acfg.outbox_path),
@@ -72,8 +74,8 @@ class AlertsApp:
         self.outbox = DurableQueue(self.acfg.outbox_path)
         self.dead = DeadLetters("alerts", self.outbox, self.topics, clock)
         self.subscriber = Subscriber(
-            cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle,
-            self.dead.keep,
+            cfg.mqtt_for("alerts"), self.acfg.client_id, list(self.topics.alerts_subscriptions),
+            self.handle, self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="alerts")
         self.dead.on_kept = self.pump.notify
@@ -189,6 +191,7 @@ class AlertsApp:
         self._stop.set()
         self._wake.set()
         self._sender.join(timeout=30)
+        self.budget.close()
         self.ledger.close()
         self.outbox.close()
 
@@ -201,11 +204,13 @@ class AlertsApp:
             self._wake.wait(0.2)
             self._wake.clear()
             self._reconcile()
+            self.budget.digests(self.clock.now())
             for n in self.ledger.due(self.clock.now()):
                 if self._stop.is_set():
                     return
                 try:
-                    self._send(n)
+                    if self.budget.admit(n, self.clock.now()):  # else folded into a digest
+                        self._send(n)
                 except Exception as exc:  # the sender's edge: one SMS must not end all sending
                     logger.exception("sending SMS %d failed unexpectedly", n.id)
                     self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
@@ -298,6 +303,9 @@ def _metrics(app: AlertsApp) -> list[Metric]:
         counter("homevitals_alerts_rejected_total",
                 "decisions the alert service dead-lettered, by reason",
                 dict(app.dead.counts), "reason"),
+        counter("homevitals_alerts_sms_folded_total",
+                "SMS held back by the alarm budget and folded into a digest",
+                app.budget.folded_total()),
         gauge("homevitals_alerts_pending", "SMS waiting to be sent", app.ledger.pending_count()),
         gauge("homevitals_alerts_connected", "1 while connected to the broker",
               app.subscriber.connected.is_set()),

@@ -15,7 +15,7 @@ import re
 
 from homevitals.config import DEVICE_MEASUREMENTS, DeviceConfig, HomeConfig
 from homevitals.readings import Measurement
-from homevitals.topics import Topics
+from homevitals.topics import HA_DISCOVERY_PREFIX, Topics, ha_discovery
 
 __all__ = ["discovery_messages"]
 
@@ -41,15 +41,15 @@ def _id(text: str) -> str:
 
 
 def discovery_messages(home: HomeConfig, topics: Topics,
-                       prefix: str = "homeassistant") -> list[tuple[str, bytes]]:
-    """(topic, payload) pairs to publish retained, QoS 1."""
-    node = _id(f"homevitals_{home.id}")
+                       prefix: str = HA_DISCOVERY_PREFIX) -> list[tuple[str, bytes]]:
+    """(topic, payload) pairs to publish retained, QoS 1 (topics: homevitals.topics, whose
+    ``ha_discovery`` the broker ACL grants each gateway)."""
     out: list[tuple[str, bytes]] = []
     for device in home.devices:
         for measurement in DEVICE_MEASUREMENTS[device.kind]:
             for field, name, unit, device_class in _FIELDS.get(measurement, ()):
                 obj = _id(f"{device.id}_{field}")
-                out.append((f"{prefix}/sensor/{node}/{obj}/config",
+                out.append((ha_discovery(prefix, home.id, obj),
                             _config(home, device, topics, field, name, unit, device_class)))
     return out
 

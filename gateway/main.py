@@ -90,7 +90,7 @@ class GatewayApp:
         retained = discovery_messages(self.home, self.topics, ha.discovery_prefix) \
             if ha.enabled else []
         self.publisher = Publisher(
-            cfg.mqtt,
+            cfg.mqtt_for("gateway"),
             self.queue,
             self.topics,
             self.home.id,

@@ -48,6 +48,7 @@ __all__ = [
     "IngestConfig",
     "MetricsConfig",
     "MqttConfig",
+    "MqttLogin",
     "PatientConfig",
     "RulesConfig",
     "StoreConfig",
@@ -98,6 +99,15 @@ class MqttConfig(_Model):
     password_env: str | None = None
     password_file: str | None = None
     tls: TlsConfig = TlsConfig()
+
+
+class MqttLogin(_Model):
+    """One daemon's own broker user (``<daemon>.mqtt``), in place of ``mqtt.username`` and its
+    password: every daemon gets its own user in the generated ACL (``homevitals mqtt-acl``)."""
+
+    username: str
+    password_env: str | None = None
+    password_file: str | None = None
 
 
 class StoreKind(StrEnum):
@@ -225,6 +235,9 @@ class PatientConfig(_Model):
     rule_overrides: dict[str, RuleOverride] = Field(
         {}, description="rule id -> this patient's changes (issue 6)"
     )
+    glucose_unit: Literal["mmol/L", "mg/dL"] = Field(
+        "mmol/L", description="the unit this patient's SMS show glucose in (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
 
@@ -293,6 +306,7 @@ class GatewayConfig(_Model):
     max_inflight: int = Field(100, ge=1, le=1000)
     heartbeat_seconds: float = Field(60.0, gt=0)
     client_id: str | None = None
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     # Deprecated: earlier bleak gateways kept the last RACP sequence number per meter in this
     # file. The mark now lives in the queue database, committed with the readings; a file
     # named here is read once at start to carry its marks over (gateway/main.py).
@@ -308,6 +322,7 @@ class GatewayConfig(_Model):
 
 class IngestConfig(_Model):
     client_id: str = "homevitals-ingest"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
     batch_size: int = Field(500, ge=1, le=50_000)
@@ -543,6 +558,7 @@ def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
 
 class RulesConfig(_Model):
     client_id: str = "homevitals-rules"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     state_path: str = "homevitals-rules-state.sqlite"
     definitions: list[RuleConfig] = []
@@ -679,6 +695,7 @@ class WebhookConfig(_Model):
 
 class AlertsConfig(_Model):
     client_id: str = "homevitals-alerts"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     notifier: Literal["twilio", "console"] = "console"
     twilio: TwilioConfig | None = None
@@ -697,6 +714,11 @@ class AlertsConfig(_Model):
     webhook: WebhookConfig | None = None
     schedule_path: str | None = None  # APScheduler's job store; default: next to outbox_path
     sweep_seconds: float = Field(30.0, gt=0, description="safety-net check for due escalations")
+    # Issue 14, the alarm budget (alerts/budget.py): at most this many SMS per recipient and
+    # patient in any 60 minutes; more are folded into one digest SMS. Critical always goes
+    # through (and counts). 4 lets one real episode's whole story through untouched (first SMS,
+    # a severity update, the all clear, one reminder), so only a storm is ever folded.
+    sms_per_hour: int = Field(4, ge=1, description="SMS budget per recipient and patient")
 
 
 class Config(_Model):
@@ -749,6 +771,15 @@ class Config(_Model):
                         effective_rule(rules[rule_id], override)
                     except ValueError as exc:
                         yield f"patient {p.id}: {exc}"
+
+    def mqtt_for(self, daemon: str) -> MqttConfig:
+        """The broker settings of ``daemon`` (gateway, ingest, rules, alerts): ``mqtt`` with the
+        user and password of the daemon's own ``mqtt`` section when it has one."""
+        section = self.gateway if daemon == "gateway" else getattr(self, daemon)
+        login: MqttLogin | None = getattr(section, "mqtt", None)
+        if login is None:
+            return self.mqtt
+        return self.mqtt.model_copy(update=login.model_dump())
 
     def home(self, home_id: str) -> HomeConfig:
         for h in self.homes:

@@ -216,6 +216,9 @@ class AlertDecision:
     source_id: str = ""
     episode: str = ""
     conditions: tuple[str, ...] = ()
+    # Rate of change per minute in ``unit`` (negative: falling), when the rule knows it (a CGM
+    # trend); the SMS shows it (issue 14). None: unknown.
+    trend: float | None = None
 
     def __post_init__(self) -> None:
         check_id("alert", self.alert_id)
@@ -232,3 +235,5 @@ class AlertDecision:
             raise ValueError("an alert decision needs a reason")
         _check_aware("time", self.time)
         _check_aware("observed_at", self.observed_at)
+        if self.trend is not None and not math.isfinite(self.trend):
+            raise ValueError(f"alert trend must be finite, got {self.trend!r}")

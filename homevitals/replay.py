@@ -189,6 +189,8 @@ class Pipeline:
             return "alert decisions in flight"
         if self.alerts.ledger.due(self.clock.now()):
             return "SMS due"
+        if self.alerts.budget.digest_due(self.clock.now()):
+            return "digest SMS due"
         return None
 
     def settle(self, seconds: float = SETTLE_SECONDS) -> bool:

@@ -185,6 +185,8 @@ def encode(msg: Message) -> bytes:
             "episode": msg.episode,
             "conditions": list(msg.conditions),
         }
+        if msg.trend is not None:  # optional: decoders older than issue 14 never see the key
+            body["trend"] = msg.trend
     elif isinstance(msg, Heartbeat):
         body = {"type": "heartbeat", **msg}
     elif isinstance(msg, Reject):
@@ -397,7 +399,17 @@ def _decode_alert(o: dict[str, Any]) -> AlertDecision:
         source_id=str(o.get("source_id", "")),
         episode=str(o.get("episode", "")),  # absent before issue 14
         conditions=tuple(str(c) for c in _list(o, "conditions")),
+        trend=_opt_number(o, "trend"),
     )
+
+
+def _opt_number(o: dict[str, Any], key: str) -> float | None:
+    v = o.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise WireError("bad_value", f"field {key!r} must be a number or null, got {v!r}")
+    return float(v)
 
 
 def _decode_heartbeat(o: dict[str, Any]) -> Heartbeat:

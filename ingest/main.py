@@ -76,6 +76,7 @@ def _metrics(s: IngestService) -> list[Metric]:
         gauge(
             "homevitals_ingest_connected", "1 while connected to the broker", s.connected.is_set()
         ),
+        *s.broker_watch.metrics(),
     ]
 
 

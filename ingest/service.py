@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 from homevitals import wire
 from homevitals.config import Config
 from homevitals.errors import WireError
+from homevitals.ingest.broker_watch import BrokerWatch
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
 from homevitals.mqtt import connect_async, make_client, reason_failed
@@ -102,8 +103,9 @@ class IngestService:
         self.retries = 0
         self._generation = 0
         self._stop = threading.Event()
+        self.mqtt = cfg.mqtt_for("ingest")
         self.client = make_client(
-            cfg.mqtt,
+            self.mqtt,
             self.icfg.client_id,
             clean_start=False,
             session_expiry=SESSION_EXPIRY_SECONDS,
@@ -117,22 +119,17 @@ class IngestService:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.broker_watch = BrokerWatch(self.mqtt, self.icfg.client_id)  # $SYS drop counter
 
     def _subscriptions(self) -> list[str]:
-        topics = [
-            self.topics.all_readings,
-            self.topics.all_events,
-            self.topics.all_gateway_deadletters,
-            self.topics.all_alerts,
-            self.topics.stage_deadletters("rules"),
-            self.topics.stage_deadletters("alerts"),
-        ]
+        topics = list(self.topics.ingest_subscriptions)
         group = self.icfg.shared_group
         return [f"$share/{group}/{t}" for t in topics] if group else topics
 
     def start(self) -> None:
         self._writer.start()
-        connect_async(self.client, self.cfg.mqtt)
+        connect_async(self.client, self.mqtt)
+        self.broker_watch.start()
 
     def stop(self, drain_seconds: float = 10.0) -> None:
         """Write and acknowledge what is in memory, then disconnect (SIGTERM path)."""
@@ -143,6 +140,7 @@ class IngestService:
         self._writer.join(timeout=drain_seconds)
         self.client.disconnect()
         self.client.loop_stop()
+        self.broker_watch.stop()
 
     # --- paho thread ------------------------------------------------------------------------
     def _on_connect(

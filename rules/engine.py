@@ -180,12 +180,27 @@ class RuleEngine:
             alone = self._judged_alone(st, s, rule, r)
             fires = cond.breaches(rule, value) if alone else cond.threshold_fires(rule, w)
             if self._in_window(s, rule, r.time) and fires:
-                return self.fire(st, s, rule, r.reading_id, r.time, **_fields(r, rule.field))
+                trend = self._trend(st, s, r, rule.field)
+                return self.fire(
+                    st, s, rule, r.reading_id, r.time, **_fields(r, rule.field), trend=trend
+                )
             return None
         if cond.clears(rule, value) and r.time >= current.opened_at:
             return self.resolve(st, s, rule, current, "back in range", **_fields(r, rule.field))
         if not cond.breaches(rule, value):
             self.counts["held_open"] += 1  # within the hysteresis band: no flapping
+        return None
+
+    def _trend(self, st: State, s: Subject, r: Reading, field: str) -> float | None:
+        """The field's rate of change per minute over the last 15 minutes, for the SMS ("falling
+        0.1 mmol/L/min"), from the window a rate rule keeps of it (judged first); None without
+        one, or with fewer than three readings in it (a CGM's stream, not a meter's checks)."""
+        for rule in s.rules:
+            if isinstance(rule, RateRuleConfig) and (rule.measurement, rule.field) == (
+                r.measurement, field
+            ):
+                w = st.window(s.patient.id, rule.id)
+                return cond.slope(w, r.time, timedelta(minutes=15))
         return None
 
     def _judged_alone(self, st: State, s: Subject, rule: ThresholdRuleConfig, r: Reading) -> bool:
@@ -208,7 +223,10 @@ class RuleEngine:
     ) -> AlertDecision | None:
         change = cond.rate_change(rule, w)
         if current is None and change is not None and self._in_window(s, rule, r.time):
-            return self.fire(st, s, rule, r.reading_id, r.time, **_fields(r, rule.field))
+            trend = self._trend(st, s, r, rule.field)
+            return self.fire(
+                st, s, rule, r.reading_id, r.time, **_fields(r, rule.field), trend=trend
+            )
         if current is not None and change is None and r.time >= current.opened_at:
             return self.resolve(
                 st, s, rule, current, "no longer changing that fast", **_fields(r, rule.field)

@@ -46,14 +46,9 @@ class RulesApp:
         self.registry = Registry(cfg.homes)
         self.dead = DeadLetters("rules", self.outbox, self.topics, self.clock)
         self.subscriber = Subscriber(
-            cfg.mqtt,
+            cfg.mqtt_for("rules"),
             cfg.rules.client_id,
-            [
-                self.topics.all_readings,
-                self.topics.all_events,
-                self.topics.all_status,
-                self.topics.all_heartbeats,
-            ],
+            list(self.topics.rules_subscriptions),
             self.handle,
             self.dead.keep,
         )

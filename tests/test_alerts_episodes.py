@@ -63,8 +63,8 @@ def test_update_is_one_sms_and_retimes_the_escalation(tmp_path: Path) -> None:
     assert due == "2026-11-21T02:25:00.000000Z"  # high: 15 minutes after the update
     assert sms(ledger) == [(DOCTOR, "firing"), (DOCTOR, "update-high")]
     body = next(str(h["body"]) for h in ledger.history() if h["kind"] == "update-high")
-    assert body.startswith("homevitals UPDATE, now HIGH: Ana Novak: glucose 2.8 mmol/L at 03:00")
-    assert body.endswith("Same alert: reply ACK 4821.")
+    assert body == ("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L at 03:00."
+                    " hypo-level-2 reason. Reply ACK 4821")
     row = ledger.alert(update.alert_id)
     assert row is not None and (row.severity, row.rule) == ("high", "hypo-level-1")
     clock.advance(timedelta(minutes=15))

@@ -36,11 +36,13 @@ def test_one_cgm_low_is_one_alert_first_sms_one_update_one_all_clear(tmp_path: P
     assert [(n["to"], n["kind"]) for n in sms] == [
         (DOCTOR, "firing"), (DOCTOR, "update-high"), (DOCTOR, "resolved")]
     first, update, clear = (n["text"] for n in sms)
-    assert first.startswith("homevitals MEDIUM: Ana Novak: glucose 3.6") and "level 1" in first
-    assert "at 03:00 " in first
-    assert update.startswith("homevitals UPDATE, now HIGH: Ana Novak: glucose 2.7")
-    assert "level 2" in update and "at 03:10 " in update
-    assert clear.startswith("homevitals ALL CLEAR") and "at 03:45 " in clear
+    assert first.startswith("homevitals MEDIUM: Ana Novak: glucose 3.6 mmol/L, falling 0.1"
+                            " mmol/L/min at 03:00. Low glucose, level 1")
+    assert update.startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L, falling"
+                             " 0.1 mmol/L/min at 03:10. Clinically significant low glucose,"
+                             " level 2.")
+    assert clear.startswith("homevitals ALL CLEAR: Ana Novak: glucose 4.6 mmol/L at 03:45.")
+    assert all(len(n["text"]) <= 160 for n in sms)  # one SMS segment each
     assert len(_codes(sms)) == 1  # one ACK code for the whole episode
     assert alerts[0]["ack_code"] in _codes(sms)
     # The doctor's ACK at 03:20 (after the update) is on the one alert; no all clear at 03:15,
@@ -69,9 +71,9 @@ def test_a_confirmed_crisis_is_one_alert(tmp_path: Path) -> None:
     sms, alerts = _replay("bp-crisis-episode", tmp_path)
     assert len(alerts) == 1
     assert [(n["to"], n["kind"]) for n in sms] == [(DOCTOR, "firing"), (DOCTOR, "resolved")]
-    assert sms[0]["text"].startswith("homevitals HIGH: Ana Novak: systolic 196 mmHg at 08:15 ")
+    assert sms[0]["text"].startswith("homevitals HIGH: Ana Novak: systolic 196 mmHg at 08:15.")
     assert "Hypertensive crisis" in sms[0]["text"]
-    assert sms[1]["text"].startswith("homevitals ALL CLEAR") and "at 19:" in sms[1]["text"]
+    assert sms[1]["text"].startswith("homevitals ALL CLEAR") and " at 19:" in sms[1]["text"]
     assert len(_codes(sms)) == 1
 
 

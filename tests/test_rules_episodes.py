@@ -65,6 +65,8 @@ def test_a_cgm_low_is_one_episode_with_one_update_and_one_all_clear(tmp_path: Pa
     assert got[0][1].conditions == ("glucose-falling-fast", "hypo-level-1")
     assert got[1][1].conditions == ("glucose-falling-fast", "hypo-level-1", "hypo-level-2")
     assert got[1][1].value == 2.8 and got[2][1].conditions == ()
+    # The trend for the SMS: the slope of the last 15 minutes (0.4 mmol/L per 5 minutes).
+    assert got[0][1].trend == pytest.approx(-0.08) and got[1][1].trend == pytest.approx(-0.08)
     # The decisions cross MQTT; the new fields survive the wire.
     assert wire.decode(wire.encode(got[1][1])) == got[1][1]
 

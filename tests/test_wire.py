@@ -230,3 +230,16 @@ def test_a_dead_letter_keeps_a_bounded_prefix_with_size_and_hash() -> None:
     encoded = wire.encode(reject)
     assert len(encoded) < wire.MAX_PAYLOAD
     assert wire.decode(encoded) == reject  # it travels as any other message
+
+
+def test_an_alert_may_carry_a_trend() -> None:
+    """Issue 14: the CGM trend (per minute, in the alert's unit) is optional on the wire; a
+    decision without one encodes exactly as before, so older decoders never see the key."""
+    d = AlertDecision("a1", AlertState.FIRING, "home-1", "ana", "hypo-level-2", Severity.HIGH,
+                      "why", T, "glucose", "glucose", 2.8, "mmol/L", T, trend=-0.1)
+    body = json.loads(wire.encode(d))
+    assert body["trend"] == -0.1 and wire.decode(wire.encode(d)) == d
+    without = AlertDecision("a1", AlertState.FIRING, "home-1", "ana", "r", Severity.HIGH, "why", T)
+    assert "trend" not in json.loads(wire.encode(without))
+    with pytest.raises(WireError, match="field 'trend' must be a number or null, got 'fast'"):
+        wire.decode(json.dumps({**body, "trend": "fast"}).encode())
