@@ -28,7 +28,7 @@ from homevitals.alerts.text import display_name
 from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
 from homevitals.config import Config
-from homevitals.deadletter import DeadLetters
+from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
 from homevitals.metrics import Metric, counter, gauge, start_health
 from homevitals.origin import Registry
@@ -302,7 +302,7 @@ def _metrics(app: AlertsApp) -> list[Metric]:
                 app.ledger.state_counts(), "state"),
         counter("homevitals_alerts_rejected_total",
                 "decisions the alert service dead-lettered, by reason",
-                dict(app.dead.counts), "reason"),
+                {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),
         counter("homevitals_alerts_sms_folded_total",
                 "SMS held back by the alarm budget and folded into a digest",
                 app.budget.folded_total()),

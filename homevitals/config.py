@@ -122,6 +122,9 @@ class StoreConfig(_Model):
     url: str = "http://127.0.0.1:8086"
     database: str = "homevitals"
     retention_policy: str | None = None
+    create_database: bool = Field(
+        False, description="influx_v1: create the database when a write finds it missing"
+                           " (needs an admin user when InfluxDB has authentication on)")
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
@@ -186,6 +189,8 @@ class DeviceConfig(_Model):
     id: str
     kind: DeviceKind
     patient: str
+    name: str | None = Field(None, min_length=1, max_length=100,
+                             description="what people call it, e.g. Ana's blood-pressure monitor")
     address: str | None = Field(None, description="BLE address (bleak transport)")
     quirks: list[Quirk] = Field([], description="named vendor deviations (docs/gateway.md)")
     gpio_pin: int | None = Field(None, ge=0, le=53, description="BCM pin of a gpio_button")
@@ -721,6 +726,17 @@ class AlertsConfig(_Model):
     sms_per_hour: int = Field(4, ge=1, description="SMS budget per recipient and patient")
 
 
+Loc = tuple[str | int, ...]
+
+
+class CrossCheckError(ValueError):
+    """Problems that involve several sections, each with the place in the file it points at."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+        self.problems = problems
+
+
 class Config(_Model):
     mqtt: MqttConfig = MqttConfig()
     store: StoreConfig = StoreConfig()
@@ -734,43 +750,47 @@ class Config(_Model):
     def _cross_checks(self) -> Config:
         problems = list(self._problems())
         if problems:
-            raise ValueError("; ".join(problems))
+            raise CrossCheckError(problems)
         return self
 
-    def _problems(self) -> Iterator[str]:
+    def _problems(self) -> Iterator[tuple[Loc, str]]:
         homes = [h.id for h in self.homes]
         if len(set(homes)) != len(homes):
-            yield "home ids must be unique"
+            yield ("homes",), "home ids must be unique"
         patients = [p.id for h in self.homes for p in h.patients]
         if len(set(patients)) != len(patients):
-            yield "patient ids must be unique across homes"
+            yield ("homes",), "patient ids must be unique across homes"
         if self.gateway is not None and self.gateway.home not in homes:
-            yield f"gateway.home {self.gateway.home!r} is not one of the homes"
+            yield (("gateway", "home"), f"{self.gateway.home!r} is not one of the homes"
+                   f" ({', '.join(homes) or 'none configured'})")
         if self.alerts.notifier == "twilio" and self.alerts.twilio is None:
-            yield "alerts.notifier is twilio but the alerts.twilio section is missing"
+            yield ("alerts", "notifier"), "twilio needs the alerts.twilio section, which is missing"
         produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
         yield from self._override_problems()
-        for rule in self.rules.definitions:
+        for i, rule in enumerate(self.rules.definitions):
+            at: Loc = ("rules", "definitions", i)
             if (
                 isinstance(rule, ThresholdRuleConfig)
                 and self.homes
                 and rule.measurement not in produced
             ):
-                yield f"rule {rule.id} watches {rule.measurement}, which no device produces"
-            yield from _unit_problems(rule)
+                yield ((*at, "measurement"),
+                       f"rule {rule.id} watches {rule.measurement}, which no device produces")
+            yield from (((*at, key), msg) for key, msg in _unit_problems(rule))
 
-    def _override_problems(self) -> Iterator[str]:
+    def _override_problems(self) -> Iterator[tuple[Loc, str]]:
         rules = {r.id: r for r in self.rules.definitions}
-        for h in self.homes:
-            for p in h.patients:
+        for hi, h in enumerate(self.homes):
+            for pi, p in enumerate(h.patients):
                 for rule_id, override in p.rule_overrides.items():
+                    at = ("homes", hi, "patients", pi, "rule_overrides", rule_id)
                     if rule_id not in rules:
-                        yield f"patient {p.id}: rule_overrides names unknown rule {rule_id!r}"
+                        yield at, f"patient {p.id}: rule_overrides names unknown rule {rule_id!r}"
                         continue
                     try:
                         effective_rule(rules[rule_id], override)
                     except ValueError as exc:
-                        yield f"patient {p.id}: {exc}"
+                        yield at, f"patient {p.id}: {exc}"
 
     def mqtt_for(self, daemon: str) -> MqttConfig:
         """The broker settings of ``daemon`` (gateway, ingest, rules, alerts): ``mqtt`` with the
@@ -795,18 +815,18 @@ class Config(_Model):
         raise KeyError(patient_id)
 
 
-def _unit_problems(rule: object) -> Iterator[str]:
+def _unit_problems(rule: object) -> Iterator[tuple[str, str]]:
     """A rule's field must exist on the wire, in the unit the wire uses."""
     measurement, field, unit = (getattr(rule, a, None) for a in ("measurement", "field", "unit"))
     if measurement is None or field is None or unit is None:
         return
     known = FIELD_UNITS.get(str(measurement), {})
     if field not in known:
-        yield (f"rule {getattr(rule, 'id', '?')}: {measurement} has no field {field!r}"
-               f" (fields: {', '.join(sorted(known))})")
+        yield "field", (f"rule {getattr(rule, 'id', '?')}: {measurement} has no field {field!r}"
+                        f" (fields: {', '.join(sorted(known))})")
     elif known[field] != unit:
-        yield (f"rule {getattr(rule, 'id', '?')}: {measurement}.{field} is in {known[field]},"
-               f" not {unit}")
+        yield "unit", (f"rule {getattr(rule, 'id', '?')}: {measurement}.{field} is in"
+                       f" {known[field]}, not {unit}")
 
 
 # --- loading with file / line / key in every error ---------------------------------------------
@@ -824,15 +844,33 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
             _lines(item, (*path, i), out)
 
 
-def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _RULE_KINDS))
+def _rule_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the tag pydantic puts after a rule's index (``rules.definitions.0.threshold.below``):
+    only there, since "gateway" is both a rule kind and a section."""
+    if loc[:2] == ("rules", "definitions") and len(loc) > 3 and loc[3] in _RULE_KINDS:
+        return loc[:3] + loc[4:]
+    return loc
+
+
+def _place(source: str, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
     line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
     key = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{source}:{line}: {key}" if line else f"{source}: {key}"
+
+
+def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    where = f"{source}:{line}" if line else source
-    return f"{where}: {key}: {msg}"
+    return f"{_place(source, _rule_loc(tuple(err['loc'])), lines)}: {msg}"
+
+
+def _describe_all(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """One line per problem; a cross-section check's problems each at the key they name."""
+    cross = (err.get("ctx") or {}).get("error")
+    if isinstance(cross, CrossCheckError):
+        return [f"{_place(source, loc, lines)}: {msg}" for loc, msg in cross.problems]
+    return [_describe(source, err, lines)]
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
@@ -844,7 +882,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError([f"{source}{line}: not valid YAML: {exc}"]) from exc
     if data is None:
-        data = {}
+        raise ConfigError([f"{source}: the file is empty (or only comments): a configuration"
+                           " needs at least homes: (configs/homevitals.yaml is a sample)"])
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     lines: dict[tuple[Any, ...], int] = {}
@@ -853,7 +892,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_describe(source, e, lines) for e in exc.errors()]) from exc
+        raise ConfigError([p for e in exc.errors() for p in _describe_all(source, e, lines)]
+                          ) from exc
 
 
 def load_config(path: str | Path) -> Config:

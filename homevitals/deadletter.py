@@ -15,12 +15,17 @@ from collections.abc import Callable
 
 from homevitals import wire
 from homevitals.clock import Clock
+from homevitals.origin import ORIGIN_REASONS
 from homevitals.outbox import DurableQueue
 from homevitals.topics import Topics
 
-__all__ = ["DeadLetters"]
+__all__ = ["DeadLetters", "SERVER_REASONS"]
 
 logger = logging.getLogger(__name__)
+
+# Every reason a server stage dead-letters a message for, so that each metric series exists at
+# 0 from the start and the first rejection shows in increase().
+SERVER_REASONS = (*wire.WIRE_REASONS, *ORIGIN_REASONS, "handler_error")
 
 
 class DeadLetters:

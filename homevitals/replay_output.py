@@ -46,6 +46,9 @@ def collect(store: Any, ledger: Any, tl: Timeline, replies: list[tuple[ScriptedR
     return Collected(rows, ledger.history(), list(replies), delivered, stalls)
 
 
+_NOT_READINGS = ("event", "rejected")
+
+
 def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 
@@ -128,13 +131,29 @@ def _check(tl: Timeline, notes: list[dict[str, Any]]) -> list[str]:
                       and n["rule"] == e.rule and _kind_is(n["kind"], e.kind) and n["time"]
                       and abs(wire.parse_time(n["time"], "time") - e.at) <= e.within), None)
         if match is None:
-            report.append(f"  MISSED   {e.kind} {e.rule} to {e.to} at {e.at.isoformat()}"
+            report.append(f"  MISSED   {e.kind} {e.rule} to {e.to} at {wire.format_time(e.at)}"
                           f" (+/- {e.within})")
         else:
             used.add(match)
             report.append(f"  met      {e.kind} {e.rule} to {e.to} at {notes[match]['time']}")
     report += [f"  UNEXPECTED {n['kind']} {n['rule']} to {n['to']} at {n['time']}"
                for i, n in enumerate(notes) if i not in used]
+    return report
+
+
+def _check_readings(tl: Timeline, rows: list[dict[str, Any]]) -> list[str]:
+    """Each device's stored readings: how many, and (``every``) exactly that far apart."""
+    report = []
+    for e in tl.expected_readings:
+        times = sorted(r["time"] for r in rows if r.get("home") == e.home
+                       and r.get("device") == e.device and r["measurement"] not in _NOT_READINGS)
+        steps = sorted({b - a for a, b in zip(times, times[1:], strict=False)})
+        ok = len(times) == e.count and (e.every is None or steps in ([], [e.every]))
+        spacing = f", every {e.every}" if e.every is not None else ""
+        found = f"{len(times)} stored" + (f", steps {', '.join(map(str, steps))}"
+                                          if e.every is not None and not ok else "")
+        report.append(f"  {'met     ' if ok else 'MISSED  '} readings {e.device}: {e.count}"
+                      f" stored{spacing}" + ("" if ok else f" (found {found})"))
     return report
 
 
@@ -163,10 +182,11 @@ def write_outputs(out_dir: Path, sc: LoadedScenario, tl: Timeline, c: Collected,
     if replies:
         (out_dir / "replies.jsonl").write_text(
             "".join(_dump(r) + "\n" for r in replies), encoding="utf-8")
-    report = _check(tl, notes)
+    report = _check(tl, notes) + _check_readings(tl, c.rows)
     lines = [
         f"homevitals replay: {sc.model.name} ({sc.source}), seed {sc.model.seed}",
-        f"  simulated {tl.start.isoformat()} .. {tl.end.isoformat()}"
+        f"  simulated {tl.start.astimezone(sc.zone).isoformat()}"
+        f" .. {tl.end.astimezone(sc.zone).isoformat()}"
         f" in {wall_seconds:.1f} s of wall time",
         f"  {c.delivered} values delivered, {len(c.rows)} points stored,"
         f" {len(alerts)} alerts, {_sms_count(notes)}, {len(replies)} scripted replies",

@@ -55,10 +55,10 @@ def ha_node(home: str) -> str:
     return _HA_UNSAFE.sub("_", f"homevitals_{check_id('home', home)}")
 
 
-def ha_discovery(prefix: str, home: str, object_id: str = "+") -> str:
+def ha_discovery(prefix: str, home: str, object_id: str = "+", component: str = "+") -> str:
     """home-assistant.io/integrations/mqtt, "Discovery topic":
     ``<discovery_prefix>/<component>/[<node_id>/]<object_id>/config``; "+" for the ACL."""
-    return f"{prefix}/sensor/{ha_node(home)}/{object_id}/config"
+    return f"{prefix}/{component}/{ha_node(home)}/{object_id}/config"
 
 
 @dataclass(frozen=True, slots=True)

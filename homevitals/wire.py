@@ -27,6 +27,7 @@ from homevitals.readings import (
 from homevitals.units import Unit
 
 __all__ = [
+    "WIRE_REASONS",
     "WIRE_VERSION",
     "Heartbeat",
     "Message",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 WIRE_VERSION = 1
+# Every reason decode() gives (docs/wire-format.md).
+WIRE_REASONS = (
+    "bad_json", "bad_version", "bad_type", "missing_field", "bad_field", "bad_value", "bad_unit",
+    "bad_time", "bad_measurement", "too_large", "too_deep",
+)
 MAX_PAYLOAD = 64 * 1024
 # A dead letter keeps this much of the payload it names (hex, so twice as many characters),
 # with the whole payload's size and SHA-256: enough to see what was sent, bounded in size, and

@@ -28,6 +28,7 @@ from homevitals.errors import WireError
 from homevitals.ingest.broker_watch import BrokerWatch
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
+from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import connect_async, make_client, reason_failed
 from homevitals.origin import Registry
 from homevitals.readings import AlertDecision, Event, Reading
@@ -101,6 +102,7 @@ class IngestService:
         self.written = 0
         self.write_latency = LatencyHistogram()
         self.retries = 0
+        self.trouble = WriteTrouble()
         self._generation = 0
         self._stop = threading.Event()
         self.mqtt = cfg.mqtt_for("ingest")
@@ -334,9 +336,7 @@ class IngestService:
                 # The database is down, slow, or misconfigured (auth, no database): the operator
                 # can fix that, so keep the messages unacknowledged and try again, never drop.
                 self.retries += 1
-                logger.error(
-                    "write of %d points failed (%s); retrying in %.1f s", len(batch), exc, delay
-                )
+                self.trouble.failed(len(batch), exc, delay)
                 if (
                     self._stop.wait(delay * random.uniform(0.8, 1.2))
                     and not self.connected.is_set()
@@ -345,6 +345,7 @@ class IngestService:
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue
             self.written += len(batch)
+            self.trouble.succeeded(len(batch))
             self._ack(batch)
             return
 

@@ -18,7 +18,7 @@ import paho.mqtt.client as mqtt
 from homevitals import wire
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
-from homevitals.deadletter import DeadLetters
+from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
 from homevitals.metrics import Metric, counter, gauge, start_health
 from homevitals.origin import Mismatch, Registry
@@ -140,7 +140,7 @@ def _metrics(app: RulesApp) -> list[Metric]:
                 {k: v for k, v in app.engine.counts.items()}, "kind"),
         counter("homevitals_rules_rejected_total",
                 "messages the rules dead-lettered, by reason",
-                dict(app.dead.counts), "reason"),
+                {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),
         counter("homevitals_rules_published_total", "decisions handed to the broker",
                 app.pump.published),
         counter("homevitals_rules_acknowledged_total", "decisions the broker acknowledged",

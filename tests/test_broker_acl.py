@@ -37,8 +37,10 @@ USERS = {  # daemon -> (user, password)
 }
 OBSERVER = ("test-observer", "observer-secret")  # the test's own eyes on the retained configs
 DISCOVERY = sorted(
-    f"homeassistant/sensor/homevitals_home-novak/{obj}/config"
-    for obj in ("glucometer-1_glucose", "bp-1_systolic", "bp-1_diastolic", "bp-1_pulse")
+    [f"homeassistant/sensor/homevitals_home-novak/{obj}/config"
+     for obj in ("glucometer-1_glucose", "glucometer-1_battery", "bp-1_systolic",
+                 "bp-1_diastolic", "bp-1_pulse", "bp-1_battery", "button-1_battery")]
+    + ["homeassistant/event/homevitals_home-novak/button-1_press/config"]
 )
 
 
@@ -60,7 +62,7 @@ def test_the_sample_config_gives_each_daemon_a_user_the_acl_knows() -> None:
     assert None not in logins.values() and len(set(logins.values())) == 4, logins
     assert set(logins.values()) == set(users)
     assert "read homevitals/v1/alert/+/+" in users[logins["ingest"]]
-    assert "write homeassistant/sensor/homevitals_home-novak/+/config" in users[logins["gateway"]]
+    assert "write homeassistant/+/homevitals_home-novak/+/config" in users[logins["gateway"]]
     assert not any(t.startswith("write homevitals/v1/home/") for t in users[logins["ingest"]])
 
 
@@ -195,4 +197,4 @@ def test_a_daemon_without_its_own_user_falls_back_to_the_shared_one() -> None:
         "write homevitals/v1/alert/+/+", "write homevitals/v1/deadletter/rules/+",
         "read homevitals/v1/alert/+/+", "write homevitals/v1/deadletter/alerts/+",
     }
-    assert "write ha/sensor/homevitals_home-novak/+/config" in users["gw-home-novak"]
+    assert "write ha/+/homevitals_home-novak/+/config" in users["gw-home-novak"]

@@ -246,15 +246,17 @@ def test_no_payload_stops_a_daemon_and_every_one_is_counted_and_kept(
         assert "glucose 2.9 mmol/L at 03:00" in (standin.messages[0].body or "")
 
         # Every hostile message is kept once by each stage that received it, with its reason.
-        def counted() -> Counter[str] | None:
-            by_stage = Counter(r["stage"] for r in _rejected(store))
-            return by_stage if by_stage["ingest"] >= hostile + 1 else None
+        want = {"ingest": hostile + 1, "rules": hostile, "alerts": 1}
 
-        by_stage = wait_until("every dead letter", counted, timeout=90)
+        def counted() -> bool:
+            got = Counter(r["stage"] for r in _rejected(store))
+            return all(got[stage] >= n for stage, n in want.items())
+
+        wait_until("every dead letter", counted, timeout=90)
         time.sleep(1.0)  # room for a duplicate, were there one
         rows = _rejected(store)
         by_stage = Counter(r["stage"] for r in rows)
-        assert by_stage == {"ingest": hostile + 1, "rules": hostile, "alerts": 1}, by_stage
+        assert by_stage == want, by_stage
         reasons = Counter((r["stage"], r["reason"]) for r in rows)
         assert reasons[("ingest", "too_deep")] == 4  # two readings, the event, the decision
         assert reasons[("rules", "too_deep")] == 3  # rules do not read decisions
