@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
@@ -25,6 +26,7 @@ from homevitals.alerts.text import (
     display_name,
     escalation_text,
     reminder_text,
+    update_text,
 )
 from homevitals.clock import Clock
 from homevitals.config import (
@@ -48,8 +50,10 @@ class Router:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def route(self, severity: str, rule: str) -> RouteConfig:
-        return next((r for r in self.cfg.alerts.routes if r.matches(severity, rule)), _FALLBACK)
+    def route(self, severity: str, rule: str, episode: str = "") -> RouteConfig:
+        return next(
+            (r for r in self.cfg.alerts.routes if r.matches(severity, rule, episode)), _FALLBACK
+        )
 
     def steps(self, patient: PatientConfig, route: RouteConfig) -> list[list[CareTeamMember]]:
         """The chain as people; roles nobody holds are skipped. Never empty: with nobody in
@@ -105,6 +109,8 @@ class Escalator:
     # --- decisions from the rule engine -------------------------------------------------------
     def on_decision(self, d: AlertDecision) -> int:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
+        if d.state == AlertState.UPDATED:
+            return self._on_update(d)
         home, patient = self._who(d.patient)
         now = self.clock.now()
         at = self.router.release(str(d.severity), home, now)
@@ -121,7 +127,7 @@ class Escalator:
                 return [
                     Note(r, n, role, body, "resolved", row.step, at) for r, n, role in told
                 ], None
-            route = self.router.route(str(d.severity), d.rule)
+            route = self.router.route(str(d.severity), d.rule, d.episode)
             steps = self.router.steps(patient, route)
             gap = route.escalate_after_minutes if len(steps) > 1 else route.renotify_minutes
             nxt = at + timedelta(minutes=gap)
@@ -132,6 +138,52 @@ class Escalator:
             _, new = self.ledger.record_decision(d, now, compose)
         if new:
             self.on_new()  # the sender first; the timer's own write can wait
+            if nxt is not None:
+                self.wake_at(d.alert_id, nxt, now)
+        return new
+
+    def _on_update(self, d: AlertDecision) -> int:
+        """The episode's severity rose: one update SMS to everyone told so far and to the first
+        step of the new severity's chain, and the escalation re-timed to that chain (the
+        steps already told count as taken). After an acknowledgement, only those told hear of
+        it: the acknowledgement covers the episode, so nothing escalates again."""
+        home, patient = self._who(d.patient)
+        now = self.clock.now()
+        at = self.router.release(str(d.severity), home, now)
+        nxt: datetime | None = None
+
+        def compose(row: AlertRow) -> tuple[list[Note], int, datetime | None]:
+            nonlocal nxt
+            body = update_text(
+                d, self._name(patient), home.zone, row.ack_code or "",
+                glucose_unit=patient.glucose_unit,
+            )
+            kind = f"update-{d.severity}"
+            told = self.ledger.told(d.alert_id)
+            notes = [Note(r, n, role, body, kind, row.step, at) for r, n, role in told]
+            if row.acked_at is not None:
+                return notes, row.step, None
+            route = self.router.route(str(d.severity), d.rule, d.episode)
+            steps = self.router.steps(patient, route)
+            phones = {r for r, _, _ in told}
+            k = 0
+            while k + 1 < len(steps) and all(m.phone in phones for m in steps[k + 1]):
+                k += 1
+            notes += [
+                Note(m.phone, m.name, str(m.role), body, kind, k, at)
+                for m in steps[0]
+                if m.phone not in phones
+            ]
+            gap = route.escalate_after_minutes if k + 1 < len(steps) else route.renotify_minutes
+            nxt = at + timedelta(minutes=gap)
+            return notes, k, nxt
+
+        with self._lock:
+            row, new = self.ledger.record_update(d, now, compose)
+        if row is None:  # never heard of it (the firing was lost): it opens the alert now
+            return self.on_decision(replace(d, state=AlertState.FIRING))
+        if new:
+            self.on_new()
             if nxt is not None:
                 self.wake_at(d.alert_id, nxt, now)
         return new
@@ -149,7 +201,7 @@ class Escalator:
     def _advance(self, row: AlertRow, now: datetime) -> int:
         d = row.decoded()
         home, patient = self._who(row.patient)
-        route = self.router.route(row.severity, row.rule)
+        route = self.router.route(row.severity, d.rule, d.episode)
         steps = self.router.steps(patient, route)
         code = row.ack_code or ""
         at = self.router.release(row.severity, home, now)

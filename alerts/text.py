@@ -18,6 +18,7 @@ without code.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
@@ -37,6 +38,7 @@ __all__ = [
     "format_value",
     "local_time",
     "reminder_text",
+    "update_text",
 ]
 
 TEMPLATES: dict[str, dict[str, str]] = {
@@ -304,3 +306,27 @@ def digest_text(
         if sms_length(text).segments <= segments:
             break
     return text
+
+
+def update_text(
+    d: AlertDecision,
+    patient_name: str,
+    zone: ZoneInfo,
+    ack_code: str | None = None,
+    *,
+    glucose_unit: str = "mmol/L",
+    lang: str = "en",
+) -> str:
+    """The one SMS when an episode's severity rises (issue 14): the same alert and ACK code,
+    what it is now and why ("UPDATE: homevitals HIGH: ... glucose 2.8 mmol/L ... level 2 ...
+    Reply ACK 4821"), fitted into one segment as the first SMS is. Never a second alert."""
+    prefix = TEMPLATES[lang].get("update", "UPDATE: ")
+    short = _PARENTHETICAL.sub("", d.reason)
+    reasons = (d.reason, short, _CLAUSE.split(short, maxsplit=1)[0])
+    return _fit([
+        prefix + alert_text(
+            replace(d, reason=r), patient_name, zone, ack_code, glucose_unit=glucose_unit,
+            lang=lang,
+        )
+        for r in reasons
+    ])

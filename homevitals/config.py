@@ -40,6 +40,7 @@ __all__ = [
     "RuleOverride",
     "WebhookConfig",
     "effective_rule",
+    "episode_of",
     "GatewayConfig",
     "HomeAssistantConfig",
     "Quirk",
@@ -380,6 +381,18 @@ class ThresholdRuleConfig(_Model):
     confirm_within_minutes: float | None = Field(
         None, gt=0, description="fire on a second breaching reading within this time"
     )
+    sustain_devices: list[DeviceKind] | None = Field(
+        None,
+        description="apply for_minutes / n_of_m only to readings from these device kinds"
+        " (a CGM); a reading from any other device (a finger-stick) is judged alone",
+    )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
+    opens_episode: bool = Field(True, description="false: only joins an open episode")
+    sustain_waived_by: list[str] = Field(
+        [], description="rule ids: while one of their conditions holds, do not wait to sustain"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -409,6 +422,9 @@ class EventRuleConfig(_Model):
     fold_minutes: float = Field(
         10.0, ge=0, description="presses within this time join the open alert"
     )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -434,6 +450,10 @@ class RateRuleConfig(_Model):
     window: TimeWindow | None = None
     severity: Severity
     reason: str = Field(min_length=1)
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
+    opens_episode: bool = Field(True, description="false: only joins an open episode")
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -454,6 +474,12 @@ class MissingDataRuleConfig(_Model):
     window: TimeWindow | None = None
     severity: Severity
     reason: str = Field(min_length=1)
+    clear_after_minutes: float = Field(
+        10.0, ge=0, description="readings must have flowed again this long before the all clear"
+    )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -469,6 +495,12 @@ class GatewayRuleConfig(_Model):
     heartbeat_missed_minutes: float = Field(10.0, gt=0)
     severity: Severity
     reason: str = Field(min_length=1)
+    clear_after_minutes: float = Field(
+        10.0, ge=0, description="heard from again this long before the all clear"
+    )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -482,6 +514,9 @@ class BatteryRuleConfig(_Model):
     clear_at: float | None = Field(None, le=100)
     severity: Severity
     reason: str = Field(min_length=1)
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -544,7 +579,30 @@ class RulesConfig(_Model):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"rule ids must be unique: {', '.join(dup)}")
+        for r in self.definitions:
+            if r.episode is not None:
+                check_id("episode", r.episode)
+            unknown = [w for w in getattr(r, "sustain_waived_by", []) if w not in ids]
+            if unknown:
+                raise ValueError(
+                    f"rule {r.id}: sustain_waived_by names unknown rule {unknown[0]!r}"
+                )
+            if getattr(r, "opens_episode", True):
+                continue
+            if not any(
+                o is not r and episode_of(o) == episode_of(r) and getattr(o, "opens_episode", True)
+                for o in self.definitions
+            ):
+                raise ValueError(
+                    f"rule {r.id}: opens_episode is false, so it needs an episode shared with a"
+                    " rule that opens it"
+                )
         return self
+
+
+def episode_of(rule: Any) -> str:
+    """The episode a rule's conditions belong to: its ``episode``, else a name of its own."""
+    return str(rule.episode or rule.id)
 
 
 class TwilioConfig(_Model):
@@ -578,9 +636,10 @@ class RouteConfig(_Model):
     renotify_minutes: float = Field(30.0, gt=0)
     max_reminders: int = Field(6, ge=0)
 
-    def matches(self, severity: str, rule: str) -> bool:
+    def matches(self, severity: str, rule: str, episode: str = "") -> bool:
+        """``rules`` may name a rule or an episode (issue 14)."""
         return (not self.severities or severity in self.severities) and (
-            not self.rules or rule in self.rules
+            not self.rules or rule in self.rules or (bool(episode) and episode in self.rules)
         )
 
 

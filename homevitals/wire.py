@@ -188,6 +188,8 @@ def encode(msg: Message) -> bytes:
             "observed_at": _opt_time(msg.observed_at),
             "flags": list(msg.flags),
             "source_id": msg.source_id,
+            "episode": msg.episode,
+            "conditions": list(msg.conditions),
         }
         if msg.trend is not None:  # optional: decoders older than issue 14 never see the key
             body["trend"] = msg.trend
@@ -401,6 +403,8 @@ def _decode_alert(o: dict[str, Any]) -> AlertDecision:
         observed_at=None if observed is None else parse_time(observed, "observed_at"),
         flags=tuple(str(f) for f in _list(o, "flags")),
         source_id=str(o.get("source_id", "")),
+        episode=str(o.get("episode", "")),  # absent before issue 14
+        conditions=tuple(str(c) for c in _list(o, "conditions")),
         trend=_opt_number(o, "trend"),
     )
 

@@ -38,11 +38,12 @@ EXPECTED = {
     ],
     "cgm-signal-loss": [
         (DOCTOR, "cgm-signal-lost", "firing", "2026-11-21 01:25"),
-        (DOCTOR, "cgm-signal-lost", "resolved", "2026-11-21 01:50"),
+        # issue 14: the all clear once readings have flowed again for 10 minutes
+        (DOCTOR, "cgm-signal-lost", "resolved", "2026-11-21 02:00"),
     ],
     "dead-gateway": [
         (MANAGER, "gateway-offline", "firing", "2026-11-20 21:40"),
-        (MANAGER, "gateway-offline", "resolved", "2026-11-20 22:40"),
+        (MANAGER, "gateway-offline", "resolved", "2026-11-20 22:50"),  # back for 10 minutes
     ],
     "device-faults": [
         (DOCTOR, "call-button", "firing", "2026-11-20 15:30"),

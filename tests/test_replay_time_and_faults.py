@@ -249,5 +249,7 @@ def test_gateway_crash_and_duplicate_delivery_lose_nothing_and_double_nothing(
     assert firing["gateway-offline"] - crash.start <= timedelta(minutes=5)
     resolved = [_utc(n["time"]) for n in sms
                 if n["rule"] == "gateway-offline" and n["kind"] == "resolved"]
-    assert resolved == [crash.end]  # ... and the restarted gateway announced itself online.
+    # ... and the restarted gateway announced itself online, and has been heard from for the
+    # rule's clear_after_minutes (default 10; issue 14) when the all clear goes.
+    assert resolved == [crash.end + timedelta(minutes=10)]
     assert firing["call-button"] == datetime(2026, 11, 20, 23, 10, tzinfo=UTC)
