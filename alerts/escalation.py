@@ -16,10 +16,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
+from homevitals.alerts.patient_text import direction_of, patient_text
 from homevitals.alerts.text import (
     ack_text,
     alert_text,
@@ -31,7 +32,6 @@ from homevitals.alerts.text import (
 from homevitals.clock import Clock
 from homevitals.config import (
     CareRole,
-    CareTeamMember,
     Config,
     HomeConfig,
     PatientConfig,
@@ -39,11 +39,43 @@ from homevitals.config import (
 )
 from homevitals.readings import AlertDecision, AlertState, Severity
 
-__all__ = ["Escalator", "Router"]
+__all__ = ["Escalator", "Recipient", "Router"]
 
 logger = logging.getLogger(__name__)
 
 _FALLBACK = RouteConfig(chain=[CareRole.FAMILY_DOCTOR])
+_PATIENT = str(CareRole.PATIENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Someone a step tells: a care-team member, or the patient on their own phone."""
+
+    name: str
+    role: str
+    phone: str
+
+    @property
+    def is_patient(self) -> bool:
+        return self.role == _PATIENT
+
+
+def _holders(patient: PatientConfig, role: CareRole, event: bool) -> list[Recipient]:
+    if role == CareRole.PATIENT:
+        # Issue 20: the call button goes to the care team only (the patient just pressed it).
+        if event or patient.phone is None:
+            return []
+        return [Recipient(patient.name, _PATIENT, patient.phone)]
+    return [Recipient(m.name, str(m.role), m.phone) for m in patient.care_team if m.role == role]
+
+
+def gap(route: RouteConfig, steps: list[list[Recipient]], k: int) -> float:
+    """Minutes from step ``k`` to the next one (or to the first reminder after the last)."""
+    if k + 1 >= len(steps):
+        return route.renotify_minutes
+    if all(r.is_patient for r in steps[k]):
+        return route.escalate_after_patient_minutes
+    return route.escalate_after_minutes
 
 
 class Router:
@@ -55,18 +87,24 @@ class Router:
             (r for r in self.cfg.alerts.routes if r.matches(severity, rule, episode)), _FALLBACK
         )
 
-    def steps(self, patient: PatientConfig, route: RouteConfig) -> list[list[CareTeamMember]]:
-        """The chain as people; roles nobody holds are skipped. Never empty: with nobody in
-        the chain the family doctor (always configured) is told, with a warning."""
-        steps = [[m for m in patient.care_team if m.role == role] for role in route.chain]
+    def steps(
+        self, patient: PatientConfig, route: RouteConfig, event: bool = False
+    ) -> list[list[Recipient]]:
+        """The chain as people; roles nobody holds are skipped (the patient without a phone,
+        and always for the call button). Never empty: with nobody in the chain the family
+        doctor (always configured) is told, with a warning."""
+        steps = [
+            [r for role in roles for r in _holders(patient, role, event)]
+            for roles in route.step_roles()
+        ]
         steps = [s for s in steps if s]
         if not steps:
             logger.warning(
                 "patient %s has nobody in the roles %s: telling the family doctor instead",
                 patient.id,
-                ", ".join(route.chain),
+                ", ".join(map(str, route.chain)),
             )
-            steps = [[m for m in patient.care_team if m.role == CareRole.FAMILY_DOCTOR]]
+            steps = [_holders(patient, CareRole.FAMILY_DOCTOR, event)]
         return steps
 
     def release(self, severity: str, home: HomeConfig, now: datetime) -> datetime:
@@ -106,6 +144,23 @@ class Escalator:
     def _name(self, patient: PatientConfig) -> str:
         return display_name(patient.name, patient.id, patient.number, self.cfg.alerts.privacy)
 
+    def _steps(self, patient: PatientConfig, route: RouteConfig, d: AlertDecision) -> list[
+        list[Recipient]
+    ]:
+        return self.router.steps(patient, route, event=d.measurement == "event")
+
+    def _lay(
+        self, kind: str, d: AlertDecision, who: tuple[HomeConfig, PatientConfig], code: str,
+        *, doctor_told: bool = False, at: datetime | None = None,
+    ) -> str:
+        """The patient's own SMS (issue 20), in their language."""
+        home, patient = who
+        rule = next((r for r in self.cfg.rules.definitions if r.id == d.rule), None)
+        return patient_text(
+            kind, d, home.zone, code, lang=patient.language, glucose_unit=patient.glucose_unit,
+            direction=direction_of(rule), doctor_told=doctor_told, at=at,
+        )
+
     # --- decisions from the rule engine -------------------------------------------------------
     def on_decision(self, d: AlertDecision) -> int:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
@@ -124,14 +179,22 @@ class Escalator:
             )
             if d.state == AlertState.RESOLVED:
                 told = self.ledger.told(d.alert_id)
+                lay = self._lay("resolved", d, (home, patient), code)
                 return [
-                    Note(r, n, role, body, "resolved", row.step, at) for r, n, role in told
+                    Note(r, n, role, lay if role == _PATIENT else body, "resolved", row.step, at)
+                    for r, n, role in told
                 ], None
             route = self.router.route(str(d.severity), d.rule, d.episode)
-            steps = self.router.steps(patient, route)
-            gap = route.escalate_after_minutes if len(steps) > 1 else route.renotify_minutes
-            nxt = at + timedelta(minutes=gap)
-            notes = [Note(m.phone, m.name, str(m.role), body, "firing", 0, at) for m in steps[0]]
+            steps = self._steps(patient, route, d)
+            nxt = at + timedelta(minutes=gap(route, steps, 0))
+            lay = self._lay(
+                "alert", d, (home, patient), code,
+                doctor_told=any(not m.is_patient for m in steps[0]),
+            )
+            notes = [
+                Note(m.phone, m.name, m.role, lay if m.is_patient else body, "firing", 0, at)
+                for m in steps[0]
+            ]
             return notes, nxt
 
         with self._lock:
@@ -160,22 +223,29 @@ class Escalator:
             )
             kind = f"update-{d.severity}"
             told = self.ledger.told(d.alert_id)
-            notes = [Note(r, n, role, body, kind, row.step, at) for r, n, role in told]
+            route = self.router.route(str(d.severity), d.rule, d.episode)
+            steps = self._steps(patient, route, d)
+            phones = {r for r, _, _ in told}
+            new = [] if row.acked_at is not None else [m for m in steps[0] if m.phone not in phones]
+            lay = self._lay(
+                "update", d, (home, patient), row.ack_code or "",
+                doctor_told=any(role != _PATIENT for _, _, role in told)
+                or any(not m.is_patient for m in new),
+            )
+            notes = [
+                Note(r, n, role, lay if role == _PATIENT else body, kind, row.step, at)
+                for r, n, role in told
+            ]
             if row.acked_at is not None:
                 return notes, row.step, None
-            route = self.router.route(str(d.severity), d.rule, d.episode)
-            steps = self.router.steps(patient, route)
-            phones = {r for r, _, _ in told}
             k = 0
             while k + 1 < len(steps) and all(m.phone in phones for m in steps[k + 1]):
                 k += 1
             notes += [
-                Note(m.phone, m.name, str(m.role), body, kind, k, at)
-                for m in steps[0]
-                if m.phone not in phones
+                Note(m.phone, m.name, m.role, lay if m.is_patient else body, kind, k, at)
+                for m in new
             ]
-            gap = route.escalate_after_minutes if k + 1 < len(steps) else route.renotify_minutes
-            nxt = at + timedelta(minutes=gap)
+            nxt = at + timedelta(minutes=gap(route, steps, k))
             return notes, k, nxt
 
         with self._lock:
@@ -202,20 +272,25 @@ class Escalator:
         d = row.decoded()
         home, patient = self._who(row.patient)
         route = self.router.route(row.severity, d.rule, d.episode)
-        steps = self.router.steps(patient, route)
+        steps = self._steps(patient, route, d)
         code = row.ack_code or ""
         at = self.router.release(row.severity, home, now)
         if row.step + 1 < len(steps):
             k = row.step + 1
             before = [m.name for s in steps[:k] for m in s]
+            told = [m for s in steps[:k] for m in s]
+            ok = row.patient_acked_at is not None and any(m.is_patient for m in told)
             body = escalation_text(
-                d, self._name(patient), home.zone, code, before, glucose_unit=patient.glucose_unit
+                d, self._name(patient), home.zone, code, before, glucose_unit=patient.glucose_unit,
+                answered_ok=self._name(patient) if ok else None,
             )
+            lay = self._lay("alert", d, (home, patient), code)
             notes = [
-                Note(m.phone, m.name, str(m.role), body, f"escalation-{k}", k, at) for m in steps[k]
+                Note(m.phone, m.name, m.role, lay if m.is_patient else body, f"escalation-{k}", k,
+                     at)
+                for m in steps[k]
             ]
-            gap = route.escalate_after_minutes if k + 1 < len(steps) else route.renotify_minutes
-            nxt = at + timedelta(minutes=gap)
+            nxt = at + timedelta(minutes=gap(route, steps, k))
             names = ", ".join(f"{m.name} ({m.role})" for m in steps[k])
             entry = f"escalated to step {k + 1} of {len(steps)}: {names}"
             new = self.ledger.add(
@@ -232,9 +307,11 @@ class Escalator:
             body = reminder_text(
                 d, self._name(patient), home.zone, code, n, glucose_unit=patient.glucose_unit
             )
+            lay = self._lay("reminder", d, (home, patient), code)
             notes = [
-                Note(r, nm, role, body, f"reminder-{n}", row.step, at)
+                Note(r, nm, role, lay if role == _PATIENT else body, f"reminder-{n}", row.step, at)
                 for r, nm, role in self.ledger.told(row.alert_id)
+                if role != _PATIENT or row.patient_acked_at is None  # the patient said OK
             ]
             nxt = at + timedelta(minutes=route.renotify_minutes)
             new = self.ledger.add(
@@ -295,10 +372,31 @@ class Escalator:
 
     def _tell_acknowledged(self, row: AlertRow, who: str, phone: str | None, now: datetime) -> None:
         home, patient = self._who(row.patient)
-        body = ack_text(row.decoded(), self._name(patient), home.zone, row.ack_code or "", who, now)
+        d = row.decoded()
+        body = ack_text(d, self._name(patient), home.zone, row.ack_code or "", who, now)
+        lay = self._lay("acknowledged", d, (home, patient), "", at=now)
         notes = [
-            Note(r, n, role, body, "acknowledged", row.step, now)
+            Note(r, n, role, lay if role == _PATIENT else body, "acknowledged", row.step, now)
             for r, n, role in self.ledger.told(row.alert_id)
             if r != phone
         ]
         self.ledger.add(row.alert_id, notes, now)
+
+    def patient_ok(
+        self, patient: PatientConfig, phone: str, code: str | None
+    ) -> tuple[AlertRow | None, bool]:
+        """The patient answered OK (or with the code) from their own number (issue 20): the
+        newest open alert of theirs they were told about (or the one with that code) is
+        acknowledged for the patient's step only. (row, True) when newly noted, (row, False)
+        when noted before, (None, False) when there is no such alert."""
+        now = self.clock.now()
+        who = f"{patient.name} ({_PATIENT}, {phone})"
+        with self._lock:
+            rows = [r for r in self.ledger.open_told(phone) if r.patient == patient.id]
+            if code is not None:
+                rows = [r for r in rows if r.ack_code == code]
+            if not rows:
+                return None, False
+            row = rows[0]
+            noted = self.ledger.patient_acknowledge(row.alert_id, who, phone, "SMS reply", now)
+            return self.ledger.alert(row.alert_id), noted

@@ -59,6 +59,7 @@ _ADDED = {
         ("step", "INTEGER NOT NULL DEFAULT 0"),
         ("reminders", "INTEGER NOT NULL DEFAULT 0"),
         ("next_step_at", "TEXT"),
+        ("patient_acked_at", "TEXT"),  # issue 20: the patient's OK (their step only)
     ],
     "notifications": [
         ("step", "INTEGER NOT NULL DEFAULT 0"),
@@ -75,7 +76,7 @@ CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attemp
 _NCOLS = "id, alert_id, kind, recipient, name, role, body, attempts, step, sending_at"
 _ACOLS = (
     "alert_id, home, patient, rule, severity, state, opened_at, ack_code, acked_at, acked_by,"
-    " step, reminders, next_step_at, decision"
+    " step, reminders, next_step_at, decision, patient_acked_at"
 )
 _LIVE_KINDS = "kind NOT IN ('resolved', 'acknowledged')"
 
@@ -123,6 +124,7 @@ class AlertRow:
     reminders: int
     next_step_at: str | None
     decision: str
+    patient_acked_at: str | None = None
 
     @property
     def resolved(self) -> bool:
@@ -474,6 +476,39 @@ class Ledger:
                 self._log(alert_id, t, f"acknowledged by {by} via {via}")
                 self._cancel(alert_id, t, "acknowledged")
         return bool(cur.rowcount)
+
+    def patient_acknowledge(
+        self, alert_id: str, by: str, phone: str, via: str, now: datetime
+    ) -> bool:
+        """The patient's OK (issue 20): their step only. Reminders to the patient stop; the
+        escalation to the care team stays due unless the episode clears first."""
+        t = wire.format_time(now)
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE alerts SET patient_acked_at=? WHERE alert_id=? AND patient_acked_at IS"
+                " NULL AND acked_at IS NULL AND resolved_at IS NULL",
+                (t, alert_id),
+            )
+            if cur.rowcount:
+                self._log(alert_id, t, f"acknowledged by {by} via {via}: the patient's step"
+                                       " only; the care team is still told unless it clears")
+                db.execute(
+                    "UPDATE notifications SET state='cancelled', error=? WHERE alert_id=? AND"
+                    " recipient=? AND state='pending' AND kind LIKE 'reminder-%'",
+                    ("not sent: the patient answered OK", alert_id, phone),
+                )
+        return bool(cur.rowcount)
+
+    def open_told(self, recipient: str) -> list[AlertRow]:
+        """Open, unacknowledged alerts this number was told about, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_ACOLS} FROM alerts WHERE acked_at IS NULL AND resolved_at IS NULL"
+                " AND alert_id IN (SELECT alert_id FROM notifications WHERE recipient=?)"
+                " ORDER BY opened_at DESC",
+                (recipient,),
+            ).fetchall()
+        return [AlertRow(*r) for r in rows]
 
     def _cancel(
         self, alert_id: str, t: str, why: str, held_firing_too: datetime | None = None

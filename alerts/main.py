@@ -24,10 +24,12 @@ from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger, Notification
 from homevitals.alerts.notifier import Notifier, SendResult
+from homevitals.alerts.patient_text import patient_reply
+from homevitals.alerts.templates import language
 from homevitals.alerts.text import display_name
 from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
-from homevitals.config import Config
+from homevitals.config import Config, PatientConfig
 from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
 from homevitals.metrics import Metric, counter, gauge, start_health
@@ -70,6 +72,8 @@ class AlertsApp:
             cfg, self.ledger, clock, self.scheduler.wake_at, on_new=self._wake.set
         )
         self.registry = Registry(cfg.homes)
+        for p in (p for h in cfg.homes for p in h.patients):
+            language(p.language)  # issue 20: no templates for a patient's language fails start
         # Dead letters wait in the ledger's database file (tables of their own) for the broker.
         self.outbox = DurableQueue(self.acfg.outbox_path)
         self.dead = DeadLetters("alerts", self.outbox, self.topics, clock)
@@ -125,6 +129,11 @@ class AlertsApp:
         if not sid or not self.ledger.inbound_first(sid, sender, body, self.clock.now()):
             logger.info("inbound SMS %s already handled: ignored", sid)
             return None
+        patient = next(
+            (p for h in self.cfg.homes for p in h.patients if p.phone and p.phone == sender), None
+        )
+        if patient is not None:
+            return self._from_patient(sid, sender, body, patient)
         known = any(
             m.phone == sender for h in self.cfg.homes for p in h.patients for m in p.care_team
         )
@@ -146,6 +155,27 @@ class AlertsApp:
         _, patient = self.cfg.patient(row.patient)
         name = display_name(patient.name, patient.id, patient.number, self.cfg.alerts.privacy)
         return f"homevitals: alert ACK {code} for {name} acknowledged. Thank you."
+
+    def _from_patient(self, sid: str, sender: str, body: str, patient: PatientConfig) -> str:
+        """The patient's own number (issue 20): "OK" (a word of ``ok_words`` in their language)
+        or "ACK <code>" acknowledges their step only; the escalation goes on (escalation.py)."""
+        words = language(patient.language)
+        found = _ACK.search(body)
+        plain = body.strip().strip(".!。！").casefold()
+        if found is None and plain not in words.ok_words:
+            self.ledger.inbound_outcome(sid, "patient: no OK or ACK code")
+            return words.patient["hint"]
+        row, noted = self.escalator.patient_ok(
+            patient, sender, found.group(1) if found else None
+        )
+        if row is None:
+            self.ledger.inbound_outcome(sid, "patient OK: no open alert")
+            return patient_reply(patient.language)
+        self.ledger.inbound_outcome(
+            sid, f"patient OK for {row.alert_id}" + ("" if noted else " (noted before)")
+        )
+        self._wake.set()
+        return patient_reply(patient.language, again=not noted)
 
     def on_status(self, params: dict[str, str]) -> None:
         sid, status = params.get("MessageSid", ""), params.get("MessageStatus", "")

@@ -11,8 +11,8 @@ The first SMS of an alert is fitted into one GSM-7 segment (160 characters, see
 ``alerts.segments``) where possible: if the full text is longer, the reason's parenthetical
 detail (which repeats the threshold) is dropped first, then all of the reason after its first
 colon; accents outside the GSM alphabet are taken off only if that is what it takes. The
-words are data (``TEMPLATES``, one table per language) so that more languages can be added
-without code.
+words are data (``alerts/templates/<tag>.yaml``, loaded into ``TEMPLATES``) so that more
+languages can be added without code.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from zoneinfo import ZoneInfo
 
 from homevitals.alerts.segments import sms_length, to_gsm7
+from homevitals.alerts.templates import available, language
 from homevitals.readings import AlertDecision, AlertState
 from homevitals.units import MGDL_PER_MMOLL
 
@@ -35,42 +36,17 @@ __all__ = [
     "digest_text",
     "display_name",
     "escalation_text",
+    "format_amount",
     "format_value",
     "local_time",
     "reminder_text",
     "update_text",
 ]
 
+# The care team's words, per language, from alerts/templates/<tag>.yaml (issue 20: data, never
+# code; checked when loaded, alerts/templates.py). The care team reads English.
 TEMPLATES: dict[str, dict[str, str]] = {
-    "en": {
-        "event": "homevitals {sev}: {name} pressed the call button at {at}.",
-        "gateway": "homevitals {sev}: {name}: home gateway silent since {at}.",
-        "missing": "homevitals {sev}: {name}: no {measurement} reading since {at}.",
-        "value": "homevitals {sev}: {name}: {value}{trend} at {at}.",
-        "resolved": "homevitals ALL CLEAR: {name}:{value} at {at}.",
-        "reason": " {reason}.",
-        "flags": " Device flags: {flags}.",
-        "ack": " Reply ACK {code}",
-        "ref": " Ref {ref}",
-        "resolved_ack": " (alert ACK {code})",
-        "falling": ", falling {rate}/min",
-        "rising": ", rising {rate}/min",
-        "steady": ", steady",
-        "escalation": "ESCALATED, not acknowledged by {who}. ",
-        "nobody": "the care team",
-        "reminder": "REMINDER {n}, still not acknowledged. ",
-        "acknowledged": "homevitals: {by} acknowledged the {sev} alert about {name} (ACK {code})"
-        " at {at}. No action needed from you.",
-        "digest": "homevitals DIGEST for {name}: {count} SMS held back ({limit} per hour): {lines}",
-        "digest_more": "; {more} more in the audit trail",
-        "line_alert": "{at} {sev} {what} ACK {code}",
-        "line_reminder": "{at} reminder {sev} {what} ACK {code}",
-        "line_resolved": "{at} all clear {what} (ACK {code})",
-        "line_acknowledged": "{at} acknowledged by another (ACK {code})",
-        "call_button": "call button",
-        "gateway_silent": "gateway silent",
-        "no_data": "no {measurement} data",
-    },
+    tag: words for tag in available() if (words := language(tag).care_team) is not None
 }
 
 _FLAG_WORDS = {
@@ -134,11 +110,16 @@ def _in_unit(value: float, unit: str, glucose_unit: str) -> tuple[float, str]:
     return value, unit
 
 
-def format_value(field: str, value: float, unit: str, glucose_unit: str = "mmol/L") -> str:
-    """"glucose 3.4 mmol/L", "glucose 61 mg/dL", "systolic 198 mmHg", "SpO2 88%"."""
+def format_amount(value: float, unit: str, glucose_unit: str = "mmol/L") -> str:
+    """"3.4 mmol/L", "61 mg/dL", "198 mmHg", "88%": the value as the device shows it."""
     value, unit = _in_unit(value, unit, glucose_unit)
     shown = _SHOWN_UNIT.get(unit, f" {unit}")
-    return f"{_LABELS.get(field, field)} {_number(value, _DECIMALS.get(unit, 0))}{shown}"
+    return f"{_number(value, _DECIMALS.get(unit, 0))}{shown}"
+
+
+def format_value(field: str, value: float, unit: str, glucose_unit: str = "mmol/L") -> str:
+    """"glucose 3.4 mmol/L", "glucose 61 mg/dL", "systolic 198 mmHg", "SpO2 88%"."""
+    return f"{_LABELS.get(field, field)} {format_amount(value, unit, glucose_unit)}"
 
 
 def _trend(d: AlertDecision, glucose_unit: str, words: dict[str, str]) -> str:
@@ -221,10 +202,15 @@ def escalation_text(
     *,
     glucose_unit: str = "mmol/L",
     lang: str = "en",
+    answered_ok: str | None = None,
 ) -> str:
+    """"ESCALATED, not acknowledged by ...", or, when the patient answered OK and it has not
+    cleared since (issue 20), "ESCALATED, not cleared since Ana Novak answered OK."."""
     w = TEMPLATES[lang]
     who = ", ".join(not_acked_by) or w["nobody"]
     body = alert_text(d, patient_name, zone, ack_code, glucose_unit=glucose_unit, lang=lang)
+    if answered_ok:
+        return w["escalation_after_ok"].format(who=answered_ok) + body
     return w["escalation"].format(who=who) + body
 
 
@@ -320,7 +306,7 @@ def update_text(
     """The one SMS when an episode's severity rises (issue 14): the same alert and ACK code,
     what it is now and why ("UPDATE: homevitals HIGH: ... glucose 2.8 mmol/L ... level 2 ...
     Reply ACK 4821"), fitted into one segment as the first SMS is. Never a second alert."""
-    prefix = TEMPLATES[lang].get("update", "UPDATE: ")
+    prefix = TEMPLATES[lang]["update"]
     short = _PARENTHETICAL.sub("", d.reason)
     reasons = (d.reason, short, _CLAUSE.split(short, maxsplit=1)[0])
     return _fit([

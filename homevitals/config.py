@@ -217,6 +217,9 @@ class CareRole(StrEnum):
     HEALTH_MANAGER = "health_manager"
     FAMILY_MEMBER = "family_member"
     VOLUNTEER = "volunteer"
+    # Issue 20: the person's own phone (``PatientConfig.phone``), a step of a route, never a
+    # member of the care team.
+    PATIENT = "patient"
 
 
 class CareTeamMember(_Model):
@@ -231,6 +234,17 @@ class CareTeamMember(_Model):
             raise ValueError(f"phone {v!r} is not an E.164 number such as +38640123456")
         return v
 
+    @field_validator("role")
+    @classmethod
+    def _not_patient(cls, v: CareRole) -> CareRole:
+        if v == CareRole.PATIENT:
+            raise ValueError("the patient is not a care-team member: put the patient's own"
+                             " number in the patient's `phone`")
+        return v
+
+
+_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
+
 
 class PatientConfig(_Model):
     id: str
@@ -243,13 +257,33 @@ class PatientConfig(_Model):
     glucose_unit: Literal["mmol/L", "mg/dL"] = Field(
         "mmol/L", description="the unit this patient's SMS show glucose in (issue 14)"
     )
+    # Issue 20: the person's own number (optional) and the language of the SMS they get
+    # (a BCP 47 tag with a template file, alerts/templates/<language>.yaml).
+    phone: str | None = Field(None, description="the patient's own phone (the `patient` role)")
+    language: str = Field("en", description="language of the patient's SMS, e.g. en, zh-Hans")
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, v: str | None) -> str | None:
+        if v is not None and not _E164.match(v):
+            raise ValueError(f"phone {v!r} is not an E.164 number such as +38640123456")
+        return v
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, v: str) -> str:
+        if not _LANGUAGE.match(v):
+            raise ValueError(f"language {v!r} is not a language tag such as en or zh-Hans")
+        return v
 
     @model_validator(mode="after")
     def _has_doctor(self) -> PatientConfig:
         if not any(m.role == CareRole.FAMILY_DOCTOR for m in self.care_team):
             raise ValueError(f"patient {self.id} has no family_doctor in care_team")
+        if self.phone is not None and any(m.phone == self.phone for m in self.care_team):
+            raise ValueError(f"patient {self.id}: phone {self.phone} is also a care-team number")
         return self
 
 
@@ -631,8 +665,14 @@ class RouteConfig(_Model):
 
     severities: list[Severity] = Field([], description="empty: any severity")
     rules: list[str] = Field([], description="empty: any rule")
-    chain: list[CareRole] = Field(min_length=1, description="escalation steps, by role")
+    # A step is a role, or a list of roles told at once ([patient, family_doctor], issue 20).
+    chain: list[CareRole | list[CareRole]] = Field(
+        min_length=1, description="escalation steps, by role"
+    )
     escalate_after_minutes: float = Field(15.0, gt=0)
+    # Issue 20: how long a step of the patient alone waits before the next one (the ADA "rule
+    # of 15": treat, then check again 15 minutes later).
+    escalate_after_patient_minutes: float = Field(15.0, gt=0)
     renotify_minutes: float = Field(30.0, gt=0)
     max_reminders: int = Field(6, ge=0)
 
@@ -641,6 +681,10 @@ class RouteConfig(_Model):
         return (not self.severities or severity in self.severities) and (
             not self.rules or rule in self.rules or (bool(episode) and episode in self.rules)
         )
+
+    def step_roles(self) -> list[list[CareRole]]:
+        """The chain as steps, each a list of roles told at once."""
+        return [c if isinstance(c, list) else [c] for c in self.chain]
 
 
 def default_routes() -> list[RouteConfig]:
@@ -653,6 +697,25 @@ def default_routes() -> list[RouteConfig]:
             escalate_after_minutes=120,
             renotify_minutes=240,
             max_reminders=2,
+        ),
+        # Issue 20: a level-1 (or predicted) low warns the person first, who can act fastest;
+        # the family doctor only if it has not cleared 15 minutes later, or at once if it
+        # deepens (the level-2 route below). Without a patient phone the doctor is first.
+        RouteConfig(
+            rules=["glucose-low"],
+            severities=[Severity.LOW, Severity.MEDIUM],
+            chain=[r.PATIENT, r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
+            escalate_after_minutes=60,
+            renotify_minutes=120,
+            max_reminders=3,
+        ),
+        # A level-2 low or a hypertensive crisis: the person and the doctor at once.
+        RouteConfig(
+            rules=["glucose-low", "hypertensive-crisis"],
+            severities=[Severity.HIGH],
+            chain=[[r.PATIENT, r.FAMILY_DOCTOR], r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
+            escalate_after_minutes=15,
+            renotify_minutes=30,
         ),
         RouteConfig(
             severities=[Severity.CRITICAL],

@@ -355,7 +355,8 @@ def _to_config(s: Scenario) -> dict[str, Any]:
             id=h.id,
             timezone=h.timezone,
             devices=h.devices,
-            patients=[PatientConfig(id=p.id, name=p.name, care_team=p.care_team)
+            patients=[PatientConfig(id=p.id, name=p.name, care_team=p.care_team,
+                                    phone=p.phone, language=p.language)
                       for p in h.patients],
         )
         for h in s.homes

@@ -424,6 +424,8 @@ def _corrupt(data: bytes, mode: str) -> bytes:
 def _phone(s: LoadedScenario, phone: str) -> tuple[str, str, ScenarioHome] | None:
     for h in s.model.homes:
         for p in h.patients:
+            if p.phone == phone:  # the patient's own phone (issue 20)
+                return p.name, "patient", h
             for m in p.care_team:
                 if m.phone == phone:
                     return m.name, str(m.role), h
@@ -435,7 +437,7 @@ def _replies(s: LoadedScenario, tl: Timeline, problems: list[str]) -> None:
         who = _phone(s, r.from_)
         if who is None:
             problems.append(s.problem(("replies", ri, "from"),
-                                      f"{r.from_} is not in any patient's care team"))
+                                      f"{r.from_} is no patient's phone and on no care team"))
             continue
         name, role, home = who
         tl.replies.append(ScriptedReply(s.resolve(r.at, home.zone), r.from_, name, role, r.text))
