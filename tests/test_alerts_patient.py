@@ -1,0 +1,129 @@
+"""The patient's own phone in the alert service (issue 20), through the Escalator and the
+AlertsApp's inbound-SMS handler with the real SQLite ledger and a simulated clock: the patient's
+OK covers their step only (the doctor is still told when it has not cleared), the audit trail
+names the role, and the configuration checks the patient's number and language."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from homevitals.alerts.escalation import Escalator
+from homevitals.alerts.ledger import Ledger
+from homevitals.clock import SimulatedClock
+from homevitals.config import Config, parse_config
+from homevitals.errors import ConfigError
+from homevitals.readings import AlertDecision
+
+DOCTOR, BACKUP, PATIENT = "+15550100001", "+15550100003", "+15550100009"
+T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
+RULES = {"definitions": [  # the shipped glucose lows (their direction picks the advice)
+    r for r in yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs" / "rules-defaults.yaml").read_text()
+    )["definitions"] if r.get("episode") == "glucose-low"
+]}
+
+
+def config(**patient: Any) -> Config:
+    return parse_config(yaml.safe_dump({"rules": RULES, "homes": [{
+        "id": "home-1", "timezone": "Europe/Ljubljana",
+        "devices": [{"id": "cgm-1", "kind": "cgm", "patient": "ana",
+                     "address": "C0:11:22:33:44:04"}],
+        "patients": [{"id": "ana", "name": "Ana Novak", "phone": PATIENT, **patient,
+                      "care_team": [
+                          {"name": "Dr. K", "role": "family_doctor", "phone": DOCTOR},
+                          {"name": "Dr. V", "role": "backup_doctor", "phone": BACKUP}]}],
+    }]}))
+
+
+def low(rule: str = "hypo-level-1", severity: str = "medium", value: float = 3.6) -> AlertDecision:
+    return AlertDecision(
+        alert_id="a" + "1" * 31, state="firing", home="home-1", patient="ana",  # type: ignore[arg-type]
+        rule=rule, severity=severity, reason="Low glucose, level 1",  # type: ignore[arg-type]
+        time=T0, measurement="glucose", field="glucose", value=value, unit="mmol/L",
+        observed_at=T0, episode="glucose-low",
+    )
+
+
+def sms(ledger: Ledger) -> list[tuple[str, str, str]]:
+    return [(str(h["recipient"]), str(h["role"]), str(h["kind"]))
+            for h in ledger.history() if h["kind"]]
+
+
+def test_the_patients_ok_does_not_stop_the_doctor_when_it_has_not_cleared(
+    tmp_path: Path,
+) -> None:
+    cfg = config()
+    clock = SimulatedClock(T0)
+    ledger = Ledger(tmp_path / "ledger.sqlite", lambda n: 4821 - 1000)
+    esc = Escalator(cfg, ledger, clock)
+    assert esc.on_decision(low()) == 1
+    assert sms(ledger) == [(PATIENT, "patient", "firing")]
+    [(_, due)] = ledger.scheduled()
+    assert due == "2026-11-21T02:15:00.000000Z"  # escalate_after_patient_minutes: 15
+    clock.advance(timedelta(minutes=3))
+    row, noted = esc.patient_ok(cfg.homes[0].patients[0], PATIENT, None)
+    assert noted and row is not None and row.acked_at is None  # the episode is not acknowledged
+    assert esc.patient_ok(cfg.homes[0].patients[0], PATIENT, None)[1] is False  # once
+    clock.advance(timedelta(minutes=12))
+    assert esc.run_due() == 1  # still low at 02:15: the doctor is told
+    assert sms(ledger)[-1] == (DOCTOR, "family_doctor", "escalation-1")
+    body = str(ledger.history()[-1]["body"])
+    assert body.startswith("ESCALATED, not cleared since Ana Novak answered OK. homevitals"
+                           " MEDIUM: Ana Novak: glucose 3.6 mmol/L at 03:00.")
+    clock.advance(timedelta(minutes=60))
+    assert esc.run_due() == 1  # the backup doctor; then reminders, never to the patient
+    clock.advance(timedelta(minutes=120))
+    assert esc.run_due() == 2
+    assert [s for s in sms(ledger) if s[2].startswith("reminder")] == [
+        (DOCTOR, "family_doctor", "reminder-1"), (BACKUP, "backup_doctor", "reminder-1")]
+    log = "\n".join(ledger.history()[0]["log"])  # type: ignore[arg-type]
+    assert "acknowledged by Ana Novak (patient, +15550100009) via SMS reply" in log
+
+
+def test_without_a_patient_phone_the_doctor_is_first(tmp_path: Path) -> None:
+    cfg = config(phone=None)
+    ledger = Ledger(tmp_path / "ledger.sqlite", lambda n: 4821 - 1000)
+    esc = Escalator(cfg, ledger, SimulatedClock(T0))
+    esc.on_decision(low())
+    assert sms(ledger) == [(DOCTOR, "family_doctor", "firing")]
+    [(_, due)] = ledger.scheduled()
+    assert due == "2026-11-21T03:00:00.000000Z"  # then the backup doctor after 60 minutes
+
+
+def test_a_level_2_low_goes_to_the_patient_and_the_doctor_at_once(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite", lambda n: 4821 - 1000)
+    esc = Escalator(config(), ledger, SimulatedClock(T0))
+    esc.on_decision(low("hypo-level-2", "high", 2.8))
+    assert sms(ledger) == [(PATIENT, "patient", "firing"), (DOCTOR, "family_doctor", "firing")]
+    lay = str(ledger.history()[0]["body"])
+    assert lay.startswith("homevitals: your glucose is low: 2.8 mmol/L at 03:00. Take 15 g")
+    assert "Your doctor is being told." in lay
+
+
+@pytest.mark.parametrize(
+    ("patient", "message"),
+    [
+        ({"phone": "0038640111222"}, "phone '0038640111222' is not an E.164 number"),
+        ({"phone": DOCTOR}, "phone +15550100001 is also a care-team number"),
+        ({"language": "Chinese!"}, "language 'Chinese!' is not a language tag"),
+    ],
+)
+def test_the_patients_phone_and_language_are_checked(
+    patient: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config(**patient)
+
+
+def test_the_patient_is_not_a_care_team_role() -> None:
+    with pytest.raises(ConfigError, match="the patient is not a care-team member"):
+        parse_config(yaml.safe_dump({"homes": [{"id": "h", "timezone": "UTC", "patients": [
+            {"id": "ana", "name": "Ana", "care_team": [
+                {"name": "Dr. K", "role": "family_doctor", "phone": DOCTOR},
+                {"name": "Ana", "role": "patient", "phone": PATIENT}]}]}]}))
