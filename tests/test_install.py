@@ -26,6 +26,7 @@ def test_the_wheel_builds_without_warnings_and_carries_its_data(tmp_path: Path) 
         metadata = next(whl.read(n).decode() for n in names if n.endswith(".dist-info/METADATA"))
     assert "homevitals/simulators/households/demo.yaml" in names
     assert "homevitals/simulators/scenarios/night-low.yaml" in names
+    assert "homevitals/alerts/templates/zh-Hans.yaml" in names  # issue 20: the SMS words
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
     assert any(line.startswith("Requires-Dist: urllib3") and "server" in line
                for line in metadata.splitlines())
