@@ -5,6 +5,7 @@ names the role, and the configuration checks the patient's number and language."
 
 from __future__ import annotations
 
+import io
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,9 @@ import yaml
 
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
+from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.notifier import ConsoleNotifier
+from homevitals.alerts.templates import TemplateError
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, parse_config
 from homevitals.errors import ConfigError
@@ -127,3 +131,44 @@ def test_the_patient_is_not_a_care_team_role() -> None:
             {"id": "ana", "name": "Ana", "care_team": [
                 {"name": "Dr. K", "role": "family_doctor", "phone": DOCTOR},
                 {"name": "Ana", "role": "patient", "phone": PATIENT}]}]}]}))
+
+
+def _app(tmp: Path, **patient: Any) -> AlertsApp:
+    data = yaml.safe_load(yaml.safe_dump(config(**patient).model_dump(mode="json")))
+    data["alerts"] = {"notifier": "console", "client_id": f"alerts-{tmp.name}"[:60],
+                      "outbox_path": str(tmp / "ledger.sqlite")}
+    return AlertsApp(Config.model_validate(data), ConsoleNotifier(io.StringIO()),
+                     SimulatedClock(T0))
+
+
+def _close(app: AlertsApp) -> None:
+    app.budget.close()
+    app.ledger.close()
+    app.outbox.close()
+
+
+def test_the_patients_number_is_heard_on_the_inbound_webhook(tmp_path: Path) -> None:
+    app = _app(tmp_path, language="zh-Hans")
+    try:
+        def inbound(n: int, body: str, sender: str = PATIENT) -> str | None:
+            return app.on_inbound({"MessageSid": f"SM{n:032d}", "From": sender, "Body": body})
+
+        thanks = "homevitals：谢谢，已收到您的回复。如仍感觉不适，请联系您的医生。"
+        assert inbound(1, "好") == thanks  # nothing open: thanks, and nothing noted
+        app.escalator.on_decision(low())
+        assert inbound(2, "what?") == "homevitals：如已看到警报，请回复OK。"
+        assert inbound(3, "ACK 9999") == thanks  # not her alert's code: nothing noted
+        assert inbound(4, " ok! ") == thanks
+        row = app.ledger.alert(low().alert_id)
+        assert row is not None and row.patient_acked_at is not None and row.acked_at is None
+        assert inbound(5, f"ACK {row.ack_code}") == "homevitals：已经收到您的回复。"
+        assert inbound(6, "OK", "+15550100077") is None  # on no care team and no patient's phone
+        log = [e for h in app.ledger.history() for e in h["log"]]  # type: ignore[attr-defined]
+        assert sum("(patient, +15550100009) via SMS reply" in e for e in log) == 1
+    finally:
+        _close(app)
+
+
+def test_a_patient_language_without_templates_stops_the_alerts_daemon(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="no SMS templates for language 'sl'"):
+        _app(tmp_path, language="sl")
