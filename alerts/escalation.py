@@ -277,7 +277,8 @@ class Escalator:
         at = self.router.release(row.severity, home, now)
         if row.step + 1 < len(steps):
             k = row.step + 1
-            before = [m.name for s in steps[:k] for m in s]
+            # The patient by the name the SMS use for them (privacy: initials), not their own.
+            before = [self._name(patient) if m.is_patient else m.name for s in steps[:k] for m in s]
             told = [m for s in steps[:k] for m in s]
             ok = row.patient_acked_at is not None and any(m.is_patient for m in told)
             body = escalation_text(
