@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 
 from homevitals.config import MqttConfig
 from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt_watch import MqttWatch
 
 __all__ = ["DeadLetterSink", "Subscriber"]
 
@@ -61,8 +62,11 @@ class Subscriber:
         self.connected = threading.Event()
         self.on_connected: list[Callable[[bool], None]] = []
         self.errors = 0
+        # paho's thread, the handler and the session, for the runner (homevitals.runtime).
+        self.watch = MqttWatch(cfg)
 
     def start(self) -> None:
+        self.watch.install(self.client)
         connect_async(self.client, self.cfg)
 
     def stop(self) -> None:

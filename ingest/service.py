@@ -2,10 +2,14 @@
 
 Threads: paho's network thread decodes and validates each message (cheap) and puts it in a
 bounded in-memory backlog; one writer thread batches by size and time, writes, and only then
-sends the PUBACKs. The backlog can never outgrow what the broker may send unacknowledged
-(MQTT 5 Receive Maximum, set to the backlog size), so back-pressure is the broker's queue, never
-our memory. A database outage only delays the PUBACKs: nothing is lost, and what the broker
-re-sends is written again onto the same points (idempotent).
+sends the PUBACKs. Both are declared to the runner (``workers``): paho's thread must run and not
+be stuck in a message, the writer must go round its loop; readiness (``conditions``) is the
+broker session, the subscription and the store accepting the last write.
+
+The backlog can never outgrow what the broker may send unacknowledged (MQTT 5 Receive Maximum,
+set to the backlog size), so back-pressure is the broker's queue, never our memory. A database
+outage only delays the PUBACKs: nothing is lost, and what the broker re-sends is written again
+onto the same points (idempotent).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
 from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt_watch import MqttWatch
 from homevitals.origin import Registry
 from homevitals.readings import AlertDecision, Event, Reading
+from homevitals.runtime import Condition, Progress, Worker, thread_worker
 from homevitals.topics import ParsedTopic, Topics
 
 __all__ = ["IngestService"]
@@ -122,6 +128,19 @@ class IngestService:
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self.broker_watch = BrokerWatch(self.mqtt, self.icfg.client_id)  # $SYS drop counter
+        self.watch = MqttWatch(self.mqtt)
+        self.writer_progress = Progress()
+
+    def workers(self) -> list[Worker]:
+        return [*self.watch.workers(), thread_worker("ingest-writer", self._writer,
+                                                     self.writer_progress)]
+
+    def conditions(self) -> list[Condition]:
+        return [*self.watch.conditions(), Condition("store", self._store_problem)]
+
+    def _store_problem(self) -> str | None:
+        problem = self.trouble.problem  # None while writes work, or none was tried yet
+        return None if problem is None else f"the last write failed: {problem}"
 
     def _subscriptions(self) -> list[str]:
         topics = list(self.topics.ingest_subscriptions)
@@ -130,6 +149,7 @@ class IngestService:
 
     def start(self) -> None:
         self._writer.start()
+        self.watch.install(self.client)
         connect_async(self.client, self.mqtt)
         self.broker_watch.start()
 
@@ -198,6 +218,9 @@ class IngestService:
             if self.held < self.icfg.backlog_max:
                 break
             self._room.wait(0.5)
+            # Waiting for the writer on purpose: progress as long as the writer makes it (the
+            # writer's own stamp tells whether it does), while the watch sees the thread held.
+            self.watch.handler.beat()
 
     def _parse_topic(self, topic: str) -> ParsedTopic | None:
         parsed = self._topics.get(topic)
@@ -310,6 +333,7 @@ class IngestService:
 
     def _write_loop(self) -> None:
         while not (self._stop.is_set() and self.backlog.empty()):
+            self.writer_progress.beat()
             batch = self._next_batch()
             if not batch:
                 continue
@@ -325,6 +349,7 @@ class IngestService:
     def _write_with_retry(self, batch: list[_Item]) -> None:
         delay = self.icfg.retry_initial_seconds
         while True:
+            self.writer_progress.beat(allow=self.cfg.store.timeout_seconds)
             started = time.perf_counter()
             try:
                 self._store_write([i.value for i in batch])
@@ -337,10 +362,9 @@ class IngestService:
                 # can fix that, so keep the messages unacknowledged and try again, never drop.
                 self.retries += 1
                 self.trouble.failed(len(batch), exc, delay)
-                if (
-                    self._stop.wait(delay * random.uniform(0.8, 1.2))
-                    and not self.connected.is_set()
-                ):
+                wait = delay * random.uniform(0.8, 1.2)
+                self.writer_progress.beat(allow=wait)
+                if self._stop.wait(wait) and not self.watch.connected:
                     return  # shutting down with no broker: the broker keeps them unacknowledged
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue
