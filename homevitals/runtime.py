@@ -267,11 +267,12 @@ class Runner:
                 ready_sent = self.notifier.notify("READY=1", f"STATUS={_status(live, ready)}")
 
     def _report(self, live: Verdict, ready: Verdict) -> None:
-        """Log and tell systemd (STATUS=) when what is wrong changes."""
+        """Log and tell systemd (STATUS=) when the set of what is wrong changes."""
         wrong = tuple(line for v in (live, ready) for line in v.lines if not line.endswith(": ok"))
-        if wrong == self._reported:
+        names = tuple(line.split(":", 1)[0] for line in wrong)
+        if names == self._reported:
             return
-        self._reported = wrong
+        self._reported = names
         if not live.ok:
             logger.error("not alive: %s (the systemd watchdog is no longer fed)",
                          "; ".join(x for x in live.lines if not x.endswith(": ok")))
