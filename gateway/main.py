@@ -10,7 +10,7 @@ from pathlib import Path
 
 from homevitals import wire
 from homevitals.clock import Clock
-from homevitals.config import Config
+from homevitals.config import Config, DeviceKind
 from homevitals.errors import ConfigError, HomevitalsError
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio
@@ -105,13 +105,15 @@ class GatewayApp:
 
     def workers(self) -> list[Worker]:
         """paho's thread, the queue pump, the asyncio loop (it must keep turning: a blocking call
-        on it stops the radio) and the radio, button and heartbeat tasks."""
+        on it stops the radio) and the radio, heartbeat and (with wired buttons) GPIO tasks."""
+        tasks = ["transport", "heartbeat"]
+        if any(d.kind == DeviceKind.GPIO_BUTTON for d in self.home.devices):
+            tasks.append("gpio")  # without wired buttons, that task has nothing to do and ends
         return [
             *self.publisher.watch.workers(),
             self.publisher.pump.worker(),
             task_worker("event-loop", lambda: self.tasks.get("pulse"), self.loop_progress),
-            *(task_worker(name, partial(self.tasks.get, name))
-              for name in ("transport", "gpio", "heartbeat")),
+            *(task_worker(name, partial(self.tasks.get, name)) for name in tasks),
         ]
 
     def conditions(self) -> list[Condition]:

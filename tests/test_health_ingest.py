@@ -59,14 +59,16 @@ def _cfg(tmp: Path, broker: int, influx: Any, db: str, **mqtt_extra: Any) -> Con
     return Config.model_validate(base)
 
 
-def _wedge_on_topic(client: mqtt.Client, release: threading.Event) -> threading.Event:
-    """Make the message handler hang on any message to WEDGE_TOPIC until ``release``."""
+def _wedge_on_topic(
+    client: mqtt.Client, release: threading.Event, topic: str = WEDGE_TOPIC
+) -> threading.Event:
+    """Make the message handler hang on any message to ``topic`` until ``release``."""
     handled = client.on_message
     assert handled is not None
     held = threading.Event()
 
     def on_message(c: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic == WEDGE_TOPIC:
+        if msg.topic == topic:
             held.set()
             release.wait(60)
         handled(c, userdata, msg)
@@ -160,11 +162,11 @@ def _story(tmp_path: Path, port: int, systemd: NotifySocket, svc: IngestService,
     assert systemd.pings(1.5) == 0
 
 
-def _publish_raw(port: int, topic: str, name: str) -> None:
+def _publish_raw(port: int, topic: str, name: str, payload: bytes = b"{}") -> None:
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"raw-{name}")
     pub.connect("127.0.0.1", port)
     pub.loop_start()
-    pub.publish(topic, b"{}", qos=1).wait_for_publish(10)
+    pub.publish(topic, payload, qos=1).wait_for_publish(10)
     pub.disconnect()
     pub.loop_stop()
 
