@@ -199,8 +199,8 @@ class Runner:
         """A threaded app: SIGTERM/SIGINT end the wait, then ``stop`` drains and closes."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stopping.set())
-        start()
-        with self.serving():
+        with self.serving():  # first: a health port that is taken stops us before anything runs
+            start()
             self.stopping.wait()
             self._stopping()
             stop()

@@ -34,13 +34,20 @@ class SystemdNotifier:
         return bool(self.address)
 
     def notify(self, *states: str) -> bool:
-        """Send ``READY=1``, ``WATCHDOG=1``, ``STOPPING=1``, ``STATUS=...`` as one datagram."""
+        """Send ``READY=1``, ``WATCHDOG=1``, ``STOPPING=1``, ``STATUS=...`` as one datagram;
+        False if it could not be sent (the caller may try again)."""
         if not self.address:
             return False
         try:
             if self._sock is None:
                 self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                # Never block the caller: a receiver that does not read (its queue holds
+                # net.unix.max_dgram_qlen datagrams) costs a ping, not a stuck daemon.
+                self._sock.setblocking(False)
             self._sock.sendto("\n".join(states).encode(), self.address)
+        except BlockingIOError:
+            logger.debug("systemd's notify socket is full: %s not sent", states)
+            return False
         except OSError as exc:
             logger.warning("cannot notify systemd on %r: %s", self.address, exc)
             return False

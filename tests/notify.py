@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,48 +29,44 @@ class NotifySocket:
             self.address = os.path.join(self._dir, "notify")
             self.sock.bind(self.address)
         self.received: list[tuple[float, str]] = []
+        self._reader = threading.Thread(target=self._read, name="systemd-standin", daemon=True)
+        self._reader.start()
 
     def env(self, watchdog_seconds: float = 1.0) -> dict[str, str]:
         return {"NOTIFY_SOCKET": self.address, "WATCHDOG_USEC": str(int(watchdog_seconds * 1e6))}
 
-    def _read(self, until: float) -> None:
-        while (left := until - time.monotonic()) > 0:
-            self.sock.settimeout(left)
+    def _read(self) -> None:
+        """Read as systemd does: at once, so the daemon's queue never fills."""
+        while True:
             try:
                 data = self.sock.recv(4096)
-            except TimeoutError:
-                return
+            except OSError:
+                return  # closed
             self.received.append((time.monotonic(), data.decode()))
 
     def wait_for(self, line: str, timeout: float = 20.0) -> str:
-        """The first datagram (from now on, or already read) with ``line`` as one of its lines."""
+        """The first datagram (already received, or within ``timeout``) with ``line`` as one of
+        its lines."""
         deadline = time.monotonic() + timeout
         while True:
-            for _at, msg in self.received:
+            for _at, msg in list(self.received):
                 if line in msg.split("\n"):
                     return msg
             if time.monotonic() >= deadline:
                 raise AssertionError(f"no {line!r} within {timeout} s; got {self.received}")
-            self._read(min(deadline, time.monotonic() + 0.2))
+            time.sleep(0.05)
 
     def pings(self, seconds: float) -> int:
-        """How many WATCHDOG=1 arrive in the next ``seconds`` (what was sent before is read
-        first and not counted)."""
-        self.sock.setblocking(False)
-        try:
-            while True:
-                self.received.append((0.0, self.sock.recv(4096).decode()))
-        except BlockingIOError:
-            pass
-        finally:
-            self.sock.setblocking(True)
+        """How many WATCHDOG=1 arrive in the next ``seconds``."""
         start = time.monotonic()
-        self._read(start + seconds)
-        return sum(1 for at, msg in self.received
+        time.sleep(seconds)
+        return sum(1 for at, msg in list(self.received)
                    if at >= start and "WATCHDOG=1" in msg.split("\n"))
 
     def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+        self._reader.join(5)
         if self._dir is not None:
             Path(self.address).unlink(missing_ok=True)
             os.rmdir(self._dir)
