@@ -31,6 +31,7 @@ from homevitals.config import Config
 from homevitals.errors import WireError
 from homevitals.ingest.broker_watch import BrokerWatch
 from homevitals.ingest.errors import StoreError
+from homevitals.ingest.latency import LatencyHistogram
 from homevitals.ingest.store import Store
 from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import connect_async, make_client, reason_failed
@@ -50,31 +51,6 @@ _CLOCK_AHEAD_LIMIT = timedelta(hours=1)
 _CLOCK_EPOCH_YEAR = 2015
 # Statuses that mean "fix the configuration" (credentials, database name), not "bad data".
 _CONFIG_STATUSES = (401, 403, 404)
-
-
-class LatencyHistogram:
-    """Cumulative buckets of batch write durations, read by /metrics (one writer thread adds)."""
-
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BUCKETS) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += seconds
-        for i, bound in enumerate(self.BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), self.counts, strict=True):
-            running += n
-            out.append((bound, float(running)))
-        return out
 
 
 class _Item(NamedTuple):  # a tuple: built once per message on the network thread
