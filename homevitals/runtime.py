@@ -274,10 +274,13 @@ class Runner:
             return
         self._reported = names
         if not live.ok:
-            logger.error("not alive: %s (the systemd watchdog is no longer fed)",
-                         "; ".join(x for x in live.lines if not x.endswith(": ok")))
+            fed = " (systemd's watchdog is no longer fed)" if self.notifier.watchdog_seconds else ""
+            logger.error("not alive: %s%s", "; ".join(x for x in live.lines
+                                                      if not x.endswith(": ok")), fed)
         elif wrong:
-            logger.warning("not ready: %s", "; ".join(wrong))
+            # The names only: each stage logs its own trouble once (the store's error, a lost
+            # connection); /readyz and systemd's STATUS carry the reasons.
+            logger.warning("not ready: %s", ", ".join(names))
         else:
             logger.info("alive and ready")
         self.notifier.notify(f"STATUS={_status(live, ready)}")
