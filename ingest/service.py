@@ -100,12 +100,16 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self.broker_watch = BrokerWatch(self.mqtt, self.icfg.client_id)  # $SYS drop counter
         self.watch = MqttWatch(self.mqtt)
         self.writer_progress = Progress()
+
+    @property
+    def connected(self) -> bool:
+        """Connected, and paho's thread runs and is not held past the keepalive (the watch)."""
+        return self.watch.connected
 
     def workers(self) -> list[Worker]:
         return [*self.watch.workers(), thread_worker("ingest-writer", self._writer,
@@ -149,7 +153,6 @@ class IngestService:
             return
         self._generation += 1
         client.subscribe([(t, 1) for t in self._subscriptions()])
-        self.connected.set()
         logger.info("ingest connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
 
     def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, rcs: Any, _p: Any = None) -> None:
@@ -160,7 +163,6 @@ class IngestService:
         logger.info("ready: subscribed to %s", ", ".join(self._subscriptions()))
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        self.connected.clear()
         if reason_failed(rc):
             logger.warning("ingest disconnected: %s; paho reconnects", rc)
         else:
