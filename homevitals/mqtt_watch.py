@@ -43,6 +43,7 @@ class MqttWatch:
         self._up = False
         self._subscribed: str | None = "waiting for the first connection"
         self._in = ""  # the callback paho's thread is in (or was in last)
+        self._topic: str | None = None  # of the message, when that callback is on_message
 
     def install(self, client: mqtt.Client) -> None:
         """Wrap the client's callbacks; call after setting them, before connecting."""
@@ -57,17 +58,32 @@ class MqttWatch:
         for name in _WATCHED:
             callback = getattr(client, name)
             if callback is not None:
-                setattr(client, name, self._timed(name, callback))
+                timed = self._timed_message if name == "on_message" else self._timed
+                setattr(client, name, timed(name, callback))
 
     def _timed(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
         handler, track = self.handler, getattr(self, f"_track_{name.removeprefix('on_')}")
 
         def timed(*args: Any) -> Any:
-            self._in = name
+            self._in, self._topic = name, None
             handler.beat()
             track(args)
             try:
                 return callback(*args)
+            finally:
+                handler.idle()
+
+        return timed
+
+    def _timed_message(self, name: str, callback: Callable[..., Any]) -> Callable[..., Any]:
+        """As ``_timed``, lean: it runs for every message (ingest's hot path)."""
+        handler = self.handler
+
+        def timed(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> Any:
+            self._in, self._topic = name, msg.topic
+            handler.beat()
+            try:
+                return callback(client, userdata, msg)
             finally:
                 handler.idle()
 
@@ -85,9 +101,6 @@ class MqttWatch:
     def _track_subscribe(self, args: tuple[Any, ...]) -> None:
         refused = [str(rc) for rc in args[3] if reason_failed(rc)]
         self._subscribed = f"the broker refused: {', '.join(refused)}" if refused else None
-
-    def _track_message(self, args: tuple[Any, ...]) -> None:
-        self._in = f"on_message ({args[2].topic})"
 
     # --- what the runner asks ---------------------------------------------------------------
     @property
@@ -110,7 +123,10 @@ class MqttWatch:
         age = self.handler.stalled(stall)
         if age is None:
             return None
-        return f"stuck in {self._in} for {age:.0f} s (stalled)"
+        return f"stuck in {self._where_in()} for {age:.0f} s (stalled)"
+
+    def _where_in(self) -> str:
+        return self._in if self._topic is None else f"{self._in} ({self._topic})"
 
     def _broker_problem(self) -> str | None:
         if self.thread is None:
@@ -119,6 +135,6 @@ class MqttWatch:
             return "paho's network thread has ended: nothing is received or sent"
         held = self.handler.busy_for()
         if held > self.keepalive:
-            return (f"paho's network thread held {held:.0f} s in {self._in}, past the keepalive"
-                    f" ({self.keepalive} s): the broker no longer counts on this session")
+            return (f"paho's network thread held {held:.0f} s in {self._where_in()}, past the"
+                    f" keepalive ({self.keepalive} s): the broker no longer counts on this session")
         return None if self._up else f"not connected to {self.where}"
