@@ -296,10 +296,15 @@ class HomeAssistantConfig(_Model):
 
 
 class MetricsConfig(_Model):
-    """Where a daemon serves /metrics, /healthz and /readyz (homevitals.metrics)."""
+    """Where a daemon serves /metrics, /healthz and /readyz (homevitals.metrics), and when one
+    of its threads counts as stalled (homevitals.runtime; 30 s without a metrics section)."""
 
     host: str = "127.0.0.1"
     port: int = Field(ge=0, le=65535, description="0: any free port (tests)")
+    stall_seconds: float = Field(
+        30.0, gt=0, le=3600,
+        description="a busy thread without progress this long fails /healthz and the watchdog",
+    )
 
 
 class GatewayConfig(_Model):
