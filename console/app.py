@@ -1,0 +1,99 @@
+"""What a console user may see and do: the rules of access, independent of HTTP.
+
+A doctor or a health manager sees the patients whose care team lists the phone number of their
+account; an admin sees every patient and manages accounts. A patient the user may not see is
+answered exactly like a patient that does not exist (404), so ids cannot be probed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from homevitals.clock import Clock
+from homevitals.config import Config, HomeConfig, PatientConfig
+from homevitals.console.accounts import Account, Accounts, Role
+from homevitals.console.ports import AlertBook, InboxAlert, PatientStatus, Records
+
+__all__ = ["ConsoleApp", "PatientRow"]
+
+logger = logging.getLogger(__name__)
+
+MAX_NOTE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRow:
+    home: HomeConfig
+    patient: PatientConfig
+    status: PatientStatus | None
+    open_alerts: int
+
+
+class ConsoleApp:
+    def __init__(self, cfg: Config, accounts: Accounts, alerts: AlertBook, records: Records,
+                 clock: Clock) -> None:
+        self.cfg = cfg
+        self.ccfg = cfg.console
+        self.accounts = accounts
+        self.alerts = alerts
+        self.records = records
+        self.clock = clock
+
+    # --- access -------------------------------------------------------------------------------
+    def visible(self, user: Account) -> list[tuple[HomeConfig, PatientConfig]]:
+        return [(h, p) for h in self.cfg.homes for p in h.patients if self._sees(user, p)]
+
+    @staticmethod
+    def _sees(user: Account, p: PatientConfig) -> bool:
+        if user.role == Role.ADMIN:
+            return True
+        return user.phone is not None and any(m.phone == user.phone for m in p.care_team)
+
+    def patient(self, user: Account, patient_id: str) -> tuple[HomeConfig, PatientConfig] | None:
+        """The patient if this user may see them; None for unknown and forbidden alike."""
+        try:
+            home, p = self.cfg.patient(patient_id)
+        except KeyError:
+            return None
+        return (home, p) if self._sees(user, p) else None
+
+    # --- inbox --------------------------------------------------------------------------------
+    def inbox(self, user: Account) -> list[InboxAlert]:
+        mine = {p.id for _, p in self.visible(user)}
+        return sorted((a for a in self.alerts.open_alerts() if a.patient in mine),
+                      key=InboxAlert.urgency)
+
+    def acknowledge(self, user: Account, alert_id: str, note: str, address: str) -> str | None:
+        """Acknowledge one of the user's open alerts; the message to show, None if not theirs."""
+        alert = next((a for a in self.inbox(user) if a.alert_id == alert_id), None)
+        if alert is None:
+            return None
+        _, p = self.cfg.patient(alert.patient)
+        # With the account's phone on the patient's care team, the ledger records the same
+        # "who" as for that person's SMS reply, and they get no "acknowledged" SMS themselves.
+        phone = user.phone if any(m.phone == user.phone for m in p.care_team) else None
+        done = self.alerts.acknowledge(alert_id, f"{user.display_name} ({user.role})", phone)
+        self.accounts.audit(user.username, "alert acknowledged" if done else "ack: already closed",
+                            alert.patient, alert_id, address)
+        note = note.strip()[:MAX_NOTE]
+        if note:
+            self.accounts.add_note(user.username, alert.patient, alert_id, note)
+        return "Acknowledged: the escalation has stopped." if done else "Already closed."
+
+    # --- patients -----------------------------------------------------------------------------
+    def patient_rows(self, user: Account, query: str = "") -> list[PatientRow]:
+        q = query.strip().lower()
+        seen = [(h, p) for h, p in self.visible(user)
+                if not q or q in p.name.lower() or q in p.id.lower() or q in (p.number or "")]
+        statuses = self.records.status([p.id for _, p in seen])
+        counts: dict[str, int] = {}
+        for a in self.alerts.open_alerts():
+            counts[a.patient] = counts.get(a.patient, 0) + 1
+        return [PatientRow(h, p, statuses.get(p.id), counts.get(p.id, 0)) for h, p in seen]
+
+    def add_note(self, user: Account, patient_id: str, body: str) -> bool:
+        if self.patient(user, patient_id) is None or not body.strip():
+            return False
+        self.accounts.add_note(user.username, patient_id, None, body.strip()[:MAX_NOTE])
+        return True
