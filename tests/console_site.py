@@ -65,9 +65,9 @@ def adduser(config: Path, username: str, role: str, phone: str | None = None,
 
 
 class Site:
-    def __init__(self, tmp: Path, **alerts: Any) -> None:
+    def __init__(self, tmp: Path, mqtt_port: int = 1883, **alerts: Any) -> None:
         self.tmp = tmp
-        self.data = site_config(tmp, **alerts)
+        self.data = site_config(tmp, mqtt_port, **alerts)
         self.config = write_config(tmp / "homevitals.yaml", self.data)
         self.cfg = load_config(self.config)
         self.port = self.data["console"]["port"]
