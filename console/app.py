@@ -11,8 +11,9 @@ import logging
 from dataclasses import dataclass
 
 from homevitals.clock import Clock
-from homevitals.config import Config, HomeConfig, PatientConfig
+from homevitals.config import CareRole, Config, HomeConfig, PatientConfig
 from homevitals.console.accounts import Account, Accounts, Role
+from homevitals.console.followups import FollowUp, FollowUps
 from homevitals.console.ports import AlertBook, InboxAlert, PatientStatus, Records
 
 __all__ = ["ConsoleApp", "PatientRow"]
@@ -28,16 +29,18 @@ class PatientRow:
     patient: PatientConfig
     status: PatientStatus | None
     open_alerts: int
+    overdue: int
 
 
 class ConsoleApp:
     def __init__(self, cfg: Config, accounts: Accounts, alerts: AlertBook, records: Records,
-                 clock: Clock) -> None:
+                 followups: FollowUps, clock: Clock) -> None:
         self.cfg = cfg
         self.ccfg = cfg.console
         self.accounts = accounts
         self.alerts = alerts
         self.records = records
+        self.followups = followups
         self.clock = clock
 
     # --- access -------------------------------------------------------------------------------
@@ -90,10 +93,36 @@ class ConsoleApp:
         counts: dict[str, int] = {}
         for a in self.alerts.open_alerts():
             counts[a.patient] = counts.get(a.patient, 0) + 1
-        return [PatientRow(h, p, statuses.get(p.id), counts.get(p.id, 0)) for h, p in seen]
+        now = self.clock.now()
+        late: dict[str, int] = {}
+        for f in self.tasks(user):
+            late[f.patient] = late.get(f.patient, 0) + f.overdue(now)
+        return [PatientRow(h, p, statuses.get(p.id), counts.get(p.id, 0), late.get(p.id, 0))
+                for h, p in seen]
 
     def add_note(self, user: Account, patient_id: str, body: str) -> bool:
         if self.patient(user, patient_id) is None or not body.strip():
             return False
         self.accounts.add_note(user.username, patient_id, None, body.strip()[:MAX_NOTE])
+        return True
+
+    # --- follow-up tasks ----------------------------------------------------------------------
+    def tasks(self, user: Account) -> list[FollowUp]:
+        """The user's follow-ups not yet done, the soonest due first (created from the ledger)."""
+        doctors = {p.id: next(f"{m.name} ({m.role})" for m in p.care_team
+                              if m.role == CareRole.FAMILY_DOCTOR)
+                   for h in self.cfg.homes for p in h.patients}
+        self.followups.sync(self.alerts.all_alerts(), doctors)
+        return self.followups.open({p.id for _, p in self.visible(user)})
+
+    def complete(self, user: Account, alert_id: str, outcome: str, address: str) -> bool | None:
+        """Record a follow-up done; None if not the user's, False without an outcome note."""
+        task = self.followups.get(alert_id)
+        if task is None or self.patient(user, task.patient) is None:
+            return None
+        outcome = outcome.strip()[:MAX_NOTE]
+        if not outcome:
+            return False
+        if self.followups.done(alert_id, f"{user.display_name} ({user.role})", outcome):
+            self.accounts.audit(user.username, "follow-up done", task.patient, alert_id, address)
         return True

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from homevitals.console.accounts import Account, Role
 from homevitals.console.app import PatientRow
+from homevitals.console.followups import FollowUp
 from homevitals.console.ports import InboxAlert, Record
 
 __all__ = ["e", "inbox_list", "layout", "login_page", "ago"]
@@ -39,7 +40,8 @@ def layout(title: str, body: str, user: Account | None, csrf: str, *, poll: floa
     nav = ""
     if user is not None:
         admin = '<a href="/admin">Accounts</a>' if user.role == Role.ADMIN else ""
-        nav = (f'<nav><a href="/inbox">Inbox</a><a href="/patients">Patients</a>{admin}'
+        nav = (f'<nav><a href="/inbox">Inbox</a><a href="/followups">Follow-ups</a>'
+               f'<a href="/patients">Patients</a>{admin}'
                f'<span class="who">{e(user.display_name)} ({e(user.role)})</span>'
                f'<form method="post" action="/logout" class="inline">{_csrf(csrf)}'
                '<button type="submit">Sign out</button></form></nav>')
@@ -121,6 +123,8 @@ def patients_page(rows: list[PatientRow], query: str, now: datetime) -> str:
             for d in (r.status.devices if r.status else ()) if d.silent or d.low_battery)
         alerts = (f'<span class="badge">{r.open_alerts} open alert'
                   f'{"s" if r.open_alerts != 1 else ""}</span>' if r.open_alerts else "")
+        if r.overdue:
+            alerts += f' <span class="badge">{r.overdue} overdue follow-up</span>'
         items.append(
             f'<li class="card patient"><div class="head"><a href="/patients/{e(r.patient.id)}">'
             f'{e(r.patient.name)}</a> {alerts}<span class="muted">{e(r.patient.number or "")}'
@@ -129,15 +133,41 @@ def patients_page(rows: list[PatientRow], query: str, now: datetime) -> str:
     return search + f'<ul class="patients">{"".join(items)}</ul>'
 
 
+def _due(f: FollowUp, now: datetime) -> str:
+    if f.done_at:
+        return f"done {f.done_at[:16]} by {f.done_by}: {f.outcome}"
+    when = f.due_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"OVERDUE since {when}" if f.overdue(now) else f"due by {when}"
+
+
+def followups_page(tasks: list[FollowUp], names: dict[str, str], csrf: str,
+                   now: datetime) -> str:
+    if not tasks:
+        return '<p class="empty">No follow-ups due.</p>'
+    items = "".join(
+        f'<li class="card task{" overdue" if f.overdue(now) else ""}" data-task="{e(f.alert_id)}">'
+        f'<div class="head"><span class="sev sev-{e(f.severity)}">{e(f.severity)}</span>'
+        f'<a href="/patients/{e(f.patient)}">{e(names.get(f.patient, f.patient))}</a>'
+        f'<span class="due">{e(_due(f, now))}</span></div>'
+        f'<div>Call or home visit after: {e(f.reason)}</div>'
+        f'<div class="muted">assigned to {e(f.assignee)}</div>'
+        f'<form method="post" action="/followups/{e(f.alert_id)}/done" class="ack">'
+        f'{_csrf(csrf)}<input name="outcome" placeholder="outcome (required)" maxlength="2000"'
+        ' required><button type="submit">Done</button></form></li>' for f in tasks)
+    return f'<ul class="tasks">{items}</ul>'
+
+
 def record_page(patient_id: str, name: str, record: Record, alerts: list[InboxAlert],
-                notes: list[dict[str, str]], csrf: str, now: datetime) -> str:
+                tasks: list[FollowUp], notes: list[dict[str, str]], csrf: str,
+                now: datetime) -> str:
     parts = [f'<p class="muted">{e(record.period)}</p>']
     for s in record.sections:
         rows = "".join(f'<tr class="{"off" if r.off_target else ""}"><th>{e(r.label)}</th>'
                        f'<td>{e(r.value)}</td></tr>' for r in s.rows)
         figs = "".join(
-            f'<figure><img src="/patients/{e(patient_id)}/figures/{e(key)}.png" alt="{e(cap)}"'
-            f' loading="lazy"><figcaption>{e(cap)}</figcaption></figure>'
+            f'<figure><a href="/patients/{e(patient_id)}/figures/{e(key)}.png">'
+            f'<img src="/patients/{e(patient_id)}/figures/{e(key)}.png" alt="{e(cap)}"'
+            f' loading="lazy"></a><figcaption>{e(cap)}</figcaption></figure>'
             for key, cap in s.figures)
         notes_ = "".join(f"<li>{e(n)}</li>" for n in s.notes)
         parts.append(f'<section class="card"><h2>{e(s.title)}</h2><table>{rows}</table>{figs}'
@@ -149,6 +179,11 @@ def record_page(patient_id: str, name: str, record: Record, alerts: list[InboxAl
     parts.append('<section class="card"><h2>Alerts</h2><table class="history">'
                  '<tr><th>opened (UTC)</th><th>severity</th><th>reason</th><th>state</th>'
                  f'<th>acknowledged by</th></tr>{hist}</table></section>')
+    done = "".join(f'<tr><td>{e(f.severity)}</td><td>{e(f.reason)}</td>'
+                   f'<td>{e(_due(f, now))}</td></tr>' for f in tasks)
+    parts.append('<section class="card"><h2>Follow-ups</h2><table class="history">'
+                 f'<tr><th>severity</th><th>after</th><th>status</th></tr>{done}</table>'
+                 '</section>')
     noted = "".join(f'<li><span class="muted">{e(n["time"][:16])} {e(n["username"])}</span> '
                     f'<span class="note">{e(n["body"])}</span></li>' for n in notes)
     parts.append(

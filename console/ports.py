@@ -63,6 +63,10 @@ class AlertBook(Protocol):
         """Alerts neither acknowledged nor resolved."""
         ...
 
+    def all_alerts(self) -> list[InboxAlert]:
+        """Every alert in the ledger, open or closed."""
+        ...
+
     def patient_alerts(self, patient: str) -> list[InboxAlert]:
         """Every alert of one patient, newest first."""
         ...

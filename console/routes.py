@@ -176,9 +176,10 @@ def patient_page(req: Request) -> Reply:
         return _not_found(req)
     app = req.app
     app.accounts.audit(req.user.username, "patient record viewed", p.id, address=req.address)
+    app.tasks(req.user)  # the patient's newest alerts have their follow-ups too
     body = pages.record_page(p.id, p.name, app.records.record(p.id),
-                             app.alerts.patient_alerts(p.id), app.accounts.notes(p.id),
-                             req.session.csrf, app.clock.now())
+                             app.alerts.patient_alerts(p.id), app.followups.of_patient(p.id),
+                             app.accounts.notes(p.id), req.session.csrf, app.clock.now())
     return req.page(p.name, body)
 
 
@@ -206,6 +207,31 @@ def add_note(req: Request) -> Reply:
     if not req.app.add_note(req.user, pid, req.form.get("body", "")):
         return _not_found(req)
     return Reply.redirect(f"/patients/{pid}")
+
+
+# --- follow-ups ------------------------------------------------------------------------------
+def followups(req: Request) -> Reply:
+    app = req.app
+    flash = {"done": "Follow-up recorded.",
+             "empty": "Write what happened before marking it done."}.get(req.arg("done"), "")
+    body = pages.followups_page(app.tasks(req.user), _names(app, req.user), req.session.csrf,
+                                app.clock.now())
+    return req.page("Follow-ups", pages.flash(flash) + body)
+
+
+def followups_api(req: Request) -> Reply:
+    return Reply.json(200, {"followups": [
+        {"alert_id": f.alert_id, "patient": f.patient, "severity": f.severity,
+         "due_at": f.due_at.isoformat(), "assignee": f.assignee}
+        for f in req.app.tasks(req.user)]})
+
+
+def complete(req: Request) -> Reply:
+    done = req.app.complete(req.user, req.params["alert"], req.form.get("outcome", ""),
+                            req.address)
+    if done is None:
+        return _not_found(req)
+    return Reply.redirect("/followups?done=" + ("done" if done else "empty"))
 
 
 # --- admin -----------------------------------------------------------------------------------
@@ -254,6 +280,9 @@ ROUTES: list[tuple[str, re.Pattern[str], bool, Callable[[Request], Reply]]] = [
         ("GET", "/inbox/list", True, inbox_fragment),
         ("GET", "/api/inbox", True, inbox_api),
         ("POST", f"/alerts/(?P<alert>{_ID})/ack", True, acknowledge),
+        ("GET", "/followups", True, followups),
+        ("GET", "/api/followups", True, followups_api),
+        ("POST", f"/followups/(?P<alert>{_ID})/done", True, complete),
         ("GET", "/patients", True, patients),
         ("GET", "/api/patients", True, patients_api),
         ("GET", f"/patients/(?P<patient>{_ID})", True, patient_page),

@@ -29,6 +29,7 @@ from homevitals.clock import Clock
 from homevitals.config import DEVICE_MEASUREMENTS, Config
 from homevitals.console.accounts import Accounts, Role
 from homevitals.console.app import ConsoleApp
+from homevitals.console.followups import FollowUps
 from homevitals.console.ports import (
     DeviceStatus,
     InboxAlert,
@@ -81,6 +82,9 @@ class LedgerBook:
 
     def open_alerts(self) -> list[InboxAlert]:
         return [a for a in self._alerts(None) if a.is_open]
+
+    def all_alerts(self) -> list[InboxAlert]:
+        return self._alerts(None)
 
     def patient_alerts(self, patient: str) -> list[InboxAlert]:
         return sorted(self._alerts(patient), key=lambda a: a.opened_at, reverse=True)
@@ -251,7 +255,9 @@ def build_console(cfg: Config, store: Store, clock: Clock) -> tuple[ConsoleServe
     ledger = Ledger(cfg.alerts.outbox_path)
     book = LedgerBook(cfg, ledger, Escalator(cfg, ledger, clock))
     records = StoreRecords(cfg, store, ledger.history, clock)
-    app = ConsoleApp(cfg, open_accounts(cfg, clock), book, records, clock)
+    hours = {str(k): v for k, v in cfg.console.follow_up_hours.items()}
+    tasks = FollowUps(cfg.console.db_path, clock, hours)
+    app = ConsoleApp(cfg, open_accounts(cfg, clock), book, records, tasks, clock)
     return ConsoleServer(app), ledger
 
 
@@ -265,6 +271,7 @@ def run_console(cfg: Config, store: Store, clock: Clock) -> None:
     stop.wait()
     server.stop()
     server.app.accounts.close()
+    server.app.followups.close()
     ledger.close()
 
 

@@ -3,7 +3,8 @@ download is not reachable here, so ``executable_path`` names the system one).
 
 One story, as a family doctor lives it: sign in on a phone, an alert arrives from the pipeline
 (the real alerts daemon, over MQTT) while the inbox is open, acknowledge it from the page, and the
-escalation stops; then the patient page draws its charts. Screenshots at phone and desktop size
+escalation stops; the follow-up it created is done with an outcome; then the patient page draws
+its charts. Screenshots at phone and desktop size
 are kept in the test's tmp folder.
 """
 
@@ -108,6 +109,14 @@ def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
     assert kinds == {"firing"}
     assert f"SMS to {MANAGER}" not in alerts.log()
 
+    page.goto(site.url + "/followups")  # the high alert asks for a call or visit in 48 h
+    task = page.locator(f"li[data-task='{alert}']")
+    assert "due by" in task.inner_text() and "Dr. 1 (family_doctor)" in task.inner_text()
+    task.locator("input[name=outcome]").fill("Home visit: sensor re-sited, glucose 6.1")
+    task.locator("button").click()
+    page.wait_for_url("**/followups?done=done")
+    assert page.locator(f"li[data-task='{alert}']").count() == 0
+
     page.goto(site.url + "/patients/ana")
     for key in ("agp", "daily"):
         img = page.locator(f"img[src$='/figures/{key}.png']")
@@ -115,6 +124,7 @@ def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
         page.wait_for_function(
             f"document.querySelector(\"img[src$='/figures/{key}.png']\").naturalWidth > 0")
     assert "Called her: had juice" in page.locator(".notes").inner_text()
+    assert "sensor re-sited" in page.inner_text("body")
     assert "time in range 3.9-10.0" in page.locator("table").first.inner_text()
     page.screenshot(path=str(tmp_path / "patient-phone.png"), full_page=True)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,34 @@ def test_adduser_reads_the_password_from_stdin_and_refuses_short_ones(tmp_path: 
     s = Site(tmp_path)
     done = adduser(s.config, "short", "doctor", password="abc")
     assert done.returncode == 1 and "at least 10 characters" in done.stderr
+
+
+def test_high_and_critical_alerts_create_follow_ups_only_their_doctor_can_close(
+    site: Site,
+) -> None:
+    high, critical = site.fire("ana", severity="high"), site.fire("ana", severity="critical")
+    medium = site.fire("ana", severity="medium")
+    a = Client(site.port)
+    a.sign_in("doca")
+    tasks = {f["alert_id"]: f for f in json.loads(a.get("/api/followups")[2])["followups"]}
+    assert high in tasks and critical in tasks and medium not in tasks
+    ledger = Ledger(site.cfg.alerts.outbox_path)
+    opened = {x: datetime.fromisoformat(ledger.alert(x).opened_at)  # type: ignore[union-attr]
+              for x in (high, critical)}
+    ledger.close()
+    assert datetime.fromisoformat(tasks[high]["due_at"]) == opened[high] + timedelta(hours=48)
+    assert datetime.fromisoformat(tasks[critical]["due_at"]) == (
+        opened[critical] + timedelta(hours=24))
+    assert tasks[high]["assignee"] == "Dr. 1 (family_doctor)"
+    b = Client(site.port)
+    b.sign_in("docb")
+    assert b.post(f"/followups/{high}/done", {"outcome": "not mine"})[0] == 404
+    status, headers, _ = a.post(f"/followups/{high}/done", {"outcome": "  "})
+    assert headers["Location"] == "/followups?done=empty"
+    status, headers, _ = a.post(f"/followups/{high}/done", {"outcome": "Visited: <b>fine</b>"})
+    assert status == 303 and headers["Location"] == "/followups?done=done"
+    remaining = json.loads(a.get("/api/followups")[2])["followups"]
+    assert high not in {f["alert_id"] for f in remaining}
+    page = a.get("/patients/ana")[2]
+    assert "Visited: &lt;b&gt;fine&lt;/b&gt;" in page
+    assert ("doca", "follow-up done", "ana") in _audit(site)
