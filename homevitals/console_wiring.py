@@ -135,8 +135,13 @@ class StoreRecords:
         start, end = now - timedelta(days=c.lookback_days), now + timedelta(minutes=5)
         home, _ = self.cfg.patient(patient)
         readings, seen, battery = [], {}, {}  # type: ignore[var-annotated]
+        # The last day first (a CGM's 288 rows, not 14 days of them); further back only when
+        # that finds nothing. A device missing from the recent window is silent either way.
+        recent = now - max(timedelta(days=1), timedelta(hours=c.silent_hours))
         for m in (*_SHOWN, "battery"):
-            rows = self.store.query_readings(m, patient, start, end)
+            rows = self.store.query_readings(m, patient, max(start, recent), end)
+            if not rows and recent > start:
+                rows = self.store.query_readings(m, patient, start, recent)
             for r in rows:
                 seen[r.get("device")] = max(seen.get(r.get("device"), r["time"]), r["time"])
                 if m == "battery":

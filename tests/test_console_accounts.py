@@ -79,7 +79,12 @@ def influx_site(tmp_path: Path, influxd: Any, influx_db: str) -> Iterator[Site]:
     store.write([Reading(
         f"g{i}", "home-a", "ana", "cgm-1", "glucose",  # type: ignore[arg-type]
         {"glucose": FieldValue(5.0 + i / 10, Unit.MMOL_PER_L)},
-        now - timedelta(minutes=5 * (11 - i)), now) for i in range(12)])
+        now - timedelta(minutes=5 * (11 - i)), now) for i in range(12)] + [Reading(
+        "b1", "home-a", "ana", "cgm-1", "battery",  # type: ignore[arg-type]
+        {"battery": FieldValue(12, Unit.PERCENT)}, now - timedelta(hours=3), now)] + [Reading(
+        "old", "home-a", "ana", "bp-1", "blood_pressure",  # type: ignore[arg-type]
+        {"systolic": FieldValue(141, Unit.MMHG), "diastolic": FieldValue(88, Unit.MMHG)},
+        now - timedelta(days=3), now)])
     store.close()
     yield site.start()
     site.stop()
@@ -93,7 +98,10 @@ def test_the_patient_list_reads_the_last_reading_from_influxdb(influx_site: Site
     patients = {p["id"]: p for p in json.loads(c.get("/api/patients")[2])["patients"]}
     assert set(patients) == {"ana", "eva"}
     assert [(r["measurement"], r["value"]) for r in patients["ana"]["readings"]] == [
-        ("glucose", "6.1 mmol/L")]
+        ("glucose", "6.1 mmol/L"), ("blood_pressure", "141/88 mmHg")]
+    listed = c.get("/patients")[2]
+    assert "cgm-1: battery 12 %" in listed and "bp-1: silent" in listed
+    assert "141/88 mmHg</b> <span class=\"age\">3 days ago" in listed
     page = c.get("/patients/ana")[2]
     assert "12 (CGM)" in page and "/patients/ana/figures/daily.png" in page
     status, headers, png = c.request("GET", "/patients/ana/figures/daily.png")
