@@ -16,11 +16,12 @@ from homevitals.console.accounts import Account, Accounts, Role
 from homevitals.console.followups import FollowUp, FollowUps
 from homevitals.console.ports import AlertBook, InboxAlert, PatientStatus, Records
 
-__all__ = ["ConsoleApp", "PatientRow"]
+__all__ = ["PAGE_SIZE", "ConsoleApp", "PatientRow"]
 
 logger = logging.getLogger(__name__)
 
 MAX_NOTE = 2000
+PAGE_SIZE = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +86,14 @@ class ConsoleApp:
         return "Acknowledged: the escalation has stopped." if done else "Already closed."
 
     # --- patients -----------------------------------------------------------------------------
-    def patient_rows(self, user: Account, query: str = "") -> list[PatientRow]:
+    def patient_rows(self, user: Account, query: str = "", page: int = 0
+                     ) -> tuple[list[PatientRow], int]:
+        """One page of the user's patients matching ``query``, and how many match in all.
+        Only the page's patients are read from the store: a list of 1 000 stays fast."""
         q = query.strip().lower()
-        seen = [(h, p) for h, p in self.visible(user)
-                if not q or q in p.name.lower() or q in p.id.lower() or q in (p.number or "")]
+        matching = [(h, p) for h, p in self.visible(user)
+                    if not q or q in p.name.lower() or q in p.id.lower() or q in (p.number or "")]
+        seen = matching[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
         statuses = self.records.status([p.id for _, p in seen])
         counts: dict[str, int] = {}
         for a in self.alerts.open_alerts():
@@ -98,7 +103,7 @@ class ConsoleApp:
         for f in self.tasks(user):
             late[f.patient] = late.get(f.patient, 0) + f.overdue(now)
         return [PatientRow(h, p, statuses.get(p.id), counts.get(p.id, 0), late.get(p.id, 0))
-                for h, p in seen]
+                for h, p in seen], len(matching)
 
     def add_note(self, user: Account, patient_id: str, body: str) -> bool:
         if self.patient(user, patient_id) is None or not body.strip():

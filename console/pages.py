@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
+from urllib.parse import urlencode
 
 from homevitals.console.accounts import Account, Role
 from homevitals.console.app import PatientRow
@@ -155,6 +156,20 @@ def followups_page(tasks: list[FollowUp], names: dict[str, str], csrf: str,
         f'{_csrf(csrf)}<input name="outcome" placeholder="outcome (required)" maxlength="2000"'
         ' required><button type="submit">Done</button></form></li>' for f in tasks)
     return f'<ul class="tasks">{items}</ul>'
+
+
+def pager(query: str, page: int, total: int, size: int) -> str:
+    if total <= size:
+        return ""
+    last = (total - 1) // size
+
+    def link(n: int, text: str) -> str:
+        return f'<a href="/patients?{e(urlencode({"q": query, "page": n}))}">{e(text)}</a>'
+
+    prev = link(page - 1, "< previous") if page > 0 else ""
+    nxt = link(page + 1, "next >") if page < last else ""
+    return (f'<p class="pager">{prev} <span>{page * size + 1}-{min(total, (page + 1) * size)}'
+            f' of {total}</span> {nxt}</p>')
 
 
 def record_page(patient_id: str, name: str, record: Record, alerts: list[InboxAlert],

@@ -15,7 +15,7 @@ from typing import Any
 from homevitals.config import PatientConfig
 from homevitals.console import pages
 from homevitals.console.accounts import Account, Role, Session
-from homevitals.console.app import ConsoleApp
+from homevitals.console.app import PAGE_SIZE, ConsoleApp
 from homevitals.console.errors import ConsoleError
 from homevitals.console.ports import InboxAlert
 
@@ -149,15 +149,21 @@ def acknowledge(req: Request) -> Reply:
 
 
 # --- patients --------------------------------------------------------------------------------
+def _page_no(req: Request) -> int:
+    n = req.arg("page")
+    return int(n) if n.isdigit() and len(n) < 6 else 0
+
+
 def patients(req: Request) -> Reply:
-    q = req.arg("q")
-    rows = req.app.patient_rows(req.user, q)
-    return req.page("Patients", pages.patients_page(rows, q, req.app.clock.now()))
+    q, n = req.arg("q"), _page_no(req)
+    rows, total = req.app.patient_rows(req.user, q, n)
+    return req.page("Patients", pages.patients_page(rows, q, req.app.clock.now())
+                    + pages.pager(q, n, total, PAGE_SIZE))
 
 
 def patients_api(req: Request) -> Reply:
-    rows = req.app.patient_rows(req.user, req.arg("q"))
-    return Reply.json(200, {"patients": [
+    rows, total = req.app.patient_rows(req.user, req.arg("q"), _page_no(req))
+    return Reply.json(200, {"total": total, "page_size": PAGE_SIZE, "patients": [
         {"id": r.patient.id, "name": r.patient.name, "home": r.home.id,
          "open_alerts": r.open_alerts,
          "readings": [{"measurement": x.measurement, "value": x.text, "time": x.time.isoformat()}

@@ -138,7 +138,10 @@ class StoreRecords:
         # The last day first (a CGM's 288 rows, not 14 days of them); further back only when
         # that finds nothing. A device missing from the recent window is silent either way.
         recent = now - max(timedelta(days=1), timedelta(hours=c.silent_hours))
-        for m in (*_SHOWN, "battery"):
+        # Only what the patient's devices measure: each measurement is a query or two.
+        made = {str(m) for d in home.devices if d.patient == patient
+                for m in DEVICE_MEASUREMENTS[d.kind]}
+        for m in (x for x in (*_SHOWN, "battery") if x in made):
             rows = self.store.query_readings(m, patient, max(start, recent), end)
             if not rows and recent > start:
                 rows = self.store.query_readings(m, patient, start, recent)
