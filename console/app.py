@@ -112,13 +112,32 @@ class ConsoleApp:
         return True
 
     # --- follow-up tasks ----------------------------------------------------------------------
-    def tasks(self, user: Account) -> list[FollowUp]:
-        """The user's follow-ups not yet done, the soonest due first (created from the ledger)."""
+    def _sync(self) -> None:
         doctors = {p.id: next(f"{m.name} ({m.role})" for m in p.care_team
                               if m.role == CareRole.FAMILY_DOCTOR)
                    for h in self.cfg.homes for p in h.patients}
         self.followups.sync(self.alerts.all_alerts(), doctors)
+
+    def tasks(self, user: Account) -> list[FollowUp]:
+        """The user's follow-ups not yet done, the soonest due first (created from the ledger)."""
+        self._sync()
         return self.followups.open({p.id for _, p in self.visible(user)})
+
+    def escalate_overdue(self) -> int:
+        """Tell the health manager by SMS of every overdue follow-up, once; how many."""
+        self._sync()
+        told = 0
+        for f in self.followups.overdue():
+            body = (f"homevitals: the follow-up (call or home visit) after the {f.severity}"
+                    f" alert \"{f.reason}\" for patient {f.patient} was due by"
+                    f" {f.due_at.strftime('%Y-%m-%d %H:%M')} UTC and is not done."
+                    f" Assigned to {f.assignee}.")
+            told += self.alerts.tell_health_manager(f.alert_id, body)
+            self.followups.escalated(f.alert_id)
+            self.accounts.audit("(console)", "overdue follow-up sent to the health manager",
+                                f.patient, f.alert_id)
+            logger.info("follow-up for alert %s is overdue: health manager told", f.alert_id)
+        return told
 
     def complete(self, user: Account, alert_id: str, outcome: str, address: str) -> bool | None:
         """Record a follow-up done; None if not the user's, False without an outcome note."""

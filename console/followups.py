@@ -25,7 +25,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS followups (
     alert_id TEXT PRIMARY KEY, patient TEXT NOT NULL, severity TEXT NOT NULL,
     reason TEXT NOT NULL, assignee TEXT NOT NULL, created_at TEXT NOT NULL, due_at TEXT NOT NULL,
-    done_at TEXT, done_by TEXT, outcome TEXT
+    done_at TEXT, done_by TEXT, outcome TEXT, escalated_at TEXT
 );
 CREATE INDEX IF NOT EXISTS followups_due ON followups(done_at, due_at);
 """
@@ -90,6 +90,19 @@ class FollowUps:
             rows = self._db.execute(f"SELECT {_COLS} FROM followups WHERE patient=?"
                                     " ORDER BY due_at DESC", (patient,)).fetchall()
         return list(map(_row, rows))
+
+    def overdue(self) -> list[FollowUp]:
+        """Tasks past due, not done, whose health manager has not been told yet."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLS} FROM followups WHERE done_at IS NULL AND escalated_at IS NULL"
+                " AND due_at < ? ORDER BY due_at", (self.clock.now().isoformat(),)).fetchall()
+        return list(map(_row, rows))
+
+    def escalated(self, alert_id: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE followups SET escalated_at=? WHERE alert_id=?",
+                             (self.clock.now().isoformat(), alert_id))
 
     def get(self, alert_id: str) -> FollowUp | None:
         with self._lock:

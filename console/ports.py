@@ -75,6 +75,11 @@ class AlertBook(Protocol):
         """Acknowledge as an SMS ACK does (stops the escalation); False if already closed."""
         ...
 
+    def tell_health_manager(self, alert_id: str, body: str) -> int:
+        """SMS the patient's health manager(s) about this alert through the alert outbox
+        (sent by the alerts daemon, once per person); how many SMS are new."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LastReading:

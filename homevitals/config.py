@@ -662,6 +662,9 @@ class ConsoleConfig(_Model):
         default_factory=lambda: {Severity.CRITICAL: 24.0, Severity.HIGH: 48.0},
         description="severities that create a follow-up task, and hours until it is due",
     )
+    follow_up_check_seconds: float = Field(
+        60.0, gt=0, description="how often overdue follow-ups are sent to the health manager"
+    )
 
 
 class Config(_Model):

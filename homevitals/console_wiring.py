@@ -24,9 +24,9 @@ from typing import Any
 
 from homevitals import wire
 from homevitals.alerts.escalation import Escalator
-from homevitals.alerts.ledger import AlertRow, Ledger
+from homevitals.alerts.ledger import AlertRow, Ledger, Note
 from homevitals.clock import Clock
-from homevitals.config import DEVICE_MEASUREMENTS, Config
+from homevitals.config import DEVICE_MEASUREMENTS, CareRole, Config
 from homevitals.console.accounts import Accounts, Role
 from homevitals.console.app import ConsoleApp
 from homevitals.console.followups import FollowUps
@@ -95,6 +95,17 @@ class LedgerBook:
             return False
         done = self.escalator.acknowledge(row.ack_code, by, "the console", phone=phone)
         return done is not None and done.alert_id == alert_id
+
+    def tell_health_manager(self, alert_id: str, body: str) -> int:
+        row = self.ledger.alert(alert_id)
+        if row is None:
+            return 0
+        _, patient = self.cfg.patient(row.patient)
+        now = self.escalator.clock.now()
+        notes = [Note(m.phone, m.name, str(m.role), body, "follow-up-overdue", row.step, now)
+                 for m in patient.care_team if m.role == CareRole.HEALTH_MANAGER]
+        return self.ledger.add(alert_id, notes, now,
+                               entry="follow-up overdue: the health manager is told")
 
 
 def _text(measurement: str, row: dict[str, Any]) -> str:
@@ -275,12 +286,25 @@ def run_console(cfg: Config, store: Store, clock: Clock) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     server.start()
+    worker = threading.Thread(target=_overdue_worker, args=(server.app, stop),
+                              name="console-followups", daemon=True)
+    worker.start()
     logger.info("ready: console at http://%s:%d/", cfg.console.host, server.port)
     stop.wait()
+    worker.join(timeout=10)
     server.stop()
     server.app.accounts.close()
     server.app.followups.close()
     ledger.close()
+
+
+def _overdue_worker(app: ConsoleApp, stop: threading.Event) -> None:
+    """Every ``follow_up_check_seconds``: overdue follow-ups go to the health manager by SMS."""
+    while not stop.wait(app.ccfg.follow_up_check_seconds):
+        try:
+            app.escalate_overdue()
+        except Exception:  # the worker's edge: a locked ledger now must not end the checks
+            logger.exception("checking overdue follow-ups failed; trying again later")
 
 
 def add_account(cfg: Config, clock: Clock, username: str, name: str, role: str,

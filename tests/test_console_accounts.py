@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from console_site import DOC_A, PASSWORD, Client, Site
+from console_site import DOC_A, MANAGER, PASSWORD, Client, Site
+from daemons import wait_until
 
+from homevitals.alerts.ledger import Ledger
 from homevitals.clock import SimulatedClock
 from homevitals.console.accounts import Accounts, Role
 from homevitals.ingest.influx_v1 import InfluxV1Store
@@ -106,3 +109,30 @@ def test_the_patient_list_reads_the_last_reading_from_influxdb(influx_site: Site
     assert "12 (CGM)" in page and "/patients/ana/figures/daily.png" in page
     status, headers, png = c.request("GET", "/patients/ana/figures/daily.png")
     assert status == 200 and headers["Content-Type"] == "image/png"
+
+
+def test_an_overdue_follow_up_goes_to_the_health_manager_by_sms_once(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    site.data["console"].update(follow_up_hours={"high": 0.001}, follow_up_check_seconds=0.3)
+    site.config.write_text(json.dumps(site.data), encoding="utf-8")
+    site.start()
+    try:
+        alert = site.fire("ana", severity="high")
+
+        def overdue_sms() -> list[dict[str, object]]:
+            ledger = Ledger(site.cfg.alerts.outbox_path)
+            rows = [h for h in ledger.history("ana")
+                    if h["alert_id"] == alert and h["kind"] == "follow-up-overdue"]
+            ledger.close()
+            return rows
+
+        sms = wait_until("the overdue SMS in the outbox", overdue_sms, timeout=20)
+        assert [(s["recipient"], s["role"]) for s in sms] == [(MANAGER, "health_manager")]
+        assert "is not done. Assigned to Dr. 1 (family_doctor)" in str(sms[0]["body"])
+        time.sleep(1)  # several more checks: still one SMS
+        assert len(overdue_sms()) == 1
+        c = Client(site.port)
+        c.sign_in("doca")
+        assert "OVERDUE since" in c.get("/followups")[2]
+    finally:
+        site.stop()
