@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from homevitals.clock import Clock
 from homevitals.config import CareRole, Config, HomeConfig, PatientConfig
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 MAX_NOTE = 2000
 PAGE_SIZE = 50
+SYNC_MARGIN_HOURS = 7 * 24  # a console down for a week still creates the tasks it missed
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,10 @@ class ConsoleApp:
         doctors = {p.id: next(f"{m.name} ({m.role})" for m in p.care_team
                               if m.role == CareRole.FAMILY_DOCTOR)
                    for h in self.cfg.homes for p in h.patients}
-        self.followups.sync(self.alerts.all_alerts(), doctors)
+        # Alerts of the last days only: an older one has its task already (or is history).
+        since = self.clock.now() - timedelta(hours=max(self.followups.hours.values(), default=0)
+                                             + SYNC_MARGIN_HOURS)
+        self.followups.sync(self.alerts.all_alerts(since), doctors)
 
     def tasks(self, user: Account) -> list[FollowUp]:
         """The user's follow-ups not yet done, the soonest due first (created from the ledger)."""

@@ -63,8 +63,8 @@ class AlertBook(Protocol):
         """Alerts neither acknowledged nor resolved."""
         ...
 
-    def all_alerts(self) -> list[InboxAlert]:
-        """Every alert in the ledger, open or closed."""
+    def all_alerts(self, since: datetime) -> list[InboxAlert]:
+        """Every alert opened since then, open or closed."""
         ...
 
     def patient_alerts(self, patient: str) -> list[InboxAlert]:

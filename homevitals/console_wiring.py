@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -63,8 +63,12 @@ class LedgerBook:
     def __init__(self, cfg: Config, ledger: Ledger, escalator: Escalator) -> None:
         self.cfg, self.ledger, self.escalator = cfg, ledger, escalator
 
-    def _alerts(self, patient: str | None) -> list[InboxAlert]:
-        ids = list(dict.fromkeys(str(r["alert_id"]) for r in self.ledger.history(patient)))
+    def _alerts(self, patient: str | None, keep: Callable[[dict[str, object]], bool]
+                = lambda _r: True) -> list[InboxAlert]:
+        """Alerts from the ledger's history rows that ``keep`` accepts; only those are read
+        in full, so a long history costs one query, not one per alert ever opened."""
+        ids = list(dict.fromkeys(
+            str(r["alert_id"]) for r in self.ledger.history(patient) if keep(r)))
         rows = [r for r in (self.ledger.alert(i) for i in ids) if r is not None]
         return [self._view(r) for r in rows]
 
@@ -81,10 +85,12 @@ class LedgerBook:
             told, r.acked_at, r.acked_by)
 
     def open_alerts(self) -> list[InboxAlert]:
-        return [a for a in self._alerts(None) if a.is_open]
+        return [a for a in self._alerts(None, lambda r: r["alert_state"] not in _CLOSED)
+                if a.is_open]
 
-    def all_alerts(self) -> list[InboxAlert]:
-        return self._alerts(None)
+    def all_alerts(self, since: datetime) -> list[InboxAlert]:
+        t = wire.format_time(since)
+        return self._alerts(None, lambda r: str(r["opened_at"]) >= t)
 
     def patient_alerts(self, patient: str) -> list[InboxAlert]:
         return sorted(self._alerts(patient), key=lambda a: a.opened_at, reverse=True)
