@@ -4,14 +4,14 @@ Threads: paho's network thread records each decision in the ledger (SQLite commi
 acknowledges it; one sender thread calls the notifier (a blocking HTTP request to Twilio) and is
 the only thread that talks to Twilio; APScheduler's one worker runs escalation timers and the
 safety-net sweep (``homevitals.scheduling``); the webhook's HTTP threads take ACK replies and
-delivery reports. They share only the ledger, which locks.
+delivery reports. They share only the ledger, which locks. Each is declared to the runner
+(``workers``), with the broker session and the subscription as readiness (``conditions``).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import signal
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -32,10 +32,11 @@ from homevitals.clock import Clock
 from homevitals.config import Config, PatientConfig
 from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
-from homevitals.metrics import Metric, counter, gauge, start_health
+from homevitals.metrics import Metric, counter, gauge
 from homevitals.origin import Registry
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision
+from homevitals.runtime import Condition, Progress, Runner, Worker, thread_worker
 from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
@@ -97,6 +98,19 @@ class AlertsApp:
         self.reconcile_after = timedelta(seconds=timeout + 2.0)
         self._stop = threading.Event()
         self._sender = threading.Thread(target=self._send_loop, name="alerts-sender", daemon=True)
+        self.sender_progress = Progress()
+
+    def workers(self) -> list[Worker]:
+        out = [
+            *self.subscriber.watch.workers(),
+            thread_worker("alerts-sender", self._sender, self.sender_progress),
+            self.pump.worker(),  # dead letters to the broker
+            self.scheduler.worker(),
+        ]
+        return out + ([self.webhook.worker()] if self.webhook is not None else [])
+
+    def conditions(self) -> list[Condition]:
+        return self.subscriber.watch.conditions()
 
     # --- inputs -------------------------------------------------------------------------------
     def handle(self, msg: mqtt.MQTTMessage) -> None:
@@ -231,6 +245,7 @@ class AlertsApp:
     # --- sending (the sender thread only) -----------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
+            self.sender_progress.beat()
             self._wake.wait(0.2)
             self._wake.clear()
             self._reconcile()
@@ -238,6 +253,7 @@ class AlertsApp:
             for n in self.ledger.due(self.clock.now()):
                 if self._stop.is_set():
                     return
+                self.sender_progress.beat(allow=self.reconcile_after.total_seconds())
                 try:
                     if self.budget.admit(n, self.clock.now()):  # else folded into a digest
                         self._send(n)
@@ -311,19 +327,7 @@ def run_alerts(
     cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None
 ) -> None:
     app = AlertsApp(cfg, notifier, clock, auth_token=auth_token)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    app.start()
-    health = start_health(
-        cfg.alerts.metrics, lambda: _metrics(app),
-        ready=lambda: app.subscriber.connected.is_set() and app.subscriber.subscribed.is_set(),
-        live=app._sender.is_alive,  # noqa: SLF001 - the sender is what must not die
-    )
-    stop.wait()
-    app.stop()
-    if health is not None:
-        health.stop()
+    Runner(app, cfg.alerts.metrics, lambda: _metrics(app)).run(app.start, app.stop)
 
 
 def _metrics(app: AlertsApp) -> list[Metric]:
@@ -338,5 +342,5 @@ def _metrics(app: AlertsApp) -> list[Metric]:
                 app.budget.folded_total()),
         gauge("homevitals_alerts_pending", "SMS waiting to be sent", app.ledger.pending_count()),
         gauge("homevitals_alerts_connected", "1 while connected to the broker",
-              app.subscriber.connected.is_set()),
+              app.subscriber.watch.connected),
     ]

@@ -24,6 +24,7 @@ from twilio.request_validator import RequestValidator
 
 from homevitals.alerts.errors import AlertsError
 from homevitals.config import WebhookConfig
+from homevitals.runtime import Worker, thread_worker
 
 __all__ = ["Webhook", "twiml"]
 
@@ -75,6 +76,10 @@ class Webhook:
             self.cfg.port,
             self.cfg.public_url,
         )
+
+    def worker(self) -> Worker:
+        """The HTTP server's thread, for the runner."""
+        return thread_worker("twilio-webhook", lambda: self._thread)
 
     def stop(self) -> None:
         if self._server is not None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 import sqlite3
+from functools import partial
 from pathlib import Path
 
 from homevitals import wire
 from homevitals.clock import Clock
-from homevitals.config import Config
+from homevitals.config import Config, DeviceKind
 from homevitals.errors import ConfigError, HomevitalsError
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio
@@ -19,8 +19,9 @@ from homevitals.gateway.ha_discovery import discovery_messages
 from homevitals.gateway.publisher import Publisher
 from homevitals.gateway.service import Gateway
 from homevitals.gateway.transport import BleTransport, RawValue
-from homevitals.metrics import Metric, counter, gauge, start_health
+from homevitals.metrics import Metric, counter, gauge
 from homevitals.outbox import DurableQueue
+from homevitals.runtime import Condition, Progress, Runner, Worker, task_worker
 from homevitals.topics import Topics
 
 __all__ = ["GatewayApp", "import_sequence_marks", "run_gateway"]
@@ -99,6 +100,25 @@ class GatewayApp:
             max_inflight=self.gcfg.max_inflight,
             retained_on_connect=retained,
         )
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.loop_progress = Progress()
+
+    def workers(self) -> list[Worker]:
+        """paho's thread, the queue pump, the asyncio loop (it must keep turning: a blocking call
+        on it stops the radio) and the radio, heartbeat and (with wired buttons) GPIO tasks."""
+        tasks = ["transport", "heartbeat"]
+        if any(d.kind == DeviceKind.GPIO_BUTTON for d in self.home.devices):
+            tasks.append("gpio")  # without wired buttons, that task has nothing to do and ends
+        return [
+            *self.publisher.watch.workers(),
+            self.publisher.pump.worker(),
+            task_worker("event-loop", lambda: self.tasks.get("pulse"), self.loop_progress),
+            *(task_worker(name, partial(self.tasks.get, name)) for name in tasks),
+        ]
+
+    def conditions(self) -> list[Condition]:
+        """Ready while connected: readings queue on disk meanwhile, nothing is lost."""
+        return self.publisher.watch.conditions(subscribed=False)
 
     def deliver(self, raw: RawValue) -> None:
         self.gateway.deliver(raw)
@@ -142,7 +162,7 @@ class GatewayApp:
             gauge("homevitals_gateway_inflight", "published, not yet acknowledged",
                   self.publisher.inflight),
             gauge("homevitals_gateway_connected", "1 while connected to the broker",
-                  self.publisher.connected),
+                  self.publisher.watch.connected),
             gauge("homevitals_gateway_device_last_seen_timestamp_seconds",
                   "when a value or advertisement of each device last arrived (Unix time)",
                   {d: t.timestamp() for d, t in snap.last_seen.items()}, "device"),
@@ -166,34 +186,32 @@ class GatewayApp:
                 self.topics.heartbeat(self.home.id), wire.encode(self.heartbeat())
             )
 
+    async def _pulse(self) -> None:
+        while True:
+            self.loop_progress.beat()
+            await asyncio.sleep(1.0)
+
     async def run(self, stop: asyncio.Event | None = None, *, drain_seconds: float = 30.0) -> None:
         """Run until ``stop`` is set or the transport ends (a finished simulation), then flush."""
         self.publisher.start()
         stop = stop or asyncio.Event()
-        transport: asyncio.Task[None] | None = None
-        health = start_health(
-            self.gcfg.metrics,
-            self.metrics,
-            ready=lambda: self.publisher.connected,
-            # alive while the queue pump runs and the radio task has not died
-            live=lambda: self.publisher.alive and (transport is None or not transport.done()),
-        )
         try:
             async with asyncio.TaskGroup() as tg:
-                transport = tg.create_task(
+                t = self.tasks
+                t["transport"] = tg.create_task(
                     self.transport.run(self.home.devices, self.deliver), name="transport"
                 )
-                transport.add_done_callback(_log_radio_death)
-                gpio = tg.create_task(self.gpio.run(self.home.devices, self.deliver), name="gpio")
-                beats = tg.create_task(self._heartbeats(), name="heartbeat")
+                t["transport"].add_done_callback(_log_radio_death)
+                t["gpio"] = tg.create_task(self.gpio.run(self.home.devices, self.deliver),
+                                           name="gpio")
+                t["heartbeat"] = tg.create_task(self._heartbeats(), name="heartbeat")
+                t["pulse"] = tg.create_task(self._pulse(), name="pulse")
                 stopper = tg.create_task(stop.wait(), name="stop")
-                await asyncio.wait({transport, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                for t in (transport, gpio, beats, stopper):
-                    t.cancel()
+                await asyncio.wait({t["transport"], stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (*t.values(), stopper):
+                    task.cancel()
         finally:
             await asyncio.to_thread(self.publisher.stop, drain_seconds)
-            if health is not None:
-                health.stop()
             logger.info(
                 "gateway stopped: %d published, %d acknowledged, %d still queued on disk",
                 self.publisher.published,
@@ -234,10 +252,7 @@ def run_gateway(cfg: Config, transport: BleTransport | Radio, clock: Clock) -> N
     gateway flushes its queue and exits."""
 
     async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await GatewayApp(cfg, transport, clock).run(stop)
+        app = GatewayApp(cfg, transport, clock)
+        await Runner(app, app.gcfg.metrics, app.metrics).run_async(app.run)
 
     asyncio.run(main())

@@ -15,6 +15,7 @@ from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import MqttConfig
 from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt_watch import MqttWatch
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import GatewayState, GatewayStatus
 from homevitals.topics import Topics
@@ -53,8 +54,10 @@ class Publisher:
         self.client.on_publish = self._on_publish
         self.pump = OutboxPump(self.client, queue, max_inflight, name=f"gw-{home}")
         self._killed = False
+        self.watch = MqttWatch(cfg)
 
     def start(self) -> None:
+        self.watch.install(self.client)
         connect_async(self.client, self.cfg)
         self.pump.start()
 

@@ -326,6 +326,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace) -> int:
+    """The care team's web console (issue 15); ``adduser`` creates an account."""
+    from homevitals.clock import SystemClock
+    from homevitals.console_wiring import add_account, run_console
+    from homevitals.ingest.main import build_store
+
+    cfg = _config(args)
+    if args.action == "adduser":
+        if not (args.username and args.name):
+            raise HomevitalsError("console adduser: give --username and --name")
+        source = open(args.password_file, encoding="utf-8") if args.password_file else sys.stdin
+        with source:  # a file or stdin, never argv: argv is visible to every local user
+            password = source.readline().rstrip("\r\n")
+        add_account(cfg, SystemClock(), args.username, args.name, args.role, args.phone, password)
+        print(f"account {args.username} ({args.role}) created")
+        return 0
+    store = build_store(cfg.store)
+    try:
+        run_console(cfg, store, SystemClock())
+    finally:
+        store.close()
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="homevitals", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -395,6 +419,15 @@ def _parser() -> argparse.ArgumentParser:
                     help="last local date, inclusive")
     sp.add_argument("--out", required=True, metavar="DIR", help="folder for the HTML and PNGs")
     sp.set_defaults(func=cmd_report)
+    sp = with_config("console", "serve the care team's web console; adduser: create an account")
+    sp.add_argument("action", nargs="?", default="run", choices=["run", "adduser"])
+    sp.add_argument("--username")
+    sp.add_argument("--name", help="with adduser: the name shown on pages")
+    sp.add_argument("--role", default="doctor", choices=["doctor", "health_manager", "admin"])
+    sp.add_argument("--phone", help="with adduser: the phone the care_team lists for this person")
+    sp.add_argument("--password-file", help="with adduser: read the password from this file"
+                    " (default: the first line of stdin)")
+    sp.set_defaults(func=cmd_console)
     return p
 
 

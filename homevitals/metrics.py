@@ -1,8 +1,11 @@
 """Prometheus metrics and health endpoints, the same for every daemon.
 
 Each daemon serves, on its own ``<stage>.metrics`` address (loopback by default):
-``/metrics`` (Prometheus text format), ``/healthz`` (liveness: 200 while its worker threads run)
-and ``/readyz`` (readiness: 200 once it is connected and subscribed, 503 otherwise).
+``/metrics`` (Prometheus text format), ``/healthz`` (liveness: 200 while every thread and task it
+declared is alive and making progress) and ``/readyz`` (readiness: 200 while every condition it
+stated holds: broker session, subscription, store ...), 503 otherwise. Both bodies list each
+worker or condition on a line of its own, ``name: ok`` or ``name: what is wrong``
+(``homevitals.runtime`` decides them).
 
 Stages count with plain attributes and ``collections.Counter`` as they work; a collector reads
 them when Prometheus scrapes, so the hot paths carry no metrics library calls.
@@ -14,14 +17,13 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from homevitals.config import MetricsConfig
-
-__all__ = ["HealthServer", "Metric", "StageCollector", "counter", "gauge", "start_health"]
+__all__ = ["HealthServer", "Metric", "StageCollector", "Verdict", "counter", "gauge"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +77,24 @@ class StageCollector(Collector):
         return [_build_info(), *self._read()]
 
 
+class Verdict(NamedTuple):
+    """An answer of /healthz or /readyz: all well or not, and one line per worker or condition."""
+
+    ok: bool
+    lines: list[str]
+
+    def body(self, good: str, bad: str) -> bytes:
+        return "\n".join([good if self.ok else bad, *self.lines, ""]).encode()
+
+
 class HealthServer:
     def __init__(
         self,
         host: str,
         port: int,
         read: Callable[[], Iterable[Metric]],
-        ready: Callable[[], bool],
-        live: Callable[[], bool],
+        ready: Callable[[], Verdict],
+        live: Callable[[], Verdict],
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(StageCollector(read))
@@ -95,11 +107,11 @@ class HealthServer:
                 if self.path == "/metrics":
                     self._answer(200, generate_latest(server.registry), "text/plain; version=0.0.4")
                 elif self.path == "/healthz":
-                    ok = server.live()
-                    self._answer(200 if ok else 503, b"ok\n" if ok else b"not alive\n")
+                    v = server.live()
+                    self._answer(200 if v.ok else 503, v.body("ok", "not alive"))
                 elif self.path == "/readyz":
-                    ok = server.ready()
-                    self._answer(200 if ok else 503, b"ready\n" if ok else b"not ready\n")
+                    v = server.ready()
+                    self._answer(200 if v.ok else 503, v.body("ready", "not ready"))
                 else:
                     self._answer(404, b"not found\n")
 
@@ -128,16 +140,3 @@ class HealthServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-
-def start_health(
-    cfg: MetricsConfig | None,
-    read: Callable[[], Iterable[Metric]],
-    ready: Callable[[], bool],
-    live: Callable[[], bool],
-) -> HealthServer | None:
-    """Serve the endpoints if the daemon's config has a ``metrics`` section."""
-    if cfg is None:
-        return None
-    server = HealthServer(cfg.host, cfg.port, read, ready, live)
-    server.start()
-    return server

@@ -24,6 +24,7 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from homevitals.errors import HomevitalsError
+from homevitals.runtime import Progress, Worker, thread_worker
 
 __all__ = ["DurableQueue", "OutboxError", "OutboxPump", "QueuedMessage"]
 
@@ -216,6 +217,13 @@ class OutboxPump:
         self._inflight: dict[int, int] = {}  # paho mid -> queue seq; pump thread only
         self._last_seq = 0
         self._thread = threading.Thread(target=self._run, name=f"pump-{name}", daemon=True)
+        self.name = name
+        self.progress = Progress()
+
+    def worker(self) -> Worker:
+        """The pump thread for the runner: it must run and go round its loop (at least every
+        second; a ``publish`` that blocks shows as a stall)."""
+        return thread_worker(f"pump-{self.name}", self._thread, self.progress)
 
     def start(self) -> None:
         self._thread.start()
@@ -260,6 +268,7 @@ class OutboxPump:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.progress.beat()
             self._wake.wait(1.0)
             self._wake.clear()
             self._take_acks()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +28,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from homevitals.clock import Clock
+from homevitals.runtime import Progress, Worker
 
 __all__ = ["JobScheduler", "default_path", "fire"]
 
@@ -64,6 +66,10 @@ class JobScheduler:
         self.on_fire = on_fire
         self.clock = clock
         self.tick_seconds = tick_seconds
+        self.job = Progress()  # busy while a job runs; idle between jobs
+        self.job.idle()
+        self._job_key = ""
+        self._last_tick = time.monotonic()
         self._sched = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{Path(path)}")},
             executors={"default": ThreadPoolExecutor(1)},  # one at a time: owners need no locks
@@ -71,9 +77,36 @@ class JobScheduler:
             timezone=UTC,
         )
 
+    def _run_job(self, key: str) -> None:
+        self._job_key = key
+        self.job.beat()
+        try:
+            self.on_fire(key)
+        finally:
+            self.job.idle()
+            if key == "tick":
+                self._last_tick = time.monotonic()
+
+    def worker(self) -> Worker:
+        """For the runner: the scheduler runs, no job is stuck, and the tick keeps coming."""
+        return Worker(f"scheduler-{self.owner}", self._problem)
+
+    def _problem(self, stall: float) -> str | None:
+        if not self._sched.running:
+            return "not running"
+        stuck = self.job.stalled(stall)
+        if stuck is not None:
+            return f"stuck in job {self._job_key!r} for {stuck:.0f} s (stalled)"
+        late = time.monotonic() - self._last_tick
+        if self.tick_seconds > 0 and late > self.tick_seconds + stall:
+            return (f"no tick for {late:.0f} s (due every {self.tick_seconds:g} s): the"
+                    " scheduler's threads have stopped")
+        return None
+
     def start(self) -> None:
         with _HANDLERS_LOCK:
-            _HANDLERS[self.owner] = self.on_fire
+            _HANDLERS[self.owner] = self._run_job
+        self._last_tick = time.monotonic()
         self._sched.start()
         if self.tick_seconds > 0:
             self._sched.add_job(
@@ -112,7 +145,7 @@ class JobScheduler:
 
     def stop(self) -> None:
         with _HANDLERS_LOCK:
-            if _HANDLERS.get(self.owner) is self.on_fire:
+            if _HANDLERS.get(self.owner) == self._run_job:
                 del _HANDLERS[self.owner]
         if self._sched.running:
             self._sched.shutdown(wait=False)

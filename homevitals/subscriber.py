@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 
 from homevitals.config import MqttConfig
 from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt_watch import MqttWatch
 
 __all__ = ["DeadLetterSink", "Subscriber"]
 
@@ -58,11 +59,18 @@ class Subscriber:
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.subscribed = threading.Event()
-        self.connected = threading.Event()
         self.on_connected: list[Callable[[bool], None]] = []
         self.errors = 0
+        # paho's thread, the handler and the session, for the runner (homevitals.runtime).
+        self.watch = MqttWatch(cfg)
+
+    @property
+    def connected(self) -> bool:
+        """Connected, and paho's thread runs and is not held past the keepalive (the watch)."""
+        return self.watch.connected
 
     def start(self) -> None:
+        self.watch.install(self.client)
         connect_async(self.client, self.cfg)
 
     def stop(self) -> None:
@@ -76,7 +84,6 @@ class Subscriber:
             logger.error("broker refused the connection: %s", rc)
             return
         client.subscribe([(t, 1) for t in self.topics])
-        self.connected.set()
         for cb in self.on_connected:
             cb(True)
 
@@ -90,7 +97,6 @@ class Subscriber:
     def _on_disconnect(
         self, _c: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None
     ) -> None:
-        self.connected.clear()
         for cb in self.on_connected:
             cb(False)
         if reason_failed(rc):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 from prometheus_client.core import HistogramMetricFamily
 
@@ -13,7 +11,8 @@ from homevitals.deadletter import SERVER_REASONS
 from homevitals.errors import ConfigError
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Store
-from homevitals.metrics import Metric, counter, gauge, start_health
+from homevitals.metrics import Metric, counter, gauge
+from homevitals.runtime import Runner
 
 __all__ = ["REJECT_REASONS", "build_store", "run_ingest"]
 
@@ -82,7 +81,7 @@ def _metrics(s: IngestService) -> list[Metric]:
             sum_value=s.write_latency.total,
         ),
         gauge(
-            "homevitals_ingest_connected", "1 while connected to the broker", s.connected.is_set()
+            "homevitals_ingest_connected", "1 while connected to the broker", s.watch.connected
         ),
         *s.broker_watch.metrics(),
     ]
@@ -90,18 +89,9 @@ def _metrics(s: IngestService) -> list[Metric]:
 
 def run_ingest(cfg: Config) -> None:
     service = IngestService(cfg, build_store(cfg.store))
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    service.start()
-    health = start_health(
-        cfg.ingest.metrics,
-        lambda: _metrics(service),
-        ready=lambda: service.connected.is_set() and service.subscribed.is_set(),
-        live=service._writer.is_alive,  # noqa: SLF001 - the one thread whose death matters
-    )
-    stop.wait()
-    service.stop()
-    service.store.close()
-    if health is not None:
-        health.stop()
+
+    def stop() -> None:
+        service.stop()
+        service.store.close()
+
+    Runner(service, cfg.ingest.metrics, lambda: _metrics(service)).run(service.start, stop)

@@ -2,10 +2,14 @@
 
 Threads: paho's network thread decodes and validates each message (cheap) and puts it in a
 bounded in-memory backlog; one writer thread batches by size and time, writes, and only then
-sends the PUBACKs. The backlog can never outgrow what the broker may send unacknowledged
-(MQTT 5 Receive Maximum, set to the backlog size), so back-pressure is the broker's queue, never
-our memory. A database outage only delays the PUBACKs: nothing is lost, and what the broker
-re-sends is written again onto the same points (idempotent).
+sends the PUBACKs. Both are declared to the runner (``workers``): paho's thread must run and not
+be stuck in a message, the writer must go round its loop; readiness (``conditions``) is the
+broker session, the subscription and the store accepting the last write.
+
+The backlog can never outgrow what the broker may send unacknowledged (MQTT 5 Receive Maximum,
+set to the backlog size), so back-pressure is the broker's queue, never our memory. A database
+outage only delays the PUBACKs: nothing is lost, and what the broker re-sends is written again
+onto the same points (idempotent).
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from homevitals.config import Config
 from homevitals.errors import WireError
 from homevitals.ingest.broker_watch import BrokerWatch
 from homevitals.ingest.errors import StoreError
+from homevitals.ingest.latency import LatencyHistogram
 from homevitals.ingest.store import Store
 from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt_watch import MqttWatch
 from homevitals.origin import Registry
 from homevitals.readings import AlertDecision, Event, Reading
+from homevitals.runtime import Condition, Progress, Worker, thread_worker
 from homevitals.topics import ParsedTopic, Topics
 
 __all__ = ["IngestService"]
@@ -44,31 +51,6 @@ _CLOCK_AHEAD_LIMIT = timedelta(hours=1)
 _CLOCK_EPOCH_YEAR = 2015
 # Statuses that mean "fix the configuration" (credentials, database name), not "bad data".
 _CONFIG_STATUSES = (401, 403, 404)
-
-
-class LatencyHistogram:
-    """Cumulative buckets of batch write durations, read by /metrics (one writer thread adds)."""
-
-    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-    def __init__(self) -> None:
-        self.counts = [0] * (len(self.BUCKETS) + 1)
-        self.total = 0.0
-
-    def observe(self, seconds: float) -> None:
-        self.total += seconds
-        for i, bound in enumerate(self.BUCKETS):
-            if seconds <= bound:
-                self.counts[i] += 1
-                return
-        self.counts[-1] += 1
-
-    def cumulative(self) -> list[tuple[str, float]]:
-        out, running = [], 0
-        for bound, n in zip((*map(str, self.BUCKETS), "+Inf"), self.counts, strict=True):
-            running += n
-            out.append((bound, float(running)))
-        return out
 
 
 class _Item(NamedTuple):  # a tuple: built once per message on the network thread
@@ -118,10 +100,27 @@ class IngestService:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
-        self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         self.broker_watch = BrokerWatch(self.mqtt, self.icfg.client_id)  # $SYS drop counter
+        self.watch = MqttWatch(self.mqtt)
+        self.writer_progress = Progress()
+
+    @property
+    def connected(self) -> bool:
+        """Connected, and paho's thread runs and is not held past the keepalive (the watch)."""
+        return self.watch.connected
+
+    def workers(self) -> list[Worker]:
+        return [*self.watch.workers(), thread_worker("ingest-writer", self._writer,
+                                                     self.writer_progress)]
+
+    def conditions(self) -> list[Condition]:
+        return [*self.watch.conditions(), Condition("store", self._store_problem)]
+
+    def _store_problem(self) -> str | None:
+        problem = self.trouble.problem  # None while writes work, or none was tried yet
+        return None if problem is None else f"the last write failed: {problem}"
 
     def _subscriptions(self) -> list[str]:
         topics = list(self.topics.ingest_subscriptions)
@@ -130,6 +129,7 @@ class IngestService:
 
     def start(self) -> None:
         self._writer.start()
+        self.watch.install(self.client)
         connect_async(self.client, self.mqtt)
         self.broker_watch.start()
 
@@ -153,7 +153,6 @@ class IngestService:
             return
         self._generation += 1
         client.subscribe([(t, 1) for t in self._subscriptions()])
-        self.connected.set()
         logger.info("ingest connected to %s:%d", self.cfg.mqtt.host, self.cfg.mqtt.port)
 
     def _on_subscribe(self, _c: mqtt.Client, _ud: Any, _mid: int, rcs: Any, _p: Any = None) -> None:
@@ -164,7 +163,6 @@ class IngestService:
         logger.info("ready: subscribed to %s", ", ".join(self._subscriptions()))
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: Any, _f: Any, rc: Any, _p: Any = None) -> None:
-        self.connected.clear()
         if reason_failed(rc):
             logger.warning("ingest disconnected: %s; paho reconnects", rc)
         else:
@@ -198,6 +196,9 @@ class IngestService:
             if self.held < self.icfg.backlog_max:
                 break
             self._room.wait(0.5)
+            # Waiting for the writer on purpose: progress as long as the writer makes it (the
+            # writer's own stamp tells whether it does), while the watch sees the thread held.
+            self.watch.handler.beat()
 
     def _parse_topic(self, topic: str) -> ParsedTopic | None:
         parsed = self._topics.get(topic)
@@ -310,6 +311,7 @@ class IngestService:
 
     def _write_loop(self) -> None:
         while not (self._stop.is_set() and self.backlog.empty()):
+            self.writer_progress.beat()
             batch = self._next_batch()
             if not batch:
                 continue
@@ -325,6 +327,7 @@ class IngestService:
     def _write_with_retry(self, batch: list[_Item]) -> None:
         delay = self.icfg.retry_initial_seconds
         while True:
+            self.writer_progress.beat(allow=self.cfg.store.timeout_seconds)
             started = time.perf_counter()
             try:
                 self._store_write([i.value for i in batch])
@@ -337,10 +340,9 @@ class IngestService:
                 # can fix that, so keep the messages unacknowledged and try again, never drop.
                 self.retries += 1
                 self.trouble.failed(len(batch), exc, delay)
-                if (
-                    self._stop.wait(delay * random.uniform(0.8, 1.2))
-                    and not self.connected.is_set()
-                ):
+                wait = delay * random.uniform(0.8, 1.2)
+                self.writer_progress.beat(allow=wait)
+                if self._stop.wait(wait) and not self.watch.connected:
                     return  # shutting down with no broker: the broker keeps them unacknowledged
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue

@@ -3,14 +3,13 @@
 Threads: paho's network thread runs the engine for each message (one SQLite commit, then the
 PUBACK); the outbox pump publishes decisions; APScheduler's one worker runs the clock tick that
 judges missing data and silent gateways (``homevitals.scheduling``). The engine's transactions
-serialise them.
+serialise them. All three are declared to the runner (``workers``), with the broker session and
+the subscription as readiness (``conditions``).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -20,11 +19,12 @@ from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
 from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
-from homevitals.metrics import Metric, counter, gauge, start_health
+from homevitals.metrics import Metric, counter, gauge
 from homevitals.origin import Mismatch, Registry
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
 from homevitals.rules.engine import RuleEngine
+from homevitals.runtime import Condition, Runner, Worker
 from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
@@ -120,6 +120,12 @@ class RulesApp:
         if self.engine.tick():
             self.pump.notify()
 
+    def workers(self) -> list[Worker]:
+        return [*self.subscriber.watch.workers(), self.pump.worker(), self.scheduler.worker()]
+
+    def conditions(self) -> list[Condition]:
+        return self.subscriber.watch.conditions()
+
     def start(self) -> None:
         self.pump.start()
         self.scheduler.start()
@@ -147,22 +153,10 @@ def _metrics(app: RulesApp) -> list[Metric]:
                 app.pump.acked),
         gauge("homevitals_rules_outbox", "decisions waiting for the broker", len(app.outbox)),
         gauge("homevitals_rules_connected", "1 while connected to the broker",
-              app.subscriber.connected.is_set()),
+              app.subscriber.watch.connected),
     ]
 
 
 def run_rules(cfg: Config, clock: Clock | None = None) -> None:
     app = RulesApp(cfg, clock)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    app.start()
-    health = start_health(
-        cfg.rules.metrics, lambda: _metrics(app),
-        ready=lambda: app.subscriber.connected.is_set() and app.subscriber.subscribed.is_set(),
-        live=app.pump._thread.is_alive,  # noqa: SLF001 - the pump is what must not die
-    )
-    stop.wait()
-    app.stop()
-    if health is not None:
-        health.stop()
+    Runner(app, cfg.rules.metrics, lambda: _metrics(app)).run(app.start, app.stop)

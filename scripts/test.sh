@@ -10,6 +10,10 @@ missing=()
 command -v influxd >/dev/null || missing+=(influxdb)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies configs/systemd/
 command -v dbus-daemon >/dev/null || missing+=(dbus)  # the pairing agent on a private bus
+command -v curl >/dev/null || missing+=(curl)  # tests/test_server_guide.py runs docs/server.md
+# tests/test_console_browser.py: Playwright drives Debian's chromium (its own download is not
+# reachable from every network), launched with executable_path=/usr/bin/chromium.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 # tests/test_ble_vm.py: QEMU guest with BlueZ + bumble (docs/ble-vm.md); its image is cached in
 # ~/.cache/homevitals/ble-vm (HOMEVITALS_BLEVM_CACHE), built on first use (~5 min).
 command -v qemu-system-x86_64 >/dev/null || missing+=(qemu-system-x86)

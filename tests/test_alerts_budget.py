@@ -30,8 +30,8 @@ from homevitals.alerts.main import AlertsApp, _metrics
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, MetricsConfig
-from homevitals.metrics import start_health
 from homevitals.readings import AlertDecision
+from homevitals.runtime import Runner
 from homevitals.topics import Topics
 
 DOCTOR = "+15550100001"
@@ -176,14 +176,12 @@ def test_a_storm_is_capped_at_four_sms_and_one_digest_per_hour(service: Service)
     assert history.count("folded by the alarm budget (4 SMS per hour about ana)") == 10
     assert history.count("listed in digest SMS digest-") == 10
     # ... and the metric a Prometheus scrape of the alerts daemon reads.
-    health = start_health(MetricsConfig(port=0), lambda: _metrics(service.app),
-                          ready=lambda: True, live=lambda: True)
-    assert health is not None
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{health.port}/metrics", timeout=10) as r:
+    runner = Runner(service.app, MetricsConfig(port=0), lambda: _metrics(service.app))
+    with runner.serving():
+        assert runner.health is not None
+        port = runner.health.port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             metrics = r.read().decode()
-    finally:
-        health.stop()
     assert "homevitals_alerts_sms_folded_total 10.0" in metrics
 
 

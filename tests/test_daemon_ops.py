@@ -1,6 +1,7 @@
 """The daemons as operators run them: real processes with /metrics, /healthz and /readyz, that
-follow the broker going away and coming back, and stop cleanly on SIGTERM without losing what they
-were holding."""
+follow the broker going away and coming back, tell systemd (a notify socket the test binds) that
+they are ready, feed its watchdog and say they are stopping, and stop cleanly on SIGTERM without
+losing what they were holding."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from daemons import Daemon, wait_until, write_config
+from notify import NotifySocket
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import free_port
 
@@ -71,14 +73,21 @@ def test_health_endpoints_follow_the_broker(
     cfg = write_config(tmp_path / "hv.yaml", site)
     # The gateway with one simulated peripheral per configured device, in real time.
     gateway_args = ("--simulate", "devices", "--sim-interval", "0.2")
-    daemons = {stage: Daemon(stage, cfg, tmp_path, *(gateway_args if stage == "gateway" else ()))
+    systemd = {stage: NotifySocket() for stage in ports}
+    daemons = {stage: Daemon(stage, cfg, tmp_path, *(gateway_args if stage == "gateway" else ()),
+                             env=systemd[stage].env(watchdog_seconds=2.0))
                for stage in ports}
     try:
         for stage, port in ports.items():
             wait_until(f"{stage} ready", lambda p=port: _get(p, "/readyz")[0] == 200, 30)
-            assert _get(port, "/healthz") == (200, "ok\n")
+            status, health = _get(port, "/healthz")
+            assert status == 200 and health.startswith("ok\nmqtt-network: ok\n"), health
+            assert all(line.endswith(": ok") for line in health.splitlines()[1:]), health
             status, body = _get(port, "/metrics")
             assert status == 200 and f"homevitals_{stage}_connected 1.0" in body
+            ready = systemd[stage].wait_for("READY=1").split("\n")
+            assert "STATUS=alive and ready" in ready, (stage, ready)
+            assert systemd[stage].pings(2.5) >= 2, stage
         # What the gateway has read, queued and had acknowledged, per device.
         def gateway_page() -> str | None:
             page = _get(ports["gateway"], "/metrics")[1]
@@ -102,19 +111,25 @@ def test_health_endpoints_follow_the_broker(
         broker.stop()
         for stage, port in ports.items():
             wait_until(
-                f"{stage} not ready", lambda p=port: _get(p, "/readyz") == (503, "not ready\n"), 30
+                f"{stage} not ready",
+                lambda p=port: (a := _get(p, "/readyz"))[0] == 503
+                and "broker: not connected to 127.0.0.1:" in a[1],
+                30,
             )
-            assert (
-                _get(port, "/healthz")[0] == 200
-            )  # alive: it waits for the broker, it has not died
+            # Alive: it waits for the broker, it has not died, and systemd is told so.
+            assert _get(port, "/healthz")[0] == 200
+            assert systemd[stage].pings(2.5) >= 2, stage
         broker.start()
         for stage, port in ports.items():
             wait_until(f"{stage} ready again", lambda p=port: _get(p, "/readyz")[0] == 200, 60)
-        for d in daemons.values():
+        for stage, d in daemons.items():
             assert d.terminate() == 0, d.log()
+            systemd[stage].wait_for("STOPPING=1", timeout=5)
     finally:
         for d in daemons.values():
             d.kill()
+        for s in systemd.values():
+            s.close()
 
 
 def _reading(i: int) -> Reading:

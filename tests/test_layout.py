@@ -15,6 +15,7 @@ STAGES = {
 }
 # The composition roots: the only modules allowed to wire stages together.
 COMPOSITION_ROOTS = {
+    "homevitals/console_wiring.py",
     "homevitals/cli.py",
     "homevitals/demo.py",
     "homevitals/replay.py",

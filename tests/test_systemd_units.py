@@ -1,5 +1,6 @@
 """The shipped systemd units: systemd itself accepts them, they run a real subcommand on a valid
-config, restart on failure as a dedicated user, and keep the hardening options."""
+config, restart on failure (and on a stalled watchdog) as a dedicated user, and keep the hardening
+options."""
 
 from __future__ import annotations
 
@@ -62,6 +63,9 @@ def test_unit_runs_a_real_daemon_hardened(unit: Path) -> None:
     s = _settings(unit)
     assert s["User"] == "homevitals" and s["Restart"] in ("on-failure", "always")
     assert s["KillSignal"] == "SIGTERM" and int(s["TimeoutStopSec"]) >= 30
+    # systemd restarts a stalled daemon: it notifies (homevitals.runtime) and feeds a watchdog.
+    assert s["Type"] == "notify" and s["NotifyAccess"] == "main"
+    assert s["WatchdogSec"].endswith("s") and 10 <= int(s["WatchdogSec"][:-1]) <= 120
     assert all(h.split("=")[0] in s and h in unit.read_text() for h in HARDENING)
     argv = s["ExecStart"].split()[1:]
     args = _parser().parse_args(argv)
