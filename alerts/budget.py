@@ -134,6 +134,10 @@ class AlarmBudget:
             if (
                 severity == Severity.CRITICAL
                 or n.kind.startswith(_DIGEST)
+                # Issue 20: the patient's own SMS has no digest form (a digest is in the care
+                # team's words, with codes); the shipped routes send them only about a low or a
+                # crisis, so it goes, and counts.
+                or n.role == "patient"
                 or (spent < self.per_hour and not self._folded_waiting(n.recipient, patient))
             ):
                 self._charge(n.id, n.recipient, patient, now)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
 from homevitals.alerts.main import AlertsApp
@@ -172,3 +174,28 @@ def test_the_patients_number_is_heard_on_the_inbound_webhook(tmp_path: Path) -> 
 def test_a_patient_language_without_templates_stops_the_alerts_daemon(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="no SMS templates for language 'sl'"):
         _app(tmp_path, language="sl")
+
+
+def test_the_patients_sms_are_never_folded_and_an_escalation_keeps_their_privacy(
+    tmp_path: Path,
+) -> None:
+    data = config().model_dump(mode="json")
+    data["alerts"] = {"privacy": "initials", "outbox_path": str(tmp_path / "ledger.sqlite")}
+    cfg = Config.model_validate(data)
+    clock = SimulatedClock(T0)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    budget = AlarmBudget(tmp_path / "ledger.sqlite", cfg)
+    esc = Escalator(cfg, ledger, clock)
+    for i in range(6):  # six lows within the hour: more than sms_per_hour (4)
+        esc.on_decision(replace(low(), alert_id=f"a{i:031d}"))
+    due = ledger.due(clock.now())
+    assert [n.recipient for n in due] == [PATIENT] * 6
+    assert all(budget.admit(n, clock.now()) for n in due)
+    clock.advance(timedelta(minutes=15))
+    esc.run_due()
+    escalations = [str(h["body"]) for h in ledger.history() if h["kind"] == "escalation-1"]
+    assert len(escalations) == 6
+    assert all(b.startswith("ESCALATED, not acknowledged by A.N. (patient ana).")
+               and "Ana Novak" not in b for b in escalations)
+    budget.close()
+    ledger.close()
