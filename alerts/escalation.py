@@ -1,7 +1,7 @@
 """Who is told, in what order, and when the next person is: routing, escalation, reminders, ACK.
 
-A route (``alerts.routes``, first match by severity and rule) is a chain of care-team roles. The
-first step is told at once (low severity waits out quiet hours; nothing else ever does). While the
+A route (``alerts.routes``, first match by severity and rule) is a chain of steps (who is at
+each: ``alerts/routing.py``). The first step is told at once (low severity waits out quiet hours; nothing else ever does). While the
 alert is unacknowledged, the next step is told after ``escalate_after_minutes``; past the end of
 the chain everyone told gets a reminder every ``renotify_minutes``, up to ``max_reminders``. A
 step with nobody in that role is skipped; a step whose every SMS failed for good (Twilio 21211,
@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
 from homevitals.alerts.patient_text import direction_of, patient_text
+from homevitals.alerts.routing import PATIENT_ROLE as _PATIENT
+from homevitals.alerts.routing import Recipient, Router, gap
 from homevitals.alerts.text import (
     ack_text,
     alert_text,
@@ -30,95 +32,12 @@ from homevitals.alerts.text import (
     update_text,
 )
 from homevitals.clock import Clock
-from homevitals.config import (
-    CareRole,
-    Config,
-    HomeConfig,
-    PatientConfig,
-    RouteConfig,
-)
-from homevitals.readings import AlertDecision, AlertState, Severity
+from homevitals.config import Config, HomeConfig, PatientConfig, RouteConfig
+from homevitals.readings import AlertDecision, AlertState
 
 __all__ = ["Escalator", "Recipient", "Router"]
 
 logger = logging.getLogger(__name__)
-
-_FALLBACK = RouteConfig(chain=[CareRole.FAMILY_DOCTOR])
-_PATIENT = str(CareRole.PATIENT)
-
-
-@dataclass(frozen=True, slots=True)
-class Recipient:
-    """Someone a step tells: a care-team member, or the patient on their own phone."""
-
-    name: str
-    role: str
-    phone: str
-
-    @property
-    def is_patient(self) -> bool:
-        return self.role == _PATIENT
-
-
-def _holders(patient: PatientConfig, role: CareRole, event: bool) -> list[Recipient]:
-    if role == CareRole.PATIENT:
-        # Issue 20: the call button goes to the care team only (the patient just pressed it).
-        if event or patient.phone is None:
-            return []
-        return [Recipient(patient.name, _PATIENT, patient.phone)]
-    return [Recipient(m.name, str(m.role), m.phone) for m in patient.care_team if m.role == role]
-
-
-def gap(route: RouteConfig, steps: list[list[Recipient]], k: int) -> float:
-    """Minutes from step ``k`` to the next one (or to the first reminder after the last)."""
-    if k + 1 >= len(steps):
-        return route.renotify_minutes
-    if all(r.is_patient for r in steps[k]):
-        return route.escalate_after_patient_minutes
-    return route.escalate_after_minutes
-
-
-class Router:
-    def __init__(self, cfg: Config) -> None:
-        self.cfg = cfg
-
-    def route(self, severity: str, rule: str, episode: str = "") -> RouteConfig:
-        return next(
-            (r for r in self.cfg.alerts.routes if r.matches(severity, rule, episode)), _FALLBACK
-        )
-
-    def steps(
-        self, patient: PatientConfig, route: RouteConfig, event: bool = False
-    ) -> list[list[Recipient]]:
-        """The chain as people; roles nobody holds are skipped (the patient without a phone,
-        and always for the call button). Never empty: with nobody in the chain the family
-        doctor (always configured) is told, with a warning."""
-        steps = [
-            [r for role in roles for r in _holders(patient, role, event)]
-            for roles in route.step_roles()
-        ]
-        steps = [s for s in steps if s]
-        if not steps:
-            logger.warning(
-                "patient %s has nobody in the roles %s: telling the family doctor instead",
-                patient.id,
-                ", ".join(map(str, route.chain)),
-            )
-            steps = [_holders(patient, CareRole.FAMILY_DOCTOR, event)]
-        return steps
-
-    def release(self, severity: str, home: HomeConfig, now: datetime) -> datetime:
-        """When an SMS may go: quiet hours hold low severity only; critical is never held."""
-        quiet = self.cfg.alerts.quiet_hours
-        if quiet is None or severity != Severity.LOW:
-            return now
-        local = now.astimezone(home.zone)
-        if not quiet.contains(local.time()):
-            return now
-        end = datetime.combine(local.date(), quiet.end, home.zone)
-        if end <= local:
-            end = datetime.combine(local.date() + timedelta(days=1), quiet.end, home.zone)
-        return end
 
 
 class Escalator:

@@ -1,0 +1,97 @@
+"""Who a route tells, step by step (issue 6; the patient's own phone, issue 20).
+
+A route's chain is a list of steps, each a role or a list of roles told at once. The people of a
+step are the care-team members holding its roles, and for the role ``patient`` the patient's own
+``phone``: skipped when there is none, and always for the call button (the patient just pressed
+it). Roles nobody holds are skipped; with nobody at all, the family doctor is told.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from homevitals.config import CareRole, Config, HomeConfig, PatientConfig, RouteConfig
+from homevitals.readings import Severity
+
+__all__ = ["PATIENT_ROLE", "Recipient", "Router", "gap"]
+
+logger = logging.getLogger(__name__)
+
+_FALLBACK = RouteConfig(chain=[CareRole.FAMILY_DOCTOR])
+PATIENT_ROLE = str(CareRole.PATIENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Recipient:
+    """Someone a step tells: a care-team member, or the patient on their own phone."""
+
+    name: str
+    role: str
+    phone: str
+
+    @property
+    def is_patient(self) -> bool:
+        return self.role == PATIENT_ROLE
+
+
+def _holders(patient: PatientConfig, role: CareRole, event: bool) -> list[Recipient]:
+    if role == CareRole.PATIENT:
+        # Issue 20: the call button goes to the care team only (the patient just pressed it).
+        if event or patient.phone is None:
+            return []
+        return [Recipient(patient.name, PATIENT_ROLE, patient.phone)]
+    return [Recipient(m.name, str(m.role), m.phone) for m in patient.care_team if m.role == role]
+
+
+def gap(route: RouteConfig, steps: list[list[Recipient]], k: int) -> float:
+    """Minutes from step ``k`` to the next one (or to the first reminder after the last)."""
+    if k + 1 >= len(steps):
+        return route.renotify_minutes
+    if all(r.is_patient for r in steps[k]):
+        return route.escalate_after_patient_minutes
+    return route.escalate_after_minutes
+
+
+class Router:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def route(self, severity: str, rule: str, episode: str = "") -> RouteConfig:
+        return next(
+            (r for r in self.cfg.alerts.routes if r.matches(severity, rule, episode)), _FALLBACK
+        )
+
+    def steps(
+        self, patient: PatientConfig, route: RouteConfig, event: bool = False
+    ) -> list[list[Recipient]]:
+        """The chain as people; roles nobody holds are skipped (the patient without a phone,
+        and always for the call button). Never empty: with nobody in the chain the family
+        doctor (always configured) is told, with a warning."""
+        steps = [
+            [r for role in roles for r in _holders(patient, role, event)]
+            for roles in route.step_roles()
+        ]
+        steps = [s for s in steps if s]
+        if not steps:
+            logger.warning(
+                "patient %s has nobody in the roles %s: telling the family doctor instead",
+                patient.id,
+                ", ".join(map(str, route.chain)),
+            )
+            steps = [_holders(patient, CareRole.FAMILY_DOCTOR, event)]
+        return steps
+
+    def release(self, severity: str, home: HomeConfig, now: datetime) -> datetime:
+        """When an SMS may go: quiet hours hold low severity only; critical is never held."""
+        quiet = self.cfg.alerts.quiet_hours
+        if quiet is None or severity != Severity.LOW:
+            return now
+        local = now.astimezone(home.zone)
+        if not quiet.contains(local.time()):
+            return now
+        end = datetime.combine(local.date(), quiet.end, home.zone)
+        if end <= local:
+            end = datetime.combine(local.date() + timedelta(days=1), quiet.end, home.zone)
+        return end
