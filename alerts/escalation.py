@@ -1,8 +1,10 @@
 """Who is told, in what order, and when the next person is: routing, escalation, reminders, ACK.
 
 A route (``alerts.routes``, first match by severity and rule) is a chain of steps (who is at
-each: ``alerts/routing.py``). The first step is told at once (low severity waits out quiet hours; nothing else ever does). While the
-alert is unacknowledged, the next step is told after ``escalate_after_minutes``; past the end of
+each: ``alerts/routing.py``). The first step is told at once (low severity waits out quiet
+hours; nothing else ever does). While the alert is unacknowledged, the next step is told after
+``escalate_after_minutes`` (``escalate_after_patient_minutes`` after a step of the patient
+alone, and the patient's own OK does not stop it: issue 20); past the end of
 the chain everyone told gets a reminder every ``renotify_minutes``, up to ``max_reminders``. A
 step with nobody in that role is skipped; a step whose every SMS failed for good (Twilio 21211,
 21610, or a failed delivery report) is left at once. Every step is logged in the ledger.
