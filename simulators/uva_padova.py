@@ -18,13 +18,18 @@ subcutaneous glucose the sensor sees, which lags it by some minutes; the CGM her
 sensor's noise, as in simglucose.
 
 The mistakes, drawn per day from the seed (see ``_day``):
-- an overestimated meal bolus: insulin for 40-80 % more carbohydrate than eaten (carbohydrate
-  counting errors of that size are common: Brazeau et al., Diabetes Res Clin Pract 2013;99:19-23);
+- an overestimated meal bolus: insulin for 1.5-2.5 times the carbohydrate eaten, on 3 days in 10
+  (a badly misjudged meal, or a bolus given twice; carbohydrate counting errors are common:
+  Brazeau et al., Diabetes Res Clin Pract 2013;99:19-23);
 - afternoon exercise: insulin-dependent glucose use (the model's Vmx) raised during it and, less,
   for 7-11 hours after (the biphasic rise in glucose need after afternoon exercise, McMahon et al.,
   J Clin Endocrinol Metab 2007;92:963-968; nocturnal lows after it, DirecNet, J Pediatr
   2005;147:528-534);
 - a missed snack: the afternoon snack's bolus given, the snack not eaten.
+
+A low the patient notices is treated with fast carbohydrate (``_Treatment``); one asleep goes on
+until the CGM has been below 3.0 mmol/L for 30 minutes. Everything is drawn from the seed: the
+same patient, days and seed give the same files, byte for byte.
 
 Run: ``python -m homevitals.simulators.uva_padova --cohort child --days 7 --out DIR``. Needs the
 ``sim`` extra (``pip install homevitals[sim]``).
@@ -137,8 +142,9 @@ def _day(rng: random.Random, day: int, bw: float, plan: Plan) -> None:
         eaten = grams(per_kg)
         counted = eaten * rng.gauss(1.0, 0.1)  # ordinary counting error
         if i == over:
-            counted = eaten * rng.uniform(1.4, 1.8)
-            plan.notes.append(f"day {day + 1} {label}: bolus for {counted:.0f} g, ate {eaten:.0f} g")
+            counted = eaten * rng.uniform(1.5, 2.5)
+            plan.notes.append(f"day {day + 1} {label}: bolus for {counted:.0f} g,"
+                              f" ate {eaten:.0f} g")
         if label == "snack" and missed_snack:
             plan.notes.append(f"day {day + 1} snack: bolus for {eaten:.0f} g, snack not eaten")
             plan.meals.append(Meal(minute, 0.0, eaten, label))
@@ -146,8 +152,8 @@ def _day(rng: random.Random, day: int, bw: float, plan: Plan) -> None:
         plan.meals.append(Meal(minute, eaten, max(counted, 0.0), label))
     if rng.random() < 0.3:
         minute = base + 16 * 60 + 30 + round(rng.uniform(0, 60))
-        ex = Exercise(minute, rng.choice([45, 60, 75]), rng.uniform(1.8, 2.6),
-                      rng.randint(7, 11) * 60, rng.uniform(1.2, 1.4))
+        ex = Exercise(minute, rng.choice([45, 60, 75]), rng.uniform(2.0, 3.0),
+                      rng.randint(7, 11) * 60, rng.uniform(1.4, 1.8))
         plan.exercise.append(ex)
         plan.notes.append(f"day {day + 1} exercise: {ex.minutes} min from"
                           f" {minute % 1440 // 60:02d}:{minute % 60:02d}")
@@ -198,14 +204,46 @@ def simulate(name: str, days: int, seed: int, start: str = START, zone: str = ZO
     return _run(sg, name, patient, sensor, plan, t0, days, cr, cf)
 
 
+class _Treatment:
+    """The patient treats a low they notice with fast carbohydrate: 15 g (0.3 g/kg for smaller
+    children), again after 15 minutes while still low (ADA Standards of Care 2024, section 6;
+    ISPAD 2022 guideline on hypoglycaemia). Awake (07:00-22:00) once the CGM has been below
+    3.9 mmol/L for 15 minutes (symptoms, or a look at the reader); asleep only once it has been
+    below 3.0 for 30 minutes: children slept through most nocturnal CGM alarms (DirecNet,
+    Diabetes Technol Ther 2005;7:440-447)."""
+
+    def __init__(self, bw: float, t0: datetime) -> None:
+        self.grams = float(min(15, round(0.3 * bw)))
+        self.offset = t0.hour * 60 + t0.minute
+        self.below = {70: -1, 54: -1}  # mg/dL -> minute the CGM went below, -1: not below
+        self.last = -10**6
+        self.count = 0
+
+    def carbs(self, minute: int, cgm_mg_dl: float) -> float:
+        for level in self.below:
+            if cgm_mg_dl >= level:
+                self.below[level] = -1
+            elif self.below[level] < 0:
+                self.below[level] = minute
+        awake = 7 * 60 <= (self.offset + minute) % 1440 < 22 * 60
+        level, delay = (70, 15) if awake else (54, 30)
+        noticed = self.below[level] >= 0 and minute - self.below[level] >= delay
+        if not noticed or minute - self.last < 15:
+            return 0.0
+        self.last, self.count = minute, self.count + 1
+        return self.grams
+
+
 def _run(sg: Any, name: str, patient: Any, sensor: Any, plan: Plan, t0: datetime, days: int,
          cr: float, cf: float) -> Trace:
     params = patient._params
     vmx, basal = float(params.Vmx), float(params.u2ss) * float(params.BW) / 6000  # U/min
     meals = {m.minute: m for m in plan.meals}
     trace = Trace(name, t0, [], [], [], plan)
+    treat = _Treatment(float(params.BW), t0)
     last_cgm = float(sensor.measure(patient))
     for minute in range(days * 1440):
+        rescue = 0.0
         if minute % CGM_MINUTES == 0:
             if minute:
                 last_cgm = float(sensor.measure(patient))
@@ -213,16 +251,19 @@ def _run(sg: Any, name: str, patient: Any, sensor: Any, plan: Plan, t0: datetime
             trace.times.append(t0 + timedelta(minutes=minute))
             trace.bg.append(round(float(patient.state[3]) / float(params.Vg) / MGDL_PER_MMOLL, 3))
             trace.cgm.append(round(mg_dl / MGDL_PER_MMOLL, 4))
+            rescue = treat.carbs(minute, last_cgm)
         params.Vmx = vmx * max((e.vmx_factor(minute) for e in plan.exercise), default=1.0)
         meal, bolus = meals.get(minute), 0.0
         if meal is not None:
             correction = max(last_cgm - TARGET_MG_DL, 0.0) / cf if last_cgm > 150 else 0.0
             bolus = round((meal.counted / cr + correction) / 0.05) * 0.05  # pump steps of 0.05 U
+        carbs = (meal.eaten if meal else 0.0) + rescue
         try:
-            patient.step(sg.Action(CHO=meal.eaten if meal else 0.0, insulin=basal + bolus))
+            patient.step(sg.Action(CHO=carbs, insulin=basal + bolus))
         except RuntimeError as exc:  # t1dpatient re-raises nothing in particular on ODE failure
             raise SimulatorError(f"{name}: the model's ODE solver failed at minute {minute}"
                                  ) from exc
+    plan.notes.append(f"lows treated with {treat.grams:.0f} g carbohydrate: {treat.count} times")
     return trace
 
 
