@@ -298,7 +298,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cohort", action="append", choices=["adolescent", "child", "adult"])
     p.add_argument("--patients", type=int, default=10, help="per cohort (1-10)")
-    p.add_argument("--uva-dir", type=Path, help="reuse scenarios written by uva_padova here")
+    p.add_argument("--uva-dir", type=Path, help="reuse scenarios written by uva_padova here"
+                   " (they keep the rules they were written with)")
     p.add_argument("--skip-library", action="store_true")
     p.add_argument("--skip-uva", action="store_true")
     p.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
