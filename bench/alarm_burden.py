@@ -153,6 +153,8 @@ def library(work: Path, broker: str) -> None:
     print(head)
     print("-" * len(head))
     normal_sms = normal_doc = normal_pw = 0.0
+    all_eps: list[list[dict[str, Any]]] = []
+    all_lat: list[timedelta] = []
     for path in sorted(LIBRARY.glob("*.yaml")):
         run = replay(path, work / path.stem, broker)
         eps = episodes(run)
@@ -162,6 +164,8 @@ def library(work: Path, broker: str) -> None:
             start = first_abnormal(run, str(ep[0].get("patient")), sent[0]) if sent else None
             if start is not None:
                 lat.append(sent[0] - start)
+        all_eps += eps
+        all_lat += lat
         doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
         per_week = f"{len(run.notes) / run.patient_weeks:.1f}" if run.normal else "-"
         if run.normal:
@@ -173,6 +177,14 @@ def library(work: Path, broker: str) -> None:
               f" {max((len(e) for e in eps), default=0):9d}"
               f" {max((len(_sent(e)) for e in eps), default=0):6d}"
               f" {_mins(max(lat)) if lat else '-':>8}")
+    if all_eps:
+        sms = [len(_sent(e)) for e in all_eps]
+        lat_text = (f"median {_mins(statistics.median(all_lat))}, max {_mins(max(all_lat))}"
+                    if all_lat else "-")
+        print(f"all scenarios: {len(all_eps)} episodes, alerts per episode max"
+              f" {max(len(e) for e in all_eps)}, SMS per episode mean"
+              f" {statistics.mean(sms):.1f} max {max(sms)}; first abnormal reading to first SMS"
+              f" {lat_text}")
     if normal_pw:
         print(f"normal weeks: {normal_sms / normal_pw:.1f} SMS per patient-week,"
               f" {normal_doc / normal_pw:.1f} to a doctor ({normal_pw:.2f} patient-weeks)")
