@@ -227,6 +227,7 @@ class Score:
     doc_sms: int
     sms: int
     min_bg: float
+    doc_alerts: int = 0
 
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
@@ -241,16 +242,18 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
             alerted += 1
             leads.append((hits[0] - start).total_seconds() / 60)
     false_rules: dict[str, int] = {}
+    doc_alerts = 0
     for a in run.alerts:
         if not any(n.get("role") in DOCTORS for n in a.get("notifications", [])):
             continue
+        doc_alerts += 1
         opened = _t(a["opened_at"])
         near = [v for at, v in bg if abs(at - opened) <= timedelta(minutes=30)]
         if not any(v < 3.9 for v in near):
             false_rules[str(a["rule"])] = false_rules.get(str(a["rule"]), 0) + 1
     doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
     return Score(name, run.patient_weeks, len(lows), alerted, leads, sum(false_rules.values()),
-                 false_rules, doc, len(run.notes), min(v for _, v in bg))
+                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts)
 
 
 def _row(s: Score) -> str:
@@ -289,8 +292,10 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
             pw = sum(s.weeks for s in quiet)
             print(f"patients who never went below 3.9 (true BG): {len(quiet)},"
                   f" {sum(s.doc_sms for s in quiet) / pw:.1f} doctor SMS per patient-week")
+        share = f" ({tot.false / tot.doc_alerts:.0%} of {tot.doc_alerts})" if tot.doc_alerts else ""
         print(f"{cohort}: level-2 lows alerted {tot.alerted}/{tot.lows}, false doctor alerts"
-              f" {tot.false / tot.weeks:.1f}/pw, doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw")
+              f" {tot.false / tot.weeks:.1f}/pw{share},"
+              f" doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw")
 
 
 def _total(scores: list[Score], cohort: str) -> Score:
@@ -301,7 +306,8 @@ def _total(scores: list[Score], cohort: str) -> Score:
     return Score(f"{cohort} (all)", sum(s.weeks for s in scores), sum(s.lows for s in scores),
                  sum(s.alerted for s in scores), [x for s in scores for x in s.leads],
                  sum(s.false for s in scores), rules, sum(s.doc_sms for s in scores),
-                 sum(s.sms for s in scores), min(s.min_bg for s in scores))
+                 sum(s.sms for s in scores), min(s.min_bg for s in scores),
+                 sum(s.doc_alerts for s in scores))
 
 
 def main() -> int:
