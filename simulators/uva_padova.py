@@ -57,11 +57,15 @@ from homevitals.units import MGDL_PER_MMOLL
 
 __all__ = [
     "COHORTS",
+    "SimulatorError",
     "Trace",
+    "cgm_rules",
+    "load_rules",
     "patient_names",
     "scenario_text",
     "simulate",
     "write_patient",
+    "write_truth",
 ]
 
 COHORTS = ("adolescent", "child", "adult")  # adolescent and child tune; adult is held out
@@ -126,9 +130,10 @@ class Trace:
     plan: Plan
 
 
-def _day(rng: random.Random, day: int, bw: float, plan: Plan) -> None:
-    """One day's meals and mistakes (local clock; minutes since the start)."""
-    base = day * 1440
+def _day(rng: random.Random, day: int, bw: float, offset: int, total: int, plan: Plan) -> None:
+    """One day's meals and mistakes: day 0 is the start date, ``offset`` the start's minute of
+    the day; times are minutes since the start (anything outside [0, total) is dropped)."""
+    base = day * 1440 - offset
 
     def grams(per_kg: float) -> float:
         return round(min(max(per_kg * bw * rng.uniform(0.8, 1.2), 10.0), 100.0))
@@ -141,6 +146,8 @@ def _day(rng: random.Random, day: int, bw: float, plan: Plan) -> None:
         minute = base + at + round(rng.uniform(-20, 20))
         eaten = grams(per_kg)
         counted = eaten * rng.gauss(1.0, 0.1)  # ordinary counting error
+        if not 0 <= minute < total:
+            continue
         if i == over:
             counted = eaten * rng.uniform(1.5, 2.5)
             plan.notes.append(f"day {day + 1} {label}: bolus for {counted:.0f} g,"
@@ -151,12 +158,13 @@ def _day(rng: random.Random, day: int, bw: float, plan: Plan) -> None:
             continue
         plan.meals.append(Meal(minute, eaten, max(counted, 0.0), label))
     if rng.random() < 0.3:
-        minute = base + 16 * 60 + 30 + round(rng.uniform(0, 60))
-        ex = Exercise(minute, rng.choice([45, 60, 75]), rng.uniform(2.0, 3.0),
+        at = 16 * 60 + 30 + round(rng.uniform(0, 60))
+        ex = Exercise(base + at, rng.choice([45, 60, 75]), rng.uniform(2.0, 3.0),
                       rng.randint(7, 11) * 60, rng.uniform(1.4, 1.8))
-        plan.exercise.append(ex)
-        plan.notes.append(f"day {day + 1} exercise: {ex.minutes} min from"
-                          f" {minute % 1440 // 60:02d}:{minute % 60:02d}")
+        if 0 <= ex.minute < total:
+            plan.exercise.append(ex)
+            plan.notes.append(f"day {day + 1} exercise: {ex.minutes} min from"
+                              f" {at // 60:02d}:{at % 60:02d}")
 
 
 def _simglucose() -> Any:
@@ -183,6 +191,9 @@ def _quest(name: str) -> tuple[float, float]:
 
 def simulate(name: str, days: int, seed: int, start: str = START, zone: str = ZONE) -> Trace:
     """Run virtual patient ``name`` (``adolescent#003``) for ``days``; deterministic per seed."""
+    if name.split("#")[0] not in COHORTS or name not in patient_names(name.split("#")[0]):
+        raise SimulatorError(f"unknown virtual patient {name!r}: adolescent#001 .. #010,"
+                             " adult#001 .. #010 or child#001 .. #010")
     sg = _simglucose()
     z = ZoneInfo(zone)
     t0 = datetime.fromisoformat(start).replace(tzinfo=z)
@@ -199,8 +210,9 @@ def simulate(name: str, days: int, seed: int, start: str = START, zone: str = ZO
     patient._params = params
     cr, cf = _quest(name)
     plan = Plan()
-    for day in range(days):
-        _day(rng, day, float(params.BW), plan)
+    offset = t0.hour * 60 + t0.minute
+    for day in range(days + (1 if offset else 0)):
+        _day(rng, day, float(params.BW), offset, days * 1440, plan)
     return _run(sg, name, patient, sensor, plan, t0, days, cr, cf)
 
 

@@ -68,8 +68,14 @@ def test_same_seed_same_files_and_another_seed_another_day(tmp_path: Path) -> No
 def test_cli_writes_a_patient_and_refuses_a_clock_change(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert uva_padova.main(["--patient", "adult#001", "--days", "1", "--out", str(tmp_path)]) == 0
-    assert (tmp_path / "uva-padova-adult-001.truth.csv").exists()
+    assert uva_padova.main(["--patient", "adult#001", "--days", "1", "--start",
+                            "2027-01-11 08:00", "--out", str(tmp_path)]) == 0
+    rows = _csv(tmp_path / "uva-padova-adult-001.truth.csv")
+    assert (rows[0]["local_time"], len(rows)) == ("2027-01-11T08:00:00+01:00", 288)
+    text = (tmp_path / "uva-padova-adult-001.yaml").read_text(encoding="utf-8")
+    assert "start: 2027-01-11 08:00" in text and "day 2 breakfast" not in text
+    assert uva_padova.main(["--patient", "adult#011", "--out", str(tmp_path)]) == 2
+    assert "unknown virtual patient 'adult#011'" in capsys.readouterr().err
     # Scenario times are local wall-clock times: a run across the October change is refused.
     code = uva_padova.main(["--patient", "adult#001", "--days", "2", "--start",
                             "2027-10-30 00:00", "--out", str(tmp_path / "x")])
