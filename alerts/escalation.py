@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
@@ -25,6 +26,7 @@ from homevitals.alerts.text import (
     display_name,
     escalation_text,
     reminder_text,
+    update_text,
 )
 from homevitals.clock import Clock
 from homevitals.config import (
@@ -48,8 +50,10 @@ class Router:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def route(self, severity: str, rule: str) -> RouteConfig:
-        return next((r for r in self.cfg.alerts.routes if r.matches(severity, rule)), _FALLBACK)
+    def route(self, severity: str, rule: str, episode: str = "") -> RouteConfig:
+        return next(
+            (r for r in self.cfg.alerts.routes if r.matches(severity, rule, episode)), _FALLBACK
+        )
 
     def steps(self, patient: PatientConfig, route: RouteConfig) -> list[list[CareTeamMember]]:
         """The chain as people; roles nobody holds are skipped. Never empty: with nobody in
@@ -105,6 +109,8 @@ class Escalator:
     # --- decisions from the rule engine -------------------------------------------------------
     def on_decision(self, d: AlertDecision) -> int:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
+        if d.state == AlertState.UPDATED:
+            return self._on_update(d)
         home, patient = self._who(d.patient)
         now = self.clock.now()
         at = self.router.release(str(d.severity), home, now)
@@ -113,13 +119,15 @@ class Escalator:
         def compose(row: AlertRow) -> tuple[list[Note], datetime | None]:
             nonlocal nxt
             code = row.ack_code or ""
-            body = alert_text(d, self._name(patient), home.zone, code)
+            body = alert_text(
+                d, self._name(patient), home.zone, code, glucose_unit=patient.glucose_unit
+            )
             if d.state == AlertState.RESOLVED:
                 told = self.ledger.told(d.alert_id)
                 return [
                     Note(r, n, role, body, "resolved", row.step, at) for r, n, role in told
                 ], None
-            route = self.router.route(str(d.severity), d.rule)
+            route = self.router.route(str(d.severity), d.rule, d.episode)
             steps = self.router.steps(patient, route)
             gap = route.escalate_after_minutes if len(steps) > 1 else route.renotify_minutes
             nxt = at + timedelta(minutes=gap)
@@ -130,6 +138,52 @@ class Escalator:
             _, new = self.ledger.record_decision(d, now, compose)
         if new:
             self.on_new()  # the sender first; the timer's own write can wait
+            if nxt is not None:
+                self.wake_at(d.alert_id, nxt, now)
+        return new
+
+    def _on_update(self, d: AlertDecision) -> int:
+        """The episode's severity rose: one update SMS to everyone told so far and to the first
+        step of the new severity's chain, and the escalation re-timed to that chain (the
+        steps already told count as taken). After an acknowledgement, only those told hear of
+        it: the acknowledgement covers the episode, so nothing escalates again."""
+        home, patient = self._who(d.patient)
+        now = self.clock.now()
+        at = self.router.release(str(d.severity), home, now)
+        nxt: datetime | None = None
+
+        def compose(row: AlertRow) -> tuple[list[Note], int, datetime | None]:
+            nonlocal nxt
+            body = update_text(
+                d, self._name(patient), home.zone, row.ack_code or "",
+                glucose_unit=patient.glucose_unit,
+            )
+            kind = f"update-{d.severity}"
+            told = self.ledger.told(d.alert_id)
+            notes = [Note(r, n, role, body, kind, row.step, at) for r, n, role in told]
+            if row.acked_at is not None:
+                return notes, row.step, None
+            route = self.router.route(str(d.severity), d.rule, d.episode)
+            steps = self.router.steps(patient, route)
+            phones = {r for r, _, _ in told}
+            k = 0
+            while k + 1 < len(steps) and all(m.phone in phones for m in steps[k + 1]):
+                k += 1
+            notes += [
+                Note(m.phone, m.name, str(m.role), body, kind, k, at)
+                for m in steps[0]
+                if m.phone not in phones
+            ]
+            gap = route.escalate_after_minutes if k + 1 < len(steps) else route.renotify_minutes
+            nxt = at + timedelta(minutes=gap)
+            return notes, k, nxt
+
+        with self._lock:
+            row, new = self.ledger.record_update(d, now, compose)
+        if row is None:  # never heard of it (the firing was lost): it opens the alert now
+            return self.on_decision(replace(d, state=AlertState.FIRING))
+        if new:
+            self.on_new()
             if nxt is not None:
                 self.wake_at(d.alert_id, nxt, now)
         return new
@@ -147,14 +201,16 @@ class Escalator:
     def _advance(self, row: AlertRow, now: datetime) -> int:
         d = row.decoded()
         home, patient = self._who(row.patient)
-        route = self.router.route(row.severity, row.rule)
+        route = self.router.route(row.severity, d.rule, d.episode)
         steps = self.router.steps(patient, route)
         code = row.ack_code or ""
         at = self.router.release(row.severity, home, now)
         if row.step + 1 < len(steps):
             k = row.step + 1
             before = [m.name for s in steps[:k] for m in s]
-            body = escalation_text(d, self._name(patient), home.zone, code, before)
+            body = escalation_text(
+                d, self._name(patient), home.zone, code, before, glucose_unit=patient.glucose_unit
+            )
             notes = [
                 Note(m.phone, m.name, str(m.role), body, f"escalation-{k}", k, at) for m in steps[k]
             ]
@@ -173,7 +229,9 @@ class Escalator:
             )
         elif row.reminders < route.max_reminders:
             n = row.reminders + 1
-            body = reminder_text(d, self._name(patient), home.zone, code, n)
+            body = reminder_text(
+                d, self._name(patient), home.zone, code, n, glucose_unit=patient.glucose_unit
+            )
             notes = [
                 Note(r, nm, role, body, f"reminder-{n}", row.step, at)
                 for r, nm, role in self.ledger.told(row.alert_id)

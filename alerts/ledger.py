@@ -16,14 +16,14 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from homevitals import wire
 from homevitals.alerts.errors import AlertsError
 from homevitals.alerts.history import HISTORY_SQL, format_history
-from homevitals.readings import AlertDecision
+from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 
 __all__ = ["AlertRow", "Ledger", "Note", "Notification", "format_history"]
 
@@ -210,6 +210,61 @@ class Ledger:
                 )
         return row, new
 
+    def record_update(
+        self,
+        d: AlertDecision,
+        now: datetime,
+        compose: Callable[[AlertRow], tuple[list[Note], int, datetime | None]],
+    ) -> tuple[AlertRow | None, int]:
+        """The episode's severity rose (issue 14): one transaction for the row's new severity
+        and decision, the update SMS ``compose`` builds, and (unless acknowledged) the
+        escalation re-timed to the new severity's chain: ``compose`` gives its step and when the
+        next one is due. (None, 0) if the alert is unknown; 0 SMS for a redelivery, or an update
+        that raises nothing (the row is already at that severity) or comes after the all clear."""
+        t = wire.format_time(now)
+        with self._tx() as db:
+            row = self._row(d.alert_id)
+            if row is None:
+                return None, 0
+            if row.resolved or SEVERITY_RANK[d.severity] <= SEVERITY_RANK[Severity(row.severity)]:
+                return row, 0
+            stored = wire.encode(replace(d, state=AlertState.FIRING)).decode()
+            # ``rule`` stays the one that opened the alert (its name in the history); the decision
+            # stored names the rule that raised it, which routing reads (alerts/escalation.py).
+            db.execute(
+                "UPDATE alerts SET severity=?, decision=? WHERE alert_id=?",
+                (str(d.severity), stored, d.alert_id),
+            )
+            self._log(
+                d.alert_id, t, f"updated: {row.severity} -> {d.severity} by {d.rule}: {d.reason}"
+            )
+            row = self._row(d.alert_id)
+            assert row is not None
+            notes, step, next_step_at = compose(row)
+            if notes and all(n.not_before <= now for n in notes):
+                # Risen out of quiet hours: what was held for them goes now, ahead of the update
+                # (``due`` never lets an SMS overtake an earlier one to the same person).
+                cur = db.execute(
+                    "UPDATE notifications SET next_attempt_at=? WHERE alert_id=? AND"
+                    " state='pending' AND attempts=0 AND next_attempt_at>?",
+                    (t, d.alert_id, t),
+                )
+                if cur.rowcount:
+                    self._log(d.alert_id, t, f"{cur.rowcount} SMS held for quiet hours sent now")
+            new = self._insert(d.alert_id, notes, now, t)
+            if row.acked_at is None and next_step_at is not None:
+                db.execute(
+                    "UPDATE alerts SET step=?, reminders=0, next_step_at=? WHERE alert_id=?",
+                    (step, wire.format_time(next_step_at), d.alert_id),
+                )
+                self._log(
+                    d.alert_id,
+                    t,
+                    f"escalation re-timed to the {d.severity} chain: at step {step + 1},"
+                    f" next step at {wire.format_time(next_step_at)}",
+                )
+        return row, new
+
     def _ensure(self, d: AlertDecision, now: datetime) -> tuple[AlertRow, bool]:
         """The alert's row, created (with its ACK code) or resolved by ``d``; True if changed.
         Runs inside the caller's transaction."""
@@ -381,12 +436,14 @@ class Ledger:
         return bool(cur.rowcount)
 
     def told(self, alert_id: str) -> list[tuple[str, str, str]]:
-        """Everyone told about the alert (or about to be): (recipient, name, role)."""
+        """Everyone told about the alert (or about to be): (recipient, name, role). An SMS
+        folded by the alarm budget counts: its digest tells them (alerts/budget.py)."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT recipient, name, role FROM notifications WHERE alert_id=? AND "
                 + _LIVE_KINDS
-                + " AND state IN ('pending','sending','sent') AND coalesce(delivery, '') NOT IN"
+                + " AND state IN ('pending','sending','sent','folded','digested')"
+                " AND coalesce(delivery, '') NOT IN"
                 " ('failed','undelivered') GROUP BY recipient ORDER BY min(id)",
                 (alert_id,),
             ).fetchall()

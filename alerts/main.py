@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import paho.mqtt.client as mqtt
 
 from homevitals import wire
+from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger, Notification
@@ -27,8 +28,11 @@ from homevitals.alerts.text import display_name
 from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
 from homevitals.config import Config
+from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
 from homevitals.metrics import Metric, counter, gauge, start_health
+from homevitals.origin import Registry
+from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision
 from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
@@ -53,6 +57,7 @@ class AlertsApp:
         self.clock = clock
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.ledger = Ledger(self.acfg.outbox_path, ack_codes)
+        self.budget = AlarmBudget(self.acfg.outbox_path, cfg)  # issue 14, same SQLite file
         self.scheduler = JobScheduler(
             "alerts",
             self.acfg.schedule_path or default_path(self.acfg.outbox_path),
@@ -64,9 +69,19 @@ class AlertsApp:
         self.escalator = Escalator(
             cfg, self.ledger, clock, self.scheduler.wake_at, on_new=self._wake.set
         )
-        self.rejected = 0
+        self.registry = Registry(cfg.homes)
+        # Dead letters wait in the ledger's database file (tables of their own) for the broker.
+        self.outbox = DurableQueue(self.acfg.outbox_path)
+        self.dead = DeadLetters("alerts", self.outbox, self.topics, clock)
         self.subscriber = Subscriber(
-            cfg.mqtt, self.acfg.client_id, [self.topics.all_alerts], self.handle
+            cfg.mqtt_for("alerts"), self.acfg.client_id, list(self.topics.alerts_subscriptions),
+            self.handle, self.dead.keep,
+        )
+        self.pump = OutboxPump(self.subscriber.client, self.outbox, name="alerts")
+        self.dead.on_kept = self.pump.notify
+        self.subscriber.on_connected.append(self.pump.set_connected)
+        self.subscriber.client.on_publish = (
+            lambda _c, _ud, mid, rc, _p=None: self.pump.on_publish(mid, rc)
         )
         self.webhook: Webhook | None = None
         if self.acfg.webhook is not None:
@@ -81,20 +96,21 @@ class AlertsApp:
 
     # --- inputs -------------------------------------------------------------------------------
     def handle(self, msg: mqtt.MQTTMessage) -> None:
+        """A decision, checked against its topic and the configuration, into the ledger; what
+        fails a check is dead-lettered (the Subscriber acknowledges it after)."""
         try:
             d = wire.decode(msg.payload)
         except WireError as exc:
-            self.rejected += 1
-            logger.error("alerts cannot read a decision on %s: %s", msg.topic, exc)
+            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
             return
         if not isinstance(d, AlertDecision):
-            self.rejected += 1
+            self.dead.keep(
+                msg.topic, msg.payload, "wrong_topic", f"a {type(d).__name__} on {msg.topic}"
+            )
             return
-        try:
-            self.cfg.patient(d.patient)
-        except KeyError:
-            self.rejected += 1
-            logger.error("alert %s names unknown patient %s", d.alert_id, d.patient)
+        mismatch = self.registry.check(self.topics.parse(msg.topic), d)
+        if mismatch is not None:
+            self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
         if self.escalator.on_decision(d):
             self._wake.set()
@@ -161,9 +177,13 @@ class AlertsApp:
         if self.webhook is not None:
             self.webhook.start()
         self._sender.start()
+        self.pump.start()
         self.subscriber.start()
 
     def stop(self) -> None:
+        if self.pump.connected.is_set():
+            self.pump.drain(5.0)
+        self.pump.stop()
         self.subscriber.stop()
         if self.webhook is not None:
             self.webhook.stop()
@@ -171,7 +191,9 @@ class AlertsApp:
         self._stop.set()
         self._wake.set()
         self._sender.join(timeout=30)
+        self.budget.close()
         self.ledger.close()
+        self.outbox.close()
 
     def idle(self) -> bool:
         return self.ledger.pending_count() == 0
@@ -182,10 +204,16 @@ class AlertsApp:
             self._wake.wait(0.2)
             self._wake.clear()
             self._reconcile()
+            self.budget.digests(self.clock.now())
             for n in self.ledger.due(self.clock.now()):
                 if self._stop.is_set():
                     return
-                self._send(n)
+                try:
+                    if self.budget.admit(n, self.clock.now()):  # else folded into a digest
+                        self._send(n)
+                except Exception as exc:  # the sender's edge: one SMS must not end all sending
+                    logger.exception("sending SMS %d failed unexpectedly", n.id)
+                    self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
 
     def _reconcile(self) -> None:
         """Settle SMS left in 'sending' by a crash: sent if Twilio has it, else send again.
@@ -272,8 +300,12 @@ def _metrics(app: AlertsApp) -> list[Metric]:
     return [
         counter("homevitals_alerts_notifications", "SMS by state (sent, failed, pending ...)",
                 app.ledger.state_counts(), "state"),
-        counter("homevitals_alerts_rejected_total", "decisions the alert service could not read",
-                app.rejected),
+        counter("homevitals_alerts_rejected_total",
+                "decisions the alert service dead-lettered, by reason",
+                {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),
+        counter("homevitals_alerts_sms_folded_total",
+                "SMS held back by the alarm budget and folded into a digest",
+                app.budget.folded_total()),
         gauge("homevitals_alerts_pending", "SMS waiting to be sent", app.ledger.pending_count()),
         gauge("homevitals_alerts_connected", "1 while connected to the broker",
               app.subscriber.connected.is_set()),

@@ -108,7 +108,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "homevitals-alerts"
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        length = int(self.headers.get("Content-Length") or 0)
+        declared = self.headers.get("Content-Length") or "0"
+        if not declared.isdigit():  # "-1" would read until the client hangs up
+            self._answer(400, b"")
+            return
+        length = int(declared)
         if length > MAX_BODY:
             self._answer(413, b"")
             return

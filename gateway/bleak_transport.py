@@ -49,7 +49,7 @@ from homevitals.gateway.gatt import Advert, AdvertData, GattSession, OnValue, sh
 if TYPE_CHECKING:
     from homevitals.gateway.bluez_agent import BluezAgent
 
-__all__ = ["BleakRadio", "BleakSession", "MIN_CONNECT_TIMEOUT"]
+__all__ = ["BLUEZ_HELP", "BleakRadio", "BleakSession", "MIN_CONNECT_TIMEOUT", "radio_unavailable"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,26 @@ MIN_CONNECT_TIMEOUT = 10.0  # BlueZ often needs several seconds to connect (blea
 # counts only when it comes this long after the last connection ended.
 SETTLE_SECONDS = 2.0
 _T = TypeVar("_T")
+BLUEZ_HELP = ("the gateway needs BlueZ and the D-Bus system bus: sudo apt install bluez"
+              " && sudo systemctl enable --now bluetooth (docs/raspberry-pi.md)")
+
+
+def radio_unavailable(exc: BaseException) -> GatewayError | None:
+    """What the user should do when bleak cannot reach the radio at all, or None when ``exc``
+    is about one device. No system bus: OSError from dbus-fast's connect; no bluetoothd:
+    BleakDBusError ServiceUnknown; no adapter, or powered off: BleakBluetoothNotAvailableError."""
+    from bleak.exc import BleakBluetoothNotAvailableError, BleakDBusError
+
+    if isinstance(exc, OSError):
+        return GatewayError(f"no D-Bus system bus ({exc.strerror or exc}); {BLUEZ_HELP}")
+    if isinstance(exc, BleakDBusError) and exc.dbus_error in (
+            "org.freedesktop.DBus.Error.ServiceUnknown", "org.freedesktop.DBus.Error.NoReply"):
+        return GatewayError(f"BlueZ (bluetoothd) is not running ({exc.dbus_error});"
+                            f" {BLUEZ_HELP}")
+    if isinstance(exc, BleakBluetoothNotAvailableError):
+        return GatewayError(f"no usable Bluetooth adapter: {exc.args[0]} (check `bluetoothctl"
+                            " show`; `rfkill unblock bluetooth` if it is blocked)")
+    return None
 
 
 def _uuid(short: str) -> str:
@@ -190,8 +210,15 @@ class BleakRadio:
         # The agent is in place before the scanner runs, hence before any connection.
         agent = await self._start_agent()
         try:
-            async with BleakScanner(detection_callback=detected):
+            scanner = BleakScanner(detection_callback=detected)
+            try:
+                await scanner.start()
+            except Exception as exc:  # noqa: BLE001 - sorted by radio_unavailable, else re-raised
+                raise (radio_unavailable(exc) or exc) from exc
+            try:
                 await asyncio.Event().wait()
+            finally:
+                await scanner.stop()
         finally:
             if agent is not None:
                 agent.stop()

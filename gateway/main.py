@@ -11,7 +11,7 @@ from pathlib import Path
 from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import Config
-from homevitals.errors import ConfigError
+from homevitals.errors import ConfigError, HomevitalsError
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio
 from homevitals.gateway.gpio_button import GpioButtons
@@ -90,7 +90,7 @@ class GatewayApp:
         retained = discovery_messages(self.home, self.topics, ha.discovery_prefix) \
             if ha.enabled else []
         self.publisher = Publisher(
-            cfg.mqtt,
+            cfg.mqtt_for("gateway"),
             self.queue,
             self.topics,
             self.home.id,
@@ -124,13 +124,12 @@ class GatewayApp:
     def metrics(self) -> list[Metric]:
         """What /metrics shows (read in the health server's thread)."""
         snap = self.gateway.snapshot()
-        now = self.clock.now()
         out = [
-            counter("homevitals_gateway_values_total",
-                    "values handled, by outcome (readings, events, ignored ...)",
-                    snap.counts, "what"),
+            *(counter(f"homevitals_gateway_{name}_total", doc, snap.counts.get(key, 0))
+              for key, name, doc in _VALUE_COUNTS),
             counter("homevitals_gateway_rejected_total",
-                    "values rejected (dead-lettered), by reason", snap.rejects, "reason"),
+                    "values rejected (dead-lettered), by reason",
+                    {**dict.fromkeys(REJECT_REASONS, 0), **snap.rejects}, "reason"),
             counter("homevitals_gateway_dropped_total",
                     "messages dropped at the queue bound (queue_full policy)",
                     self.queue.dropped + snap.refused),
@@ -144,11 +143,11 @@ class GatewayApp:
                   self.publisher.inflight),
             gauge("homevitals_gateway_connected", "1 while connected to the broker",
                   self.publisher.connected),
-            gauge("homevitals_gateway_device_seen_seconds_ago",
-                  "seconds since a value or advertisement of each device arrived",
-                  {d: (now - t).total_seconds() for d, t in snap.last_seen.items()}, "device"),
-            gauge("homevitals_gateway_device_battery_percent", "last battery level reported",
-                  snap.battery, "device"),
+            gauge("homevitals_gateway_device_last_seen_timestamp_seconds",
+                  "when a value or advertisement of each device last arrived (Unix time)",
+                  {d: t.timestamp() for d, t in snap.last_seen.items()}, "device"),
+            gauge("homevitals_gateway_device_battery_ratio", "last battery level reported (0-1)",
+                  {d: level / 100 for d, level in snap.battery.items()}, "device"),
         ]
         if self.central is not None:
             out += [
@@ -184,6 +183,7 @@ class GatewayApp:
                 transport = tg.create_task(
                     self.transport.run(self.home.devices, self.deliver), name="transport"
                 )
+                transport.add_done_callback(_log_radio_death)
                 gpio = tg.create_task(self.gpio.run(self.home.devices, self.deliver), name="gpio")
                 beats = tg.create_task(self._heartbeats(), name="heartbeat")
                 stopper = tg.create_task(stop.wait(), name="stop")
@@ -201,6 +201,30 @@ class GatewayApp:
                 len(self.queue),
             )
             self.queue.close()
+
+
+# Gateway.counts keys -> one counter each (they count unlike things).
+_VALUE_COUNTS = (
+    ("readings", "readings", "readings decoded and queued for the broker"),
+    ("events", "button_events", "call-button presses queued for the broker"),
+    ("ignored", "ignored_values", "values that decoded to nothing to publish"),
+    ("cgm_sessions", "cgm_sessions", "CGM session start times received"),
+    ("duplicate_adverts", "duplicate_adverts",
+     "repeated BTHome advertisements of one press, dropped"),
+)
+# Every reason the gateway dead-letters a value for, so each series exists from the start.
+REJECT_REASONS = ("bad_value", "unknown_device")
+
+
+def _log_radio_death(task: asyncio.Task[None]) -> None:
+    """Say at once why the radio stopped: the queue drain that follows can take a while."""
+    if task.cancelled() or task.exception() is None:
+        return
+    exc = task.exception()
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]  # the radio's own task group around one failed task
+    logger.error("the radio stopped, the gateway is shutting down: %s", exc,
+                 exc_info=None if isinstance(exc, HomevitalsError) else exc)
 
 
 def run_gateway(cfg: Config, transport: BleTransport | Radio, clock: Clock) -> None:

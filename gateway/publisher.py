@@ -52,6 +52,7 @@ class Publisher:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.pump = OutboxPump(self.client, queue, max_inflight, name=f"gw-{home}")
+        self._killed = False
 
     def start(self) -> None:
         connect_async(self.client, self.cfg)
@@ -61,7 +62,9 @@ class Publisher:
         """Flush what can be flushed, announce offline, disconnect. Unsent rows stay on disk.
 
         A short-lived run (a finished simulation) may stop before the first connection is up:
-        the flush time also covers waiting for it."""
+        the flush time also covers waiting for it. Does nothing after ``kill``."""
+        if self._killed:
+            return
         deadline = time.monotonic() + flush_seconds
         if self.pump.connected.wait(flush_seconds):
             self.pump.drain(max(0.0, deadline - time.monotonic()))
@@ -74,6 +77,17 @@ class Publisher:
             info.wait_for_publish(timeout=2)
         self.client.disconnect()
         self.client.loop_stop()
+
+    def kill(self) -> None:
+        """Stop as ``kill -9`` would: no flush, no ``offline`` status, no DISCONNECT. The broker
+        sees the connection drop and publishes the last will; every row not yet acknowledged
+        stays on disk for the next start. Fault injection (``homevitals replay``)."""
+        self._killed = True
+        self.pump.stop()
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            sock.close()
 
     def notify(self) -> None:
         self.pump.notify()

@@ -37,6 +37,7 @@ from homevitals.config import DeviceConfig, Quirk
 from homevitals.gateway.errors import GatewayError, ProfileError
 from homevitals.gateway.gatt import GattSession
 from homevitals.gateway.profiles import decode
+from homevitals.gateway.profiles.racp_control import RESPONSE_CODES
 from homevitals.gateway.profiles.reader import date_time
 from homevitals.transport import RawValue
 
@@ -57,17 +58,6 @@ OP_REPORT, OP_DELETE, OP_ABORT, OP_REPORT_NUMBER = 0x01, 0x02, 0x03, 0x04
 OP_NUMBER_RESPONSE, OP_RESPONSE = 0x05, 0x06
 OPERATOR_NULL, OPERATOR_ALL, OPERATOR_GREATER_OR_EQUAL, OPERATOR_LAST = 0x00, 0x01, 0x03, 0x06
 FILTER_SEQUENCE = 0x01
-RESPONSE_CODES = {
-    0x01: "success",
-    0x02: "op code not supported",
-    0x03: "invalid operator",
-    0x04: "operator not supported",
-    0x05: "invalid operand",
-    0x06: "no records found",
-    0x07: "abort unsuccessful",
-    0x08: "procedure not completed",
-    0x09: "operand not supported",
-}
 SUCCESS, NO_RECORDS = 0x01, 0x06
 
 

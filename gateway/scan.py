@@ -78,7 +78,12 @@ async def bleak_adverts(seconds: float) -> list[Advert]:
     """One scan with bleak (``BleakScanner.discover(return_adv=True)``)."""
     from bleak import BleakScanner  # only the Pi needs bleak
 
-    found = await BleakScanner.discover(timeout=seconds, return_adv=True)
+    from homevitals.gateway.bleak_transport import radio_unavailable
+
+    try:
+        found = await BleakScanner.discover(timeout=seconds, return_adv=True)
+    except Exception as exc:  # noqa: BLE001 - sorted by radio_unavailable, else re-raised
+        raise (radio_unavailable(exc) or exc) from exc
     now = datetime.now(UTC)
     return [
         AdvertData(address=str(device.address), received_at=now, name=adv.local_name,

@@ -13,12 +13,29 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from homevitals.config import Config, load_config, read_secret
+from homevitals.config import Config, DeviceKind, HomeConfig, Quirk, load_config, read_secret
 from homevitals.errors import ConfigError, HomevitalsError
 
 __all__ = ["main"]
 
 logger = logging.getLogger("homevitals")
+
+DESCRIPTION = """\
+Home health monitoring: BLE health devices in a home -> MQTT -> InfluxDB -> rules -> SMS.
+Start with `homevitals demo`; validate a configuration with `homevitals check-config FILE`.
+The gateway runs on the home's Raspberry Pi; ingest, rules and alerts run on the server."""
+
+# The extra that brings each optional third-party module (pyproject.toml).
+_EXTRA_OF_MODULE = {
+    "bleak": "gateway", "gpiozero": "gateway", "dbus_fast": "gateway",
+    "influxdb_client": "server", "twilio": "server", "apscheduler": "server",
+    "sqlalchemy": "server", "pandas": "server", "numpy": "server", "matplotlib": "server",
+    "urllib3": "server", "amqtt": "demo",
+}
+# What each command needs beyond the base install, to name in one pip command.
+_EXTRAS_OF_COMMAND = {"demo": "server,demo", "replay": "server,demo"}
+# Commands that tell a story on stdout: their INFO logs would drown it.
+_QUIET_COMMANDS = {"demo", "replay", "report", "scan", "decode", "check-config", "mqtt-acl"}
 
 
 class _JsonFormatter(logging.Formatter):
@@ -44,6 +61,9 @@ def _setup_logging(level: str, fmt: str) -> None:
     logging.getLogger("paho").setLevel(logging.WARNING)
     logging.getLogger("amqtt").setLevel(logging.ERROR)
     logging.getLogger("transitions").setLevel(logging.ERROR)
+    # APScheduler logs "Running job" and "executed successfully" at INFO for every run of the
+    # 30-second sweeps (about 5 760 lines a day per daemon); its warnings still show.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -68,6 +88,8 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if cfg.gateway is None:
         raise ConfigError(["gateway: section missing (the gateway needs gateway.home)"])
     home = cfg.home(cfg.gateway.home)
+    if args.simulate in (None, "devices"):
+        _check_addresses(home)
     if args.simulate == "devices":
         from homevitals.simulators.devices import radio_for_home
 
@@ -96,6 +118,18 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_addresses(home: HomeConfig) -> None:
+    """The radio finds a device by its BLE address: one without it would be silently idle."""
+    lacking = [d.id for d in home.devices if d.address is None and d.kind != DeviceKind.GPIO_BUTTON]
+    if lacking:
+        many = len(lacking) > 1
+        raise ConfigError([
+            f"home {home.id}: device{'s' if many else ''} {', '.join(lacking)}"
+            f" ha{'ve' if many else 's'} no address: the gateway finds a device by its BLE"
+            f" address; add address: \"AA:BB:CC:DD:EE:FF\" to {'each' if many else 'it'}"
+            " (`homevitals scan` lists the addresses nearby)"])
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from homevitals.ingest.main import run_ingest
 
@@ -115,6 +149,8 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.action == "history":
         from homevitals.alerts.ledger import Ledger, format_history
 
+        if args.patient is not None:
+            _known_patient(cfg, args.patient)
         ledger = Ledger(cfg.alerts.outbox_path)
         print(format_history(ledger.history(args.patient)))
         return 0
@@ -128,6 +164,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_patient(cfg: Config, patient: str) -> None:
+    try:
+        cfg.patient(patient)
+    except KeyError:
+        known = ", ".join(p.id for h in cfg.homes for p in h.patients) or "none"
+        raise ConfigError([f"--patient: unknown patient {patient!r} (configured: {known})"]
+                          ) from None
+
+
 def _alerts_ack(cfg: Config, args: argparse.Namespace) -> int:
     """`homevitals alerts ack CODE`: acknowledge from the health centre's own terminal."""
     import getpass
@@ -136,8 +181,12 @@ def _alerts_ack(cfg: Config, args: argparse.Namespace) -> int:
     from homevitals.alerts.ledger import Ledger
     from homevitals.clock import SystemClock
 
-    if not args.code or not args.code.isdigit():
-        raise HomevitalsError(f"alerts ack: give the alert's code, e.g. 4821 (got {args.code!r})")
+    if not args.code:
+        raise ConfigError([
+            "alerts ack: which alert? Give the code the SMS names (\"reply ACK 4821\"):"
+            f" homevitals alerts -c {args.config} ack 4821"])
+    if not args.code.isdigit():
+        raise ConfigError([f"alerts ack: an alert's code is digits, e.g. 4821 (got {args.code!r})"])
     ledger = Ledger(cfg.alerts.outbox_path)
     by = args.by or getpass.getuser()
     row = Escalator(cfg, ledger, SystemClock()).acknowledge(args.code, by, "the command line")
@@ -215,6 +264,11 @@ def cmd_decode(args: argparse.Namespace) -> int:
         data = bytes.fromhex(args.hex.replace(" ", "").replace(":", ""))
     except ValueError:
         raise HomevitalsError(f"{args.hex!r} is not hexadecimal bytes") from None
+    known = [str(q) for q in Quirk]
+    unknown = [q for q in args.quirk or () if q not in known]
+    if unknown:
+        raise ConfigError([f"--quirk: unknown quirk {', '.join(map(repr, unknown))}"
+                           f" (known: {', '.join(known)})"])
     decoded = decode(args.characteristic, data, args.quirk or ())
     print(json.dumps(decoded.to_json(), indent=2, ensure_ascii=False))
     return 0
@@ -273,8 +327,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="homevitals", description=__doc__)
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p = argparse.ArgumentParser(prog="homevitals", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   help="default: INFO for the daemons, WARNING for the tools and the demo")
     p.add_argument("--log-format", default="text", choices=["text", "json"])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -344,9 +400,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _setup_logging(args.log_level, args.log_format)
+    level = args.log_level or ("WARNING" if args.command in _QUIET_COMMANDS else "INFO")
+    _setup_logging(level, args.log_format)
     try:
         return int(args.func(args))
+    except ImportError as exc:  # ModuleNotFoundError, or a library's own ImportError about it
+        return _missing_extra(args.command, exc)
+    except BaseExceptionGroup as group:  # a daemon's task group: show what failed, not a trace
+        matched, _ = group.split(HomevitalsError)
+        if matched is None:
+            raise
+        for leaf in _leaves(matched):
+            print(f"error: {leaf}", file=sys.stderr)
+        return 1
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
@@ -354,6 +420,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HomevitalsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+def _missing_module(exc: BaseException | None) -> str | None:
+    """The missing top-level module behind ``exc`` (APScheduler wraps SQLAlchemy's)."""
+    while exc is not None:
+        if isinstance(exc, ModuleNotFoundError) and exc.name:
+            return exc.name.split(".")[0]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _missing_extra(command: str, exc: ImportError) -> int:
+    """``pip install homevitals`` without the extra a command needs: say which one."""
+    module = _missing_module(exc) or ""
+    extra = _EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        raise exc
+    extras = _EXTRAS_OF_COMMAND.get(command, extra)
+    print(f"error: homevitals {command} needs {module}, which comes with the '{extra}' extra;"
+          f" install it with: pip install 'homevitals[{extras}]'", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ __all__ = [
     "RuleOverride",
     "WebhookConfig",
     "effective_rule",
+    "episode_of",
     "GatewayConfig",
     "HomeAssistantConfig",
     "Quirk",
@@ -47,6 +48,7 @@ __all__ = [
     "IngestConfig",
     "MetricsConfig",
     "MqttConfig",
+    "MqttLogin",
     "PatientConfig",
     "RulesConfig",
     "StoreConfig",
@@ -99,6 +101,15 @@ class MqttConfig(_Model):
     tls: TlsConfig = TlsConfig()
 
 
+class MqttLogin(_Model):
+    """One daemon's own broker user (``<daemon>.mqtt``), in place of ``mqtt.username`` and its
+    password: every daemon gets its own user in the generated ACL (``homevitals mqtt-acl``)."""
+
+    username: str
+    password_env: str | None = None
+    password_file: str | None = None
+
+
 class StoreKind(StrEnum):
     INFLUX_V1 = "influx_v1"
     INFLUX_V2 = "influx_v2"
@@ -111,6 +122,9 @@ class StoreConfig(_Model):
     url: str = "http://127.0.0.1:8086"
     database: str = "homevitals"
     retention_policy: str | None = None
+    create_database: bool = Field(
+        False, description="influx_v1: create the database when a write finds it missing"
+                           " (needs an admin user when InfluxDB has authentication on)")
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
@@ -175,6 +189,8 @@ class DeviceConfig(_Model):
     id: str
     kind: DeviceKind
     patient: str
+    name: str | None = Field(None, min_length=1, max_length=100,
+                             description="what people call it, e.g. Ana's blood-pressure monitor")
     address: str | None = Field(None, description="BLE address (bleak transport)")
     quirks: list[Quirk] = Field([], description="named vendor deviations (docs/gateway.md)")
     gpio_pin: int | None = Field(None, ge=0, le=53, description="BCM pin of a gpio_button")
@@ -223,6 +239,9 @@ class PatientConfig(_Model):
     care_team: list[CareTeamMember] = Field(min_length=1)
     rule_overrides: dict[str, RuleOverride] = Field(
         {}, description="rule id -> this patient's changes (issue 6)"
+    )
+    glucose_unit: Literal["mmol/L", "mg/dL"] = Field(
+        "mmol/L", description="the unit this patient's SMS show glucose in (issue 14)"
     )
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
@@ -292,6 +311,7 @@ class GatewayConfig(_Model):
     max_inflight: int = Field(100, ge=1, le=1000)
     heartbeat_seconds: float = Field(60.0, gt=0)
     client_id: str | None = None
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     # Deprecated: earlier bleak gateways kept the last RACP sequence number per meter in this
     # file. The mark now lives in the queue database, committed with the readings; a file
     # named here is read once at start to carry its marks over (gateway/main.py).
@@ -307,6 +327,7 @@ class GatewayConfig(_Model):
 
 class IngestConfig(_Model):
     client_id: str = "homevitals-ingest"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
     batch_size: int = Field(500, ge=1, le=50_000)
@@ -360,6 +381,18 @@ class ThresholdRuleConfig(_Model):
     confirm_within_minutes: float | None = Field(
         None, gt=0, description="fire on a second breaching reading within this time"
     )
+    sustain_devices: list[DeviceKind] | None = Field(
+        None,
+        description="apply for_minutes / n_of_m only to readings from these device kinds"
+        " (a CGM); a reading from any other device (a finger-stick) is judged alone",
+    )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
+    opens_episode: bool = Field(True, description="false: only joins an open episode")
+    sustain_waived_by: list[str] = Field(
+        [], description="rule ids: while one of their conditions holds, do not wait to sustain"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -389,6 +422,9 @@ class EventRuleConfig(_Model):
     fold_minutes: float = Field(
         10.0, ge=0, description="presses within this time join the open alert"
     )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -414,6 +450,10 @@ class RateRuleConfig(_Model):
     window: TimeWindow | None = None
     severity: Severity
     reason: str = Field(min_length=1)
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
+    opens_episode: bool = Field(True, description="false: only joins an open episode")
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -434,6 +474,12 @@ class MissingDataRuleConfig(_Model):
     window: TimeWindow | None = None
     severity: Severity
     reason: str = Field(min_length=1)
+    clear_after_minutes: float = Field(
+        10.0, ge=0, description="readings must have flowed again this long before the all clear"
+    )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -449,6 +495,12 @@ class GatewayRuleConfig(_Model):
     heartbeat_missed_minutes: float = Field(10.0, gt=0)
     severity: Severity
     reason: str = Field(min_length=1)
+    clear_after_minutes: float = Field(
+        10.0, ge=0, description="heard from again this long before the all clear"
+    )
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -462,6 +514,9 @@ class BatteryRuleConfig(_Model):
     clear_at: float | None = Field(None, le=100)
     severity: Severity
     reason: str = Field(min_length=1)
+    episode: str | None = Field(
+        None, description="rules naming the same episode form one alert per patient (issue 14)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("rule", v))
 
@@ -508,6 +563,7 @@ def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
 
 class RulesConfig(_Model):
     client_id: str = "homevitals-rules"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     state_path: str = "homevitals-rules-state.sqlite"
     definitions: list[RuleConfig] = []
@@ -523,7 +579,30 @@ class RulesConfig(_Model):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"rule ids must be unique: {', '.join(dup)}")
+        for r in self.definitions:
+            if r.episode is not None:
+                check_id("episode", r.episode)
+            unknown = [w for w in getattr(r, "sustain_waived_by", []) if w not in ids]
+            if unknown:
+                raise ValueError(
+                    f"rule {r.id}: sustain_waived_by names unknown rule {unknown[0]!r}"
+                )
+            if getattr(r, "opens_episode", True):
+                continue
+            if not any(
+                o is not r and episode_of(o) == episode_of(r) and getattr(o, "opens_episode", True)
+                for o in self.definitions
+            ):
+                raise ValueError(
+                    f"rule {r.id}: opens_episode is false, so it needs an episode shared with a"
+                    " rule that opens it"
+                )
         return self
+
+
+def episode_of(rule: Any) -> str:
+    """The episode a rule's conditions belong to: its ``episode``, else a name of its own."""
+    return str(rule.episode or rule.id)
 
 
 class TwilioConfig(_Model):
@@ -557,9 +636,10 @@ class RouteConfig(_Model):
     renotify_minutes: float = Field(30.0, gt=0)
     max_reminders: int = Field(6, ge=0)
 
-    def matches(self, severity: str, rule: str) -> bool:
+    def matches(self, severity: str, rule: str, episode: str = "") -> bool:
+        """``rules`` may name a rule or an episode (issue 14)."""
         return (not self.severities or severity in self.severities) and (
-            not self.rules or rule in self.rules
+            not self.rules or rule in self.rules or (bool(episode) and episode in self.rules)
         )
 
 
@@ -620,6 +700,7 @@ class WebhookConfig(_Model):
 
 class AlertsConfig(_Model):
     client_id: str = "homevitals-alerts"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     notifier: Literal["twilio", "console"] = "console"
     twilio: TwilioConfig | None = None
@@ -638,6 +719,22 @@ class AlertsConfig(_Model):
     webhook: WebhookConfig | None = None
     schedule_path: str | None = None  # APScheduler's job store; default: next to outbox_path
     sweep_seconds: float = Field(30.0, gt=0, description="safety-net check for due escalations")
+    # Issue 14, the alarm budget (alerts/budget.py): at most this many SMS per recipient and
+    # patient in any 60 minutes; more are folded into one digest SMS. Critical always goes
+    # through (and counts). 4 lets one real episode's whole story through untouched (first SMS,
+    # a severity update, the all clear, one reminder), so only a storm is ever folded.
+    sms_per_hour: int = Field(4, ge=1, description="SMS budget per recipient and patient")
+
+
+Loc = tuple[str | int, ...]
+
+
+class CrossCheckError(ValueError):
+    """Problems that involve several sections, each with the place in the file it points at."""
+
+    def __init__(self, problems: list[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+        self.problems = problems
 
 
 class Config(_Model):
@@ -653,43 +750,56 @@ class Config(_Model):
     def _cross_checks(self) -> Config:
         problems = list(self._problems())
         if problems:
-            raise ValueError("; ".join(problems))
+            raise CrossCheckError(problems)
         return self
 
-    def _problems(self) -> Iterator[str]:
+    def _problems(self) -> Iterator[tuple[Loc, str]]:
         homes = [h.id for h in self.homes]
         if len(set(homes)) != len(homes):
-            yield "home ids must be unique"
+            yield ("homes",), "home ids must be unique"
         patients = [p.id for h in self.homes for p in h.patients]
         if len(set(patients)) != len(patients):
-            yield "patient ids must be unique across homes"
+            yield ("homes",), "patient ids must be unique across homes"
         if self.gateway is not None and self.gateway.home not in homes:
-            yield f"gateway.home {self.gateway.home!r} is not one of the homes"
+            yield (("gateway", "home"), f"{self.gateway.home!r} is not one of the homes"
+                   f" ({', '.join(homes) or 'none configured'})")
         if self.alerts.notifier == "twilio" and self.alerts.twilio is None:
-            yield "alerts.notifier is twilio but the alerts.twilio section is missing"
+            yield ("alerts", "notifier"), "twilio needs the alerts.twilio section, which is missing"
         produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
         yield from self._override_problems()
-        for rule in self.rules.definitions:
+        for i, rule in enumerate(self.rules.definitions):
+            at: Loc = ("rules", "definitions", i)
             if (
                 isinstance(rule, ThresholdRuleConfig)
                 and self.homes
                 and rule.measurement not in produced
             ):
-                yield f"rule {rule.id} watches {rule.measurement}, which no device produces"
-            yield from _unit_problems(rule)
+                yield ((*at, "measurement"),
+                       f"rule {rule.id} watches {rule.measurement}, which no device produces")
+            yield from (((*at, key), msg) for key, msg in _unit_problems(rule))
 
-    def _override_problems(self) -> Iterator[str]:
+    def _override_problems(self) -> Iterator[tuple[Loc, str]]:
         rules = {r.id: r for r in self.rules.definitions}
-        for h in self.homes:
-            for p in h.patients:
+        for hi, h in enumerate(self.homes):
+            for pi, p in enumerate(h.patients):
                 for rule_id, override in p.rule_overrides.items():
+                    at = ("homes", hi, "patients", pi, "rule_overrides", rule_id)
                     if rule_id not in rules:
-                        yield f"patient {p.id}: rule_overrides names unknown rule {rule_id!r}"
+                        yield at, f"patient {p.id}: rule_overrides names unknown rule {rule_id!r}"
                         continue
                     try:
                         effective_rule(rules[rule_id], override)
                     except ValueError as exc:
-                        yield f"patient {p.id}: {exc}"
+                        yield at, f"patient {p.id}: {exc}"
+
+    def mqtt_for(self, daemon: str) -> MqttConfig:
+        """The broker settings of ``daemon`` (gateway, ingest, rules, alerts): ``mqtt`` with the
+        user and password of the daemon's own ``mqtt`` section when it has one."""
+        section = self.gateway if daemon == "gateway" else getattr(self, daemon)
+        login: MqttLogin | None = getattr(section, "mqtt", None)
+        if login is None:
+            return self.mqtt
+        return self.mqtt.model_copy(update=login.model_dump())
 
     def home(self, home_id: str) -> HomeConfig:
         for h in self.homes:
@@ -705,18 +815,18 @@ class Config(_Model):
         raise KeyError(patient_id)
 
 
-def _unit_problems(rule: object) -> Iterator[str]:
+def _unit_problems(rule: object) -> Iterator[tuple[str, str]]:
     """A rule's field must exist on the wire, in the unit the wire uses."""
     measurement, field, unit = (getattr(rule, a, None) for a in ("measurement", "field", "unit"))
     if measurement is None or field is None or unit is None:
         return
     known = FIELD_UNITS.get(str(measurement), {})
     if field not in known:
-        yield (f"rule {getattr(rule, 'id', '?')}: {measurement} has no field {field!r}"
-               f" (fields: {', '.join(sorted(known))})")
+        yield "field", (f"rule {getattr(rule, 'id', '?')}: {measurement} has no field {field!r}"
+                        f" (fields: {', '.join(sorted(known))})")
     elif known[field] != unit:
-        yield (f"rule {getattr(rule, 'id', '?')}: {measurement}.{field} is in {known[field]},"
-               f" not {unit}")
+        yield "unit", (f"rule {getattr(rule, 'id', '?')}: {measurement}.{field} is in"
+                       f" {known[field]}, not {unit}")
 
 
 # --- loading with file / line / key in every error ---------------------------------------------
@@ -734,15 +844,33 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
             _lines(item, (*path, i), out)
 
 
-def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _RULE_KINDS))
+def _rule_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Drop the tag pydantic puts after a rule's index (``rules.definitions.0.threshold.below``):
+    only there, since "gateway" is both a rule kind and a section."""
+    if loc[:2] == ("rules", "definitions") and len(loc) > 3 and loc[3] in _RULE_KINDS:
+        return loc[:3] + loc[4:]
+    return loc
+
+
+def _place(source: str, loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> str:
     line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
     key = ".".join(str(p) for p in loc) or "(top level)"
+    return f"{source}:{line}: {key}" if line else f"{source}: {key}"
+
+
+def _describe(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
-    where = f"{source}:{line}" if line else source
-    return f"{where}: {key}: {msg}"
+    return f"{_place(source, _rule_loc(tuple(err['loc'])), lines)}: {msg}"
+
+
+def _describe_all(source: str, err: Any, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    """One line per problem; a cross-section check's problems each at the key they name."""
+    cross = (err.get("ctx") or {}).get("error")
+    if isinstance(cross, CrossCheckError):
+        return [f"{_place(source, loc, lines)}: {msg}" for loc, msg in cross.problems]
+    return [_describe(source, err, lines)]
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
@@ -754,7 +882,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         line = f":{mark.line + 1}" if mark is not None else ""
         raise ConfigError([f"{source}{line}: not valid YAML: {exc}"]) from exc
     if data is None:
-        data = {}
+        raise ConfigError([f"{source}: the file is empty (or only comments): a configuration"
+                           " needs at least homes: (configs/homevitals.yaml is a sample)"])
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping of sections"])
     lines: dict[tuple[Any, ...], int] = {}
@@ -763,7 +892,8 @@ def parse_config(text: str, source: str = "<config>") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_describe(source, e, lines) for e in exc.errors()]) from exc
+        raise ConfigError([p for e in exc.errors() for p in _describe_all(source, e, lines)]
+                          ) from exc
 
 
 def load_config(path: str | Path) -> Config:

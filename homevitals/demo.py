@@ -13,7 +13,8 @@ import logging
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
@@ -78,9 +79,8 @@ def run_demo(workdir: Path | None = None, broker: str = "auto", out: TextIO = sy
     base = demo_config()
     home = base.homes[0]
     script, expected = demo_script(home.zone)
-    clock = SimulatedClock(
-        datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11)
-    )
+    # 11:00 local on the demo day, as a UTC instant (the clock does its arithmetic in UTC).
+    clock = SimulatedClock(datetime.combine(DEMO_START, clock_time(11), home.zone).astimezone(UTC))
     try:
         with EmbeddedBroker(broker) as b:
             cfg = local_paths(base, workdir, b.port, b.protocol)

@@ -51,6 +51,20 @@ def gauge(name: str, doc: str, value: float | Mapping[str, float], label: str = 
     return _family(GaugeMetricFamily, name, doc, value, label)
 
 
+def _build_info() -> Metric:
+    """``homevitals_build_info{version="0.1.0"} 1``: which release each daemon runs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("homevitals")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        release = "unknown"
+    info = GaugeMetricFamily("homevitals_build_info", "the homevitals release running",
+                             labels=["version"])
+    info.add_metric([release], 1.0)
+    return info
+
+
 class StageCollector(Collector):
     """Calls ``read()`` at scrape time; ``read`` returns the stage's metrics."""
 
@@ -58,7 +72,7 @@ class StageCollector(Collector):
         self._read = read
 
     def collect(self) -> Iterable[Metric]:
-        return list(self._read())
+        return [_build_info(), *self._read()]
 
 
 class HealthServer:

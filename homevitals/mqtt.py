@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from homevitals.backoff import Backoff
 from homevitals.config import MqttConfig, read_secret
 
 __all__ = ["BufferedClient", "connect_async", "make_client", "reason_failed"]
@@ -32,6 +35,12 @@ _READ_BURST = 1000
 # PUBACKs per queued write (4 bytes each).
 _ACK_CHUNK = 1024
 PUBACK = PacketTypes.PUBACK << 4
+# Reconnect delays: jittered between these bounds (homevitals.backoff).
+RECONNECT_MIN_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# paho's wait before each reconnect, replaced below to add jitter; if a paho release lacks it,
+# paho's own doubling (no jitter) runs instead, from a per-client random first delay.
+_PAHO_RECONNECT_WAIT = callable(getattr(mqtt.Client, "_reconnect_wait", None))
 
 
 class _ReadBuffered:
@@ -94,14 +103,63 @@ class BufferedClient(mqtt.Client):
       already buffered before paho's loop goes back to ``select``;
     - ``ack_many`` queues many PUBACKs as one write;
     - an MQTT 5 QoS 0/1 PUBLISH without properties is decoded without a Properties object;
-    - ``on_message`` is called without walking the per-topic callback trie when there is none.
+    - ``on_message`` is called without walking the per-topic callback trie when there is none;
+    - reconnects wait a jittered, growing delay (``backoff``), and a failed connection attempt
+      is logged once with the broker's address, TLS or not, and the socket error.
 
     The protocol, callbacks, TLS, reconnects and every other packet are paho's own. This leans
     on paho 2.x internals (``_create_socket``, ``_handle_publish``, ``_handle_on_message``,
-    ``_packet_read``, ``_packet_queue``), the same in 2.1 and 2.2; tests/test_mqtt_client.py
-    runs it against the real Mosquitto."""
+    ``_packet_read``, ``_packet_queue``, ``_reconnect_wait``), the same in 2.1 and 2.2;
+    tests/test_mqtt_client.py runs it against the real Mosquitto."""
 
     _filtered_callbacks = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.backoff = Backoff(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
+        self.uses_tls = False  # set by make_client; named in the log of a failed attempt
+        self._next_delay: float | None = None
+        self._waited = False  # waited since the last attempt
+
+    def reconnect(self) -> MQTTErrorCode:
+        """paho's reconnect (which its loop thread calls for every attempt), logging where it
+        tried and why it failed instead of paho's "Client is not connected. Socket: None"."""
+        self._waited = False
+        try:
+            return super().reconnect()
+        except OSError as exc:
+            self._next_delay = self._jittered_delay()
+            logger.warning(
+                "cannot reach the MQTT broker at %s:%d (%s): %s; next attempt in %.1f s",
+                self.host, self.port, "TLS" if self.uses_tls else "no TLS", exc, self._next_delay,
+            )
+            raise
+
+    def _jittered_delay(self) -> float:
+        with self._reconnect_delay_mutex:
+            if self._reconnect_delay is None:  # paho clears it on every accepted CONNACK
+                self.backoff.reset()
+                self._reconnect_delay = 1  # any value: "attempts since the last success"
+            return self.backoff.next()
+
+    def _reconnect_wait(self) -> None:
+        """paho's wait before a reconnect, the delay drawn by ``backoff`` (paho's own doubles
+        the delay without jitter: a fleet cut off together would come back in lock-step).
+        paho's loop waits twice after a failed first attempt (``loop_forever``'s first-connection
+        loop, then its reconnect loop); one wait per attempt is kept, as logged."""
+        if self._waited:
+            return
+        self._waited = True
+        delay, self._next_delay = self._next_delay, None
+        if delay is None:
+            delay = self._jittered_delay()
+        deadline = time.monotonic() + delay
+        while not self._stopping() and (remaining := deadline - time.monotonic()) > 0:
+            time.sleep(min(remaining, 1.0))
+
+    def _stopping(self) -> bool:
+        state = self._state.name
+        return self._thread_terminate or state in ("MQTT_CS_DISCONNECTING", "MQTT_CS_DISCONNECTED")
 
     def _create_socket(self) -> Any:
         return _ReadBuffered(super()._create_socket())
@@ -223,7 +281,11 @@ def make_client(
         reconnect_on_failure=True,
         manual_ack=manual_ack,
     )
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    client.uses_tls = cfg.tls.enabled
+    if _PAHO_RECONNECT_WAIT:
+        client.reconnect_delay_set(min_delay=1, max_delay=int(RECONNECT_MAX_SECONDS))
+    else:  # no jitter from paho: at least a per-client first delay
+        client.reconnect_delay_set(min_delay=random.randint(1, 3), max_delay=30)
     client.on_socket_open = _nodelay
     paho_logger = logging.getLogger(f"paho.{client_id}")
     paho_logger.addFilter(_quiet_clean_disconnect)
@@ -259,10 +321,10 @@ def _nodelay(_client: object, _userdata: object, sock: Any) -> None:
 
 
 def _quiet_clean_disconnect(record: logging.LogRecord) -> bool:
-    """paho 2.2's ``_loop`` logs "Client is not connected" at ERROR once more after a deliberate
-    ``disconnect()`` (state MQTT_CS_DISCONNECTED); that one is not an error."""
-    msg = record.getMessage()
-    return not (msg.startswith("Client is not connected") and "MQTT_CS_DISCONNECTED" in msg)
+    """paho 2.2's ``_loop`` logs "Client is not connected. Socket: None" at ERROR after a
+    deliberate ``disconnect()`` (not an error) and after each failed connection attempt, which
+    ``BufferedClient.reconnect`` has already logged with the address and the reason."""
+    return not record.getMessage().startswith("Client is not connected")
 
 
 def connect_async(client: mqtt.Client, cfg: MqttConfig) -> None:

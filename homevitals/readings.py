@@ -26,6 +26,7 @@ __all__ = [
     "GatewayStatus",
     "Measurement",
     "Reading",
+    "SEVERITY_RANK",
     "Severity",
     "check_id",
 ]
@@ -81,7 +82,11 @@ class GatewayState(StrEnum):
 
 class AlertState(StrEnum):
     FIRING = "firing"
+    UPDATED = "updated"  # issue 14: the episode's severity rose (one update SMS, not an alert)
     RESOLVED = "resolved"
+
+
+SEVERITY_RANK = {Severity.LOW: 0, Severity.MEDIUM: 1, Severity.HIGH: 2, Severity.CRITICAL: 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +192,11 @@ class GatewayStatus:
 class AlertDecision:
     """What the rule engine decided; the alert service turns it into messages to people.
 
-    ``alert_id`` is stable for one episode (patient, rule, start), so a redelivered decision is
-    recognised and never notified twice.
+    ``alert_id`` is stable for one episode (patient, episode, start), so a redelivered decision
+    is recognised and never notified twice. An episode groups related conditions of one patient
+    (the glucose lows, a hypertensive crisis): ``episode`` names it, ``rule`` and ``severity`` are
+    the condition that opened it or raised it (``updated``), and ``conditions`` lists the rules
+    that hold after this decision (empty once ``resolved``).
     """
 
     alert_id: str
@@ -206,6 +214,11 @@ class AlertDecision:
     observed_at: datetime | None = None
     flags: tuple[str, ...] = ()
     source_id: str = ""
+    episode: str = ""
+    conditions: tuple[str, ...] = ()
+    # Rate of change per minute in ``unit`` (negative: falling), when the rule knows it (a CGM
+    # trend); the SMS shows it (issue 14). None: unknown.
+    trend: float | None = None
 
     def __post_init__(self) -> None:
         check_id("alert", self.alert_id)
@@ -215,7 +228,12 @@ class AlertDecision:
         object.__setattr__(self, "state", AlertState(self.state))
         object.__setattr__(self, "severity", Severity(self.severity))
         object.__setattr__(self, "flags", tuple(self.flags))
+        object.__setattr__(self, "conditions", tuple(self.conditions))
+        if self.episode:
+            check_id("episode", self.episode)
         if not self.reason:
             raise ValueError("an alert decision needs a reason")
         _check_aware("time", self.time)
         _check_aware("observed_at", self.observed_at)
+        if self.trend is not None and not math.isfinite(self.trend):
+            raise ValueError(f"alert trend must be finite, got {self.trend!r}")

@@ -42,6 +42,7 @@ from homevitals.errors import HomevitalsError
 from homevitals.gateway.main import GatewayApp
 from homevitals.ingest.main import build_store
 from homevitals.ingest.service import IngestService
+from homevitals.replay_faults import Duplication
 from homevitals.replay_output import Collected, collect, write_outputs
 from homevitals.rules.main import RulesApp
 from homevitals.simulators.scenario import LoadedScenario, load_scenario
@@ -189,6 +190,8 @@ class Pipeline:
             return "alert decisions in flight"
         if self.alerts.ledger.due(self.clock.now()):
             return "SMS due"
+        if self.alerts.budget.digest_due(self.clock.now()):
+            return "digest SMS due"
         return None
 
     def settle(self, seconds: float = SETTLE_SECONDS) -> bool:
@@ -256,6 +259,8 @@ class Replay:
         self.dead_port = free_port()  # nothing listens here: a gateway whose network is down
         self.replies: list[tuple[ScriptedReply, str | None]] = []
         self.delivered = 0
+        self.crashed: dict[str, bool] = {}  # home -> its last will is due when it is killed
+        self.duplication = Duplication()
 
     def run(self) -> Collected:
         with EmbeddedBroker(self.broker_kind) as b:
@@ -265,6 +270,7 @@ class Replay:
             self.pipeline.start()
             try:
                 asyncio.run(self._drive())
+                self.duplication.close()
                 return collect(
                     self.pipeline.store,
                     self.pipeline.alerts.ledger,
@@ -281,9 +287,14 @@ class Replay:
     async def _drive(self) -> None:
         for h in self.homes.values():
             await self._switch(h, True)
-        steps: list[tuple[datetime, int, object]] = []
+        steps: list[tuple[datetime, float, object]] = []
         for o in self.tl.outages:
-            steps += [(o.start, 1, ("begin", o)), (o.end, 0, ("end", o))]
+            if o.kind == "gateway_crash":  # frozen, the values of that moment queued, killed
+                again = 2.7 if o.end == o.start else 0
+                steps += [(o.start, 1, ("freeze", o)), (o.start, 2.5, ("kill", o)),
+                          (o.end, again, ("restart", o))]
+            else:
+                steps += [(o.start, 1, ("begin", o)), (o.end, 0, ("end", o))]
         steps += [(tv.value.at, 2, tv) for tv in self.tl.values]
         steps += [(r.at, 3, r) for r in self.tl.replies]
         t = self.tl.start + self.tl.tick
@@ -296,7 +307,8 @@ class Replay:
             await self._step(step)
         await asyncio.to_thread(self.pipeline.settle)
         for h in self.homes.values():
-            await self._stop_app(h, drain=10.0)
+            if h.app is not None:
+                await self._stop_app(h, drain=10.0)
 
     async def _step(self, step: object) -> None:
         if isinstance(step, TimedValue):
@@ -314,7 +326,9 @@ class Replay:
 
     def _send(self, tv: TimedValue) -> None:
         h = self.homes[tv.home]
-        assert h.transport is not None and h.app is not None
+        if h.transport is None or h.app is None:
+            logger.warning("%s: gateway down, value from %s lost", tv.home, tv.value.device)
+            return
         g = h.app.gateway
         before = (g.counts["readings"] + g.counts["events"], sum(g.rejects.values()))
         h.transport.send(tv.value, self.clock.now())
@@ -323,7 +337,8 @@ class Replay:
         h.queued["data"] += after[0] - before[0]
         h.queued["deadletter"] += after[1] - before[1]
         if h.online:
-            self.pipeline.expect["data"] += after[0] - before[0]
+            copies = 2 if self.duplication.on(tv.home) else 1
+            self.pipeline.expect["data"] += (after[0] - before[0]) * copies
             self.pipeline.expect["deadletter"] += after[1] - before[1]
 
     def _heartbeats(self) -> None:
@@ -336,6 +351,16 @@ class Replay:
 
     async def _outage(self, what: str, o: Outage) -> None:
         delta = 1 if what == "begin" else -1
+        if o.kind == "gateway_crash":
+            assert o.home is not None  # the timeline names the home of each crash
+            await self._crash(what, self.homes[o.home])
+            return
+        if o.kind == "duplicate_delivery":
+            topics = Topics(self.cfg.mqtt.topic_prefix)
+            for hid in [o.home] if o.home else list(self.homes):
+                await asyncio.to_thread(self.duplication.switch, hid, delta, self.broker.port,
+                                       topics)
+            return
         if o.kind == "gateway_offline":
             for hid in [o.home] if o.home else list(self.homes):
                 self.offline[hid] += delta
@@ -363,8 +388,34 @@ class Replay:
         self.broker = again
         self.pipeline.wait_subscribed()
 
+    async def _crash(self, what: str, h: _Home) -> None:
+        """kill -9 of a home's gateway: ``freeze`` stops its publishing so the values of this
+        moment stay queued on disk, ``kill`` drops its connection without a word (the broker
+        publishes the last will), ``restart`` starts it again on the same queue file."""
+        if what == "freeze" and h.app is not None:
+            self.crashed[h.id] = h.online
+            if h.online:
+                h.queued["data_seen"] = h.queued["data"]
+                h.queued["deadletter_seen"] = h.queued["deadletter"]
+                self.pipeline.gateways.remove(h.app)
+            h.online = False
+            h.app.publisher.pump.set_connected(False)
+        elif what == "kill" and h.app is not None and h.stop is not None and h.task is not None:
+            await asyncio.to_thread(h.app.publisher.kill)
+            h.stop.set()
+            await h.task
+            if self.crashed.get(h.id):
+                self.pipeline.expect["status"] += 1  # the will: "offline"
+            h.app = None
+            await asyncio.to_thread(self.pipeline.settle)
+        elif what == "restart":
+            self.crashed.pop(h.id, None)
+            await self._switch(h, self.broker_up and self.offline[h.id] == 0)
+
     async def _reconcile(self) -> None:
         for h in self.homes.values():
+            if h.id in self.crashed:
+                continue  # down until its restart step
             want = self.broker_up and self.offline[h.id] == 0
             if want != h.online:
                 await self._switch(h, want)

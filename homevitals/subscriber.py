@@ -5,6 +5,10 @@ The PUBACK for a message is sent only after the handler returned, i.e. after wha
 caused is durable. If the process dies first, the broker redelivers the message. Handlers run on
 paho's network thread and must be quick (a SQLite commit); slow work (InfluxDB, Twilio) goes to
 a queue of its own.
+
+The handler's edge: a message whose handling raises anything is handed to ``dead_letter`` (which
+makes it durable, see ``homevitals.deadletter``) and then acknowledged, so no message can be
+redelivered forever. Only when even the dead letter cannot be kept does it stay unacknowledged.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import paho.mqtt.client as mqtt
 from homevitals.config import MqttConfig
 from homevitals.mqtt import connect_async, make_client, reason_failed
 
-__all__ = ["Subscriber"]
+__all__ = ["DeadLetterSink", "Subscriber"]
 
 logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
+
+# (topic, payload, reason, error, error class): durable when it returns (DeadLetters.keep).
+DeadLetterSink = Callable[[str, bytes | bytearray, str, str, str], None]
 
 
 class Subscriber:
@@ -33,10 +40,12 @@ class Subscriber:
         client_id: str,
         topics: list[str],
         handle: Callable[[mqtt.MQTTMessage], None],
+        dead_letter: DeadLetterSink,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
         self.handle = handle
+        self.dead_letter = dead_letter
         self.client = make_client(
             cfg,
             client_id,
@@ -92,9 +101,16 @@ class Subscriber:
     def _on_message(self, client: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             self.handle(msg)
-        except Exception:  # the daemon's supervisor for one message: log, keep it unacked
-            # Not acknowledged: the broker redelivers it after a reconnect. The daemon lives on.
+        except Exception as exc:  # the handler's edge: any failure becomes a dead letter
             self.errors += 1
-            logger.exception("handling a message on %s failed; it stays unacknowledged", msg.topic)
-            return
+            logger.exception("handling a message on %.200s failed; dead-lettered", msg.topic)
+            try:
+                self.dead_letter(msg.topic, msg.payload, "handler_error", str(exc),
+                                 type(exc).__name__)
+            except Exception:  # not even the dead letter could be kept: leave it to the broker
+                logger.exception(
+                    "the dead letter for a message on %.200s could not be kept; it stays"
+                    " unacknowledged", msg.topic,
+                )
+                return
         client.ack(msg.mid, msg.qos)

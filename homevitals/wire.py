@@ -7,8 +7,10 @@ naming the first problem; it never evaluates anything from the payload.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +27,7 @@ from homevitals.readings import (
 from homevitals.units import Unit
 
 __all__ = [
+    "WIRE_REASONS",
     "WIRE_VERSION",
     "Heartbeat",
     "Message",
@@ -32,12 +35,27 @@ __all__ = [
     "decode",
     "encode",
     "encode_reject",
+    "make_reject",
     "format_time",
     "parse_time",
 ]
 
 WIRE_VERSION = 1
+# Every reason decode() gives (docs/wire-format.md).
+WIRE_REASONS = (
+    "bad_json", "bad_version", "bad_type", "missing_field", "bad_field", "bad_value", "bad_unit",
+    "bad_time", "bad_measurement", "too_large", "too_deep",
+)
 MAX_PAYLOAD = 64 * 1024
+# A dead letter keeps this much of the payload it names (hex, so twice as many characters),
+# with the whole payload's size and SHA-256: enough to see what was sent, bounded in size, and
+# small enough that the dead letter itself always fits under MAX_PAYLOAD.
+DEADLETTER_KEEP = 4 * 1024
+_ERROR_KEEP = 1000  # characters of an error message kept in a dead letter
+# Times the stores can hold: InfluxDB keeps int64 nanoseconds (1677-09-21 to 2262-04-11). Devices
+# whose clocks reset report years like 2000, so the floor is the Unix epoch, not "recent".
+_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_MAX = datetime(2262, 1, 1, tzinfo=UTC)
 
 
 class Heartbeat(dict[str, Any]):
@@ -51,7 +69,7 @@ class Reject(dict[str, Any]):
 Message = Reading | Event | GatewayStatus | AlertDecision | Heartbeat | Reject
 
 
-def encode_reject(
+def make_reject(
     *,
     stage: str,
     reason: str,
@@ -59,18 +77,31 @@ def encode_reject(
     topic: str,
     payload: bytes | bytearray,
     time: datetime,
+    error_class: str = "",
     extra: dict[str, Any] | None = None,
-) -> bytes:
-    """The dead-letter payload: what was wrong, where and when, and the bytes themselves."""
-    body = {
+) -> Reject:
+    """A dead letter: what was wrong, where and when, and the bytes themselves (their first
+    DEADLETTER_KEEP bytes when larger, with the whole payload's size and SHA-256)."""
+    body: dict[str, Any] = {
         "stage": stage,
         "reason": reason,
-        "error": error,
-        "topic": topic,
-        "payload_hex": payload.hex(),
+        "error": error[:_ERROR_KEEP],
+        "topic": topic[:_ERROR_KEEP],
+        "payload_hex": bytes(payload[:DEADLETTER_KEEP]).hex(),
+        "payload_size": len(payload),
+        "payload_sha256": hashlib.sha256(payload).hexdigest(),
         "time": format_time(time),
     }
-    return encode(Reject({**(extra or {}), **body}))
+    if len(payload) > DEADLETTER_KEEP:
+        body["payload_truncated"] = True
+    if error_class:
+        body["error_class"] = error_class
+    return Reject({**(extra or {}), **body})
+
+
+def encode_reject(**kwargs: Any) -> bytes:
+    """The dead-letter payload (``make_reject``'s arguments), always under MAX_PAYLOAD."""
+    return encode(make_reject(**kwargs))
 
 
 def format_time(t: datetime) -> str:
@@ -86,7 +117,15 @@ def parse_time(value: object, key: str) -> datetime:
         raise WireError("bad_time", f"{key} {value!r} is not an RFC 3339 time") from exc
     if t.tzinfo is None:
         raise WireError("bad_time", f"{key} {value!r} has no UTC offset")
-    return t if t.tzinfo is UTC else t.astimezone(UTC)
+    try:
+        t = t if t.tzinfo is UTC else t.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:00-05:00 is past datetime.max in UTC
+        raise WireError("bad_time", f"{key} {value!r} is out of range") from exc
+    if not _TIME_MIN <= t < _TIME_MAX:
+        raise WireError(
+            "bad_time", f"{key} {value!r} is outside {_TIME_MIN.year}-{_TIME_MAX.year}"
+        )
+    return t
 
 
 def _opt_time(t: datetime | None) -> str | None:
@@ -149,7 +188,11 @@ def encode(msg: Message) -> bytes:
             "observed_at": _opt_time(msg.observed_at),
             "flags": list(msg.flags),
             "source_id": msg.source_id,
+            "episode": msg.episode,
+            "conditions": list(msg.conditions),
         }
+        if msg.trend is not None:  # optional: decoders older than issue 14 never see the key
+            body["trend"] = msg.trend
     elif isinstance(msg, Heartbeat):
         body = {"type": "heartbeat", **msg}
     elif isinstance(msg, Reject):
@@ -174,6 +217,23 @@ def _req(obj: dict[str, Any], key: str, kind: type | tuple[type, ...] = str) -> 
     return value
 
 
+def _has_lone_surrogate(obj: object) -> bool:
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 _UNITS = {str(u): u for u in Unit}
 # A tuple, not ``int | float``: that expression builds a new union object at every call.
 _NUMBER = (int, float)
@@ -189,8 +249,14 @@ def _fields(raw: Any) -> dict[str, FieldValue]:
         value = item.get("value")
         if isinstance(value, bool) or not isinstance(value, _NUMBER):
             raise WireError("bad_value", f"fields.{name}.value must be a number, got {value!r}")
-        if not math.isfinite(value):
-            raise WireError("bad_value", f"fields.{name}.value must be finite, got {value!r}")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer of hundreds of digits has no float
+            finite = False
+        if not finite:
+            raise WireError(
+                "bad_value", f"fields.{name}.value must be finite, got {_short(value)}"
+            )
         unit = item.get("unit")
         known = _UNITS.get(unit) if isinstance(unit, str) else None
         if known is None:
@@ -199,17 +265,41 @@ def _fields(raw: Any) -> dict[str, FieldValue]:
     return out
 
 
+def _short(value: object, keep: int = 80) -> str:
+    """repr of a value for an error message, cut short (an int of 400 digits, a long string)."""
+    try:
+        text = repr(value)
+    except ValueError:  # int past sys.get_int_max_str_digits
+        return f"an integer of more than {sys.get_int_max_str_digits()} digits"
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
+
+
 def decode(payload: bytes | bytearray) -> Message:
+    """One message from its bytes, or WireError naming the first problem. Any payload, of any
+    size or shape, ends in one of the two: never another exception."""
     if len(payload) > MAX_PAYLOAD:
         raise WireError("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
+    try:
+        return _decode(payload)
+    except RecursionError as exc:  # JSON nested deeper than the interpreter's recursion limit
+        raise WireError("too_deep", "payload is nested too deeply") from exc
+    except OverflowError as exc:  # a number no float or datetime can hold, anywhere
+        raise WireError("bad_value", f"a value is out of range: {exc}") from exc
+
+
+def _decode(payload: bytes | bytearray) -> Message:
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise WireError("bad_json", f"payload is not UTF-8 JSON: {exc}") from exc
+    if b"\\u" in payload and _has_lone_surrogate(obj):
+        # JSON may escape a UTF-16 surrogate half alone ("\\ud800"): no UTF-8 text can hold
+        # it, so it would fail at the first encode (MQTT, line protocol), far from here.
+        raise WireError("bad_json", "payload holds a lone UTF-16 surrogate escape")
     if not isinstance(obj, dict):
         raise WireError("bad_json", "payload must be a JSON object")
     version = obj.get("v")
-    if version != WIRE_VERSION:
+    if type(version) is not int or version != WIRE_VERSION:  # true == 1 in Python
         raise WireError(
             "bad_version", f"wire version {version!r} is not supported (expected {WIRE_VERSION})"
         )
@@ -313,7 +403,19 @@ def _decode_alert(o: dict[str, Any]) -> AlertDecision:
         observed_at=None if observed is None else parse_time(observed, "observed_at"),
         flags=tuple(str(f) for f in _list(o, "flags")),
         source_id=str(o.get("source_id", "")),
+        episode=str(o.get("episode", "")),  # absent before issue 14
+        conditions=tuple(str(c) for c in _list(o, "conditions")),
+        trend=_opt_number(o, "trend"),
     )
+
+
+def _opt_number(o: dict[str, Any], key: str) -> float | None:
+    v = o.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise WireError("bad_value", f"field {key!r} must be a number or null, got {v!r}")
+    return float(v)
 
 
 def _decode_heartbeat(o: dict[str, Any]) -> Heartbeat:

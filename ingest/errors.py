@@ -24,10 +24,18 @@ class StoreError(IngestError):
     server's own error text. ``status`` is ``None`` when no HTTP answer arrived at all.
     """
 
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        cause_class: str = "",
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.cause_class = cause_class or type(self).__name__
 
 
 def retryable_status(status: int) -> bool:

@@ -20,11 +20,12 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import urllib3
 
 from homevitals.ingest.errors import StoreError, retryable_status
-from homevitals.ingest.points import from_ns, time_ns, to_lines
+from homevitals.ingest.points import from_ns, row_time_ns, rows_in_span, span_ns, to_lines
 from homevitals.ingest.store import Row, Storable
 
 __all__ = [
     "InfluxV1Store",
+    "create_database_command",
     "public_url",
     "quote_identifier",
     "quote_string",
@@ -56,7 +57,10 @@ class InfluxV1Store:
         timeout: float = 10.0,
         verify_tls: bool | str = True,
         create_database: bool = False,
+        create_missing: bool = False,
     ) -> None:
+        """``create_database``: create it now (tests, tools). ``create_missing``
+        (``store.create_database``): create it when a write finds it missing."""
         parts = urlsplit(url)
         if parts.username is not None and username is None:
             username, password = parts.username, parts.password
@@ -74,6 +78,8 @@ class InfluxV1Store:
             cert_reqs="CERT_NONE" if verify_tls is False else "CERT_REQUIRED",
             ca_certs=verify_tls if isinstance(verify_tls, str) else None,
         )
+        self.create_missing = create_missing
+        self._auth = username is not None
         if create_database:
             self.create_database()
 
@@ -85,7 +91,29 @@ class InfluxV1Store:
             params["rp"] = self.retention_policy
         body = to_lines(items).encode("utf-8")
         headers = {**self._headers, "Content-Type": "text/plain; charset=utf-8"}
-        self._request("POST", "/write", params, body=body, headers=headers)
+        try:
+            self._request("POST", "/write", params, body=body, headers=headers)
+        except StoreError as exc:
+            if exc.status != 404 or "database not found" not in str(exc):
+                raise
+            self._create_missing(exc)
+            self._request("POST", "/write", params, body=body, headers=headers)
+
+    def _create_missing(self, exc: StoreError) -> None:
+        """The database does not exist: create it if allowed, else say exactly what to run."""
+        run = create_database_command(self.url, self.database, self._auth)
+        if not self.create_missing:
+            raise StoreError(f"{exc}. Create the database: {run}"
+                             " (or set store.create_database: true)",
+                             retryable=False, status=exc.status) from exc
+        logger.warning("InfluxDB database %s does not exist: creating it"
+                       " (store.create_database: true)", self.database)
+        try:
+            self.create_database()
+        except StoreError as failed:
+            raise StoreError(f"database {self.database} does not exist and creating it failed"
+                             f" ({failed}); an InfluxDB admin can run: {run}",
+                             retryable=failed.retryable, status=failed.status) from failed
 
     def query_readings(
         self, measurement: str, patient: str | None, start: datetime, end: datetime
@@ -93,11 +121,13 @@ class InfluxV1Store:
         source = quote_identifier(measurement)
         if self.retention_policy:
             source = f"{quote_identifier(self.retention_policy)}.{source}"
-        where = f"time >= {time_ns(start)} AND time < {time_ns(end)}"
+        lo, hi = span_ns(start, end)  # whole seconds: a point sits anywhere in its item's second
+        where = f"time >= {lo} AND time < {hi}"
         if patient is not None:
             where += f" AND {quote_identifier('patient')} = {quote_string(patient)}"
         results = self.query(f"SELECT * FROM {source} WHERE {where}")
-        return [row for series in results[0].get("series", []) for row in rows_from_series(series)]
+        rows = [row for series in results[0].get("series", []) for row in rows_from_series(series)]
+        return rows_in_span(rows, start, end)
 
     def query(self, q: str) -> list[dict[str, Any]]:
         """Run InfluxQL against the database; return ``results`` or raise on a statement error."""
@@ -154,6 +184,15 @@ class InfluxV1Store:
         return resp
 
 
+def create_database_command(url: str, database: str, auth: bool = False) -> str:
+    """The one command that creates ``database`` (InfluxDB 1.x HTTP API; Debian's influxdb
+    package has no CLI for it). CREATE DATABASE is idempotent; it needs an admin user when
+    authentication is on."""
+    user = " -u ADMIN_USER:PASSWORD" if auth else ""
+    statement = f"q=CREATE DATABASE {quote_identifier(database)}"
+    return f"curl -XPOST{user} '{url}/query' --data-urlencode '{statement}'"
+
+
 def public_url(url: str) -> str:
     """The URL without user info, query or trailing slash: safe to put in messages."""
     parts = urlsplit(url)
@@ -183,20 +222,23 @@ def _status_error(target: str, status: int, body: bytes) -> StoreError:
 
 
 def rows_from_series(series: dict[str, Any]) -> list[Row]:
-    """One row per point: time as aware UTC datetime and int ns; nulls (absent fields) left out."""
+    """One row per point: the item's own time (the point's, less its id's offset: see
+    ``ingest.points``) as aware UTC datetime and int ns; nulls (absent fields) left out."""
     columns: list[str] = series["columns"]
     rows = []
     for values in series.get("values", []):
         row: Row = {}
+        stored_ns = 0
         for name, value in zip(columns, values, strict=True):
             if value is None:
                 continue
             if name == "time":
-                row["time_ns"] = int(value)
-                row["time"] = from_ns(int(value))
+                stored_ns = int(value)
             elif isinstance(value, int) and not isinstance(value, bool):
                 row[name] = float(value)  # JSON drops ".0"; every field we write is a float
             else:
                 row[name] = value
+        row["time_ns"] = row_time_ns(str(series.get("name", "")), stored_ns, row)
+        row["time"] = from_ns(row["time_ns"])
         rows.append(row)
     return rows

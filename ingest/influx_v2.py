@@ -22,10 +22,10 @@ from influxdb_client.rest import ApiException
 
 from homevitals.ingest.errors import StoreError, retryable_status
 from homevitals.ingest.influx_v1 import public_url, server_error_text
-from homevitals.ingest.points import time_ns, to_lines
+from homevitals.ingest.points import from_ns, row_time_ns, rows_in_span, span_ns, time_ns, to_lines
 from homevitals.ingest.store import Row, Storable
 
-__all__ = ["InfluxV2Store", "flux_string"]
+__all__ = ["InfluxV2Store", "create_bucket_command", "flux_string"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,19 +70,26 @@ class InfluxV2Store:
         if not items:
             return
         body = to_lines(items)
-        self._call(
-            "/api/v2/write",
-            lambda: self._write_api.write(
-                bucket=self.bucket, org=self.org, record=body, write_precision=_NS
-            ),
-        )
+        try:
+            self._call(
+                "/api/v2/write",
+                lambda: self._write_api.write(
+                    bucket=self.bucket, org=self.org, record=body, write_precision=_NS
+                ),
+            )
+        except StoreError as exc:
+            if exc.status != 404:
+                raise
+            raise StoreError(f"{exc}. {create_bucket_command(self.url, self.org, self.bucket)}",
+                             retryable=False, status=404) from exc
 
     def query_readings(
         self, measurement: str, patient: str | None, start: datetime, end: datetime
     ) -> list[Row]:
+        lo, hi = (from_ns(t) for t in span_ns(start, end))  # see InfluxV1Store.query_readings
         flux = (
             f"from(bucket: {flux_string(self.bucket)})"
-            f" |> range(start: {_flux_time(start)}, stop: {_flux_time(end)})"
+            f" |> range(start: {_flux_time(lo)}, stop: {_flux_time(hi)})"
             f" |> filter(fn: (r) => r._measurement == {flux_string(measurement)})"
         )
         if patient is not None:
@@ -93,7 +100,8 @@ class InfluxV2Store:
         )
         query_api = self._client.query_api()
         tables = self._call("/api/v2/query", lambda: query_api.query(flux, org=self.org))
-        return [_row(record.values) for table in tables for record in table.records]
+        rows = [_row(record.values) for table in tables for record in table.records]
+        return rows_in_span(rows, start, end)
 
     def ping(self) -> str:
         """Health check: the server's version, or raise ``StoreError``."""
@@ -110,6 +118,18 @@ class InfluxV2Store:
             raise _api_error(target, exc) from exc
         except urllib3.exceptions.HTTPError as exc:
             raise StoreError(f"InfluxDB at {target}: no answer: {exc}", retryable=True) from exc
+
+
+def create_bucket_command(url: str, org: str, bucket: str) -> str:
+    """What creates the missing bucket: the influx CLI on 2.x; on 1.8's compatibility API a
+    bucket "db/rp" is a 1.x database, created over its HTTP API."""
+    if "/" in bucket:
+        database = bucket.split("/")[0]
+        return ("Create the database: curl -XPOST"
+                f" '{url}/query' --data-urlencode 'q=CREATE DATABASE \"{database}\"'")
+    return (f"Create the bucket: influx bucket create --name {bucket} --org {org}"
+            f" --host {url} (or POST {url}/api/v2/buckets"
+            f' with {{"orgID": "<org id>", "name": "{bucket}"}})')
 
 
 def _api_error(target: str, exc: ApiException) -> StoreError:
@@ -131,7 +151,10 @@ def _flux_time(t: datetime) -> str:
 
 
 def _row(values: dict[str, Any]) -> Row:
-    when: datetime = values["_time"].astimezone(UTC)
-    row: Row = {"time": when, "time_ns": time_ns(when)}
-    row.update({k: v for k, v in values.items() if k not in _FLUX_META and v is not None})
+    # influxdb-client's datetime drops the point's last three digits; row_time_ns needs only the
+    # microseconds to take the id's offset back out (ingest.points.item_time_ns).
+    stored: datetime = values["_time"].astimezone(UTC)
+    row: Row = {k: v for k, v in values.items() if k not in _FLUX_META and v is not None}
+    row["time_ns"] = row_time_ns(str(values.get("_measurement", "")), time_ns(stored), row)
+    row["time"] = from_ns(row["time_ns"])
     return row

@@ -9,12 +9,13 @@ import threading
 from prometheus_client.core import HistogramMetricFamily
 
 from homevitals.config import Config, StoreConfig, StoreKind, read_secret
+from homevitals.deadletter import SERVER_REASONS
 from homevitals.errors import ConfigError
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Store
 from homevitals.metrics import Metric, counter, gauge, start_health
 
-__all__ = ["build_store", "run_ingest"]
+__all__ = ["REJECT_REASONS", "build_store", "run_ingest"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ def build_store(cfg: StoreConfig) -> Store:
             read_secret(cfg.password_env, cfg.password_file, "store.password"),
             timeout=cfg.timeout_seconds,
             verify_tls=verify,
+            create_missing=cfg.create_database,
         )
     from homevitals.ingest.influx_v2 import InfluxV2Store
 
@@ -54,12 +56,18 @@ def build_store(cfg: StoreConfig) -> Store:
     )
 
 
+# Every reason ingest dead-letters a message for (docs/wire-format.md), so that each series
+# exists at 0 from the start and the first rejection shows in increase().
+REJECT_REASONS = (*SERVER_REASONS, "store_rejected")
+
+
 def _metrics(s: IngestService) -> list[Metric]:
     return [
         counter("homevitals_ingest_received_total", "MQTT messages received", s.counts["received"]),
         counter("homevitals_ingest_written_total", "items written to the store", s.written),
         counter(
-            "homevitals_ingest_rejected_total", "messages rejected, by reason", s.rejects, "reason"
+            "homevitals_ingest_rejected_total", "messages rejected, by reason",
+            {**dict.fromkeys(REJECT_REASONS, 0), **s.rejects}, "reason"
         ),
         counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
         gauge(
@@ -76,6 +84,7 @@ def _metrics(s: IngestService) -> list[Metric]:
         gauge(
             "homevitals_ingest_connected", "1 while connected to the broker", s.connected.is_set()
         ),
+        *s.broker_watch.metrics(),
     ]
 
 

@@ -16,32 +16,46 @@ every reading      (as above)                       string ``reading_id``, ``raw
                                                     (comma-joined, omitted when empty)
 ``event``          home, patient, device, kind      string ``event_id``, ``raw``, ``detail``  [2]
 ``rejected``       stage, reason, home?, device?    string ``error``, ``topic``,              [3]
-                                                    ``payload_hex``
+                                                    ``payload_hex`` (first 4 KiB), and when
+                                                    known ``error_class``,
+                                                    ``payload_sha256``; float
+                                                    ``payload_size``
 ``alert``          home, patient, rule, severity,   string ``alert_id``, ``reason``,          [4]
                    state (firing / resolved)        ``measurement``, ``field``; float
                                                     ``value`` (the reading's, its unit)
 =================  ===============================  ========================================  =====
 
-[1] ``Reading.time`` in integer nanoseconds since the Unix epoch (UTC).
-[2] ``Event.time``, the real press time, in nanoseconds.
-[3] When the stage rejected it, plus a sub-microsecond offset derived from the payload.
-[4] When the reading (or press) that fired or resolved the alert was taken.
+[1] ``Reading.time`` in integer nanoseconds since the Unix epoch (UTC), shifted within its second
+    by the reading id (below).
+[2] ``Event.time``, the real press time, shifted within its second by the event id.
+[3] When the stage rejected it, shifted within its second by the payload and error.
+[4] When the reading (or press) that fired or resolved the alert was taken, shifted within its
+    second by the alert id and state.
 
-Idempotency: the gateway redelivers a reading unchanged, so it lands on the same series (measurement
-+ tags) at the same timestamp, and InfluxDB overwrites the point instead of adding a row. The cost
-is that two different readings from one device, of one measurement, in the same microsecond would
-overwrite each other; devices do not report that fast.
+Identity and time: InfluxDB keys a point by series (measurement + tags) and time, and a second
+point with the same key overwrites the first. Devices stamp readings to the second (a cuff's three
+readings of one sitting can share a second), and a tag per reading id would make every reading a
+series of its own. So the stored time is the item's time with its fraction of a second moved by a
+deterministic offset of 0 to 999 999 999 ns, taken from a hash of the item's id (BLAKE2b, 64 bits,
+modulo 10**9) and added modulo one second: the point stays in the item's own second (a
+``GROUP BY time(...)`` of a second or more, or a display to the second, is unchanged), a
+redelivery (same id, same time) lands on the same point, and two different items of one series
+stamped within the same second collide only if their shifted fractions meet: about one chance in
+10**9 per pair (three readings of one second: 3 in 10**9). The stores read the shift back out
+(``row_time_ns``), so a query returns the item's own time; raw InfluxQL and Grafana see the
+shifted time. Points written before this scheme are read back shifted within their second.
 """
 
 from __future__ import annotations
 
-import zlib
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
 from homevitals.ingest.errors import StoreError
+from homevitals.ingest.store import Row
 from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.wire import Reject, parse_time
 
@@ -55,6 +69,12 @@ __all__ = [
     "escape_measurement",
     "escape_string_field",
     "from_ns",
+    "id_offset_ns",
+    "item_time_ns",
+    "point_time_ns",
+    "row_time_ns",
+    "rows_in_span",
+    "span_ns",
     "time_ns",
     "to_line",
     "to_lines",
@@ -65,6 +85,7 @@ EVENT_MEASUREMENT = "event"
 REJECT_MEASUREMENT = "rejected"
 ALERT_MEASUREMENT = "alert"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND = 1_000_000_000
 # String fields we add to every reading; a device field with one of these names would clash.
 # "time" is refused by InfluxDB itself as a field key.
 RESERVED_FIELDS = frozenset({"reading_id", "raw", "flags", "characteristic", "time"})
@@ -96,6 +117,66 @@ def from_ns(ns: int) -> datetime:
     return _EPOCH + timedelta(microseconds=ns // 1000)
 
 
+def id_offset_ns(identity: str) -> int:
+    """A deterministic offset of 0 to 999 999 999 ns from an id (stable across processes and
+    Python versions, unlike ``hash()``)."""
+    digest = hashlib.blake2b(identity.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % _SECOND
+
+
+def point_time_ns(t_ns: int, identity: str) -> int:
+    """The stored time of an item stamped ``t_ns``: its fraction of a second shifted by the id's
+    offset, modulo one second, so the point never leaves the item's second."""
+    second, fraction = divmod(t_ns, _SECOND)
+    return second * _SECOND + (fraction + id_offset_ns(identity)) % _SECOND
+
+
+def item_time_ns(stored_ns: int, identity: str) -> int:
+    """Inverse of ``point_time_ns`` for items stamped to the microsecond (every ``datetime``).
+    Works on the microsecond alone, so it is also exact when a client (influxdb-client's
+    ``datetime``) has dropped the stored time's last three digits."""
+    second, fraction = divmod(stored_ns, _SECOND)
+    micros = (fraction // 1000 - id_offset_ns(identity) // 1000) % 1_000_000
+    return second * _SECOND + micros * 1000
+
+
+def _identity(measurement: str, fields: Mapping[str, object]) -> str | None:
+    """The id a point's time offset is taken from, found in the point's own tags and fields, so
+    that the writer and every reader derive the same one. None for a point without one."""
+    if measurement == EVENT_MEASUREMENT:
+        key = fields.get("event_id")
+    elif measurement == ALERT_MEASUREMENT:
+        # An alert's firing and resolved points are two series in InfluxDB (the state tag) but
+        # one key in the SQLite store: their offsets differ so that neither hides the other.
+        key = f"{fields.get('alert_id', '')}\x1f{fields.get('state', '')}"
+    elif measurement == REJECT_MEASUREMENT:
+        # The whole payload's hash where the kept hex is only a bounded prefix of it.
+        payload = fields.get("payload_sha256") or fields.get("payload_hex", "")
+        return f"{payload}\x1f{fields.get('error', '')}"
+    else:
+        key = fields.get("reading_id")
+    return key if isinstance(key, str) else None
+
+
+def row_time_ns(measurement: str, stored_ns: int, row: Mapping[str, object]) -> int:
+    """The item's own time from a stored point's time and its fields (a store's read-back)."""
+    identity = _identity(measurement, row)
+    return stored_ns if identity is None else item_time_ns(stored_ns, identity)
+
+
+def span_ns(start: datetime, end: datetime) -> tuple[int, int]:
+    """The stored-time span to query for items stamped in ``[start, end)``: whole seconds around
+    it, since a point may sit anywhere in its item's second."""
+    first = time_ns(start) // _SECOND * _SECOND
+    return first, -(-time_ns(end) // _SECOND) * _SECOND
+
+
+def rows_in_span(rows: list[Row], start: datetime, end: datetime) -> list[Row]:
+    """Rows (with the item's ``time_ns``) stamped in ``[start, end)``, oldest first."""
+    lo, hi = time_ns(start), time_ns(end)
+    return sorted((r for r in rows if lo <= r["time_ns"] < hi), key=lambda r: r["time_ns"])
+
+
 def to_point(item: Reading | Event | Reject | AlertDecision) -> StoredPoint:
     if isinstance(item, Reading):
         return _reading_point(item)
@@ -115,7 +196,7 @@ def _alert_point(d: AlertDecision) -> StoredPoint:
                                       "measurement": d.measurement, "field": d.field}
     if d.value is not None:
         fields["value"] = float(d.value)
-    return StoredPoint(ALERT_MEASUREMENT, tags, fields, time_ns(d.observed_at or d.time))
+    return _point(ALERT_MEASUREMENT, tags, fields, time_ns(d.observed_at or d.time))
 
 
 def _reading_point(r: Reading) -> StoredPoint:
@@ -133,27 +214,40 @@ def _reading_point(r: Reading) -> StoredPoint:
     if r.flags:
         fields["flags"] = ",".join(r.flags)
     tags = {"home": r.home, "patient": r.patient, "device": r.device}
-    return StoredPoint(str(r.measurement), tags, fields, time_ns(r.time))
+    t_ns = point_time_ns(time_ns(r.time), r.reading_id)
+    return StoredPoint(str(r.measurement), tags, fields, t_ns)
 
 
 def _event_point(e: Event) -> StoredPoint:
     tags = {"home": e.home, "patient": e.patient, "device": e.device, "kind": str(e.kind)}
     fields: dict[str, float | str] = {"event_id": e.event_id, "raw": e.raw, "detail": e.detail}
-    return StoredPoint(EVENT_MEASUREMENT, tags, fields, time_ns(e.time))
+    return _point(EVENT_MEASUREMENT, tags, fields, time_ns(e.time))
 
 
 def _reject_point(r: Reject) -> StoredPoint:
     """A dead-lettered message, kept with its reason. Identical redeliveries land on one point;
-    different payloads in the same microsecond are told apart by a sub-microsecond offset."""
+    different payloads or errors in the same second are told apart by their offsets."""
     tags = {k: str(r[k]) for k in ("stage", "reason", "home", "device") if r.get(k)}
     fields: dict[str, float | str] = {
         "error": str(r.get("error", "")),
         "topic": str(r.get("topic", "")),
         "payload_hex": str(r.get("payload_hex", "")),
     }
+    for key in ("error_class", "payload_sha256"):  # absent from older dead letters
+        if r.get(key):
+            fields[key] = str(r[key])
+    size = r.get("payload_size")
+    if isinstance(size, int) and not isinstance(size, bool):
+        fields["payload_size"] = float(size)
     t = parse_time(r["time"], "time") if r.get("time") else datetime.now(UTC)
-    offset = zlib.crc32(f"{fields['payload_hex']}\x1f{fields['error']}".encode()) % 1000
-    return StoredPoint(REJECT_MEASUREMENT, tags, fields, time_ns(t) + offset)
+    return _point(REJECT_MEASUREMENT, tags, fields, time_ns(t))
+
+
+def _point(measurement: str, tags: dict[str, str], fields: dict[str, float | str],
+           t_ns: int) -> StoredPoint:
+    identity = _identity(measurement, {**tags, **fields})
+    assert identity is not None  # every point we build carries its id
+    return StoredPoint(measurement, tags, fields, point_time_ns(t_ns, identity))
 
 
 # Line protocol escaping rules: https://docs.influxdata.com/influxdb/v1/write_protocols/
@@ -240,4 +334,4 @@ def _reading_line(r: Reading) -> str:
     parts.append(f"characteristic={escape_string_field(r.characteristic)}")
     if r.flags:
         parts.append(f"flags={escape_string_field(','.join(r.flags))}")
-    return f"{series} {','.join(parts)} {time_ns(r.time)}"
+    return f"{series} {','.join(parts)} {point_time_ns(time_ns(r.time), r.reading_id)}"

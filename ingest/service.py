@@ -25,9 +25,12 @@ import paho.mqtt.client as mqtt
 from homevitals import wire
 from homevitals.config import Config
 from homevitals.errors import WireError
+from homevitals.ingest.broker_watch import BrokerWatch
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Store
+from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.origin import Registry
 from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.topics import ParsedTopic, Topics
 
@@ -85,6 +88,7 @@ class IngestService:
         self.icfg = cfg.ingest
         self.store = store
         self.topics = Topics(cfg.mqtt.topic_prefix)
+        self.registry = Registry(cfg.homes)
         # SimpleQueue is C and lock-light; its bound (backlog_max) is kept by _on_message.
         self.backlog: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._room = threading.Event()
@@ -98,10 +102,12 @@ class IngestService:
         self.written = 0
         self.write_latency = LatencyHistogram()
         self.retries = 0
+        self.trouble = WriteTrouble()
         self._generation = 0
         self._stop = threading.Event()
+        self.mqtt = cfg.mqtt_for("ingest")
         self.client = make_client(
-            cfg.mqtt,
+            self.mqtt,
             self.icfg.client_id,
             clean_start=False,
             session_expiry=SESSION_EXPIRY_SECONDS,
@@ -115,20 +121,17 @@ class IngestService:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.broker_watch = BrokerWatch(self.mqtt, self.icfg.client_id)  # $SYS drop counter
 
     def _subscriptions(self) -> list[str]:
-        topics = [
-            self.topics.all_readings,
-            self.topics.all_events,
-            self.topics.all_gateway_deadletters,
-            self.topics.all_alerts,
-        ]
+        topics = list(self.topics.ingest_subscriptions)
         group = self.icfg.shared_group
         return [f"$share/{group}/{t}" for t in topics] if group else topics
 
     def start(self) -> None:
         self._writer.start()
-        connect_async(self.client, self.cfg.mqtt)
+        connect_async(self.client, self.mqtt)
+        self.broker_watch.start()
 
     def stop(self, drain_seconds: float = 10.0) -> None:
         """Write and acknowledge what is in memory, then disconnect (SIGTERM path)."""
@@ -139,6 +142,7 @@ class IngestService:
         self._writer.join(timeout=drain_seconds)
         self.client.disconnect()
         self.client.loop_stop()
+        self.broker_watch.stop()
 
     # --- paho thread ------------------------------------------------------------------------
     def _on_connect(
@@ -168,7 +172,11 @@ class IngestService:
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
         self.counts["received"] += 1
-        value = self._validate(msg)
+        try:
+            value = self._validate(msg)
+        except Exception as exc:  # the handler's edge: any message ends stored or dead-lettered
+            logger.exception("handling a message on %.200s failed; dead-lettered", msg.topic)
+            value = self._reject(msg, "handler_error", str(exc), type(exc).__name__)
         if self._taken - self._released >= self.icfg.backlog_max:
             self._wait_for_room()
         self.backlog.put(_Item(msg.mid, msg.qos, self._generation, value))
@@ -207,29 +215,35 @@ class IngestService:
         except WireError as exc:
             return self._reject(msg, exc.reason, str(exc))
         parsed = self._parse_topic(msg.topic)
-        if isinstance(decoded, wire.Reject) and parsed is not None and parsed.kind == "deadletter":
-            self.rejects[f"gateway:{decoded.get('reason', 'unknown')}"] += 1
-            return decoded
-        if isinstance(decoded, AlertDecision) and parsed is not None and parsed.kind == "alert":
-            return decoded
-        if (
-            not isinstance(decoded, Reading | Event)
-            or parsed is None
-            or parsed.kind not in ("reading", "event")
-        ):
+        if isinstance(decoded, wire.Reject):
+            return self._dead_letter_in(msg, parsed, decoded)
+        if not isinstance(decoded, Reading | Event | AlertDecision):
             return self._reject(
                 msg, "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}"
             )
-        if decoded.home != parsed.home or decoded.device != parsed.leaf:
-            return self._reject(
-                msg,
-                "topic_mismatch",
-                f"payload names home {decoded.home!r} device {decoded.device!r}"
-                f" but the topic is {msg.topic}",
-            )
+        mismatch = self.registry.check(parsed, decoded)
+        if mismatch is not None:
+            return self._reject(msg, mismatch.reason, mismatch.error)
         if isinstance(decoded, Reading):
             return self._check_clock(decoded)
         return decoded
+
+    def _dead_letter_in(
+        self, msg: mqtt.MQTTMessage, parsed: ParsedTopic | None, reject: wire.Reject
+    ) -> wire.Reject:
+        """A dead letter another stage published: a gateway's (under its home) or a server
+        stage's; stored as it came, and counted by stage and reason."""
+        if parsed is not None and parsed.kind == "deadletter":
+            home = reject.get("home", parsed.home)
+            mismatch = self.registry.check_home(parsed, "deadletter", str(home))
+            if mismatch is not None:
+                return self._reject(msg, mismatch.reason, mismatch.error)
+            self.rejects[f"gateway:{reject.get('reason', 'unknown')}"] += 1
+            return reject
+        if parsed is not None and parsed.kind == "server_deadletter" and parsed.leaf != "ingest":
+            self.rejects[f"{parsed.leaf}:{reject.get('reason', 'unknown')}"] += 1
+            return reject
+        return self._reject(msg, "wrong_topic", f"a dead letter on topic {msg.topic}")
 
     def _check_clock(self, r: Reading) -> Reading:
         """A device clock far in the future, or reset to its epoch (year 2000 and the like after
@@ -251,21 +265,24 @@ class IngestService:
         )
         return replace(r, time=r.received_at, flags=(*r.flags, "device_clock_suspect"))
 
-    def _reject(self, msg: mqtt.MQTTMessage, reason: str, error: str) -> wire.Reject:
+    def _reject(
+        self, msg: mqtt.MQTTMessage, reason: str, error: str, error_class: str = ""
+    ) -> wire.Reject:
+        """Kept (stored with the batch, so acknowledged only once it is durable), counted by
+        reason, and published on the dead-letter topic for anyone watching."""
         self.rejects[reason] += 1
-        logger.error("rejected message on %s: %s", msg.topic, error)
-        payload = wire.encode_reject(
+        logger.error("rejected message on %.200s: %s", msg.topic, error[:500])
+        reject = wire.make_reject(
             stage="ingest",
             reason=reason,
             error=error,
+            error_class=error_class,
             topic=msg.topic,
             payload=msg.payload,
             time=datetime.now(UTC),
         )
-        self.client.publish(self.topics.deadletter("ingest", reason), payload, qos=1)
-        decoded = wire.decode(payload)
-        assert isinstance(decoded, wire.Reject)
-        return decoded
+        self.client.publish(self.topics.deadletter("ingest", reason), wire.encode(reject), qos=1)
+        return reject
 
     # --- writer thread ----------------------------------------------------------------------
     def _next_batch(self) -> list[_Item]:
@@ -294,17 +311,23 @@ class IngestService:
     def _write_loop(self) -> None:
         while not (self._stop.is_set() and self.backlog.empty()):
             batch = self._next_batch()
-            if batch:
+            if not batch:
+                continue
+            try:
                 self._write_with_retry(batch)
-                self._released += len(batch)  # acknowledged, or left for the broker to resend
-                self._room.set()
+            except Exception:  # the writer's edge: this thread must outlive any batch
+                # Not acknowledged: the broker re-sends these after the next reconnect.
+                self.counts["writer_error"] += 1
+                logger.exception("writing a batch of %d failed; left unacknowledged", len(batch))
+            self._released += len(batch)  # acknowledged, or left for the broker to resend
+            self._room.set()
 
     def _write_with_retry(self, batch: list[_Item]) -> None:
         delay = self.icfg.retry_initial_seconds
         while True:
             started = time.perf_counter()
             try:
-                self.store.write([i.value for i in batch])
+                self._store_write([i.value for i in batch])
                 self.write_latency.observe(time.perf_counter() - started)
             except StoreError as exc:
                 if not exc.retryable and exc.status not in _CONFIG_STATUSES:
@@ -313,9 +336,7 @@ class IngestService:
                 # The database is down, slow, or misconfigured (auth, no database): the operator
                 # can fix that, so keep the messages unacknowledged and try again, never drop.
                 self.retries += 1
-                logger.error(
-                    "write of %d points failed (%s); retrying in %.1f s", len(batch), exc, delay
-                )
+                self.trouble.failed(len(batch), exc, delay)
                 if (
                     self._stop.wait(delay * random.uniform(0.8, 1.2))
                     and not self.connected.is_set()
@@ -324,8 +345,21 @@ class IngestService:
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue
             self.written += len(batch)
+            self.trouble.succeeded(len(batch))
             self._ack(batch)
             return
+
+    def _store_write(self, values: list[Reading | Event | wire.Reject | AlertDecision]) -> None:
+        """The store's own failures are StoreErrors; anything else it raised came from the data
+        (a value no line could hold), so it is refused like a point the database refused."""
+        try:
+            self.store.write(values)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(
+                f"{type(exc).__name__}: {exc}", retryable=False, cause_class=type(exc).__name__
+            ) from exc
 
     def _ack(self, batch: list[_Item]) -> None:
         # A mid from an older connection may name another message now: the broker re-sends
@@ -340,23 +374,30 @@ class IngestService:
                 self._write_with_retry([item])
             return
         item = batch[0]
+        if isinstance(item.value, wire.Reject) and item.value.get("reason") == "store_rejected":
+            # Even the dead letter was refused: the log is all that is left to keep it in.
+            logger.error("the rejected point could not be kept either (%s): %s", exc, item.value)
+            self._ack(batch)
+            return
         self.rejects["store_rejected"] += 1
         logger.error("the database refused a point for good: %s", exc)
-        payload = wire.encode_reject(
+        reject = wire.make_reject(
             stage="ingest",
             reason="store_rejected",
             error=str(exc),
+            error_class=exc.cause_class,
             topic="",
-            payload=wire.encode(item.value),
+            payload=_as_bytes(item.value),
             time=datetime.now(UTC),
         )
-        self.client.publish(self.topics.deadletter("ingest", "store_rejected"), payload, qos=1)
-        reject = wire.decode(payload)
-        assert isinstance(reject, wire.Reject)
-        try:
-            self.store.write([reject])
-        except StoreError as again:
-            logger.error(
-                "the rejected point could not be kept either (%s): %s", again, payload.decode()
-            )
-        self._ack(batch)
+        self.client.publish(
+            self.topics.deadletter("ingest", "store_rejected"), wire.encode(reject), qos=1
+        )
+        self._write_with_retry([item._replace(value=reject)])  # acknowledges the message
+
+
+def _as_bytes(value: Reading | Event | wire.Reject | AlertDecision) -> bytes:
+    try:
+        return wire.encode(value)
+    except (TypeError, ValueError) as exc:  # kept as text if it will not encode
+        return repr(value).encode("utf-8", "backslashreplace") + f" ({exc})".encode()

@@ -1,8 +1,9 @@
 """Embedded store for one household's demo: SQLite, no server.
 
-The same points as InfluxDB (``homevitals.ingest.points``), keyed by the series and the time, so
-a redelivered reading replaces its row exactly as InfluxDB overwrites its point. WAL mode lets a
-report read while ingest writes.
+The same points as InfluxDB (``homevitals.ingest.points``), keyed by the series and the point's
+time (the item's time shifted within its second by its id), so a redelivered reading replaces its
+row exactly as InfluxDB overwrites its point and two readings of one second keep two rows. WAL
+mode lets a report read while ingest writes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 from homevitals.ingest.errors import StoreError
-from homevitals.ingest.points import from_ns, time_ns, to_point
+from homevitals.ingest.points import from_ns, row_time_ns, rows_in_span, span_ns, to_point
 from homevitals.ingest.store import Row, Storable
 
 __all__ = ["SqliteStore"]
@@ -68,7 +69,7 @@ class SqliteStore:
         self, measurement: str, patient: str | None, start: datetime, end: datetime
     ) -> list[Row]:
         sql = "SELECT * FROM points WHERE measurement = ? AND time_ns >= ? AND time_ns < ?"
-        args: list[str | int] = [measurement, time_ns(start), time_ns(end)]
+        args: list[str | int] = [measurement, *span_ns(start, end)]
         if patient is not None:
             sql += " AND patient = ?"
             args.append(patient)
@@ -77,7 +78,7 @@ class SqliteStore:
                 found = self._db.execute(sql + " ORDER BY time_ns", args).fetchall()
             except sqlite3.Error as exc:
                 raise _error(self.path, exc) from exc
-        return [_row(r) for r in found]
+        return rows_in_span([_row(r) for r in found], start, end)
 
     def close(self) -> None:
         with self._lock:
@@ -99,9 +100,11 @@ def _db_row(item: Storable) -> tuple[str, str, str, str, int, str, str]:
 
 
 def _row(r: tuple[str, str, str, str, int, str, str]) -> Row:
-    _measurement, home, patient, device, ns, tags, fields = r
-    row: Row = {"time": from_ns(ns), "time_ns": ns, "home": home, "patient": patient}
+    measurement, home, patient, device, ns, tags, fields = r
+    row: Row = {"home": home, "patient": patient}
     row.update(device=device, **json.loads(tags), **json.loads(fields))
+    row["time_ns"] = row_time_ns(measurement, ns, row)
+    row["time"] = from_ns(row["time_ns"])
     return row
 
 

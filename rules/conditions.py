@@ -14,7 +14,9 @@ from datetime import datetime, timedelta
 from homevitals import wire
 from homevitals.config import RateRuleConfig, ThresholdRuleConfig
 
-__all__ = ["Sample", "Window", "breaches", "clears", "rate_change", "threshold_fires"]
+__all__ = [
+    "Sample", "Window", "breaches", "clears", "rate_change", "slope", "threshold_fires"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +130,17 @@ def rate_change(rule: RateRuleConfig, w: Window) -> float | None:
     assert rule.rise is not None
     change = now.value - min(earlier)
     return change if change > rule.rise else None
+
+
+def slope(w: Window, now: datetime, span: timedelta, at_least: int = 3) -> float | None:
+    """Least-squares rate of change per minute over the samples in ``(now - span, now]``; None
+    with fewer than ``at_least`` of them (a CGM has three in 15 minutes; a meter never does)."""
+    pts = [s for s in w.samples if now - span <= s.time <= now]
+    if len(pts) < at_least:
+        return None
+    xs = [(s.time - pts[0].time) / timedelta(minutes=1) for s in pts]
+    mx, my = sum(xs) / len(xs), sum(s.value for s in pts) / len(pts)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    return sum((x - mx) * (s.value - my) for x, s in zip(xs, pts, strict=True)) / sxx

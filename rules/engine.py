@@ -1,19 +1,21 @@
 """The rule engine: readings, events and gateway news in, alert decisions out.
 
 Rules are data from the configuration (thresholds, windows, severities); nothing in them is ever
-evaluated as code. The engine keeps one open alert per patient and rule. Its state lives in SQLite
-next to the outbox of decisions, and both change in one transaction: a crash can neither lose a
-decision nor repeat one. Readings (``on_reading``) drive threshold and rate rules; the absence of
-readings (missing data, a silent gateway, ``rules/watch.py``) is judged on each message's time and
-on a clock tick.
+evaluated as code. Each rule's *condition* holds or not per patient; related conditions form one
+*episode* (``episode:`` in the rule, issue 14), which is what people are told about: one alert id,
+one ACK code, one escalation. The first condition opens the episode (``firing``), a condition of
+higher severity raises it (``updated``, one update SMS), and the episode resolves only when its
+last condition clears. A rule with ``opens_episode: false`` (a fast fall) never opens one alone.
+The state lives in SQLite next to the outbox of decisions, and both change in one transaction: a
+crash can neither lose a decision nor repeat one. Readings (``on_reading``) drive threshold and
+rate rules; the absence of readings (missing data, a silent gateway, ``rules/watch.py``) is judged
+on the engine's clock when messages arrive and on a clock tick.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from homevitals import wire
@@ -26,33 +28,28 @@ from homevitals.config import (
     RuleConfig,
     ThresholdRuleConfig,
     effective_rule,
+    episode_of,
 )
 from homevitals.outbox import DurableQueue
-from homevitals.readings import AlertDecision, AlertState, Event, GatewayStatus, Reading
+from homevitals.readings import (
+    SEVERITY_RANK,
+    AlertDecision,
+    Event,
+    GatewayStatus,
+    Reading,
+)
 from homevitals.rules import conditions as cond
+from homevitals.rules.device_clock import DeviceClocks
+from homevitals.rules.episodes import Episodes, Subject, alert_id
 from homevitals.rules.state import SCHEMA, OpenAlert, State
 from homevitals.rules.watch import Watch
 from homevitals.topics import Topics
 
-__all__ = ["OpenAlert", "RuleEngine", "alert_id"]
+__all__ = ["OpenAlert", "RuleEngine", "Subject", "alert_id"]
 
 logger = logging.getLogger(__name__)
 
 _ValueRule = ThresholdRuleConfig | RateRuleConfig
-
-
-def alert_id(patient: str, rule: str, source: str) -> str:
-    """Stable for one episode: the same patient, rule and opening reading give the same id."""
-    return "a" + hashlib.sha256(f"{patient}\x1f{rule}\x1f{source}".encode()).hexdigest()[:31]
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """One patient with the rules that apply to them (shared rules with their overrides)."""
-
-    home: HomeConfig
-    patient: PatientConfig
-    rules: tuple[RuleConfig, ...]
 
 
 class RuleEngine:
@@ -73,6 +70,9 @@ class RuleEngine:
         self.clock = clock or SystemClock()
         self.counts: Counter[str] = Counter()
         self.started = self.clock.now()  # the grace baseline for data never seen yet
+        self.device_kinds = {d.id: d.kind for h in homes for d in h.devices}
+        self.clocks = DeviceClocks(self.counts)
+        self.episodes = Episodes(self.counts, self.emit)
         outbox.ensure_schema(SCHEMA)
         self.watch = Watch(self)
 
@@ -91,36 +91,13 @@ class RuleEngine:
 
     def fire(
         self, st: State, s: Subject, rule: RuleConfig, source: str, at: datetime, **kw: object
-    ) -> AlertDecision:
-        aid = alert_id(s.patient.id, rule.id, source)
-        st.open(s.patient.id, rule.id, aid, at)
-        d = self._decision(aid, AlertState.FIRING, s, rule, rule.reason, **kw)
-        self.emit(st, d)
-        return d
+    ) -> AlertDecision | None:
+        return self.episodes.fire(st, s, rule, source, at, **kw)
 
     def resolve(
         self, st: State, s: Subject, rule: RuleConfig, current: OpenAlert, why: str, **kw: object
-    ) -> AlertDecision:
-        st.close(s.patient.id, rule.id)
-        d = self._decision(
-            current.alert_id, AlertState.RESOLVED, s, rule, f"{rule.reason}: {why}", **kw
-        )
-        self.emit(st, d)
-        return d
-
-    def _decision(
-        self, aid: str, state: AlertState, s: Subject, rule: RuleConfig, reason: str, **kw: object
-    ) -> AlertDecision:
-        return AlertDecision(
-            alert_id=aid,
-            state=state,
-            home=s.home.id,
-            patient=s.patient.id,
-            rule=rule.id,
-            severity=rule.severity,
-            reason=reason,
-            **kw,  # type: ignore[arg-type]  # the optional AlertDecision fields, by name
-        )
+    ) -> AlertDecision | None:
+        return self.episodes.resolve(st, s, rule, current, why, **kw)
 
     # --- readings -----------------------------------------------------------------------------
     def on_reading(self, r: Reading) -> list[AlertDecision]:
@@ -131,16 +108,14 @@ class RuleEngine:
                 "reading %s for unknown patient %s ignored by rules", r.reading_id, r.patient
             )
             return []
-        out: list[AlertDecision] = []
+        r = self.clocks.judge(r)
         with self.outbox.transaction() as db:
             st = State(db)
-            for rule in s.rules:
-                d: AlertDecision | None = None
-                if isinstance(rule, ThresholdRuleConfig | RateRuleConfig):
-                    d = self._value_rule(st, s, rule, r)
-                if d is not None:
-                    out.append(d)
-            out += self.watch.on_reading(st, s, r)
+            with self.episodes.batch(st) as out:  # one reading, one decision per episode
+                for rule in s.rules:
+                    if isinstance(rule, ThresholdRuleConfig | RateRuleConfig):
+                        self._value_rule(st, s, rule, r)
+                self.watch.on_reading(st, s, r)
         return out
 
     def _sample(self, rule: _ValueRule, r: Reading) -> float | None:
@@ -202,14 +177,40 @@ class RuleEngine:
     ) -> AlertDecision | None:
         value = w.newest.value
         if current is None:
-            if self._in_window(s, rule, r.time) and cond.threshold_fires(rule, w):
-                return self.fire(st, s, rule, r.reading_id, r.time, **_fields(r, rule.field))
+            alone = self._judged_alone(st, s, rule, r)
+            fires = cond.breaches(rule, value) if alone else cond.threshold_fires(rule, w)
+            if self._in_window(s, rule, r.time) and fires:
+                trend = self._trend(st, s, r, rule.field)
+                return self.fire(
+                    st, s, rule, r.reading_id, r.time, **_fields(r, rule.field), trend=trend
+                )
             return None
         if cond.clears(rule, value) and r.time >= current.opened_at:
             return self.resolve(st, s, rule, current, "back in range", **_fields(r, rule.field))
         if not cond.breaches(rule, value):
             self.counts["held_open"] += 1  # within the hysteresis band: no flapping
         return None
+
+    def _trend(self, st: State, s: Subject, r: Reading, field: str) -> float | None:
+        """The field's rate of change per minute over the last 15 minutes, for the SMS ("falling
+        0.1 mmol/L/min"), from the window a rate rule keeps of it (judged first); None without
+        one, or with fewer than three readings in it (a CGM's stream, not a meter's checks)."""
+        for rule in s.rules:
+            if isinstance(rule, RateRuleConfig) and (rule.measurement, rule.field) == (
+                r.measurement, field
+            ):
+                w = st.window(s.patient.id, rule.id)
+                return cond.slope(w, r.time, timedelta(minutes=15))
+        return None
+
+    def _judged_alone(self, st: State, s: Subject, rule: ThresholdRuleConfig, r: Reading) -> bool:
+        """Is this reading judged without waiting for the rule's sustained condition? Yes for a
+        device the sustain is not meant for (a deliberate finger-stick, not a CGM's noise), and
+        while a waiving condition holds (a fast fall through the bound is not noise)."""
+        kinds = rule.sustain_devices
+        if kinds is not None and self.device_kinds.get(r.device) not in kinds:
+            return True
+        return any(st.open_alert(s.patient.id, w) is not None for w in rule.sustain_waived_by)
 
     def _rate(
         self,
@@ -222,7 +223,10 @@ class RuleEngine:
     ) -> AlertDecision | None:
         change = cond.rate_change(rule, w)
         if current is None and change is not None and self._in_window(s, rule, r.time):
-            return self.fire(st, s, rule, r.reading_id, r.time, **_fields(r, rule.field))
+            trend = self._trend(st, s, r, rule.field)
+            return self.fire(
+                st, s, rule, r.reading_id, r.time, **_fields(r, rule.field), trend=trend
+            )
         if current is not None and change is None and r.time >= current.opened_at:
             return self.resolve(
                 st, s, rule, current, "no longer changing that fast", **_fields(r, rule.field)
@@ -246,22 +250,33 @@ class RuleEngine:
                 if current is not None and timedelta(0) <= e.time - current.opened_at < fold:
                     self.counts["folded"] += 1
                     continue  # the same call for help, pressed again: the open alert covers it
-                out.append(
-                    self.fire(
-                        st,
-                        s,
-                        rule,
-                        e.event_id,
-                        e.time,
-                        time=e.received_at,
-                        measurement="event",
-                        field=str(e.kind),
-                        observed_at=e.time,
-                        source_id=e.event_id,
-                    )
+                if current is not None:
+                    self._forget_event(st, s, rule, current)
+                d = self.fire(
+                    st,
+                    s,
+                    rule,
+                    e.event_id,
+                    e.time,
+                    time=e.received_at,
+                    measurement="event",
+                    field=str(e.kind),
+                    observed_at=e.time,
+                    source_id=e.event_id,
                 )
-            out += self.watch.on_home_message(st, s.home, e.received_at)
+                if d is not None:
+                    out.append(d)
+            out += self.watch.on_home_message(st, s.home, self.clock.now())
         return out
+
+    def _forget_event(
+        self, st: State, s: Subject, rule: EventRuleConfig, current: OpenAlert
+    ) -> None:
+        """A press after the fold time is a new call for help, a new alert: an event has no
+        all clear, so its old episode ends here, silently (as it always has)."""
+        st.close(s.patient.id, rule.id)
+        if not st.holding(s.patient.id, current.alert_id):
+            st.close_episode(s.patient.id, episode_of(rule))
 
     # --- gateways and the clock ---------------------------------------------------------------
     def on_status(self, status: GatewayStatus) -> list[AlertDecision]:
@@ -298,10 +313,14 @@ def _fields(r: Reading, field: str) -> dict[str, object]:
 
 
 def _rules_for(rules: list[RuleConfig], p: PatientConfig) -> tuple[RuleConfig, ...]:
+    """The patient's rules in the order a reading is judged: rules that never open an episode
+    first (so a fast fall is known before the low it waives the wait for), then by severity,
+    highest first (so a reading at 2.8 opens the low episode at level 2, not 1 then 2)."""
     out = []
     for rule in rules:
         override = p.rule_overrides.get(rule.id)
         if override is not None and override.disabled:
             continue
         out.append(effective_rule(rule, override))
+    out.sort(key=lambda r: (getattr(r, "opens_episode", True), -SEVERITY_RANK[r.severity]))
     return tuple(out)

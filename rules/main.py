@@ -18,8 +18,10 @@ import paho.mqtt.client as mqtt
 from homevitals import wire
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
+from homevitals.deadletter import SERVER_REASONS, DeadLetters
 from homevitals.errors import WireError
 from homevitals.metrics import Metric, counter, gauge, start_health
+from homevitals.origin import Mismatch, Registry
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
 from homevitals.rules.engine import RuleEngine
@@ -41,19 +43,17 @@ class RulesApp:
         self.engine = RuleEngine(
             list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics, self.clock
         )
-        self.rejected = 0
+        self.registry = Registry(cfg.homes)
+        self.dead = DeadLetters("rules", self.outbox, self.topics, self.clock)
         self.subscriber = Subscriber(
-            cfg.mqtt,
+            cfg.mqtt_for("rules"),
             cfg.rules.client_id,
-            [
-                self.topics.all_readings,
-                self.topics.all_events,
-                self.topics.all_status,
-                self.topics.all_heartbeats,
-            ],
+            list(self.topics.rules_subscriptions),
             self.handle,
+            self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
+        self.dead.on_kept = self.pump.notify
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = self._on_publish
         self.scheduler = JobScheduler(
@@ -68,12 +68,24 @@ class RulesApp:
         self.pump.on_publish(mid, rc)
 
     def handle(self, msg: mqtt.MQTTMessage) -> None:
+        """Check a message (wire format, then origin: topic and configuration), then run the
+        rules. What fails a check is dead-lettered; the Subscriber acknowledges it after."""
         try:
             decoded = wire.decode(msg.payload)
         except WireError as exc:
-            # Ingest keeps and counts rejected messages (dead-letter); rules only skip them.
-            self.rejected += 1
-            logger.warning("rules skip a message on %s: %s", msg.topic, exc)
+            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
+            return
+        parsed = self.topics.parse(msg.topic)
+        if isinstance(decoded, wire.Heartbeat):
+            mismatch = self.registry.check_home(parsed, "heartbeat", str(decoded["home"]))
+        elif isinstance(decoded, Reading | Event | GatewayStatus):
+            mismatch = self.registry.check(parsed, decoded)
+        else:
+            mismatch = Mismatch(
+                "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}"
+            )
+        if mismatch is not None:
+            self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
         decisions: list[AlertDecision] = []
         if isinstance(decoded, Reading):
@@ -83,24 +95,26 @@ class RulesApp:
         elif isinstance(decoded, GatewayStatus):
             decisions = self.engine.on_status(decoded)
         elif isinstance(decoded, wire.Heartbeat):
-            decisions = self._heartbeat(decoded, msg.topic)
+            decisions = self._heartbeat(decoded, msg)
         if decisions:
             self.pump.notify()
 
-    def _heartbeat(self, hb: wire.Heartbeat, topic: str) -> list[AlertDecision]:
+    def _heartbeat(self, hb: wire.Heartbeat, msg: mqtt.MQTTMessage) -> list[AlertDecision]:
         try:
             at = wire.parse_time(hb.get("time"), "time")
         except WireError as exc:
-            self.rejected += 1
-            logger.warning("rules skip a heartbeat on %s: %s", topic, exc)
+            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
             return []
+        home = str(hb["home"])
+        own = self.registry.home_devices(home)  # a home reports its own devices' batteries only
         batteries: dict[str, float] = {}
         devices = hb.get("devices")
         for device, info in devices.items() if isinstance(devices, dict) else []:
             level = info.get("battery") if isinstance(info, dict) else None
-            if isinstance(level, int | float) and not isinstance(level, bool):
-                batteries[str(device)] = float(level)
-        return self.engine.on_heartbeat(str(hb["home"]), at, batteries)
+            if device in own and isinstance(level, float | int) and not isinstance(level, bool):
+                if 0 <= level <= 100:
+                    batteries[str(device)] = float(level)
+        return self.engine.on_heartbeat(home, at, batteries)
 
     def _on_timer(self, key: str) -> None:
         if self.engine.tick():
@@ -124,8 +138,9 @@ def _metrics(app: RulesApp) -> list[Metric]:
     return [
         counter("homevitals_rules_decisions_total", "alert decisions made, by state and outcome",
                 {k: v for k, v in app.engine.counts.items()}, "kind"),
-        counter("homevitals_rules_rejected_total", "messages the rules could not read",
-                app.rejected),
+        counter("homevitals_rules_rejected_total",
+                "messages the rules dead-lettered, by reason",
+                {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),
         counter("homevitals_rules_published_total", "decisions handed to the broker",
                 app.pump.published),
         counter("homevitals_rules_acknowledged_total", "decisions the broker acknowledged",

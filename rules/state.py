@@ -14,7 +14,7 @@ from datetime import datetime
 from homevitals import wire
 from homevitals.rules.conditions import Window
 
-__all__ = ["SCHEMA", "HomeSeen", "OpenAlert", "State"]
+__all__ = ["SCHEMA", "HomeSeen", "OpenAlert", "OpenEpisode", "State"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS open_alerts (
@@ -36,6 +36,15 @@ CREATE TABLE IF NOT EXISTS homes_seen (
     home TEXT PRIMARY KEY, first_seen TEXT NOT NULL, last_alive TEXT NOT NULL,
     offline_since TEXT
 );
+CREATE TABLE IF NOT EXISTS episodes (
+    patient TEXT NOT NULL, episode TEXT NOT NULL, alert_id TEXT NOT NULL,
+    opened_at TEXT NOT NULL, severity TEXT NOT NULL, rule TEXT NOT NULL,
+    PRIMARY KEY (patient, episode)
+);
+CREATE TABLE IF NOT EXISTS recovering (
+    patient TEXT NOT NULL, rule TEXT NOT NULL, since TEXT NOT NULL,
+    PRIMARY KEY (patient, rule)
+);
 CREATE TABLE IF NOT EXISTS batteries (
     device TEXT PRIMARY KEY, patient TEXT NOT NULL, percent REAL NOT NULL, time TEXT NOT NULL
 );
@@ -46,6 +55,16 @@ CREATE TABLE IF NOT EXISTS batteries (
 class OpenAlert:
     alert_id: str
     opened_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEpisode:
+    """One open episode of a patient: its alert, and the condition that set its severity."""
+
+    alert_id: str
+    opened_at: datetime
+    severity: str
+    rule: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +84,7 @@ class State:
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
-    # open alerts: one per patient and rule
+    # conditions: one per patient and rule, each in an episode's alert (alert_id '': in none yet)
     def open_alert(self, patient: str, rule: str) -> OpenAlert | None:
         row = self.db.execute(
             "SELECT alert_id, opened_at FROM open_alerts WHERE patient=? AND rule=?",
@@ -81,6 +100,70 @@ class State:
 
     def close(self, patient: str, rule: str) -> None:
         self.db.execute("DELETE FROM open_alerts WHERE patient=? AND rule=?", (patient, rule))
+        self.db.execute("DELETE FROM recovering WHERE patient=? AND rule=?", (patient, rule))
+
+    def adopt(self, patient: str, alert_id: str, rules: list[str]) -> None:
+        """Conditions that held before their episode opened (a fast fall) now belong to it."""
+        marks = ",".join("?" * len(rules))
+        self.db.execute(
+            f"UPDATE open_alerts SET alert_id=? WHERE patient=? AND alert_id='' AND rule IN"
+            f" ({marks})",
+            (alert_id, patient, *rules),
+        )
+
+    def holding(self, patient: str, alert_id: str) -> list[str]:
+        """The rules whose conditions hold in the episode with this alert id."""
+        rows = self.db.execute(
+            "SELECT rule FROM open_alerts WHERE patient=? AND alert_id=? ORDER BY rule",
+            (patient, alert_id),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    # open episodes: one per patient and episode (issue 14)
+    def episode(self, patient: str, episode: str) -> OpenEpisode | None:
+        row = self.db.execute(
+            "SELECT alert_id, opened_at, severity, rule FROM episodes"
+            " WHERE patient=? AND episode=?",
+            (patient, episode),
+        ).fetchone()
+        if row is None:
+            return None
+        return OpenEpisode(row[0], wire.parse_time(row[1], "opened_at"), row[2], row[3])
+
+    def open_episode(
+        self, patient: str, episode: str, alert_id: str, at: datetime, severity: str, rule: str
+    ) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO episodes VALUES (?,?,?,?,?,?)",
+            (patient, episode, alert_id, wire.format_time(at), severity, rule),
+        )
+
+    def raise_episode(self, patient: str, episode: str, severity: str, rule: str) -> None:
+        self.db.execute(
+            "UPDATE episodes SET severity=?, rule=? WHERE patient=? AND episode=?",
+            (severity, rule, patient, episode),
+        )
+
+    def close_episode(self, patient: str, episode: str) -> None:
+        self.db.execute(
+            "DELETE FROM episodes WHERE patient=? AND episode=?", (patient, episode)
+        )
+
+    # since when a silent stream (or home) has been heard again, while its alert is open
+    def recovering(self, patient: str, rule: str) -> datetime | None:
+        row = self.db.execute(
+            "SELECT since FROM recovering WHERE patient=? AND rule=?", (patient, rule)
+        ).fetchone()
+        return None if row is None else _t(row[0])
+
+    def set_recovering(
+        self, patient: str, rule: str, since: datetime, restart: bool = False
+    ) -> None:
+        """Remember when data came back (kept unless ``restart``: it fell silent again)."""
+        verb = "INSERT OR REPLACE" if restart else "INSERT OR IGNORE"
+        self.db.execute(
+            f"{verb} INTO recovering VALUES (?,?,?)", (patient, rule, wire.format_time(since))
+        )
 
     # windows of recent samples
     def window(self, patient: str, rule: str) -> Window:

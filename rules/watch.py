@@ -1,11 +1,16 @@
 """Rules about what did *not* arrive: missing data, a silent gateway, a flat battery.
 
-Absence has no message to trigger on, so these rules are judged at a point in time ``now``:
-- on every message from a home, at that message's ``received_at`` (the home's own time line, so a
-  replay in simulated time judges a CGM gap correctly when the next heartbeat arrives), and
+Silence is judged by the receive clock (issue 14): when a reading, event, heartbeat or status
+*arrives*, the engine's clock (the injected one: simulated time in a replay) is what counts, never
+the time stamp a device or gateway put on it. A device whose clock lags an hour therefore cannot
+make a missing-data rule fire and clear on every reading. Absence has no message to trigger on, so
+these rules are judged at a point in time ``now``:
+- on every message from a home, at the moment it arrives, and
 - on a clock tick (APScheduler, ``rules.tick_seconds``), which is what notices a home that has
   gone completely silent.
-Both paths run the same code against the durable state in ``rules/state.py``.
+They clear only once data has flowed again for ``clear_after_minutes`` (and is still flowing), so
+one stray reading in a dead night does not send an all clear. Both paths run the same code against
+the durable state in ``rules/state.py``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from homevitals.config import (
     MissingDataRuleConfig,
 )
 from homevitals.readings import AlertDecision, GatewayState, GatewayStatus, Measurement, Reading
-from homevitals.rules.state import State
+from homevitals.rules.state import OpenAlert, State
 
 if TYPE_CHECKING:
     from homevitals.rules.engine import RuleEngine, Subject
@@ -70,45 +75,47 @@ class Watch:
     # --- inputs -------------------------------------------------------------------------------
     def on_reading(self, st: State, s: Subject, r: Reading) -> list[AlertDecision]:
         out: list[AlertDecision] = []
+        now = self.engine.clock.now()  # the receive clock, not the device's stamp
         key = (r.patient, str(r.measurement))
-        if key in self.watched and self._fresh(key, r.time):
-            st.seen(r.patient, str(r.measurement), r.time)
-        for rule in s.rules:
-            if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement:
-                current = st.open_alert(s.patient.id, rule.id)
-                if current is not None:
-                    out.append(
-                        self.engine.resolve(
-                            st,
-                            s,
-                            rule,
-                            current,
-                            "readings are arriving again",
-                            time=r.received_at,
-                            measurement=str(r.measurement),
-                            observed_at=r.time,
-                            source_id=r.reading_id,
-                        )
-                    )
+        missed = [
+            (rule, current)
+            for rule in s.rules
+            if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement
+            and (current := st.open_alert(s.patient.id, rule.id)) is not None
+        ]
+        prev = self._last_seen(st, r.patient, str(r.measurement)) if missed else None
+        if key in self.watched and self._fresh(key, now):
+            st.seen(r.patient, str(r.measurement), now)
+        for rule, current in missed:
+            d = self._recovery(
+                st, s, rule, current, now, prev, rule.after_minutes,
+                "readings have been arriving again", measurement=str(r.measurement),
+                observed_at=r.time, source_id=r.reading_id,
+            )
+            out += [d] if d is not None else []
         if r.measurement == Measurement.BATTERY and "battery" in r.fields:
             st.battery(r.device, r.patient, r.fields["battery"].value, r.time)
-            out += self._batteries(st, s, r.received_at)
-        return out + self.on_home_message(st, s.home, r.received_at)
+            out += self._batteries(st, s, now)
+        return out + self.on_home_message(st, s.home, now)
 
     def on_home_message(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
         """Any message proves the gateway alive and moves the home's own clock to ``at``."""
         seen = st.home(home.id)
+        prev = max(
+            filter(None, (seen.last_alive if seen else None, self._latest.get(("", home.id)))),
+            default=None,
+        )
         fresh = self._fresh(("", home.id), at)
         if seen is None or seen.offline_since is not None or fresh:
             st.home_alive(home.id, at)
-        return self._gateway_back(st, home, at) + self._judge_home(st, home, at)
+        return self._gateway_back(st, home, at, prev) + self._judge_home(st, home, at)
 
     def on_status(self, st: State, status: GatewayStatus) -> list[AlertDecision]:
         home = self._home(status.home)
         if home is None:
             return []
         if status.state == GatewayState.ONLINE:
-            return self.on_home_message(st, home, status.time or self.engine.clock.now())
+            return self.on_home_message(st, home, self.engine.clock.now())
         # The will's own time stamp is from when the gateway connected, so "offline since" is
         # the last moment the home was heard from (MQTT 3.1.1 section 3.1.2.5, the will is sent
         # by the broker when the keepalive lapses).
@@ -129,9 +136,10 @@ class Watch:
             patient = self.device_patient.get(device)
             if patient is not None:
                 st.battery(device, patient, percent, at)
+        now = self.engine.clock.now()
         for s in self.engine.subjects_of(home.id):
-            out += self._batteries(st, s, at)
-        return out + self.on_home_message(st, home, at)
+            out += self._batteries(st, s, now)
+        return out + self.on_home_message(st, home, now)
 
     def tick(self, st: State, now: datetime) -> list[AlertDecision]:
         out: list[AlertDecision] = []
@@ -145,12 +153,11 @@ class Watch:
         out: list[AlertDecision] = []
         for s in self.engine.subjects_of(home.id):
             for rule in s.rules:
+                d: AlertDecision | None = None
                 if isinstance(rule, MissingDataRuleConfig):
                     d = self._missing(st, s, rule, now, seen.first_seen if seen else None)
                 elif isinstance(rule, GatewayRuleConfig):
                     d = self._gateway(st, s, rule, now)
-                else:
-                    continue
                 if d is not None:
                     out.append(d)
         return out
@@ -167,11 +174,12 @@ class Watch:
             return None
         last = self._last_seen(st, s.patient.id, str(rule.measurement))
         since = last or baseline or self.engine.started
-        if now - since < timedelta(minutes=rule.after_minutes):
+        silent = now - since >= timedelta(minutes=rule.after_minutes)
+        if st.open_alert(s.patient.id, rule.id) is not None:
+            return None  # it clears on arrivals (``_recovery``), never on a tick
+        if not silent:
             return None
         if rule.window is not None and not rule.window.contains(now.astimezone(s.home.zone).time()):
-            return None
-        if st.open_alert(s.patient.id, rule.id) is not None:
             return None
         return self.engine.fire(
             st,
@@ -182,6 +190,32 @@ class Watch:
             time=now,
             measurement=str(rule.measurement),
             observed_at=since,
+        )
+
+    def _recovery(
+        self,
+        st: State,
+        s: Subject,
+        rule: MissingDataRuleConfig | GatewayRuleConfig,
+        current: OpenAlert,
+        now: datetime,
+        prev: datetime | None,
+        silence_minutes: float,
+        why: str,
+        **kw: object,
+    ) -> AlertDecision | None:
+        """Data arrived at ``now`` (the one before at ``prev``) while the alert is open. It clears
+        once data has arrived again for ``clear_after_minutes`` with no silence in between (a
+        gap the rule itself calls silence starts the wait over), so a stray value in a dead
+        night is not an all clear; judged on arrivals only, never on a tick."""
+        silent = prev is None or now - prev >= timedelta(minutes=silence_minutes)
+        st.set_recovering(s.patient.id, rule.id, now, restart=silent)
+        back = st.recovering(s.patient.id, rule.id) or now
+        if now - back < timedelta(minutes=rule.clear_after_minutes):
+            return None
+        minutes = f"{rule.clear_after_minutes:g}"
+        return self.engine.resolve(
+            st, s, rule, current, f"{why} for {minutes} minutes", time=now, **kw
         )
 
     def _watches(self, s: Subject, rule: MissingDataRuleConfig) -> bool:
@@ -202,7 +236,9 @@ class Watch:
         gone = offline is not None and now - offline >= timedelta(
             minutes=rule.offline_grace_minutes
         )
-        if not (silent or gone) or st.open_alert(s.patient.id, rule.id) is not None:
+        if st.open_alert(s.patient.id, rule.id) is not None:
+            return None  # it clears on arrivals (``_gateway_back``), never on a tick
+        if not (silent or gone):
             return None
         since = offline or alive
         return self.engine.fire(
@@ -217,30 +253,29 @@ class Watch:
             observed_at=since,
         )
 
-    def _gateway_back(self, st: State, home: HomeConfig, at: datetime) -> list[AlertDecision]:
+    def _gateway_back(
+        self, st: State, home: HomeConfig, at: datetime, prev: datetime | None
+    ) -> list[AlertDecision]:
+        """The home was heard from at ``at``: an open gateway alert clears once it has been
+        heard from for ``clear_after_minutes``."""
         out: list[AlertDecision] = []
         for s in self.engine.subjects_of(home.id):
             for rule in s.rules:
                 if not isinstance(rule, GatewayRuleConfig):
                     continue
                 current = st.open_alert(s.patient.id, rule.id)
-                if current is not None:
-                    out.append(
-                        self.engine.resolve(
-                            st,
-                            s,
-                            rule,
-                            current,
-                            "the home gateway is back online",
-                            time=at,
-                            measurement="gateway",
-                            observed_at=at,
-                        )
-                    )
+                if current is None:
+                    continue
+                d = self._recovery(
+                    st, s, rule, current, at, prev, rule.heartbeat_missed_minutes,
+                    "the home gateway has been back online", measurement="gateway",
+                    observed_at=at,
+                )
+                out += [d] if d is not None else []
         return out
 
     def _batteries(self, st: State, s: Subject, at: datetime) -> list[AlertDecision]:
-        out: list[AlertDecision] = []
+        out: list[AlertDecision | None] = []
         levels = st.batteries(s.patient.id)
         for rule in s.rules:
             if not isinstance(rule, BatteryRuleConfig):
@@ -278,7 +313,7 @@ class Watch:
                         observed_at=at,
                     )
                 )
-        return out
+        return [d for d in out if d is not None]
 
     def _home(self, home_id: str) -> HomeConfig | None:
         return next((s.home for s in self.engine.subjects.values() if s.home.id == home_id), None)

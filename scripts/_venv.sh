@@ -6,10 +6,15 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+# Another apt (unattended-upgrades, a second install) may hold the dpkg and lists locks: wait
+# for it, up to 10 minutes, instead of failing at once (apt.conf(5): DPkg::Lock::Timeout).
+APT_WAIT=(-o DPkg::Lock::Timeout=600)
+
 apt_install() {
-  echo "installing Debian packages: $*" >&2
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  echo "installing Debian packages: $* (waiting for any other apt to finish)" >&2
+  $SUDO apt-get "${APT_WAIT[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${APT_WAIT[@]}" install -y -qq \
+    --no-install-recommends "$@" >/dev/null
 }
 
 PYTHON="${PYTHON:-python3}"

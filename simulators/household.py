@@ -9,7 +9,7 @@ low: one alert), and is back to 5.8 mmol/L at 07:30 (all clear).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from zoneinfo import ZoneInfo
 
@@ -70,18 +70,21 @@ def demo_script(
     for seq, (day, hhmm, mmol) in enumerate(_GLUCOSE, start=1):
         t = _at(start, hhmm, zone, day)
         data = encode_glucose_measurement(seq, t.replace(tzinfo=None), mmol, unit="mol/L")
-        # The meter's record reaches the gateway a minute after the measurement.
-        script.append(ScheduledValue(t + timedelta(minutes=1), "glucometer-1", "2A18", data))
+        # The meter's record reaches the gateway a minute after the measurement (UTC arithmetic:
+        # a timedelta added to a local datetime is wall-clock time, wrong across DST).
+        script.append(ScheduledValue(t.astimezone(UTC) + timedelta(minutes=1), "glucometer-1",
+                                     "2A18", data))
         expected.append(ExpectedReading("glucose", "glucose", mmol, t))
     for day, hhmm, sys_, dia, mean, pulse in _BP:
         t = _at(start, hhmm, zone, day)
         data = encode_bp_measurement(sys_, dia, mean, timestamp=t.replace(tzinfo=None), pulse=pulse)
-        script.append(ScheduledValue(t + timedelta(seconds=40), "bp-1", "2A35", data))
+        script.append(ScheduledValue(t.astimezone(UTC) + timedelta(seconds=40), "bp-1", "2A35",
+                                     data))
         expected += [
             ExpectedReading("blood_pressure", "systolic", sys_, t),
             ExpectedReading("blood_pressure", "diastolic", dia, t),
         ]
-    press = _at(start, _PRESS[1], zone, _PRESS[0])
+    press = _at(start, _PRESS[1], zone, _PRESS[0]).astimezone(UTC)
     advert = encode_bthome_button(17, "press")
     # A BTHome button repeats the same advertisement; the gateway folds repeats by packet id.
     script += [

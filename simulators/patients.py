@@ -5,6 +5,11 @@ devices that turn them into byte-exact characteristic values live in ``ble_value
 ``timeline``. Every random choice comes from a ``random.Random`` seeded with the scenario seed and
 the patient's id, so the same seed gives the same week, reading for reading.
 
+Time: every instant here is an aware datetime in UTC and all arithmetic is done in UTC (a
+``timedelta`` added to a local ``ZoneInfo`` datetime is wall-clock arithmetic, an hour wrong across
+a DST change). Local time is used only to place daily events (meals, checks, sleep) and is
+converted to UTC at once (``_local``).
+
 The shapes are deliberately simple and each follows a published description (they are plausible
 stand-ins for training and testing, not fitted physiological models):
 
@@ -46,7 +51,7 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from types import MappingProxyType
 from zoneinfo import ZoneInfo
 
@@ -81,6 +86,7 @@ class Sample:
     def __post_init__(self) -> None:
         if self.at.tzinfo is None:
             raise ValueError("a sample's time must be timezone-aware")
+        object.__setattr__(self, "at", self.at.astimezone(UTC))
         object.__setattr__(self, "values", MappingProxyType(dict(self.values)))
 
 
@@ -91,6 +97,9 @@ class Low:
     at: datetime
     nadir: float
     hold: timedelta = timedelta(minutes=40)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "at", self.at.astimezone(UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +164,9 @@ def _days(start: datetime, end: datetime, zone: ZoneInfo) -> list[date]:
 
 
 def _local(d: date, t: time, zone: ZoneInfo) -> datetime:
-    return datetime.combine(d, t, tzinfo=zone)
+    """Local wall time ``t`` on ``d`` as a UTC instant: the first occurrence of a repeated time
+    (fold 0), and a time in a spring-forward gap read with the offset before the change."""
+    return datetime.combine(d, t, tzinfo=zone).astimezone(UTC)
 
 
 class GlucoseCurve:
@@ -251,9 +262,9 @@ def cgm_samples(
     """A value every few minutes, with drifting sensor error and gaps in the signal."""
     rng = _rng(seed, patient, "cgm")
     step = timedelta(minutes=profile.interval_minutes)
-    gaps = list(profile.gaps)
+    gaps = [(g.astimezone(UTC), length) for g, length in profile.gaps]
     per_step = profile.random_gaps_per_day * profile.interval_minutes / 1440
-    drift, out, t = 0.0, [], start
+    drift, out, t = 0.0, [], start.astimezone(UTC)
     while t < end:
         if rng.random() < per_step:
             gaps.append((t, timedelta(minutes=rng.uniform(10, 40))))
@@ -284,7 +295,7 @@ def bp_samples(
             minutes = rng.uniform(-profile.jitter_minutes, profile.jitter_minutes)
             t = (_local(d, at, zone) + timedelta(minutes=minutes)).replace(microsecond=0)
             times.append((t.replace(second=0), i == 0))
-    times += [(t, False) for t in extra]
+    times += [(t.astimezone(UTC), False) for t in extra]
     out: list[Sample] = []
     for t, first_of_day in sorted(times):
         sys_ = profile.systolic + rng.gauss(0.0, 6.0)
@@ -300,7 +311,7 @@ def bp_samples(
             flags.append("body_movement")
         if start <= t < end:
             out.append(_bp(t, sys_, dia, pulse, tuple(flags)))
-    for t in profile.white_coat:
+    for t in (w.astimezone(UTC) for w in profile.white_coat):
         if start <= t < end:
             bump = rng.uniform(20, 30)
             sys_, dia = profile.systolic + bump, profile.diastolic + bump / 3
@@ -332,7 +343,7 @@ def oximeter_samples(
     rng = _rng(seed, patient, "oximeter")
     step = timedelta(minutes=profile.interval_minutes)
     out: list[Sample] = []
-    t = start
+    t = start.astimezone(UTC)
     while t < end:
         asleep = _asleep(t.astimezone(zone), profile.sleep)
         hr = profile.heart_rate * (0.88 if asleep else 1.0) + rng.gauss(0.0, 3.0)

@@ -3,8 +3,9 @@
 A scenario is YAML (``docs/scenarios.md``). Its ``homes``, ``rules`` and ``alerts`` sections are
 exactly the configuration's sections (``homevitals.config``), with three additions per patient:
 a generator ``profile``, explicit ``readings`` and call-button ``presses``. Around them: the
-start, duration and seed, ``faults`` (link drops, corrupted values, a gateway offline, the broker
-down), scripted care-team ``replies`` and optional ``expect``-ations.
+start, duration and seed, ``faults`` (link drops, corrupted values, a gateway offline or
+killed, the broker down or delivering twice), scripted care-team ``replies`` and optional
+``expect``-ations. Times resolve to UTC instants (``LoadedScenario.resolve``).
 
 Loading follows ``homevitals.config.parse_config``: ``yaml.safe_load`` (nothing in the file is ever
 constructed as code), pydantic models with ``extra="forbid"``, and every error names the file, the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -41,6 +42,7 @@ from homevitals.config import (
 from homevitals.errors import ConfigError
 
 __all__ = [
+    "SPECIAL_VALUES",
     "Fault",
     "LoadedScenario",
     "Scenario",
@@ -59,7 +61,9 @@ class ScenarioError(ConfigError):
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)([dhms]))+\Z")
 _PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
-_DAY_AT = re.compile(r"^day (\d+) (\d{1,2}:\d{2}(?::\d{2})?)\Z")
+# "day 2 02:30", "day 2 02:30:15", "day 2 02:30+01:00" (an explicit UTC offset names which of a
+# repeated hour's two occurrences is meant, on the night the clocks go back).
+_DAY_AT = re.compile(r"^day (\d+) (\d{1,2}:\d{2}(?::\d{2})?)(Z|[+-]\d{2}:\d{2})?\Z")
 
 
 def parse_duration(v: object) -> timedelta:
@@ -76,14 +80,13 @@ def _check_at(v: str) -> str:
     if _DAY_AT.match(v):
         return v
     try:
-        parsed = datetime.fromisoformat(v)
+        datetime.fromisoformat(v)
     except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is not None:
         raise ValueError(
             f"{v!r} is not a local time: use 'day N HH:MM' (day 1 is the start date) or"
-            " 'YYYY-MM-DD HH:MM', in the home's own time zone"
-        )
+            " 'YYYY-MM-DD HH:MM', in the home's own time zone, optionally with its UTC offset"
+            " ('2026-10-25 02:30+01:00')"
+        ) from None
     return v
 
 
@@ -156,18 +159,40 @@ class ProfileSpec(_Model):
     oximeter: OximeterSpec | None = None
 
 
+# The IEEE 11073-20601 SFLOAT special values a device can send instead of a number; a scenario
+# names them (any case; "+INF", "-INF" too) and the timeline sends exactly those bytes.
+SPECIAL_VALUES = ("NaN", "NRes", "+INFINITY", "-INFINITY")
+_SPECIAL_ALIASES = {"nan": "NaN", "nres": "NRes", "+infinity": "+INFINITY", "+inf": "+INFINITY",
+                    "infinity": "+INFINITY", "inf": "+INFINITY", "-infinity": "-INFINITY",
+                    "-inf": "-INFINITY"}
+
+
+def _special_name(v: object) -> object:
+    if isinstance(v, str):
+        return _SPECIAL_ALIASES.get(v.strip().lower(), v)
+    return v
+
+
+# A finite number, or a special by name (YAML's .nan/.inf are refused: which special is meant?).
+Value = Annotated[
+    Annotated[float, Field(allow_inf_nan=False)]
+    | Literal["NaN", "NRes", "+INFINITY", "-INFINITY"],
+    BeforeValidator(_special_name),
+]
+
+
 class ReadingSpec(_Model):
     """One explicit measurement; which values it needs depends on the device's kind."""
 
     at: At
     device: str
-    glucose: float | None = None
-    systolic: float | None = None
-    diastolic: float | None = None
-    mean_arterial: float | None = None
-    pulse: float | None = None
-    heart_rate: float | None = None
-    spo2: float | None = None
+    glucose: Value | None = None
+    systolic: Value | None = None
+    diastolic: Value | None = None
+    mean_arterial: Value | None = None
+    pulse: Value | None = None
+    heart_rate: float | None = None  # 0x2A37 is a plain integer: no special values
+    spo2: Value | None = None
     flags: list[str] = []
 
 
@@ -189,7 +214,8 @@ class ScenarioHome(HomeConfig):
 class Fault(_Model):
     """Something that goes wrong: see docs/scenarios.md "Faults"."""
 
-    kind: Literal["link_drop", "corrupt", "gateway_offline", "broker_down"]
+    kind: Literal["link_drop", "corrupt", "gateway_offline", "broker_down", "gateway_crash",
+                  "duplicate_delivery"]
     at: At
     for_: Duration | None = Field(None, alias="for")
     home: str | None = None
@@ -200,7 +226,8 @@ class Fault(_Model):
 
     @model_validator(mode="after")
     def _needs(self) -> Fault:
-        if self.kind in ("link_drop", "gateway_offline", "broker_down") and self.for_ is None:
+        needs_for = ("link_drop", "gateway_offline", "broker_down", "duplicate_delivery")
+        if self.kind in needs_for and self.for_ is None:
             raise ValueError(f"a {self.kind} fault needs 'for' (how long, e.g. 1h)")
         if self.kind in ("link_drop", "corrupt") and self.device is None:
             raise ValueError(f"a {self.kind} fault needs 'device'")
@@ -214,13 +241,28 @@ class Reply(_Model):
 
 
 class Expectation(_Model):
-    """A notification the scenario author expects: checked and reported by ``replay``."""
+    """What the scenario author expects, checked and reported by ``replay``: an SMS (``to``,
+    ``rule``, ``kind``, ``at``, ``within``), or a device's stored readings (``device``,
+    ``readings``: how many, ``every``: the exact spacing of their time stamps)."""
 
-    to: str
-    rule: str
+    to: str | None = None
+    rule: str | None = None
     kind: str = "firing"
-    at: At
+    at: At | None = None
     within: Duration = timedelta(minutes=5)
+    device: str | None = None
+    readings: int | None = Field(None, ge=0)
+    every: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Expectation:
+        if self.device is not None:
+            if self.readings is None or self.to is not None or self.rule is not None:
+                raise ValueError("a readings expectation has 'device' and 'readings' (and"
+                                 " optionally 'every'), no 'to' or 'rule'")
+        elif self.to is None or self.rule is None or self.at is None:
+            raise ValueError("an SMS expectation needs 'to', 'rule' and 'at'")
+        return self
 
 
 class Scenario(_Model):
@@ -271,19 +313,40 @@ class LoadedScenario:
 
     @property
     def start(self) -> datetime:
-        return datetime.fromisoformat(self.model.start).replace(tzinfo=self.zone)
+        """The first instant, in UTC (all simulated-time arithmetic is done in UTC)."""
+        return self.resolve(self.model.start, self.zone)
 
     @property
     def end(self) -> datetime:
-        return self.start + self.model.duration
+        return self.start + self.model.duration  # elapsed time: a 25-hour night stays 25 hours
 
     def resolve(self, at: str, zone: ZoneInfo) -> datetime:
-        """'day N HH:MM' (day 1 is the start date) or 'YYYY-MM-DD HH:MM', local to ``zone``."""
+        """'day N HH:MM' (day 1 is the start date) or 'YYYY-MM-DD HH:MM', local to ``zone``, as
+        a UTC instant. Without an offset a repeated local time is its first occurrence and a
+        time in a spring-forward gap is read with the offset before the change; an explicit
+        offset ('+01:00') picks the occurrence and must be one ``zone`` has at that time."""
         m = _DAY_AT.match(at)
         if m:
             day = self.start.astimezone(zone).date() + timedelta(days=int(m.group(1)) - 1)
-            return datetime.combine(day, time.fromisoformat(m.group(2)), tzinfo=zone)
-        return datetime.fromisoformat(at).replace(tzinfo=zone)
+            local = datetime.combine(day, time.fromisoformat(m.group(2)))
+            offset = m.group(3)
+            parsed = local if offset is None else datetime.fromisoformat(f"{local}{offset}")
+        else:
+            parsed = datetime.fromisoformat(at)
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=zone).astimezone(UTC)
+        wall = parsed.replace(tzinfo=None)
+        offsets = {wall.replace(tzinfo=zone, fold=f).utcoffset() for f in (0, 1)}
+        if parsed.utcoffset() not in offsets:
+            have = " or ".join(sorted(_offset(o) for o in offsets))
+            raise ScenarioError([f"{self.source}: {at!r}: {zone.key} is at UTC{have} at"
+                                 f" {wall:%Y-%m-%d %H:%M}, not UTC{_offset(parsed.utcoffset())}"])
+        return parsed.astimezone(UTC)
+
+
+def _offset(o: timedelta | None) -> str:
+    minutes = int((o or timedelta(0)) / timedelta(minutes=1))
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _to_config(s: Scenario) -> dict[str, Any]:

@@ -5,20 +5,30 @@ real device would send (``ble_values``, ``ble_values_ext``), delivered when the 
 deliver them: a glucose meter's record a minute after the finger-stick, a blood-pressure record
 40 s after the cuff deflates, a BTHome button's advertisement three times 300 ms apart, a CGM's
 session start time first and then one record every 5 minutes. Link drops and corrupted values
-are applied here; outages (gateway offline, broker down) are carried out by the replay driver.
+are applied here; outages (gateway offline or crashed, broker down or duplicating) are carried
+out by the replay driver.
+
+Every instant is UTC and every addition of a ``timedelta`` is done on UTC datetimes; local time
+only for what a device shows on its own clock (the naive time stamps it sends).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.simulators import patients as pt
 from homevitals.simulators.ble_values import (
     BP_STATUS_BITS,
+    SFLOAT_NAN,
+    SFLOAT_NEG_INF,
+    SFLOAT_NRES,
+    SFLOAT_POS_INF,
+    Number,
+    SfloatSpecial,
     encode_bp_measurement,
     encode_bthome_button,
     encode_glucose_measurement,
@@ -39,12 +49,15 @@ from homevitals.simulators.scenario import (
 )
 from homevitals.simulators.transport import ScheduledValue
 
-__all__ = ["Expected", "Outage", "ScriptedReply", "Timeline", "TimedValue", "build_timeline"]
+__all__ = ["Expected", "ExpectedReadings", "Outage", "ScriptedReply", "Timeline", "TimedValue",
+           "build_timeline"]
 
 _METER_SYNC = timedelta(minutes=1)  # the meter's record reaches the gateway a minute later
 _BP_SYNC = timedelta(seconds=40)
 _CGM_SESSION = timedelta(days=10)  # a Dexcom G6-style sensor session
 _ADVERT_REPEATS = (0, 300, 600)  # ms: a BTHome button repeats its advertisement
+_SPECIALS: dict[str, SfloatSpecial] = {"NaN": SFLOAT_NAN, "NRes": SFLOAT_NRES,
+                                       "+INFINITY": SFLOAT_POS_INF, "-INFINITY": SFLOAT_NEG_INF}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +68,7 @@ class TimedValue:
 
 @dataclass(frozen=True, slots=True)
 class Outage:
-    kind: str  # "gateway_offline" | "broker_down"
+    kind: str  # "gateway_offline" | "broker_down" | "gateway_crash" | "duplicate_delivery"
     home: str | None
     start: datetime
     end: datetime
@@ -79,6 +92,14 @@ class Expected:
     within: timedelta
 
 
+@dataclass(frozen=True, slots=True)
+class ExpectedReadings:
+    home: str
+    device: str
+    count: int
+    every: timedelta | None
+
+
 @dataclass
 class Timeline:
     start: datetime
@@ -88,6 +109,7 @@ class Timeline:
     outages: list[Outage] = field(default_factory=list)
     replies: list[ScriptedReply] = field(default_factory=list)
     expected: list[Expected] | None = None
+    expected_readings: list[ExpectedReadings] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +117,11 @@ class _Item:
     at: datetime  # measured
     device: DeviceConfig
     sample: pt.Sample | None  # None: a call-button press
+    specials: Mapping[str, SfloatSpecial] = field(default_factory=dict)  # sent instead
+
+    def values(self) -> dict[str, Number]:
+        assert self.sample is not None
+        return {**self.sample.values, **self.specials}
 
 
 def build_timeline(s: LoadedScenario) -> Timeline:
@@ -139,9 +166,9 @@ def _patient_items(s: LoadedScenario, hi: int, home: ScenarioHome, pi: int,
         loc = (*base, "readings", ri)
         dev = _device(home, patient, r.device, set(_READING_FIELDS), (*loc, "device"), s, problems)
         if dev is not None:
-            sample = _explicit(r, dev, s.resolve(r.at, home.zone), loc, s, problems)
-            if sample is not None:
-                items.append(_Item(sample.at, dev, sample))
+            found = _explicit(r, dev, s.resolve(r.at, home.zone), loc, s, problems)
+            if found is not None:
+                items.append(_Item(found[0].at, dev, *found))
     for bi, press in enumerate(patient.presses):
         loc = (*base, "presses", bi, "device")
         dev = _device(home, patient, press.device, {DeviceKind.CALL_BUTTON}, loc, s, problems)
@@ -218,7 +245,8 @@ _READING_FIELDS: dict[DeviceKind, tuple[set[str], set[str]]] = {  # required, op
 
 
 def _explicit(r: ReadingSpec, dev: DeviceConfig, at: datetime, loc: tuple[Any, ...],
-              s: LoadedScenario, problems: list[str]) -> pt.Sample | None:
+              s: LoadedScenario, problems: list[str]
+              ) -> tuple[pt.Sample, dict[str, SfloatSpecial]] | None:
     required, optional = _READING_FIELDS[dev.kind]
     given = {k for k in ("glucose", "systolic", "diastolic", "mean_arterial", "pulse",
                          "heart_rate", "spo2") if getattr(r, k) is not None}
@@ -234,11 +262,16 @@ def _explicit(r: ReadingSpec, dev: DeviceConfig, at: datetime, loc: tuple[Any, .
                                   f" {sorted(BP_STATUS_BITS)}"))
     if len(problems) > bad:
         return None
-    values = {k: float(getattr(r, k)) for k in given - {"flags"}}
-    if dev.kind == DeviceKind.BLOOD_PRESSURE and "mean_arterial" not in values:
-        values["mean_arterial"] = float(round(values["diastolic"]
-                                              + (values["systolic"] - values["diastolic"]) / 3))
-    return pt.Sample(at, values, tuple(r.flags))
+    given -= {"flags"}
+    specials = {k: _SPECIALS[v] for k in given if isinstance(v := getattr(r, k), str)}
+    values = {k: float(getattr(r, k)) for k in given - set(specials)}
+    if dev.kind == DeviceKind.BLOOD_PRESSURE and "mean_arterial" not in given:
+        if specials.keys() & {"systolic", "diastolic"}:
+            specials["mean_arterial"] = SFLOAT_NAN  # a monitor cannot derive it either
+        else:
+            values["mean_arterial"] = float(round(
+                values["diastolic"] + (values["systolic"] - values["diastolic"]) / 3))
+    return pt.Sample(at, values, tuple(r.flags)), specials
 
 
 # --- what each device measures -> bytes on the air --------------------------------------------
@@ -249,48 +282,58 @@ def _encode(s: LoadedScenario, home: ScenarioHome, items: list[_Item]) -> list[S
     seq: dict[str, int] = {}
     cgm_session: dict[str, datetime] = {}
     for it in sorted(items, key=lambda i: (i.at, i.device.id)):
-        d, smp, naive = it.device, it.sample, it.at.astimezone(home.zone).replace(tzinfo=None)
+        at = it.at.astimezone(UTC)
+        d, smp, naive = it.device, it.sample, at.astimezone(home.zone).replace(tzinfo=None)
         n = seq[d.id] = seq.get(d.id, 0) + 1
         if smp is None:  # a call-button press
             advert = encode_bthome_button(n % 256, "press")
-            out += [ScheduledValue(it.at + timedelta(milliseconds=ms), d.id, "bthome", advert)
+            out += [ScheduledValue(at + timedelta(milliseconds=ms), d.id, "bthome", advert)
                     for ms in _ADVERT_REPEATS]
-        elif d.kind == DeviceKind.GLUCOSE_METER:
-            data = encode_glucose_measurement(n, naive, smp.values["glucose"], unit="mol/L")
-            out.append(ScheduledValue(it.at + _METER_SYNC, d.id, "2A18", data))
+            continue
+        v = it.values()
+        if d.kind == DeviceKind.GLUCOSE_METER:
+            data = encode_glucose_measurement(n, naive, v["glucose"], unit="mol/L")
+            out.append(ScheduledValue(at + _METER_SYNC, d.id, "2A18", data))
         elif d.kind == DeviceKind.BLOOD_PRESSURE:
-            v = smp.values
             data = encode_bp_measurement(v["systolic"], v["diastolic"], v["mean_arterial"],
                                          timestamp=naive, pulse=v.get("pulse"),
                                          status_flags=smp.flags)
-            out.append(ScheduledValue(it.at + _BP_SYNC, d.id, "2A35", data))
+            out.append(ScheduledValue(at + _BP_SYNC, d.id, "2A35", data))
         elif d.kind == DeviceKind.CGM:
-            out += _cgm(home, d, it.at, smp, cgm_session)
+            out += _cgm(home, d, at, v["glucose"], cgm_session)
         elif d.kind == DeviceKind.HEART_RATE:
             hr = round(smp.values["heart_rate"])
-            out.append(ScheduledValue(it.at, d.id, "2A37", encode_heart_rate(hr, contact=True)))
+            out.append(ScheduledValue(at, d.id, "2A37", encode_heart_rate(hr, contact=True)))
         elif d.kind == DeviceKind.PULSE_OXIMETER:
-            pulse = smp.values.get("pulse", smp.values.get("heart_rate", 0.0))
-            data = encode_plx_spot_check(smp.values["spo2"], pulse, timestamp=naive)
-            out.append(ScheduledValue(it.at, d.id, "2A5E", data))
+            pulse = v.get("pulse", v.get("heart_rate", 0.0))
+            data = encode_plx_spot_check(v["spo2"], pulse, timestamp=naive)
+            out.append(ScheduledValue(at, d.id, "2A5E", data))
     return out
 
 
-def _cgm(home: ScenarioHome, d: DeviceConfig, at: datetime, smp: pt.Sample,
+# CGMS 1.0.1 section 3.3 (Session Start Time): Time Zone in 15-minute steps (standard time) and
+# DST Offset as a code: 0 standard, 2 half an hour, 4 one hour, 8 two hours.
+_DST_CODES = {0: 0, 30: 2, 60: 4, 120: 8}
+
+
+def _cgm(home: ScenarioHome, d: DeviceConfig, at: datetime, glucose: Number,
          sessions: dict[str, datetime]) -> list[ScheduledValue]:
     out = []
     start = sessions.get(d.id)
     if start is None or at - start >= _CGM_SESSION:
         # CGMS 3.2.x: the session start time (0x2AAA) is read first; records carry minutes
-        # since it. A new sensor every 10 days keeps the uint16 offset small.
+        # since it (elapsed minutes, UTC arithmetic: the night the clocks go back has 25 hours
+        # of them). A new sensor every 10 days keeps the uint16 offset small.
         start = sessions[d.id] = at.replace(second=0, microsecond=0)
         local = start.astimezone(home.zone)
-        offset = local.utcoffset() or timedelta(0)
+        dst = local.dst() or timedelta(0)
+        standard = (local.utcoffset() or timedelta(0)) - dst
         data = encode_cgm_session_start(local.replace(tzinfo=None),
-                                        tz_quarters=int(offset / timedelta(minutes=15)))
+                                        tz_quarters=int(standard / timedelta(minutes=15)),
+                                        dst_code=_DST_CODES[int(dst / timedelta(minutes=1))])
         out.append(ScheduledValue(at, d.id, "2AAA", data))  # read first, same moment
     minutes = round((at - start) / timedelta(minutes=1))
-    data = encode_cgm_measurement([CgmRecord(smp.values["glucose"], minutes)])
+    data = encode_cgm_measurement([CgmRecord(glucose, minutes)])
     out.append(ScheduledValue(at, d.id, "2AA7", data))
     return out
 
@@ -323,9 +366,33 @@ def _faults(s: LoadedScenario, tl: Timeline, problems: list[str]) -> None:
                           f.count)
             continue
         at = s.resolve(f.at, zone)
+        if f.kind == "gateway_crash":
+            for home in [f.home] if f.home else list(homes):
+                tl.outages.append(_crash(tl, home, at, f.for_ or timedelta(0)))
+            continue
         assert f.for_ is not None  # the model requires it for outages
         tl.outages.append(Outage(f.kind, f.home, at, at + f.for_))
     tl.outages.sort(key=lambda o: o.start)
+
+
+def _crash(tl: Timeline, home: str, at: datetime, down: timedelta) -> Outage:
+    """The gateway is killed right after it has queued the first value that reaches it at or
+    after ``at`` (so the crash leaves something on disk to replay), and restarted ``down``
+    later. Meanwhile the devices keep their records and the new gateway receives them at once;
+    a button's advertisements go unheard."""
+    crash = min((tv.value.at for tv in tl.values if tv.home == home and tv.value.at >= at),
+                default=at)
+    back = crash + down
+    out: list[TimedValue] = []
+    for tv in tl.values:
+        v = tv.value
+        if tv.home != home or not crash < v.at < back:
+            out.append(tv)
+        elif v.characteristic != "bthome":
+            out.append(TimedValue(home, ScheduledValue(back, v.device, v.characteristic,
+                                                       v.data, "backfill")))
+    tl.values[:] = out
+    return Outage("gateway_crash", home, crash, back)
 
 
 def _device_fault(tl: Timeline, home: str, device: str, kind: str, at: datetime,
@@ -377,6 +444,15 @@ def _replies(s: LoadedScenario, tl: Timeline, problems: list[str]) -> None:
         return
     tl.expected = []
     for ei, e in enumerate(s.model.expect):
+        if e.device is not None and e.readings is not None:
+            found = _find_device(s, e.device, None)
+            if len(found) != 1:
+                problems.append(s.problem(("expect", ei, "device"),
+                                          f"device {e.device!r} is not in exactly one home"))
+                continue
+            tl.expected_readings.append(ExpectedReadings(found[0], e.device, e.readings, e.every))
+            continue
+        assert e.to is not None and e.rule is not None and e.at is not None  # the model checks
         who = _phone(s, e.to)
         if who is None:
             problems.append(s.problem(("expect", ei, "to"),

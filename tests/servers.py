@@ -24,6 +24,8 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from broker_conf import BROKER_CONF, render_broker_conf
+
 __all__ = [
     "Influxd",
     "Mosquitto",
@@ -134,9 +136,14 @@ class _Process:
 
 
 class Mosquitto(_Process):
-    """Mosquitto 2.x on 127.0.0.1 with a persistent store (QoS 1 sessions survive a restart).
+    """Mosquitto 2.x on 127.0.0.1, started from configs/mosquitto/homevitals.conf: only the
+    listeners' ports, the files' paths and log_dest are replaced (``render_broker_conf``).
 
-    ``tls_files`` is (cafile, certfile, keyfile) for a second, TLS listener on ``tls_port``.
+    ``tls_files`` is (cafile, certfile, keyfile) for the file's second, TLS listener on
+    ``tls_port``; without it that listener is left out. Without ``password_file`` anonymous
+    clients are allowed (and no ACL applies). ``overrides`` replaces the value of a global
+    setting of the file (e.g. a tiny ``max_queued_messages`` to make the broker drop);
+    ``extra_config`` lines are appended (settings the file does not have).
     """
 
     name = "mosquitto"
@@ -149,33 +156,26 @@ class Mosquitto(_Process):
         password_file: Path | None = None,
         acl_file: Path | None = None,
         tls_files: tuple[Path, Path, Path] | None = None,
+        overrides: dict[str, str] | None = None,
         extra_config: tuple[str, ...] = (),
     ) -> None:
         super().__init__(workdir)
         self.binary = _require(MOSQUITTO_BIN, "mosquitto")
         self.port = port or free_port()
         self.tls_port = free_port() if tls_files else None
-        lines = [
-            f"listener {self.port} {HOST}",
-            f"allow_anonymous {'false' if password_file else 'true'}",
-            "persistence true",
-            f"persistence_location {self.workdir}/",
-            # MEASUREMENTS.md pitfalls: the default 1000 drops QoS 1 messages under backlog.
-            "max_queued_messages 200000",
-            "max_inflight_messages 100",
-            "set_tcp_nodelay true",  # small packets (alerts) are not held back by Nagle
-            "log_dest stderr",
-            *(["user root"] if os.geteuid() == 0 else []),  # else 2.x drops to user mosquitto
-            *([f"password_file {password_file}"] if password_file else []),
-            *([f"acl_file {acl_file}"] if acl_file else []),
-            *extra_config,
-        ]
-        if tls_files:  # listener-specific options follow their listener line
-            ca, cert, key = tls_files
-            lines += [f"listener {self.tls_port} {HOST}", f"cafile {ca}"]
-            lines += [f"certfile {cert}", f"keyfile {key}"]
         self.conf_path = self.workdir / "mosquitto.conf"
-        self.conf_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        text = render_broker_conf(
+            BROKER_CONF.read_text(encoding="utf-8"),
+            port=self.port,
+            tls_port=self.tls_port,
+            persistence_location=f"{self.workdir}/",
+            password_file=password_file,
+            acl_file=acl_file,
+            tls_files=tls_files,
+            overrides=overrides or {},
+        )
+        extra = "".join(f"{line}\n" for line in extra_config)  # appended: global settings only
+        self.conf_path.write_text(text + extra, encoding="utf-8")
 
     def start(self) -> None:
         self._spawn([self.binary, "-c", str(self.conf_path)])

@@ -45,11 +45,44 @@ def test_every_problem_is_named_with_file_line_and_key() -> None:
     ]
 
 
-def test_cross_section_checks() -> None:
+def test_cross_section_checks_point_at_the_line() -> None:
     text = (ROOT / "configs" / "homevitals.yaml").read_text(encoding="utf-8")
     text = text.replace("home: home-novak", "home: home-elsewhere")
-    with pytest.raises(ConfigError, match="gateway.home 'home-elsewhere' is not one of the homes"):
+    line = text.splitlines().index("  home: home-elsewhere") + 1
+    with pytest.raises(ConfigError) as err:
         parse_config(text, "x.yaml")
+    assert err.value.problems == [
+        f"x.yaml:{line}: gateway.home: 'home-elsewhere' is not one of the homes (home-novak)"]
+
+
+def test_a_typo_in_the_gateway_section_is_reported_there() -> None:
+    # "gateway" is also a rule kind: its name must not be dropped from the location.
+    text = (ROOT / "configs" / "homevitals.yaml").read_text(encoding="utf-8")
+    text = text.replace("heartbeat_seconds: 60", "heartbeat_secnds: 60")
+    line = text.splitlines().index("  heartbeat_secnds: 60") + 1
+    assert line > 40
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "typo4.yaml")
+    assert err.value.problems == [f"typo4.yaml:{line}: gateway.heartbeat_secnds: unknown key"]
+
+
+def test_an_error_in_a_gateway_rule_names_the_rule() -> None:
+    text = "rules:\n  definitions:\n    - {id: gw, kind: gateway, severity: high, reason: x,\n" \
+           "       offline_grace_minutes: -1}\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "r.yaml")
+    assert err.value.problems == ["r.yaml:4: rules.definitions.0.offline_grace_minutes:"
+                                  " Input should be greater than or equal to 0"]
+
+
+def test_an_empty_file_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("# to do\n", encoding="utf-8")
+    result = _check(empty)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: {empty}: the file is empty (or only comments): a"
+                             " configuration needs at least homes: (configs/homevitals.yaml"
+                             " is a sample)\n")
 
 
 def test_sample_configs_are_valid() -> None:
@@ -93,7 +126,9 @@ def test_a_rule_in_the_wrong_unit_or_on_an_unknown_field_is_refused() -> None:
     wrong_unit = text.replace("below: 3.9\n      unit: mmol/L", "below: 70\n      unit: mmHg")
     with pytest.raises(ConfigError) as err:
         parse_config(wrong_unit, "x.yaml")
-    assert "rule night-low-glucose: glucose.glucose is in mmol/L, not mmHg" in str(err.value)
+    line = wrong_unit.splitlines().index("      unit: mmHg") + 1
+    assert (f"x.yaml:{line}: rules.definitions.0.unit: rule night-low-glucose: glucose.glucose is"
+            " in mmol/L, not mmHg") in err.value.problems
     unknown = text.replace("field: glucose", "field: sugar")
     with pytest.raises(ConfigError) as err:
         parse_config(unknown, "x.yaml")

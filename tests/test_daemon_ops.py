@@ -4,6 +4,7 @@ were holding."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -81,15 +82,20 @@ def test_health_endpoints_follow_the_broker(
         # What the gateway has read, queued and had acknowledged, per device.
         def gateway_page() -> str | None:
             page = _get(ports["gateway"], "/metrics")[1]
-            readings = 'homevitals_gateway_values_total{what="readings"} '
+            readings = "homevitals_gateway_readings_total "
             done = readings in page and _metric(page, readings.strip()) >= 5 \
                 and _metric(page, "homevitals_gateway_acknowledged_total") >= 5
             return page if done else None
 
         gw = wait_until("gateway readings acknowledged", gateway_page, 30)
-        assert _metric(gw, 'homevitals_gateway_device_seen_seconds_ago{device="glucometer-1"}') < 30
+        seen = 'homevitals_gateway_device_last_seen_timestamp_seconds{device="glucometer-1"}'
+        assert time.time() - 30 < _metric(gw, seen) <= time.time()
+        assert 0 < _metric(gw, 'homevitals_gateway_device_battery_ratio{device="bp-1"}') <= 1
         assert _metric(gw, "homevitals_gateway_dropped_total") == 0
-        assert 'homevitals_gateway_rejected_total' in gw
+        for reason in ("bad_value", "unknown_device"):  # at 0 before the first rejection
+            assert _metric(gw, f'homevitals_gateway_rejected_total{{reason="{reason}"}}') == 0
+        assert "homevitals_gateway_values_total" not in gw
+        assert 'homevitals_build_info{version="' in gw
         wait_until("ingest received the gateway's readings", lambda: _metric(
             _get(ports["ingest"], "/metrics")[1], "homevitals_ingest_received_total") >= 5, 30)
 

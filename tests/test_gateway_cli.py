@@ -63,6 +63,38 @@ def test_decode_bad_hex_and_unknown_characteristic() -> None:
     assert out.returncode == 1 and "no parser for characteristic 0x2A38" in out.stderr
 
 
+def test_decode_refuses_an_unknown_quirk_naming_the_known_ones() -> None:
+    out = _run("decode", "2A18", "020700e807030f081e00640011", "--quirk", "glucose_mgdl")
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == (
+        "error: --quirk: unknown quirk 'glucose_mgdl' (known: bp_big_endian_pulse_status,"
+        " glucose_mg_dl_without_exponent, glucose_clock_from_date_time,"
+        " glucose_reverse_sequence)\n")
+
+
+def test_decode_a_record_access_control_point_answer() -> None:
+    # GSS RACP: op code 0x06 (response code), operator null, request 0x01, response 0x06.
+    out = _run("decode", "2A52", "06000106")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["details"] == {
+        "op_code": "response code", "operator": "null",
+        "request_op_code": "report stored records", "response": "no records found"}
+    out = _run("decode", "2A52", "0103010500")  # report records with sequence number >= 5
+    assert json.loads(out.stdout)["details"] == {
+        "op_code": "report stored records", "operator": "greater than or equal to",
+        "filter_type": "sequence number", "operand": "0500", "sequence_number": 5}
+    out = _run("decode", "2A52", "05000a00")
+    assert json.loads(out.stdout)["details"]["number_of_records"] == 10
+
+
+def test_decode_bthome_cut_short_says_where() -> None:
+    out = _run("decode", "bthome", "4000")  # version 2, then a packet id object without value
+    assert out.returncode == 1
+    assert out.stderr == ("error: bthome: the value of object 0x00 at byte 1 (packet_id) is cut"
+                          " short: it takes 1 byte, the value ends after 2 bytes with 0 bytes"
+                          " left\n")
+
+
 def test_scan_lists_health_devices_as_config_lines() -> None:
     out = _run("scan", "--simulate", str(DEMO), "--seconds", "0.5")
     assert out.returncode == 0, out.stderr
@@ -96,3 +128,65 @@ def test_gateway_without_its_section_says_so(tmp_path: Path) -> None:
     result = _run("gateway", "-c", str(cfg), "--simulate", "demo")
     assert result.returncode == 2, result.stderr
     assert "gateway: section missing (the gateway needs gateway.home)" in result.stderr
+
+
+NO_SYSTEM_BUS = {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/nonexistent/homevitals-test-bus"}
+BLUEZ_HELP = ("the gateway needs BlueZ and the D-Bus system bus: sudo apt install bluez && sudo"
+              " systemctl enable --now bluetooth (docs/raspberry-pi.md)")
+
+
+def test_scan_without_bluez_says_what_to_install() -> None:
+    import os
+
+    out = subprocess.run([*HOMEVITALS, "scan", "--seconds", "1"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, **NO_SYSTEM_BUS})
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr == f"error: no D-Bus system bus (No such file or directory); {BLUEZ_HELP}\n"
+
+
+def _gateway_site(tmp_path: Path, port: int, devices: list[dict[str, object]]) -> Path:
+    from daemons import write_config
+
+    from homevitals.simulators.household import demo_config
+
+    data = demo_config().model_dump(mode="json", exclude_none=True)
+    data["mqtt"] = {"host": "127.0.0.1", "port": port}
+    data["homes"][0]["devices"] = devices
+    data["rules"]["definitions"] = []
+    data["gateway"]["queue_path"] = str(tmp_path / "q.sqlite")
+    return write_config(tmp_path / "gw.yaml", data)
+
+
+def test_gateway_refuses_devices_without_an_address(tmp_path: Path) -> None:
+    cfg = _gateway_site(tmp_path, 1883, [
+        {"id": "bp-1", "kind": "blood_pressure", "patient": "ana"},
+        {"id": "meter-1", "kind": "glucose_meter", "patient": "ana"},
+        {"id": "button-2", "kind": "gpio_button", "patient": "ana", "gpio_pin": 17}])
+    result = _run("gateway", "-c", str(cfg), "--simulate", "devices")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: home home-novak: devices bp-1, meter-1 have no address: the gateway finds a"
+        ' device by its BLE address; add address: "AA:BB:CC:DD:EE:FF" to each (`homevitals'
+        ' scan` lists the addresses nearby)\n')
+
+
+def test_gateway_radio_death_is_logged_at_once(tmp_path: Path, mosquitto: object) -> None:
+    from daemons import Daemon
+
+    cfg = _gateway_site(tmp_path, mosquitto.port, [  # type: ignore[attr-defined]
+        {"id": "bp-1", "kind": "blood_pressure", "patient": "ana",
+         "address": "C0:11:22:33:44:02"}])
+    gw = Daemon("gateway", cfg, tmp_path, env=NO_SYSTEM_BUS)
+    try:
+        assert gw.wait(30) == 1
+    finally:
+        gw.kill()
+    log = gw.log()
+    assert "Traceback" not in log
+    lines = log.splitlines()
+    death = next(i for i, line in enumerate(lines) if " ERROR " in line)
+    assert lines[death].endswith("homevitals.gateway.main: the radio stopped, the gateway is"
+                                 " shutting down: no D-Bus system bus (No such file or"
+                                 f" directory); {BLUEZ_HELP}")
+    assert "gateway stopped:" in "\n".join(lines[death:])  # the drain comes after
+    assert lines[-1] == f"error: no D-Bus system bus (No such file or directory); {BLUEZ_HELP}"

@@ -137,7 +137,7 @@ def test_heartbeat_and_home_assistant_discovery(tmp_path: Path, mosquitto: Any) 
     data = _config(tmp_path, mosquitto.port, home_assistant={"enabled": True})
     cfg = parse_config(json.dumps(data))
     sub = Subscriber(mosquitto.port, "homevitals/v1/home/home-test/heartbeat",
-                     "homeassistant/sensor/#")
+                     "homeassistant/#")
     app = GatewayApp(cfg, radio_for_home(cfg.homes[0], interval=0.05), SystemClock(),
                      central_options={"min_backoff": 0.05})
 
@@ -176,6 +176,9 @@ def test_heartbeat_and_home_assistant_discovery(tmp_path: Path, mosquitto: Any) 
     assert glucose["unit_of_measurement"] == "mmol/L"
     assert glucose["availability_topic"] == "homevitals/v1/home/home-test/status"
     assert f"{node}/bp-1_systolic/config" in configs
+    assert json.loads(configs[f"{node}/bp-1_battery/config"])["entity_category"] == "diagnostic"
+    press = json.loads(configs["homeassistant/event/homevitals_home-test/button-1_press/config"])
+    assert press["state_topic"] == "homevitals/v1/home/home-test/event/button-1"
 
 
 def test_home_assistant_discovery_is_off_by_default() -> None:

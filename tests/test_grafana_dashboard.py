@@ -94,9 +94,11 @@ def test_every_dashboard_query_runs_on_what_ingest_writes(influxd: Any, influx_d
     store = InfluxV1Store(influxd.url, influx_db)
     _store_one_of_each(store)
     dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
-    fields: dict[str, set[str]] = {}
+    fields: dict[str, set[str]] = {}  # field and tag keys: what a query can select
     for series in _rows(store, "SHOW FIELD KEYS"):
         fields.setdefault(series["measurement"], set()).add(series["fieldKey"])
+    for series in _rows(store, "SHOW TAG KEYS"):
+        fields.setdefault(series["measurement"], set()).add(series["tagKey"])
     for q in _queries(dash):
         measurement = re.search(r'FROM "([^"]+)"', q)
         assert measurement, q
@@ -110,8 +112,36 @@ def test_every_dashboard_query_runs_on_what_ingest_writes(influxd: Any, influx_d
     variable = dash["templating"]["list"][0]["query"]
     assert {r["value"] for r in _rows(store, variable)} == {"ana"}
     assert {p["fieldConfig"]["defaults"]["unit"] for p in dash["panels"]} == {
-        "suffix: mmol/L",
+        "conmmolL",  # Grafana's own "millimoles per litre (mmol/L)"
         "suffix: mmHg",
         "suffix: bpm",
         "percent",
     }
+
+
+def test_annotation_tags_are_selected(influxd: Any, influx_db: str) -> None:
+    store = InfluxV1Store(influxd.url, influx_db)
+    _store_one_of_each(store)
+    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    for annotation in dash["annotations"]["list"]:
+        rows = _rows(store, annotation["query"].replace("$timeFilter", "time > 0")
+                     .replace("$patient", "ana"))
+        for column in ("textColumn", "tagsColumn"):
+            if column in annotation:
+                assert all(row.get(annotation[column]) for row in rows), (annotation, rows)
+    alerts = next(a for a in dash["annotations"]["list"] if a["name"] == "Alerts")
+    assert alerts["tagsColumn"] == "severity"
+
+
+def test_panels_show_gaps_and_both_blood_pressure_thresholds() -> None:
+    dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    panels = {p["title"]: p["fieldConfig"]["defaults"] for p in dash["panels"]}
+    # A CGM sends every 5 min: a gap over 15 min is drawn as a gap, not a straight line.
+    assert panels["Glucose"]["custom"]["insertNulls"] == 900000
+    assert panels["Glucose"]["custom"]["spanNulls"] is False
+    steps = [s["value"] for s in panels["Blood pressure"]["thresholds"]["steps"]]
+    assert steps == [None, 85, 135, 180]  # diastolic 85, systolic 135 (home), crisis 180
+    requires = {(r["type"], r["id"]) for r in dash["__requires"]}
+    assert requires == {("grafana", "grafana"), ("datasource", "influxdb"),
+                        ("panel", "timeseries")}
+    assert {p["type"] for p in dash["panels"]} == {"timeseries"}

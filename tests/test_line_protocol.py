@@ -58,7 +58,7 @@ def test_awkward_names_are_escaped_in_the_fast_path() -> None:
         "blood_pressure,device=bp-1,home=home-1,patient=ana"
         r' sys\ tolic\,\=x=182.0,reading_id="r1",raw="",characteristic="say \"hi\" \\",'
         r'flags="a,b,c\"d"'
-        " 1795227000000000000"  # 2026-11-21T02:10:00Z
+        f" {1795227000000000000 + points.id_offset_ns('r1')}"  # 2026-11-21T02:10:00Z, shifted
     )
 
 
@@ -93,3 +93,19 @@ def test_memories_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_other_items_take_the_general_path() -> None:
     e = Event("e1", "home-1", "ana", "btn-1", EventKind.CALL_BUTTON, T, T, detail="press")
     assert to_lines([e]) == to_line(to_point(e))
+
+
+_MICROS = st.integers(-(10**15), 10**15).map(lambda us: us * 1000)  # every datetime is whole us
+
+
+@settings(max_examples=400, deadline=None)
+@given(_MICROS, _ID)
+def test_a_point_stays_in_its_items_second_and_reads_back_exactly(t_ns: int, rid: str) -> None:
+    stored = points.point_time_ns(t_ns, rid)
+    assert stored // 10**9 == t_ns // 10**9
+    assert points.item_time_ns(stored, rid) == t_ns
+    # influxdb-client's datetimes drop the last three digits: still exact.
+    assert points.item_time_ns(stored // 1000 * 1000, rid) == t_ns
+    r = Reading(rid, "h", "p", "d", Measurement.GLUCOSE,
+                {"glucose": FieldValue(5.0, Unit.MMOL_PER_L)}, points.from_ns(t_ns), T)
+    assert to_lines([r]).endswith(f" {stored}")

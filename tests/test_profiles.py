@@ -191,7 +191,8 @@ def test_bthome_unknown_object_and_undefined_button() -> None:
     with pytest.raises(ProfileError) as info:
         decode("bthome", bytes.fromhex("400245"))
     assert str(info.value) == (
-        "bthome: the value of object 0x02 at byte 1 (temperature) needs bytes 2-3 but only 3 bytes"
+        "bthome: the value of object 0x02 at byte 1 (temperature) is cut short: it takes 2 bytes,"
+        " the value ends after 3 bytes with 1 byte left"
     )
 
 

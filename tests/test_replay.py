@@ -38,11 +38,12 @@ EXPECTED = {
     ],
     "cgm-signal-loss": [
         (DOCTOR, "cgm-signal-lost", "firing", "2026-11-21 01:25"),
-        (DOCTOR, "cgm-signal-lost", "resolved", "2026-11-21 01:50"),
+        # issue 14: the all clear once readings have flowed again for 10 minutes
+        (DOCTOR, "cgm-signal-lost", "resolved", "2026-11-21 02:00"),
     ],
     "dead-gateway": [
         (MANAGER, "gateway-offline", "firing", "2026-11-20 21:40"),
-        (MANAGER, "gateway-offline", "resolved", "2026-11-20 22:40"),
+        (MANAGER, "gateway-offline", "resolved", "2026-11-20 22:50"),  # back for 10 minutes
     ],
     "device-faults": [
         (DOCTOR, "call-button", "firing", "2026-11-20 15:30"),
@@ -82,7 +83,7 @@ def test_sms_text_and_alert_lifecycle_of_the_night_low(tmp_path: Path) -> None:
     first = _jsonl(tmp_path / "notifications.jsonl")[0]
     assert first["role"] == "family_doctor" and first["severity"] == "high"
     assert str(first["text"]).startswith(
-        "homevitals HIGH: Ana Novak: glucose 3.3 mmol/L at 03:05 on 21 Nov 2026 (Europe/Ljubljana)."
+        "homevitals HIGH: Ana Novak: glucose 3.3 mmol/L at 03:05. Night-time low glucose"
     )
     (alert,) = _jsonl(tmp_path / "alerts.jsonl")
     # The doctor's scripted "ACK {code}" reply at 03:16 acknowledged it; it resolved at 07:05.
@@ -108,7 +109,7 @@ def test_faults_lose_nothing_and_keep_real_times(tmp_path: Path) -> None:
     assert any(",2026-11-20T15:10:00+01:00,home-novak,ana,button-1,event,call_button,press,"
                in r for r in rows), rows
     (sms,) = _jsonl(tmp_path / "notifications.jsonl")
-    assert "pressed the call button at 15:10 on 20 Nov 2026" in str(sms["text"])
+    assert "pressed the call button at 15:10. Call for help" in str(sms["text"])
     assert _local(sms["time"]).strftime("%H:%M") == "15:30"  # sent when the broker was back
 
 
@@ -136,3 +137,26 @@ def test_cli_replay_on_amqtt_matches_mosquitto_and_seed_changes_readings(tmp_pat
     assert (tmp_path / "m" / "readings.csv").read_text() != (tmp_path / "s" / "readings.csv"
                                                               ).read_text()
     assert ", seed 99" in c.stdout
+
+
+def test_an_sms_storm_is_capped_by_the_alarm_budget(tmp_path: Path) -> None:
+    """Issue 14: a flapping missing-data rule would send 18 SMS in three hours; the doctor gets
+    at most 4 in any 60 minutes, and every held-back SMS is listed in a digest."""
+    assert run_replay("sms-storm", tmp_path, stream=(tmp_path / "s.txt").open("w")) == 0
+    notes = _jsonl(tmp_path / "notifications.jsonl")
+    sent = [n for n in notes if n["state"] == "sent"]
+    held = [n for n in notes if n["state"] != "sent"]
+    assert [(str(n["kind"]).split("-")[0], _local(n["time"]).strftime("%H:%M")) for n in sent] == [
+        ("firing", "01:05"), ("resolved", "01:15"), ("firing", "01:25"), ("resolved", "01:35"),
+        ("digest", "02:05"), ("firing", "03:05"), ("digest", "03:05"), ("resolved", "03:15"),
+        ("firing", "03:25"), ("digest", "04:05"),
+    ]
+    times = [_local(n["time"]) for n in sent]
+    assert all(sum(t <= u < t + timedelta(hours=1) for u in times) <= 4 for t in times)
+    assert len(held) == 11 and {n["state"] for n in held} == {"digested"}
+    digests = [str(n["text"]) for n in sent if str(n["kind"]).startswith("digest-")]
+    assert [d.split(":", 1)[1].split(" (")[0] for d in digests] == [
+        " 2 SMS held back", " 6 SMS held back", " 3 SMS held back"]
+    summary = (tmp_path / "s.txt").read_text()
+    assert "10 SMS (11 more folded into digests)" in summary, summary
+    assert "MISSED" not in summary and "UNEXPECTED" not in summary, summary

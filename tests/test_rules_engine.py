@@ -42,6 +42,7 @@ def config(rules: list[dict[str, Any]], tz: str = "Europe/Ljubljana", **patient:
                 {"id": "bp-1", "kind": "blood_pressure", "patient": "ana"},
                 {"id": "ox-1", "kind": "pulse_oximeter", "patient": "ana"},
                 {"id": "hr-1", "kind": "heart_rate", "patient": "ana"},
+                {"id": "meter-1", "kind": "glucose_meter", "patient": "ana"},
             ],
         }],
         "rules": {"definitions": rules},
@@ -49,14 +50,26 @@ def config(rules: list[dict[str, Any]], tz: str = "Europe/Ljubljana", **patient:
     return parse_config(yaml.safe_dump(data))
 
 
+class Clock:
+    """The rules daemon's clock: what a message's arrival is judged by (``e.clock.t = ...``)."""
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def now(self) -> datetime:
+        return self.t
+
+
 def engine(tmp: Path, cfg: Config, now: datetime | None = None) -> RuleEngine:
     q = DurableQueue(tmp / "rules.sqlite")
+    clock = Clock(now or datetime(2026, 11, 21, tzinfo=UTC))
+    return RuleEngine(list(cfg.rules.definitions), cfg.homes, q, Topics(), clock)
 
-    class Clock:
-        def now(self) -> datetime:
-            return now or datetime(2026, 11, 21, tzinfo=UTC)
 
-    return RuleEngine(list(cfg.rules.definitions), cfg.homes, q, Topics(), Clock())
+def arrive(e: RuleEngine, r: Reading, at: datetime | None = None) -> list[Any]:
+    """``r`` arrives at the rules at ``at`` (default: its gateway receive time)."""
+    e.clock.t = at or r.received_at  # type: ignore[attr-defined]
+    return e.on_reading(r)
 
 
 def reading(t: datetime, measurement: str = "glucose", **fields: tuple[float, str]) -> Reading:
@@ -226,16 +239,20 @@ def test_missing_cgm_data_at_night_and_its_recovery(tmp_path: Path) -> None:
     e = engine(tmp_path, config([rule]))
     zone = ZoneInfo("Europe/Ljubljana")
     last = datetime(2026, 11, 21, 2, 0, tzinfo=zone)
-    e.on_reading(glucose(last, 6.0))
+    arrive(e, glucose(last, 6.0))
     assert e.tick(last + timedelta(minutes=29)) == []
     [d] = e.tick(last + timedelta(minutes=31))
     assert (d.state, d.measurement, d.observed_at) == ("firing", "glucose", last)
     assert e.tick(last + timedelta(minutes=45)) == []  # one open alert, not one per tick
-    [back] = e.on_reading(glucose(last + timedelta(minutes=50), 6.1))
+    # Back at 02:50: one reading is not yet "flowing again" (clear_after_minutes, default 10).
+    assert arrive(e, glucose(last + timedelta(minutes=50), 6.1)) == []
+    assert arrive(e, glucose(last + timedelta(minutes=55), 6.1)) == []
+    [back] = arrive(e, glucose(last + timedelta(minutes=60), 6.2))
     assert (back.state, back.alert_id) == ("resolved", d.alert_id)
+    assert back.reason.endswith("readings have been arriving again for 10 minutes")
     # By day the same gap is not news.
     day = datetime(2026, 11, 21, 12, 0, tzinfo=zone)
-    e.on_reading(glucose(day, 6.0))
+    arrive(e, glucose(day, 6.0))
     assert e.tick(day + timedelta(hours=2)) == []
 
 
@@ -244,24 +261,32 @@ def test_gateway_offline_by_last_will_and_by_silence(tmp_path: Path) -> None:
             "heartbeat_missed_minutes": 10, "severity": "medium", "reason": "Gateway offline"}
     t0 = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
     e = engine(tmp_path, config([rule]), now=t0)
+    clock: Any = e.clock
     e.on_heartbeat("home-1", t0, {})
     e.on_status(GatewayStatus("home-1", GatewayState.OFFLINE, t0 - timedelta(days=2)))
     assert e.tick(t0 + timedelta(minutes=4)) == []  # a reboot is not news
     [d] = e.tick(t0 + timedelta(minutes=6))
     assert (d.state, d.measurement, d.observed_at) == ("firing", "gateway", t0)
-    [back] = e.on_status(GatewayStatus("home-1", GatewayState.ONLINE, t0 + timedelta(minutes=20)))
+    clock.t = t0 + timedelta(minutes=20)
+    assert e.on_status(GatewayStatus("home-1", GatewayState.ONLINE, clock.t)) == []
+    clock.t += timedelta(minutes=5)
+    assert e.on_heartbeat("home-1", clock.t, {}) == []  # back 5 minutes: not yet all clear
+    assert e.tick(t0 + timedelta(minutes=30)) == []  # the all clear needs a message, not a tick
+    clock.t += timedelta(minutes=5)
+    [back] = e.on_heartbeat("home-1", clock.t, {})  # heard from for 10 minutes
     assert back.state == "resolved"
     # Silence: heartbeats stop without a will (the broker has not noticed yet).
-    e.on_heartbeat("home-1", t0 + timedelta(minutes=21), {})
-    assert e.tick(t0 + timedelta(minutes=30)) == []
-    assert states(e.tick(t0 + timedelta(minutes=32))) == [("firing", "gateway-offline")]
+    clock.t = t0 + timedelta(minutes=31)
+    e.on_heartbeat("home-1", clock.t, {})
+    assert e.tick(t0 + timedelta(minutes=40)) == []
+    assert states(e.tick(t0 + timedelta(minutes=42))) == [("firing", "gateway-offline")]
 
 
 def test_battery_low_from_heartbeat_with_the_device_named(tmp_path: Path) -> None:
     rule = {"id": "device-battery-low", "kind": "battery", "below": 15, "clear_at": 30,
             "severity": "low", "reason": "A device battery is low"}
-    e = engine(tmp_path, config([rule]))
     t0 = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
+    e = engine(tmp_path, config([rule]), now=t0)
     assert e.on_heartbeat("home-1", t0, {"cgm-1": 40, "bp-1": 80}) == []
     [d] = e.on_heartbeat("home-1", t0 + timedelta(hours=1), {"cgm-1": 12, "bp-1": 80})
     assert (d.field, d.value, d.unit) == ("cgm-1 battery", 12, "%")

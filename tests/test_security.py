@@ -226,8 +226,8 @@ def test_ingest_refuses_a_payload_whose_home_does_not_match_its_topic(
         assert [(r["reason"], r["error"]) for r in rejected] == [
             (
                 "topic_mismatch",
-                "payload names home 'home-novak' device 'bp-1' but the topic is"
-                " homevitals/v1/home/home-other/reading/bp-1",
+                "payload names home 'home-novak' device 'bp-1' but its topic is"
+                " home 'home-other' device 'bp-1'",
             )
         ]
         assert store.query_readings("blood_pressure", None, *SPAN) == []

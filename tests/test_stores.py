@@ -17,7 +17,7 @@ from servers import Influxd, Mosquitto, V2CompatProxy
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.influx_v2 import InfluxV2Store
-from homevitals.ingest.points import StoredPoint, to_line
+from homevitals.ingest.points import StoredPoint, point_time_ns, to_line
 from homevitals.ingest.sqlite_store import SqliteStore
 from homevitals.readings import Event, EventKind, FieldValue, Measurement, Reading
 from homevitals.units import Unit
@@ -72,18 +72,21 @@ def test_v1_writes_readings_and_events_with_exact_values(influxd: Influxd, influ
     store = InfluxV1Store(influxd.url, influx_db)
     store.write([glucose(), blood_pressure(), call_button()])
 
+    # The point sits in the reading's own second, shifted by its id (ingest/points.py).
     assert rows(influxd, influx_db, "glucose") == [{
-        "time": T0_NS, "home": "h1", "patient": "p1", "device": "meter-1", "glucose": 3.4,
+        "time": point_time_ns(T0_NS, "r-1"), "home": "h1", "patient": "p1", "device": "meter-1",
+        "glucose": 3.4,
         "reading_id": "r-1", "raw": "0a1b", "characteristic": "2a18",
     }]
     [bp] = rows(influxd, influx_db, "blood_pressure")
     values = (bp["systolic"], bp["diastolic"], bp["mean_arterial"], bp["pulse"])
     assert values == (182, 95.5, 124, 71)
     assert bp["flags"] == "irregular_pulse,body_movement"
-    assert bp["time"] == T0_NS + 1_000_000_000 and bp["raw"] == ""
+    assert bp["time"] == point_time_ns(T0_NS + 1_000_000_000, "r-bp") and bp["raw"] == ""
     [ev] = rows(influxd, influx_db, "event")
-    assert ev == {"time": T0_NS, "home": "h1", "patient": "p1", "device": "button-1",
-                  "kind": "call_button", "event_id": "e-1", "raw": "01", "detail": "long press"}
+    assert ev == {"time": point_time_ns(T0_NS, "e-1"), "home": "h1", "patient": "p1",
+                  "device": "button-1", "kind": "call_button", "event_id": "e-1", "raw": "01",
+                  "detail": "long press"}
 
     [read] = store.query_readings("glucose", "p1", *WINDOW)
     assert read["time"] == T0 and read["time"].tzinfo is not None and read["time_ns"] == T0_NS
@@ -213,6 +216,8 @@ def test_v2_missing_database_and_server_down(
     with pytest.raises(StoreError) as err:
         InfluxV2Store(proxy.url, "", "-", "no_such_db/autogen").write([glucose()])
     assert err.value.retryable is False and "database not found" in str(err.value)
+    assert str(err.value).endswith(f"Create the database: curl -XPOST '{proxy.url}/query'"
+                                   """ --data-urlencode 'q=CREATE DATABASE "no_such_db"'""")
     server.stop()
     with pytest.raises(StoreError) as err:
         InfluxV2Store(proxy.url, "", "-", "vitals").write([glucose()])

@@ -184,3 +184,62 @@ def test_topics_layout_and_parse() -> None:
     assert t.parse("other/v1/home/home-1/reading/bp-1") is None
     with pytest.raises(ValueError, match="device id 'a/b'"):
         t.reading("home-1", "a/b")
+
+
+@pytest.mark.parametrize(
+    ("replace", "reason", "message"),
+    [
+        ((b'"value":182', b'"value":' + b"9" * 400), "bad_value",
+         "fields.systolic.value must be finite, got " + "9" * 80 + "... (400 characters)"),
+        ((b'"context":{"user_id":"1"}', b'"context":' + b"[" * 30_000 + b"]" * 30_000), "too_deep",
+         "payload is nested too deeply"),
+        ((b'"time":"2026-11-21T02:10:00.000000Z"', b'"time":"9999-12-31T23:00:00-05:00"'),
+         "bad_time", "time '9999-12-31T23:00:00-05:00' is out of range"),
+        ((b'"time":"2026-11-21T02:10:00.000000Z"', b'"time":"0001-01-01T00:00:00+05:00"'),
+         "bad_time", "time '0001-01-01T00:00:00+05:00' is out of range"),
+        ((b'"time":"2026-11-21T02:10:00.000000Z"', b'"time":"1969-12-31T23:59:59Z"'),
+         "bad_time", "time '1969-12-31T23:59:59Z' is outside 1970-2262"),
+        ((b'"raw":"1eb600"', b'"raw":"\\ud800"'), "bad_json",
+         "payload holds a lone UTF-16 surrogate escape"),
+        ((b'"v":1', b'"v":true'), "bad_version",
+         "wire version True is not supported (expected 1)"),
+    ],
+)
+def test_hostile_payloads_end_in_a_named_wire_error(
+    replace: tuple[bytes, bytes], reason: str, message: str
+) -> None:
+    payload = wire.encode(_reading())
+    assert replace[0] in payload
+    with pytest.raises(WireError) as caught:
+        wire.decode(payload.replace(*replace))
+    assert (caught.value.reason, str(caught.value)) == (reason, message)
+
+
+def test_a_dead_letter_keeps_a_bounded_prefix_with_size_and_hash() -> None:
+    import hashlib
+
+    big = b"{" + b"x" * 1_000_000
+    reject = wire.make_reject(stage="ingest", reason="too_large", error="e" * 5000,
+                              topic="t", payload=big, time=datetime(2026, 1, 1, tzinfo=UTC),
+                              error_class="WireError")
+    assert reject["payload_hex"] == big[: wire.DEADLETTER_KEEP].hex()
+    assert reject["payload_size"] == 1_000_001
+    assert reject["payload_sha256"] == hashlib.sha256(big).hexdigest()
+    assert reject["payload_truncated"] is True and reject["error_class"] == "WireError"
+    assert len(reject["error"]) == 1000
+    encoded = wire.encode(reject)
+    assert len(encoded) < wire.MAX_PAYLOAD
+    assert wire.decode(encoded) == reject  # it travels as any other message
+
+
+def test_an_alert_may_carry_a_trend() -> None:
+    """Issue 14: the CGM trend (per minute, in the alert's unit) is optional on the wire; a
+    decision without one encodes exactly as before, so older decoders never see the key."""
+    d = AlertDecision("a1", AlertState.FIRING, "home-1", "ana", "hypo-level-2", Severity.HIGH,
+                      "why", T, "glucose", "glucose", 2.8, "mmol/L", T, trend=-0.1)
+    body = json.loads(wire.encode(d))
+    assert body["trend"] == -0.1 and wire.decode(wire.encode(d)) == d
+    without = AlertDecision("a1", AlertState.FIRING, "home-1", "ana", "r", Severity.HIGH, "why", T)
+    assert "trend" not in json.loads(wire.encode(without))
+    with pytest.raises(WireError, match="field 'trend' must be a number or null, got 'fast'"):
+        wire.decode(json.dumps({**body, "trend": "fast"}).encode())

@@ -6,8 +6,9 @@ One public entry, ``decode(characteristic, data)``. It is total: for any bytes i
 Registered: Glucose Measurement 2A18, Glucose Measurement Context 2A34, Blood Pressure
 Measurement 2A35, Temperature Measurement 2A1C, Battery Level 2A19, Heart Rate Measurement 2A37,
 PLX Spot-check 2A5E and Continuous 2A5F, Weight Measurement 2A9D, CGM Measurement 2AA7, CGM
-Session Start Time 2AAA, an iTag button FFE1, "bthome" (BTHome v2 service data, UUID 0xFCD2) and
-"gpio" (the gateway's own GPIO button). Values outside physiological limits are rejected
+Session Start Time 2AAA, Record Access Control Point 2A52 (requests and answers, described), an
+iTag button FFE1, "bthome" (BTHome v2 service data, UUID 0xFCD2) and "gpio" (the gateway's own
+GPIO button). Values outside physiological limits are rejected
 (``plausibility``); named vendor quirks rewrite a value into the standard first (``quirks``).
 """
 
@@ -25,6 +26,7 @@ from homevitals.gateway.profiles import (
     heart_rate,
     pulse_oximeter,
     quirks,
+    racp_control,
     simple,
     thermometer,
     weight,
@@ -55,6 +57,7 @@ _PARSERS: dict[str, Parser] = {
     "2A9D": weight.decode_measurement,
     "2AA7": cgm.decode_measurement,
     "2AAA": cgm.decode_session_start_time,
+    "2A52": racp_control.decode_racp,
     "FFE1": simple.decode_itag,
     "bthome": bthome.decode_service_data,
     "gpio": simple.decode_gpio,

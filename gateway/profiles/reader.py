@@ -40,9 +40,10 @@ class Reader:
                     f"{self.where}: flags 0x{self.flags:02X} announce {what}"
                     f" but only {_bytes(len(self.data))}"
                 )
-            span = f"byte {self.pos}" if n == 1 else f"bytes {self.pos}-{end - 1}"
+            left = len(self.data) - self.pos
             raise ProfileError(
-                f"{self.where}: {what} needs {span} but only {_bytes(len(self.data))}"
+                f"{self.where}: {what} is cut short: it takes {_bytes(n)}, the value ends after"
+                f" {_bytes(len(self.data))} with {_bytes(left)} left"
             )
         chunk = self.data[self.pos : end]
         self.pos = end

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import DeviceKind, HomeConfig
@@ -24,8 +25,10 @@ def radio_for_home(home: HomeConfig, *, interval: float = 1.0, stored_records: i
     for d in home.devices:
         address = d.address or f"SIM:{d.id}"
         if d.kind == DeviceKind.GLUCOSE_METER:
-            now = clock.now().astimezone(home.zone).replace(tzinfo=None, microsecond=0)
-            records = [StoredRecord(now - timedelta(hours=4 * (stored_records - i)),
+            # Earlier records, 4 h apart in elapsed (UTC) time, stamped by the meter's local clock.
+            now = clock.now().astimezone(UTC).replace(microsecond=0)
+            records = [StoredRecord(_local(now - timedelta(hours=4 * (stored_records - i)),
+                                           home.zone),
                                     round(4.0 + (i * 7 % 50) / 10, 1),
                                     meal="preprandial" if i % 3 == 0 else None)
                        for i in range(stored_records)]
@@ -38,3 +41,8 @@ def radio_for_home(home: HomeConfig, *, interval: float = 1.0, stored_records: i
             peripherals.append(make_streaming(str(d.kind), address, interval=interval,
                                               clock=clock, zone=home.zone))
     return SimulatedRadio(peripherals, clock, press_every=30 * interval)
+
+
+def _local(t: datetime, zone: ZoneInfo) -> datetime:
+    """What a device's own clock shows at the instant ``t``: naive local time."""
+    return t.astimezone(zone).replace(tzinfo=None)

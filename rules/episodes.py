@@ -1,0 +1,155 @@
+"""Conditions into episodes into decisions (issue 14).
+
+A rule's *condition* holds or not, per patient (``open_alerts`` in ``rules/state.py``). Related
+conditions form one *episode* (``episode:`` in the rule; a rule naming none is an episode of its
+own): the glucose lows, a hypertensive crisis. People are told about episodes, never about rules:
+
+- the first condition opens the episode: ``firing``, with a new alert id;
+- a condition of higher severity raises it: ``updated`` (one update SMS, the escalation re-timed),
+  never a second alert; one of equal or lower severity joins it silently;
+- a rule with ``opens_episode: false`` (a fast fall) never opens one: its condition waits,
+  unattached, and joins the episode when another condition opens it;
+- the episode resolves (``resolved``, the one all clear) only when its last condition clears.
+
+Within one reading the decisions are collected and emitted together (``batch``), so each lists
+every condition that holds after the whole reading was judged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from homevitals.config import HomeConfig, PatientConfig, RuleConfig, episode_of
+from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
+from homevitals.rules.state import OpenAlert, State
+
+__all__ = ["Episodes", "Subject", "alert_id"]
+
+logger = logging.getLogger(__name__)
+
+
+def alert_id(patient: str, episode: str, source: str) -> str:
+    """Stable for one episode: the same patient, episode and opening reading give the same id
+    (a rule of no named episode is an episode of its own, named by the rule's id)."""
+    return "a" + hashlib.sha256(f"{patient}\x1f{episode}\x1f{source}".encode()).hexdigest()[:31]
+
+
+@dataclass(frozen=True, slots=True)
+class Subject:
+    """One patient with the rules that apply to them (shared rules with their overrides)."""
+
+    home: HomeConfig
+    patient: PatientConfig
+    rules: tuple[RuleConfig, ...]
+
+
+class Episodes:
+    def __init__(
+        self, counts: Counter[str], emit: Callable[[State, AlertDecision], None]
+    ) -> None:
+        self.counts = counts
+        self.emit = emit
+        self._deferred: list[AlertDecision] | None = None
+
+    @contextmanager
+    def batch(self, st: State) -> Iterator[list[AlertDecision]]:
+        """Hold the decisions made inside; emit them at the end with the conditions that hold
+        then (a crisis confirmed on systolic and diastolic by one reading lists both)."""
+        out: list[AlertDecision] = []
+        self._deferred = []
+        try:
+            yield out
+        finally:
+            held, self._deferred = self._deferred, None
+        for d in held:
+            if d.state != AlertState.RESOLVED:
+                d = replace(d, conditions=tuple(st.holding(d.patient, d.alert_id)))
+            self.emit(st, d)
+            out.append(d)
+
+    def _emit(self, st: State, d: AlertDecision) -> None:
+        if self._deferred is not None:
+            self._deferred.append(d)
+        else:
+            self.emit(st, d)
+
+    def fire(
+        self, st: State, s: Subject, rule: RuleConfig, source: str, at: datetime, **kw: object
+    ) -> AlertDecision | None:
+        """The rule's condition now holds: open its episode, raise it, or join it quietly."""
+        pid, name = s.patient.id, episode_of(rule)
+        ep = st.episode(pid, name)
+        if ep is None:
+            if not getattr(rule, "opens_episode", True):
+                st.open(pid, rule.id, "", at)  # holds, waiting for an episode to join
+                self.counts["pending"] += 1
+                return None
+            aid = alert_id(pid, name, source)
+            st.open_episode(pid, name, aid, at, str(rule.severity), rule.id)
+            st.open(pid, rule.id, aid, at)
+            st.adopt(pid, aid, [r.id for r in s.rules if episode_of(r) == name])
+            state = AlertState.FIRING
+        else:
+            aid = ep.alert_id
+            st.open(pid, rule.id, aid, at)
+            if SEVERITY_RANK[rule.severity] <= SEVERITY_RANK[Severity(ep.severity)]:
+                self.counts["joined"] += 1
+                return None
+            st.raise_episode(pid, name, str(rule.severity), rule.id)
+            state = AlertState.UPDATED
+        held = tuple(st.holding(pid, aid))
+        d = self._decision(aid, state, s, rule, rule.reason, rule.severity, name, held, **kw)
+        self._emit(st, d)
+        return d
+
+    def resolve(
+        self, st: State, s: Subject, rule: RuleConfig, current: OpenAlert, why: str, **kw: object
+    ) -> AlertDecision | None:
+        """The rule's condition cleared; its episode resolves when nothing else in it holds."""
+        pid, name = s.patient.id, episode_of(rule)
+        st.close(pid, rule.id)
+        if not current.alert_id:
+            return None  # it never joined an episode
+        if st.holding(pid, current.alert_id):
+            self.counts["held_by_episode"] += 1  # no all clear while anything still holds
+            return None
+        ep = st.episode(pid, name)
+        severity = rule.severity if ep is None else Severity(ep.severity)
+        st.close_episode(pid, name)
+        d = self._decision(
+            current.alert_id, AlertState.RESOLVED, s, rule, f"{rule.reason}: {why}", severity,
+            name, (), **kw,
+        )
+        self._emit(st, d)
+        return d
+
+    def _decision(
+        self,
+        aid: str,
+        state: AlertState,
+        s: Subject,
+        rule: RuleConfig,
+        reason: str,
+        severity: Severity,
+        episode: str,
+        conditions: tuple[str, ...],
+        **kw: object,
+    ) -> AlertDecision:
+        return AlertDecision(
+            alert_id=aid,
+            state=state,
+            home=s.home.id,
+            patient=s.patient.id,
+            rule=rule.id,
+            severity=severity,
+            reason=reason,
+            episode=episode,
+            conditions=conditions,
+            **kw,  # type: ignore[arg-type]  # the optional AlertDecision fields, by name
+        )
