@@ -5,6 +5,7 @@ scored from what it wrote (notifications.jsonl, alerts.jsonl, readings.csv). Nob
 anything unless the scenario scripts a reply, so escalations and reminders all count.
 
 Scenario library (simulators/scenarios/*.yaml), one row each:
+- SMS: sent (held: folded into a digest by the alarm budget, not sent, not counted);
 - SMS/pw: SMS per patient-week (all recipients); "normal" scenarios are those that expect no SMS at
   all (`expect: []`): their total is the "normal weeks" figure (goal: none to a doctor);
 - episodes: alerts of one patient that overlap in time form one clinical episode; alerts/ep and
@@ -49,10 +50,15 @@ LIBRARY = ROOT / "simulators" / "scenarios"
 DOCTORS = ("family_doctor", "backup_doctor")
 WEEK = timedelta(days=7)
 NOT_ALERTING = ("resolved", "acknowledged", "ack", "all")  # kinds that tell "it is over"
+HELD = ("folded", "digested")  # held back by the alarm budget: not sent (their digest is)
 
 
 def _t(s: object) -> datetime:
     return datetime.fromisoformat(str(s).replace("Z", "+00:00"))
+
+
+def _was_sent(n: dict[str, Any]) -> bool:
+    return bool(n.get("time") or n.get("sent_at")) and n.get("state") not in HELD
 
 
 def _jsonl(path: Path) -> list[dict[str, Any]]:
@@ -65,7 +71,8 @@ def _jsonl(path: Path) -> list[dict[str, Any]]:
 class Run:
     scenario: Path
     out: Path
-    notes: list[dict[str, Any]]
+    notes: list[dict[str, Any]]  # SMS sent
+    held: int  # SMS the alarm budget folded into a digest
     alerts: list[dict[str, Any]]
     readings: list[dict[str, str]]
     end: datetime
@@ -86,7 +93,9 @@ def replay(scenario: Path, out: Path, broker: str) -> Run:
     patients = sum(len(h.patients) for h in sc.model.homes)
     with (out / "readings.csv").open(encoding="utf-8") as f:
         readings = list(csv.DictReader(f))
-    return Run(scenario, out, _jsonl(out / "notifications.jsonl"), _jsonl(out / "alerts.jsonl"),
+    notes = _jsonl(out / "notifications.jsonl")
+    sent = [n for n in notes if _was_sent(n)]
+    return Run(scenario, out, sent, len(notes) - len(sent), _jsonl(out / "alerts.jsonl"),
                readings, sc.end, patients * (sc.model.duration / WEEK),
                sc.model.expect == [], time.monotonic() - started)
 
@@ -117,7 +126,7 @@ def episodes(run: Run) -> list[list[dict[str, Any]]]:
 
 def _sent(alerts: list[dict[str, Any]]) -> list[datetime]:
     return sorted(_t(n["sent_at"]) for a in alerts for n in a.get("notifications", [])
-                  if n.get("sent_at"))
+                  if n.get("sent_at") and _was_sent(n))
 
 
 def first_abnormal(run: Run, patient: str, before: datetime) -> datetime | None:
@@ -148,7 +157,8 @@ def first_abnormal(run: Run, patient: str, before: datetime) -> datetime | None:
 
 def library(work: Path, broker: str) -> None:
     print("\n== Scenario library (simulators/scenarios), replayed with `homevitals replay` ==")
-    head = (f"{'scenario':24} {'normal':>6} {'pt-wk':>6} {'SMS':>5} {'SMS/pw':>7} {'doc':>5}"
+    head = (f"{'scenario':24} {'normal':>6} {'pt-wk':>6} {'SMS':>5} {'held':>4} {'SMS/pw':>7}"
+            f" {'doc':>5}"
             f" {'alerts':>6} {'episodes':>8} {'alerts/ep':>9} {'SMS/ep':>6} {'latency':>8}")
     print(head)
     print("-" * len(head))
@@ -172,7 +182,7 @@ def library(work: Path, broker: str) -> None:
             normal_sms, normal_doc = normal_sms + len(run.notes), normal_doc + doc
             normal_pw += run.patient_weeks
         print(f"{path.stem:24} {'yes' if run.normal else 'no':>6} {run.patient_weeks:6.2f}"
-              f" {len(run.notes):5d} {per_week:>7} {doc:5d}"
+              f" {len(run.notes):5d} {run.held:4d} {per_week:>7} {doc:5d}"
               f" {len(run.alerts):6d} {len(eps):8d}"
               f" {max((len(e) for e in eps), default=0):9d}"
               f" {max((len(_sent(e)) for e in eps), default=0):6d}"
@@ -228,6 +238,7 @@ class Score:
     sms: int
     min_bg: float
     doc_alerts: int = 0
+    held: int = 0
 
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
@@ -244,7 +255,8 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
     false_rules: dict[str, int] = {}
     doc_alerts = 0
     for a in run.alerts:
-        if not any(n.get("role") in DOCTORS for n in a.get("notifications", [])):
+        if not any(n.get("role") in DOCTORS and _was_sent(n)
+                   for n in a.get("notifications", [])):
             continue
         doc_alerts += 1
         opened = _t(a["opened_at"])
@@ -253,7 +265,7 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
             false_rules[str(a["rule"])] = false_rules.get(str(a["rule"]), 0) + 1
     doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
     return Score(name, run.patient_weeks, len(lows), alerted, leads, sum(false_rules.values()),
-                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts)
+                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held)
 
 
 def _row(s: Score) -> str:
@@ -295,7 +307,8 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
         share = f" ({tot.false / tot.doc_alerts:.0%} of {tot.doc_alerts})" if tot.doc_alerts else ""
         print(f"{cohort}: level-2 lows alerted {tot.alerted}/{tot.lows}, false doctor alerts"
               f" {tot.false / tot.weeks:.1f}/pw{share},"
-              f" doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw")
+              f" doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw; {tot.held} SMS held back by the"
+              " alarm budget (not counted)")
 
 
 def _total(scores: list[Score], cohort: str) -> Score:
@@ -307,7 +320,7 @@ def _total(scores: list[Score], cohort: str) -> Score:
                  sum(s.alerted for s in scores), [x for s in scores for x in s.leads],
                  sum(s.false for s in scores), rules, sum(s.doc_sms for s in scores),
                  sum(s.sms for s in scores), min(s.min_bg for s in scores),
-                 sum(s.doc_alerts for s in scores))
+                 sum(s.doc_alerts for s in scores), sum(s.held for s in scores))
 
 
 def main() -> int:
