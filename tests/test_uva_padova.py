@@ -1,0 +1,83 @@
+"""simulators/uva_padova.py: a UVA/Padova virtual patient (simglucose) as a scenario that replays
+through the real pipeline, with its true BG lined up with the CGM readings."""
+
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from homevitals.replay import run_replay
+from homevitals.simulators import uva_padova
+from homevitals.simulators.scenario import load_scenario
+
+NAME = "child#003"
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _t(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def test_one_day_replays_with_cgm_every_5_minutes_and_true_bg_alongside(tmp_path: Path) -> None:
+    scenario, truth = uva_padova.write_patient(NAME, tmp_path / "gen", days=1, seed=7)
+    assert scenario.name == "uva-padova-child-003.yaml"
+    sc = load_scenario(scenario)  # valid: the same loader as `homevitals replay`
+    assert sc.model.duration == timedelta(days=1)
+    assert {r.id for r in sc.model.rules.definitions} >= {"hypo-level-1", "hypo-level-2"}
+
+    out = tmp_path / "out"
+    assert run_replay(str(scenario), out, stream=(tmp_path / "summary.txt").open("w")) == 0
+    stored = [r for r in _csv(out / "readings.csv")
+              if r["device"] == "cgm-1" and r["measurement"] == "glucose"]
+    times = [_t(r["time"]) for r in stored]
+    assert len(stored) == 288  # a day of CGM through the gateway, ingest and the store
+    assert all(b - a == timedelta(minutes=5) for a, b in zip(times, times[1:], strict=False))
+    assert stored[0]["local_time"] == "2027-01-11T00:00:00+01:00"
+
+    rows = _csv(truth)
+    assert [_t(r["time"]) for r in rows] == times
+    for r, s in zip(rows, stored, strict=True):
+        # The CGM sends whole mg/dL, as the device does; the store keeps mmol/L to 3 places.
+        assert abs(float(r["cgm_mmol_l"]) - float(s["value"])) < 0.001, (r, s)
+        assert 1.0 < float(r["bg_mmol_l"]) < 25.0
+    bg = [float(r["bg_mmol_l"]) for r in rows]
+    cgm = [float(r["cgm_mmol_l"]) for r in rows]
+    # The CGM follows the true BG with a sensor's lag and error, not a copy of it: its mean
+    # absolute relative difference is that of a CGM (roughly 9-20 %), not 0 and not 50 %.
+    mard = sum(abs(g - b) / b for b, g in zip(bg, cgm, strict=True)) / len(bg)
+    assert 0.02 < mard < 0.25, mard
+    assert max(bg) - min(bg) > 2.0  # meals and boluses move it
+
+
+def test_same_seed_same_files_and_another_seed_another_day(tmp_path: Path) -> None:
+    a = uva_padova.write_patient(NAME, tmp_path / "a", days=1, seed=7)
+    b = uva_padova.write_patient(NAME, tmp_path / "b", days=1, seed=7)
+    c = uva_padova.write_patient(NAME, tmp_path / "c", days=1, seed=8)
+    for fa, fb in zip(a, b, strict=True):
+        assert fa.read_bytes() == fb.read_bytes()
+    assert a[1].read_bytes() != c[1].read_bytes()
+
+
+def test_cli_writes_a_patient_and_refuses_a_clock_change(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert uva_padova.main(["--patient", "adult#001", "--days", "1", "--start",
+                            "2027-01-11 08:00", "--out", str(tmp_path)]) == 0
+    rows = _csv(tmp_path / "uva-padova-adult-001.truth.csv")
+    assert (rows[0]["local_time"], len(rows)) == ("2027-01-11T08:00:00+01:00", 288)
+    text = (tmp_path / "uva-padova-adult-001.yaml").read_text(encoding="utf-8")
+    assert "start: 2027-01-11 08:00" in text and "day 2 breakfast" not in text
+    assert uva_padova.main(["--patient", "adult#011", "--out", str(tmp_path)]) == 2
+    assert "unknown virtual patient 'adult#011'" in capsys.readouterr().err
+    # Scenario times are local wall-clock times: a run across the October change is refused.
+    code = uva_padova.main(["--patient", "adult#001", "--days", "2", "--start",
+                            "2027-10-30 00:00", "--out", str(tmp_path / "x")])
+    assert code == 2
+    assert "crosses a clock change in Europe/Ljubljana" in capsys.readouterr().err
