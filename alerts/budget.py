@@ -35,6 +35,7 @@ from homevitals.alerts.ledger import Notification
 from homevitals.alerts.text import digest_line, digest_text, display_name
 from homevitals.config import Config
 from homevitals.readings import AlertDecision, Severity
+from homevitals.sqlite_tx import immediate, open_wal
 
 __all__ = ["AlarmBudget"]
 
@@ -65,24 +66,16 @@ class AlarmBudget:
         self.per_hour = cfg.alerts.sms_per_hour
         self._lock = threading.RLock()
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA busy_timeout=10000")  # the ledger's connection writes too
+            # busy_timeout: the ledger's connection writes too
+            self._db = open_wal(path, busy_timeout_ms=10000)
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise AlertsError(f"cannot open the alarm budget in {path}: {exc}") from exc
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with immediate(self._db, self._lock) as db:
+            yield db
 
     def _spent(self, recipient: str, patient: str, now: datetime) -> tuple[int, int]:
         """SMS (and of them digests) to this person about this patient in the last hour."""

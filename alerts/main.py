@@ -23,7 +23,7 @@ from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger, Notification
-from homevitals.alerts.notifier import Notifier, SendResult
+from homevitals.alerts.notifier import FindsSent, Notifier
 from homevitals.alerts.patient_text import patient_reply
 from homevitals.alerts.templates import language
 from homevitals.alerts.text import display_name
@@ -73,6 +73,7 @@ class AlertsApp:
             cfg, self.ledger, clock, self.scheduler.wake_at, on_new=self._wake.set
         )
         self.registry = Registry(cfg.homes)
+        self.sms = {"sent": 0, "failed": 0}  # since start, for /metrics (counters)
         for p in (p for h in cfg.homes for p in h.patients):
             language(p.language)  # issue 20: no templates for a patient's language fails start
         # Dead letters wait in the ledger's database file (tables of their own) for the broker.
@@ -260,6 +261,7 @@ class AlertsApp:
                 except Exception as exc:  # the sender's edge: one SMS must not end all sending
                     logger.exception("sending SMS %d failed unexpectedly", n.id)
                     self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
+                    self.sms["failed"] += 1
 
     def _reconcile(self) -> None:
         """Settle SMS left in 'sending' by a crash: sent if Twilio has it, else send again.
@@ -272,8 +274,7 @@ class AlertsApp:
             started = wire.parse_time(n.sending_at, "sending_at") if n.sending_at else now
             if now - started < self.reconcile_after:
                 continue  # Twilio may still be working on it: look again later
-            find = getattr(self.notifier, "find_sent", None)
-            if find is None:
+            if not isinstance(self.notifier, FindsSent):
                 self.ledger.mark_unsent(
                     n,
                     now,
@@ -282,7 +283,7 @@ class AlertsApp:
                 )
                 continue
             try:
-                found: SendResult | None = find(n.recipient, n.body, started - timedelta(minutes=1))
+                found = self.notifier.find_sent(n.recipient, n.body, started - timedelta(minutes=1))
             except NotifyError as exc:
                 logger.warning("cannot look up interrupted SMS %d yet: %s", n.id, exc)
                 continue
@@ -307,6 +308,7 @@ class AlertsApp:
             self._failed(n, exc, now)
             return
         self.ledger.mark_sent(n, result.sid, self.clock.now())
+        self.sms["sent"] += 1
         logger.info("SMS %s to %s (%s) for alert %s", result.sid, n.recipient, n.role, n.alert_id)
 
     def _failed(self, n: Notification, exc: NotifyError, now: datetime) -> None:
@@ -319,6 +321,7 @@ class AlertsApp:
             return
         logger.error("%s", exc)
         self.ledger.mark_failed(n, str(exc), self.clock.now())
+        self.sms["failed"] += 1
         if self.escalator.on_dead_end(n.alert_id, n.step, n.kind, str(exc)):
             self._wake.set()
 
@@ -332,8 +335,13 @@ def run_alerts(
 
 def _metrics(app: AlertsApp) -> list[Metric]:
     return [
-        counter("homevitals_alerts_notifications", "SMS by state (sent, failed, pending ...)",
-                app.ledger.state_counts(), "state"),
+        # A gauge: SMS leave "pending" and "sending", so these go down as well as up.
+        gauge("homevitals_alerts_notifications", "SMS in the ledger by state (sent, failed,"
+              " pending ...)", app.ledger.state_counts(), "state"),
+        counter("homevitals_alerts_sms_sent_total", "SMS the provider took, since start",
+                app.sms["sent"]),
+        counter("homevitals_alerts_sms_failed_total", "SMS given up on, since start",
+                app.sms["failed"]),
         counter("homevitals_alerts_rejected_total",
                 "decisions the alert service dead-lettered, by reason",
                 {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),

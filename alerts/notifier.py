@@ -9,9 +9,10 @@ from __future__ import annotations
 import itertools
 import sys
 from dataclasses import dataclass
-from typing import Protocol, TextIO
+from datetime import datetime
+from typing import Protocol, TextIO, runtime_checkable
 
-__all__ = ["ConsoleNotifier", "Notifier", "SendResult"]
+__all__ = ["ConsoleNotifier", "FindsSent", "Notifier", "SendResult"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,15 @@ class Notifier(Protocol):
     """Sends one SMS. Raises ``NotifyError`` (see ``homevitals.alerts.errors``) on failure."""
 
     def send(self, to: str, body: str) -> SendResult: ...
+
+
+@runtime_checkable
+class FindsSent(Protocol):
+    """Optional: a provider that can be asked whether it already took an SMS (Twilio). Without
+    it, an SMS interrupted by a crash mid-send is sent again (alerts/main.py ``_reconcile``).
+    Raises ``NotifyError`` when it cannot be asked now."""
+
+    def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None: ...
 
 
 class ConsoleNotifier:

@@ -74,6 +74,11 @@ def patient_text(
         return p[key].format_map(fields)
     if d.value is None:
         head = p["missing"].format_map(fields)
+    elif d.predicted is not None and kind != "update":  # issue 19: a forecast, said as one
+        head = p["predicted_low"].format_map({
+            **fields, "predicted": format_amount(d.predicted, d.unit, glucose_unit),
+            "minutes": str(round(d.horizon_minutes or 0)),
+        })
     else:
         head = p[_HEAD.get(("update" if kind == "update" else "alert", direction), "other")]
         head = head.format_map(fields)

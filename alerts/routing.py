@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 _FALLBACK = RouteConfig(chain=[CareRole.FAMILY_DOCTOR])
 PATIENT_ROLE = str(CareRole.PATIENT)
+_FAMILY = str(CareRole.FAMILY_MEMBER)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,9 @@ def gap(route: RouteConfig, steps: list[list[Recipient]], k: int) -> float:
     """Minutes from step ``k`` to the next one (or to the first reminder after the last)."""
     if k + 1 >= len(steps):
         return route.renotify_minutes
-    if all(r.is_patient for r in steps[k]):
+    if all(r.is_patient or r.role == _FAMILY for r in steps[k]):
+        # The person and their family act on a low themselves (rule of 15): their step waits
+        # ``escalate_after_patient_minutes`` whether the family shares it or not.
         return route.escalate_after_patient_minutes
     return route.escalate_after_minutes
 

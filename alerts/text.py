@@ -156,6 +156,14 @@ def _what(d: AlertDecision, name: str, at: str, glucose_unit: str, w: dict[str, 
     if d.value is None:
         measurement = d.measurement.replace("_", " ")
         return w["missing"].format(sev=sev, name=name, measurement=measurement, at=at)
+    if d.predicted is not None:  # issue 19: a forecast, marked as one
+        return w["predicted"].format(
+            sev=sev, name=name, what=_LABELS.get(d.field, d.field),
+            predicted=format_amount(d.predicted, d.unit, glucose_unit),
+            minutes=_number(d.horizon_minutes or 0.0, 0),
+            now=format_amount(d.value, d.unit, glucose_unit),
+            trend=_trend(d, glucose_unit, w), at=at,
+        )
     value = format_value(d.field, d.value, d.unit, glucose_unit)
     return w["value"].format(
         sev=sev, name=name, value=value, trend=_trend(d, glucose_unit, w), at=at

@@ -14,7 +14,14 @@ import paho.mqtt.client as mqtt
 from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import MqttConfig
-from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt import (
+    PublishError,
+    connect_async,
+    disconnect,
+    make_client,
+    publish,
+    reason_failed,
+)
 from homevitals.mqtt_watch import MqttWatch
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import GatewayState, GatewayStatus
@@ -55,6 +62,7 @@ class Publisher:
         self.pump = OutboxPump(self.client, queue, max_inflight, name=f"gw-{home}")
         self._killed = False
         self.watch = MqttWatch(cfg)
+        self.unpublished = 0  # status and heartbeat messages paho would not take
 
     def start(self) -> None:
         self.watch.install(self.client)
@@ -74,12 +82,14 @@ class Publisher:
         self.pump.stop()
         if self.pump.connected.is_set():
             status = GatewayStatus(self.home, GatewayState.OFFLINE, self.clock.now())
-            info = self.client.publish(
-                self.topics.status(self.home), wire.encode(status), qos=1, retain=True
-            )
-            info.wait_for_publish(timeout=2)
-        self.client.disconnect()
-        self.client.loop_stop()
+            try:
+                info = publish(self.client, self.topics.status(self.home), wire.encode(status),
+                               qos=1, retain=True)
+                info.wait_for_publish(timeout=2)
+            except (PublishError, RuntimeError) as exc:  # RuntimeError: paho, connection lost
+                self.unpublished += 1
+                logger.warning("the offline status was not published: %s", exc)
+        disconnect(self.client)
 
     def kill(self) -> None:
         """Stop as ``kill -9`` would: no flush, no ``offline`` status, no DISCONNECT. The broker
@@ -87,7 +97,7 @@ class Publisher:
         stays on disk for the next start. Fault injection (``homevitals replay``)."""
         self._killed = True
         self.pump.stop()
-        self.client.loop_stop()
+        disconnect(self.client, clean=False)
         sock = self.client.socket()
         if sock is not None:
             sock.close()
@@ -103,9 +113,10 @@ class Publisher:
             return
         logger.info("connected to %s:%d", self.cfg.host, self.cfg.port)
         status = GatewayStatus(self.home, GatewayState.ONLINE, self.clock.now())
-        client.publish(self.topics.status(self.home), wire.encode(status), qos=1, retain=True)
-        for topic, payload in self.retained_on_connect:
-            client.publish(topic, payload, qos=1, retain=True)
+        retained = [(self.topics.status(self.home), wire.encode(status)),
+                    *self.retained_on_connect]
+        for topic, payload in retained:
+            self._publish_or_count(topic, payload, qos=1, retain=True)
         self.pump.set_connected(True)
 
     def _on_disconnect(
@@ -124,8 +135,17 @@ class Publisher:
         self.pump.on_publish(mid, rc)
 
     def publish_direct(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Fire-and-forget for heartbeats: losing one is harmless, the next one follows."""
-        self.client.publish(topic, payload, qos=qos)
+        """Fire-and-forget for heartbeats: losing one is harmless (logged, counted), the next one
+        follows."""
+        self._publish_or_count(topic, payload, qos=qos)
+
+    def _publish_or_count(self, topic: str, payload: bytes, *, qos: int, retain: bool = False
+                          ) -> None:
+        try:
+            publish(self.client, topic, payload, qos=qos, retain=retain)
+        except PublishError as exc:
+            self.unpublished += 1
+            logger.warning("%s", exc)
 
     @property
     def published(self) -> int:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from homevitals.errors import ConfigError
+from homevitals.predicted_rule import PredictedRuleConfig
 from homevitals.readings import EventKind, Measurement, Severity, check_id
 from homevitals.topics import DEFAULT_PREFIX
 from homevitals.units import FIELD_UNITS, Unit
@@ -51,6 +52,7 @@ __all__ = [
     "MqttConfig",
     "MqttLogin",
     "PatientConfig",
+    "PredictedRuleConfig",
     "RulesConfig",
     "StoreConfig",
     "ThresholdRuleConfig",
@@ -567,10 +569,11 @@ RuleConfig = Annotated[
     | RateRuleConfig
     | MissingDataRuleConfig
     | GatewayRuleConfig
-    | BatteryRuleConfig,
+    | BatteryRuleConfig
+    | PredictedRuleConfig,  # issue 19, homevitals/predicted_rule.py
     Field(discriminator="kind"),
 ]
-_RULE_KINDS = ("threshold", "event", "rate", "missing", "gateway", "battery")
+_RULE_KINDS = ("threshold", "event", "rate", "missing", "gateway", "battery", "predicted")
 
 
 class RuleOverride(_Model):
@@ -705,23 +708,32 @@ def default_routes() -> list[RouteConfig]:
             max_reminders=2,
         ),
         # Issue 20: a level-1 (or predicted) low warns the person first, who can act fastest;
-        # the family doctor only if it has not cleared 15 minutes later, or at once if it
-        # deepens (the level-2 route below). Without a patient phone the doctor is first.
+        # issue 14 (tuning): and their family, who treat a child's low (ISPAD 2022,
+        # hypoglycaemia chapter; CGM followers' apps share low alerts with family). The family
+        # doctor only if it has not cleared 30 minutes later (two "rule of 15" cycles: treat,
+        # recheck at 15 min, treat again; ADA Standards of Care 2024, section 6), or at once
+        # if it deepens (the level-2 route below). With neither a patient phone nor a family
+        # member the doctor is first. Sources and bench figures: configs/rules-defaults.yaml.
         RouteConfig(
             rules=["glucose-low"],
             severities=[Severity.LOW, Severity.MEDIUM],
-            chain=[r.PATIENT, r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
+            chain=[[r.PATIENT, r.FAMILY_MEMBER], r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
+            escalate_after_patient_minutes=30,
             escalate_after_minutes=60,
             renotify_minutes=120,
             max_reminders=3,
         ),
-        # A level-2 low or a hypertensive crisis: the person and the doctor at once.
+        # A level-2 low or a hypertensive crisis: the person and the doctor at once. Unanswered,
+        # the backup doctor at 15 min and the health manager at 30 as before; then reminders
+        # hourly, at most 2 (issue 14 tuning: every-30-minute reminders were about a seventh of
+        # a doctor's SMS on the UVA/Padova child cohort, bench/alarm_burden.py).
         RouteConfig(
             rules=["glucose-low", "hypertensive-crisis"],
             severities=[Severity.HIGH],
             chain=[[r.PATIENT, r.FAMILY_DOCTOR], r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
             escalate_after_minutes=15,
-            renotify_minutes=30,
+            renotify_minutes=60,
+            max_reminders=2,
         ),
         RouteConfig(
             severities=[Severity.CRITICAL],

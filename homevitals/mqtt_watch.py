@@ -1,11 +1,11 @@
 """The health of one paho client, seen only through paho's public callbacks.
 
-paho runs its network loop in the thread that ``loop_start`` made, and calls our callbacks
-(``on_message`` ...) in that thread. Once the owner has set its callbacks, ``install`` wraps them,
-and the watch knows:
+paho's network loop runs in the thread of ``homevitals.mqtt_connection.Connection``, and paho
+calls our callbacks (``on_message`` ...) in that thread. Once the owner has set its callbacks,
+``install`` wraps them, and the watch knows:
 
-- which thread is paho's: the one that calls ``on_pre_connect`` before each connection attempt
-  (paho 2.x, ``Client.reconnect``), so nothing reads paho's private ``_thread``;
+- which thread is the network thread: the one that calls ``on_pre_connect`` before each
+  connection attempt (paho 2.x, ``Client.reconnect``), so nothing reads a private ``_thread``;
 - whether that thread is inside one of our callbacks, since when, and whether it still makes
   progress there (a handler that waits on purpose, e.g. for room in a full backlog, ``beat``s);
 - whether the session is up (successful CONNACK, no disconnect since) and subscribed (SUBACK).

@@ -24,7 +24,9 @@ from queue import Empty, SimpleQueue
 from typing import Any
 
 from homevitals.errors import HomevitalsError
+from homevitals.mqtt import PublishError, publish
 from homevitals.runtime import Progress, Worker, thread_worker
+from homevitals.sqlite_tx import immediate, open_wal
 
 __all__ = ["DurableQueue", "OutboxError", "OutboxPump", "QueuedMessage"]
 
@@ -69,9 +71,7 @@ class DurableQueue:
         self.max_messages = max_messages
         self.dropped = 0
         try:
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db = open_wal(path)
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open the gateway queue {path}: {exc}") from exc
@@ -85,15 +85,8 @@ class DurableQueue:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic transaction for the caller's own tables and ``put_in``; nothing else runs."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                self._recount()
-                raise
-            self._db.execute("COMMIT")
+        with immediate(self._db, self._lock, on_rollback=self._recount) as db:
+            yield db
 
     def put_in(self, db: sqlite3.Connection, topic: str, payload: bytes, *, qos: int = 1) -> None:
         """``put`` inside a ``transaction()`` (the lock is already held)."""
@@ -154,15 +147,13 @@ class DurableQueue:
 
     def park(self, seq: int, reason: str) -> None:
         """Move a message the broker refused out of the way, keeping it on disk."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute(
+        with self.transaction() as db:
+            db.execute(
                 "INSERT OR REPLACE INTO parked(seq, topic, payload, reason) "
                 "SELECT seq, topic, payload, ? FROM outbox WHERE seq = ?",
                 (reason, seq),
             )
-            cur = self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
-            self._db.execute("COMMIT")
+            cur = db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._count -= cur.rowcount
 
     def __len__(self) -> int:
@@ -188,10 +179,10 @@ class OutboxPump:
     """Hands outbox rows to a paho client, at most ``max_inflight`` at a time, in order.
 
     paho-mqtt 2.x stalls at QoS 1 when more than 65 535 publishes wait for acknowledgement
-    (message ids wrap; shared/MEASUREMENTS.md), hence the bound. paho re-sends unacknowledged QoS 1
-    messages itself after a reconnect; a row is deleted only on its PUBACK, so a crash at any
-    moment re-sends it on the next start. A message the broker refuses (MQTT 5 reason code, e.g.
-    0x87 not authorized) is parked on disk rather than re-sent forever.
+    (16-bit message ids wrap, MQTT 5 section 2.2.1), hence the bound. paho re-sends
+    unacknowledged QoS 1 messages itself after a reconnect; a row is deleted only on its PUBACK,
+    so a crash at any moment re-sends it on the next start. A message the broker refuses (MQTT 5
+    reason code, e.g. 0x87 not authorized) is parked on disk rather than re-sent forever.
 
     Concurrency: paho calls ``on_publish`` while holding its own ``_out_message_mutex``, and
     ``client.publish`` takes that same mutex; so ``on_publish`` only hands the acknowledgement over
@@ -210,6 +201,7 @@ class OutboxPump:
         self.published = 0
         self.acked = 0
         self.rejected = 0
+        self.refused = 0  # publishes paho would not take (retried on a later round)
         self.connected = threading.Event()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -301,7 +293,13 @@ class OutboxPump:
         for msg in self.queue.peek(room, after=self._last_seq):
             # Each row is handed to paho once per process; paho re-sends it after a reconnect
             # until the PUBACK comes.
-            info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+            try:
+                info = publish(self.client, msg.topic, msg.payload, qos=msg.qos,
+                               retain=msg.retain)
+            except PublishError as exc:  # e.g. paho's queue is full: the row waits for a turn
+                self.refused += 1
+                logger.warning("queued message %d not taken, retried later: %s", msg.seq, exc)
+                return
             self._inflight[info.mid] = msg.seq
             self._last_seq = msg.seq
             self.published += 1

@@ -219,6 +219,10 @@ class AlertDecision:
     # Rate of change per minute in ``unit`` (negative: falling), when the rule knows it (a CGM
     # trend); the SMS shows it (issue 14). None: unknown.
     trend: float | None = None
+    # Issue 19: a ``predicted`` rule's forecast (in ``unit``) and how many minutes ahead it is;
+    # ``value`` is then the reading now. None: not a prediction.
+    predicted: float | None = None
+    horizon_minutes: float | None = None
 
     def __post_init__(self) -> None:
         check_id("alert", self.alert_id)
@@ -237,3 +241,7 @@ class AlertDecision:
         _check_aware("observed_at", self.observed_at)
         if self.trend is not None and not math.isfinite(self.trend):
             raise ValueError(f"alert trend must be finite, got {self.trend!r}")
+        for name in ("predicted", "horizon_minutes"):
+            x = getattr(self, name)
+            if x is not None and not math.isfinite(x):
+                raise ValueError(f"alert {name} must be finite, got {x!r}")

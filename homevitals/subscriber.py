@@ -21,7 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from homevitals.config import MqttConfig
-from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt import connect_async, disconnect, make_client, reason_failed
 from homevitals.mqtt_watch import MqttWatch
 
 __all__ = ["DeadLetterSink", "Subscriber"]
@@ -74,8 +74,7 @@ class Subscriber:
         connect_async(self.client, self.cfg)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
 
     def _on_connect(
         self, client: mqtt.Client, _ud: Any, _flags: Any, rc: Any, _props: Any = None

@@ -193,6 +193,9 @@ def encode(msg: Message) -> bytes:
         }
         if msg.trend is not None:  # optional: decoders older than issue 14 never see the key
             body["trend"] = msg.trend
+        if msg.predicted is not None:  # issue 19: a forecast, and how far ahead
+            body["predicted"] = msg.predicted
+            body["horizon_minutes"] = msg.horizon_minutes
     elif isinstance(msg, Heartbeat):
         body = {"type": "heartbeat", **msg}
     elif isinstance(msg, Reject):
@@ -406,6 +409,8 @@ def _decode_alert(o: dict[str, Any]) -> AlertDecision:
         episode=str(o.get("episode", "")),  # absent before issue 14
         conditions=tuple(str(c) for c in _list(o, "conditions")),
         trend=_opt_number(o, "trend"),
+        predicted=_opt_number(o, "predicted"),
+        horizon_minutes=_opt_number(o, "horizon_minutes"),
     )
 
 

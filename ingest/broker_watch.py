@@ -20,7 +20,7 @@ import paho.mqtt.client as mqtt
 
 from homevitals.config import MqttConfig
 from homevitals.metrics import Metric, gauge
-from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt import connect_async, disconnect, make_client, reason_failed
 from homevitals.topics import BROKER_DROPPED, BROKER_STORED
 
 __all__ = ["BrokerWatch"]
@@ -41,8 +41,7 @@ class BrokerWatch:
         connect_async(self.client, self.cfg)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
 
     def metrics(self) -> list[Metric]:
         out = []

@@ -69,6 +69,11 @@ def _metrics(s: IngestService) -> list[Metric]:
             {**dict.fromkeys(REJECT_REASONS, 0), **s.rejects}, "reason"
         ),
         counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
+        counter(
+            "homevitals_ingest_deadletter_unpublished_total",
+            "rejects paho would not publish on the dead-letter topic (still stored)",
+            s.counts["deadletter_unpublished"],
+        ),
         gauge(
             "homevitals_ingest_backlog",
             "messages received, not yet written and acknowledged",

@@ -34,7 +34,15 @@ from homevitals.ingest.errors import StoreError
 from homevitals.ingest.latency import LatencyHistogram
 from homevitals.ingest.store import Store
 from homevitals.ingest.write_log import WriteTrouble
-from homevitals.mqtt import connect_async, make_client, reason_failed
+from homevitals.mqtt import (
+    PublishError,
+    ack_many,
+    connect_async,
+    disconnect,
+    make_client,
+    publish,
+    reason_failed,
+)
 from homevitals.mqtt_watch import MqttWatch
 from homevitals.origin import Registry
 from homevitals.readings import AlertDecision, Event, Reading
@@ -95,6 +103,7 @@ class IngestService:
             session_expiry=SESSION_EXPIRY_SECONDS,
             manual_ack=True,
             receive_maximum=self.icfg.backlog_max,
+            fast_receive=True,
         )
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -140,8 +149,7 @@ class IngestService:
             time.sleep(0.02)
         self._stop.set()
         self._writer.join(timeout=drain_seconds)
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
         self.broker_watch.stop()
 
     # --- paho thread ------------------------------------------------------------------------
@@ -282,8 +290,18 @@ class IngestService:
             payload=msg.payload,
             time=datetime.now(UTC),
         )
-        self.client.publish(self.topics.deadletter("ingest", reason), wire.encode(reject), qos=1)
+        self._dead_letter(reason, reject)
         return reject
+
+    def _dead_letter(self, reason: str, reject: wire.Reject) -> None:
+        """Publish a reject on the dead-letter topic; paho refusing it is logged and counted
+        (``homevitals_ingest_deadletter_unpublished_total``), the reject is stored either way."""
+        try:
+            publish(self.client, self.topics.deadletter("ingest", reason), wire.encode(reject),
+                    qos=1)
+        except PublishError as exc:
+            self.counts["deadletter_unpublished"] += 1
+            logger.error("dead letter not published: %s", exc)
 
     # --- writer thread ----------------------------------------------------------------------
     def _next_batch(self) -> list[_Item]:
@@ -367,7 +385,7 @@ class IngestService:
         # A mid from an older connection may name another message now: the broker re-sends
         # those anyway, so skipping their PUBACK loses nothing.
         generation = self._generation
-        self.client.ack_many((i.mid, i.qos) for i in batch if i.generation == generation)
+        ack_many(self.client, ((i.mid, i.qos) for i in batch if i.generation == generation))
 
     def _refused(self, batch: list[_Item], exc: StoreError) -> None:
         """The database refused the data itself (HTTP 400: type conflict, bad point)."""
@@ -392,9 +410,7 @@ class IngestService:
             payload=_as_bytes(item.value),
             time=datetime.now(UTC),
         )
-        self.client.publish(
-            self.topics.deadletter("ingest", "store_rejected"), wire.encode(reject), qos=1
-        )
+        self._dead_letter("store_rejected", reject)
         self._write_with_retry([item._replace(value=reject)])  # acknowledges the message
 
 

@@ -24,6 +24,7 @@ from homevitals.config import (
     EventRuleConfig,
     HomeConfig,
     PatientConfig,
+    PredictedRuleConfig,
     RateRuleConfig,
     RuleConfig,
     ThresholdRuleConfig,
@@ -39,6 +40,7 @@ from homevitals.readings import (
     Reading,
 )
 from homevitals.rules import conditions as cond
+from homevitals.rules import predict
 from homevitals.rules.device_clock import DeviceClocks
 from homevitals.rules.episodes import Episodes, Subject, alert_id
 from homevitals.rules.state import SCHEMA, OpenAlert, State
@@ -115,10 +117,12 @@ class RuleEngine:
                 for rule in s.rules:
                     if isinstance(rule, ThresholdRuleConfig | RateRuleConfig):
                         self._value_rule(st, s, rule, r)
+                    elif isinstance(rule, PredictedRuleConfig):
+                        self._predicted(st, s, rule, r)
                 self.watch.on_reading(st, s, r)
         return out
 
-    def _sample(self, rule: _ValueRule, r: Reading) -> float | None:
+    def _sample(self, rule: _ValueRule | PredictedRuleConfig, r: Reading) -> float | None:
         if r.measurement != rule.measurement or rule.field not in r.fields:
             return None
         fv = r.fields[rule.field]
@@ -162,6 +166,39 @@ class RuleEngine:
         if isinstance(rule, ThresholdRuleConfig):
             return self._threshold(st, s, rule, r, w, current)
         return self._rate(st, s, rule, r, w, current)
+
+    def _predicted(
+        self, st: State, s: Subject, rule: PredictedRuleConfig, r: Reading
+    ) -> AlertDecision | None:
+        """Issue 19: the forecast from the CGM's recent stream (``rules/predict.py``)."""
+        if self.device_kinds.get(r.device) not in rule.devices:
+            return None  # a finger-stick is no part of a CGM's stream
+        value = self._sample(rule, r)
+        if value is None:
+            return None
+        w = st.window(r.patient, rule.id)
+        if not w.add(cond.Sample(r.time, value, r.reading_id)):
+            self.counts["duplicate_reading"] += 1
+            return None
+        w.prune(*predict.history(rule))
+        st.save_window(r.patient, rule.id, w)
+        if w.newest.source != r.reading_id:
+            return None
+        fc, fires = predict.evaluate(rule, w)
+        current = st.open_alert(r.patient, rule.id)
+        if current is None and fires and fc is not None:
+            self.counts["predicted_low"] += 1
+            return self.fire(
+                st, s, rule, r.reading_id, r.time, **_fields(r, rule.field), trend=fc.trend,
+                predicted=fc.value, horizon_minutes=fc.horizon_minutes,
+            )
+        # Cleared when the forecast is back above clear_at (or, with no forecast possible, the
+        # value now is): a gated stream never holds the episode open for good.
+        ahead = value if fc is None else fc.value
+        if current is not None and r.time >= current.opened_at and ahead >= rule.clear_value:
+            why = "no low predicted now"
+            return self.resolve(st, s, rule, current, why, **_fields(r, rule.field))
+        return None
 
     def _in_window(self, s: Subject, rule: _ValueRule, t: datetime) -> bool:
         return rule.window is None or rule.window.contains(t.astimezone(s.home.zone).time())

@@ -27,4 +27,19 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/python scripts/typecheck.py
 echo "== pytest"
-exec .venv/bin/pytest "$@"
+status=0
+.venv/bin/pytest "$@" || status=$?
+
+# The lowest paho the project allows (pyproject: paho-mqtt>=2.1,<3) in a small second venv:
+# the MQTT client tests and ingest's fallback (homevitals/paho_internals.py) run against it too;
+# the main suite above covers the newest. Either failing fails the run.
+echo "== pytest against paho-mqtt 2.1.0 (.venv-paho-min)"
+PAHO_MIN=2.1.0
+if [ ! -x .venv-paho-min/bin/python ]; then "$PYTHON" -m venv .venv-paho-min; fi
+.venv-paho-min/bin/python -m pip install -q --no-deps -e . >/dev/null
+.venv-paho-min/bin/python -m pip install -q "paho-mqtt==$PAHO_MIN" "pydantic>=2.5,<3" \
+  "PyYAML>=6,<7" "prometheus_client>=0.20,<1" "pytest>=8,<10" >/dev/null
+.venv-paho-min/bin/python -c "import paho.mqtt, sys; sys.exit(paho.mqtt.__version__ != '$PAHO_MIN')"
+.venv-paho-min/bin/pytest -q -p no:cacheprovider tests/test_mqtt_client.py \
+  tests/test_paho_fallback.py || status=$?
+exit $status

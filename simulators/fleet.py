@@ -3,8 +3,8 @@
 For benchmarks and load tests, not for the demo. Readings are real wire-format messages (glucose,
 blood pressure) on each home's own topics, with stable ids, so ingest treats them exactly as it
 treats a gateway's. Several publisher processes share the work so that the Python publisher
-(~18 k QoS 0 / ~7-11 k QoS 1 msgs/s per process on this class of machine, shared/MEASUREMENTS.md)
-is less of a bottleneck.
+(~18 k QoS 0 / ~7-11 k QoS 1 msgs/s per process on this class of machine, as measured with
+bench/ingest_throughput.py, which drives this module) is less of a bottleneck.
 
     python -m homevitals.simulators.fleet --port 1883 --homes 1000 --devices 2 --readings 60
 
@@ -98,9 +98,12 @@ def _publish_part(
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"{spec.tag}-pub-{part}", protocol=mqtt.MQTTv5
     )
-    # paho 2.x stalls when more than 65 535 QoS 1 messages wait (shared/MEASUREMENTS.md): bound it.
+    # paho 2.x stalls when more than 65 535 QoS 1 messages wait (16-bit message ids wrap, MQTT 5
+    # section 2.2.1; homevitals/outbox.py): bound it.
     client.max_inflight_messages_set(inflight)
     client.max_queued_messages_set(inflight * 4)
+    acked = [0]  # PUBACKs received (on_publish, paho's thread)
+    client.on_publish = lambda *_a: acked.__setitem__(0, acked[0] + 1)
     client.connect("127.0.0.1", port)
     client.loop_start()
     messages = [(topics.reading(r.home, r.device), wire.encode(r))
@@ -113,9 +116,7 @@ def _publish_part(
             time.sleep(0.0005)  # the bounded queue is full: wait for acknowledgements
         sent += 1
     deadline = time.monotonic() + 60
-    while client.want_write() or (
-        qos and len(client._out_messages) and time.monotonic() < deadline
-    ):  # noqa: SLF001
+    while client.want_write() or (qos and acked[0] < sent and time.monotonic() < deadline):
         time.sleep(0.001)
     finished = time.time()
     client.disconnect()

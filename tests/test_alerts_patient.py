@@ -71,13 +71,13 @@ def test_the_patients_ok_does_not_stop_the_doctor_when_it_has_not_cleared(
     assert esc.on_decision(low()) == 1
     assert sms(ledger) == [(PATIENT, "patient", "firing")]
     [(_, due)] = ledger.scheduled()
-    assert due == "2026-11-21T02:15:00.000000Z"  # escalate_after_patient_minutes: 15
+    assert due == "2026-11-21T02:30:00.000000Z"  # escalate_after_patient_minutes: 30
     clock.advance(timedelta(minutes=3))
     row, noted = esc.patient_ok(cfg.homes[0].patients[0], PATIENT, None)
     assert noted and row is not None and row.acked_at is None  # the episode is not acknowledged
     assert esc.patient_ok(cfg.homes[0].patients[0], PATIENT, None)[1] is False  # once
-    clock.advance(timedelta(minutes=12))
-    assert esc.run_due() == 1  # still low at 02:15: the doctor is told
+    clock.advance(timedelta(minutes=27))
+    assert esc.run_due() == 1  # still low at 02:30: the doctor is told
     assert sms(ledger)[-1] == (DOCTOR, "family_doctor", "escalation-1")
     body = str(ledger.history()[-1]["body"])
     assert body.startswith("ESCALATED, not cleared since Ana Novak answered OK. homevitals"
@@ -191,7 +191,7 @@ def test_the_patients_sms_are_never_folded_and_an_escalation_keeps_their_privacy
     due = ledger.due(clock.now())
     assert [n.recipient for n in due] == [PATIENT] * 6
     assert all(budget.admit(n, clock.now()) for n in due)
-    clock.advance(timedelta(minutes=15))
+    clock.advance(timedelta(minutes=30))
     esc.run_due()
     escalations = [str(h["body"]) for h in ledger.history() if h["kind"] == "escalation-1"]
     assert len(escalations) == 6

@@ -19,6 +19,7 @@ from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.main import _metrics
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Storable
+from homevitals.mqtt import connection
 from homevitals.runtime import Runner
 from homevitals.sdnotify import SystemdNotifier
 from homevitals.simulators.household import demo_config
@@ -155,7 +156,7 @@ def _story(tmp_path: Path, port: int, systemd: NotifySocket, svc: IngestService,
     assert _stored(influxd, db) == 2
 
     # paho's network thread ends: not alive, not connected, not ready.
-    svc.client.loop_stop()
+    connection(svc.client).halt()
     wait_status(port, "/healthz", 503, "mqtt-network: not running (the thread has ended)")
     wait_status(port, "/readyz", 503, "broker: paho's network thread has ended")
     assert "homevitals_ingest_connected 0.0" in get(port, "/metrics")[1]

@@ -25,6 +25,7 @@ from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SystemClock
 from homevitals.config import Config
 from homevitals.gateway.main import GatewayApp
+from homevitals.mqtt import connection
 from homevitals.readings import AlertDecision, AlertState, Severity
 from homevitals.rules.main import RulesApp
 from homevitals.rules.main import _metrics as rules_metrics
@@ -132,7 +133,7 @@ def test_rules_handler_pump_scheduler_and_paho_thread(tmp_path: Path, mosquitto:
             tick.open.set()
             _recovers(port, systemd, "scheduler-rules: ok")
 
-            app.subscriber.client.loop_stop()
+            connection(app.subscriber.client).halt()
             _stalls(port, systemd, "mqtt-network: not running (the thread has ended)")
             wait_status(port, "/readyz", 503, "broker: paho's network thread has ended")
             assert "homevitals_rules_connected 0.0" in get(port, "/metrics")[1]
@@ -236,7 +237,7 @@ def test_gateway_event_loop_pump_and_paho_thread(tmp_path: Path, mosquitto: Any)
             pump.open.set()
             _recovers(port, systemd, "pump-gw-home-novak: ok")
 
-            app.publisher.client.loop_stop()
+            connection(app.publisher.client).halt()
             _stalls(port, systemd, "mqtt-network: not running (the thread has ended)")
             wait_status(port, "/readyz", 503, "broker: paho's network thread has ended")
             assert "homevitals_gateway_connected 0.0" in get(port, "/metrics")[1]

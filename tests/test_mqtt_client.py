@@ -1,5 +1,6 @@
-"""homevitals.mqtt.BufferedClient against the real Mosquitto: paho's protocol with buffered
-reads, PUBACKs written many at a time, and on_message called without the per-topic trie."""
+"""homevitals.mqtt.BufferedClient (ingest's fast receive path) against the real Mosquitto:
+paho's protocol with buffered reads, PUBACKs written many at a time, and on_message called
+without the per-topic trie."""
 
 from __future__ import annotations
 
@@ -11,9 +12,16 @@ import paho.mqtt.client as mqtt
 import pytest
 from servers import Mosquitto
 
-from homevitals import mqtt as hv_mqtt
+from homevitals import paho_internals
 from homevitals.config import MqttConfig
-from homevitals.mqtt import BufferedClient, connect_async, make_client
+from homevitals.mqtt import (
+    BufferedClient,
+    PublishError,
+    connect_async,
+    disconnect,
+    make_client,
+    publish,
+)
 
 # Around the edges of MQTT's remaining-length encoding (1, 2, 3 bytes) and larger than the
 # 64 KiB read buffer, so packets start, end and span anywhere in it.
@@ -35,7 +43,7 @@ def _publisher(port: int) -> mqtt.Client:
 
 def _stop(*clients: mqtt.Client) -> None:
     for c in clients:
-        c.disconnect()
+        disconnect(c)  # paho's own loop thread (publishers) or homevitals' Connection
         c.loop_stop()
 
 
@@ -69,7 +77,7 @@ def _start(client: BufferedClient, cfg: MqttConfig, topic: str) -> None:
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_every_byte_arrives_in_order(mosquitto: Mosquitto, protocol: str) -> None:
     cfg = MqttConfig(port=mosquitto.port, protocol=protocol)
-    sub = make_client(cfg, f"buffered-{protocol}")
+    sub = make_client(cfg, f"buffered-{protocol}", fast_receive=True)
     assert isinstance(sub, BufferedClient)
     inbox = _Inbox()
     sub.on_message = inbox.on_message
@@ -90,12 +98,14 @@ def test_ack_many_acknowledges_what_it_names_and_only_that(
 ) -> None:
     """200 messages; the first 150 are acknowledged with ack_many (7 PUBACKs per write), the
     rest not. After a reconnect the persistent session gets exactly those 50 again."""
-    monkeypatch.setattr(hv_mqtt, "_ACK_CHUNK", 7)
+    monkeypatch.setattr(paho_internals, "_ACK_CHUNK", 7)
     cfg = MqttConfig(port=mosquitto.port)
     topic = "hv/acks/r"
 
     def subscriber(inbox: _Inbox) -> BufferedClient:
-        c = make_client(cfg, "ack-many", clean_start=False, session_expiry=300, manual_ack=True)
+        c = make_client(cfg, "ack-many", clean_start=False, session_expiry=300, manual_ack=True,
+                        fast_receive=True)
+        assert isinstance(c, BufferedClient)
         c.on_message = inbox.on_message
         _start(c, cfg, topic)
         return c
@@ -133,7 +143,7 @@ def test_ack_many_acknowledges_what_it_names_and_only_that(
 
 def test_topic_callbacks_still_route(mosquitto: Mosquitto) -> None:
     cfg = MqttConfig(port=mosquitto.port)
-    sub = make_client(cfg, "routed")
+    sub = make_client(cfg, "routed", fast_receive=True)
     general, special = _Inbox(), _Inbox()
     sub.on_message = general.on_message
     sub.message_callback_add("hv/route/special/#", special.on_message)
@@ -169,7 +179,7 @@ def test_properties_flags_and_automatic_acks_survive_the_fast_path(mosquitto: Mo
     pub.connect("127.0.0.1", mosquitto.port)
     pub.loop_start()
     pub.publish("hv/props/retained", b"kept", qos=1, retain=True).wait_for_publish(5)
-    sub = make_client(cfg, "props-sub", clean_start=False, session_expiry=300)
+    sub = make_client(cfg, "props-sub", clean_start=False, session_expiry=300, fast_receive=True)
     sub.on_message = on_message
     _start(sub, cfg, "hv/props/#")
     try:
@@ -199,7 +209,7 @@ def test_properties_flags_and_automatic_acks_survive_the_fast_path(mosquitto: Mo
         _stop(sub)
     # Automatic acknowledgement: nothing comes back to the persistent session.
     again: list[mqtt.MQTTMessage] = []
-    sub = make_client(cfg, "props-sub", clean_start=False, session_expiry=300)
+    sub = make_client(cfg, "props-sub", clean_start=False, session_expiry=300, fast_receive=True)
     sub.on_message = lambda _c, _u, m: again.append(m)
     _start(sub, cfg, "hv/props/none-of-these")
     try:
@@ -208,3 +218,73 @@ def test_properties_flags_and_automatic_acks_survive_the_fast_path(mosquitto: Mo
     finally:
         pub.publish("hv/props/retained", b"", qos=1, retain=True).wait_for_publish(5)
         _stop(sub, pub)
+
+
+def test_only_ingest_gets_the_fast_receive_path(mosquitto: Mosquitto) -> None:
+    """The gateway, rules and alerts get plain paho, kept connected by composition."""
+    cfg = MqttConfig(port=mosquitto.port)
+    plain = make_client(cfg, "plain")
+    assert type(plain) is mqtt.Client
+    assert isinstance(make_client(cfg, "fast", fast_receive=True), BufferedClient)
+    inbox = _Inbox()
+    plain.on_message = inbox.on_message
+    _start(plain, cfg, "hv/plain/#")
+    pub = _publisher(mosquitto.port)
+    try:
+        pub.publish("hv/plain/x", b"plain", qos=1)
+        assert [p for _t, p, _m, _d in inbox.wait_for(1, 10)] == [b"plain"]
+    finally:
+        _stop(pub, plain)
+
+
+class _Renamed:
+    """A descriptor that hides an inherited name, as if a paho release had renamed it."""
+
+    def __get__(self, obj: object, owner: type | None = None) -> Any:
+        raise AttributeError("renamed in this paho")
+
+
+def test_a_missing_internal_falls_back_to_plain_paho(
+    mosquitto: Mosquitto, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    class NoPacketRead(BufferedClient):
+        _packet_read = _Renamed()
+
+    monkeypatch.setattr(paho_internals, "FAST_CLIENT", NoPacketRead)
+    cfg = MqttConfig(port=mosquitto.port)
+    sub = make_client(cfg, "fallback", fast_receive=True)
+    assert type(sub) is mqtt.Client
+    assert "lacks _packet_read, which the fast receive path relies on" in caplog.text
+    inbox = _Inbox()
+    sub.on_message = inbox.on_message
+    _start(sub, cfg, "hv/fallback/#")
+    pub = _publisher(mosquitto.port)
+    try:
+        pub.publish("hv/fallback/x", b"still here", qos=1)
+        assert [p for _t, p, _m, _d in inbox.wait_for(1, 10)] == [b"still here"]
+    finally:
+        _stop(pub, sub)
+
+
+def test_a_publish_paho_does_not_take_raises_publish_error(mosquitto: Mosquitto) -> None:
+    """paho's return codes are never ignored: QoS 0 while disconnected is lost, and a full queue
+    takes nothing; QoS 1 while disconnected is kept by paho and sent once connected."""
+    cfg = MqttConfig(port=mosquitto.port)
+    client = make_client(cfg, "refused")
+    with pytest.raises(PublishError, match="hv/refused/0: The client is not currently connected"):
+        publish(client, "hv/refused/0", b"lost", qos=0)
+    client.max_queued_messages_set(1)
+    kept = publish(client, "hv/refused/1", b"kept", qos=1)
+    with pytest.raises(PublishError, match="hv/refused/2: .*queue") as err:
+        publish(client, "hv/refused/2", b"no room", qos=1)
+    assert err.value.rc == mqtt.MQTT_ERR_QUEUE_SIZE
+    inbox = _Inbox()
+    watcher = make_client(cfg, "refused-watcher")
+    watcher.on_message = inbox.on_message
+    _start(watcher, cfg, "hv/refused/#")
+    _start(client, cfg, "hv/unused")
+    try:
+        assert kept.rc == mqtt.MQTT_ERR_NO_CONN  # and yet it is delivered:
+        assert [(t, p) for t, p, _m, _d in inbox.wait_for(1, 10)] == [("hv/refused/1", b"kept")]
+    finally:
+        _stop(client, watcher)

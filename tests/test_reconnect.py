@@ -20,7 +20,7 @@ from servers import free_port
 
 from homevitals.backoff import Backoff
 from homevitals.config import MqttConfig, TlsConfig
-from homevitals.mqtt import connect_async, make_client
+from homevitals.mqtt import connect_async, disconnect, make_client
 from homevitals.simulators.household import demo_config
 
 FLEET = 1000
@@ -88,8 +88,7 @@ def test_clients_come_back_spread_out_after_a_broker_restart(mosquitto_factory: 
         assert max(again) - min(again) > 0.5, sorted(round(t - min(again), 3) for t in again)
     finally:
         for c in clients:
-            c.disconnect()
-            c.loop_stop()
+            disconnect(c)
 
 
 def _attempts(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -109,8 +108,7 @@ def test_an_unreachable_broker_is_logged_with_where_and_why(
     try:
         wait_until("two attempts", lambda: len(_attempts(caplog)) >= 2, 10)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        disconnect(client)
     where = f"cannot reach the MQTT broker at 127.0.0.1:{port} ({'TLS' if tls else 'no TLS'}):"
     for message in _attempts(caplog):
         assert message.startswith(f"{where} [Errno 111] Connection refused; next attempt in ")

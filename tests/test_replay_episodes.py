@@ -13,6 +13,7 @@ from pathlib import Path
 from homevitals.replay import run_replay
 
 DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100003", "+15550100004"
+FAMILY = "+15550100002"
 
 
 def _replay(name: str, tmp_path: Path) -> tuple[list[dict[str, str]], list[dict[str, object]]]:
@@ -33,9 +34,12 @@ def _codes(sms: list[dict[str, str]]) -> set[str]:
 def test_one_cgm_low_is_one_alert_first_sms_one_update_one_all_clear(tmp_path: Path) -> None:
     sms, alerts = _replay("cgm-low-episode", tmp_path)
     assert len(alerts) == 1 and alerts[0]["alert_state"] == "resolved"
+    # Level 1 goes to the family first (the tuning of issue 14); level 2 tells the doctor at
+    # once, with the update; the family hears the doctor's ACK.
     assert [(n["to"], n["kind"]) for n in sms] == [
-        (DOCTOR, "firing"), (DOCTOR, "update-high"), (DOCTOR, "resolved")]
-    first, update, clear = (n["text"] for n in sms)
+        (FAMILY, "firing"), (FAMILY, "update-high"), (DOCTOR, "update-high"),
+        (FAMILY, "acknowledged"), (FAMILY, "resolved"), (DOCTOR, "resolved")]
+    first, update, clear = (sms[i]["text"] for i in (0, 2, 5))
     assert first.startswith("homevitals MEDIUM: Ana Novak: glucose 3.6 mmol/L, falling 0.1"
                             " mmol/L/min at 03:00. Low glucose, level 1")
     assert update.startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L, falling"
@@ -54,14 +58,15 @@ def test_backup_doctors_ack_of_the_episode_stops_all_escalation(tmp_path: Path) 
     sms, alerts = _replay("cgm-low-backup-ack", tmp_path)
     assert len(alerts) == 1
     per_person = Counter(n["to"] for n in sms)
-    assert per_person == {DOCTOR: 4, BACKUP: 2}  # nothing to the health manager
+    assert per_person == {FAMILY: 4, DOCTOR: 3, BACKUP: 2}  # nothing to the health manager
     assert [(n["to"], n["kind"]) for n in sms] == [
-        (DOCTOR, "firing"), (DOCTOR, "update-high"), (BACKUP, "escalation-1"),
-        (DOCTOR, "acknowledged"), (DOCTOR, "resolved"), (BACKUP, "resolved")]
-    escalation = sms[2]["text"]
+        (FAMILY, "firing"), (FAMILY, "update-high"), (DOCTOR, "update-high"),
+        (BACKUP, "escalation-1"), (FAMILY, "acknowledged"), (DOCTOR, "acknowledged"),
+        (FAMILY, "resolved"), (DOCTOR, "resolved"), (BACKUP, "resolved")]
+    escalation = sms[3]["text"]
     assert escalation.startswith("ESCALATED, not acknowledged by Dr. Marko Kranjc.")
     assert "homevitals HIGH" in escalation and "level 2" in escalation
-    assert "Dr. Alenka Vidmar (backup_doctor" in sms[3]["text"]
+    assert "Dr. Alenka Vidmar (backup_doctor" in sms[5]["text"]
     assert len(_codes(sms)) == 1
     assert str(alerts[0]["acked_by"]).startswith("Dr. Alenka Vidmar")
     assert not any(n["kind"].startswith(("reminder", "escalation-2")) for n in sms)
@@ -84,4 +89,22 @@ def test_the_dst_night_of_a_cgm_sends_nothing(tmp_path: Path) -> None:
 
 def test_a_quiet_cgm_week_pages_nobody(tmp_path: Path) -> None:
     sms, alerts = _replay("cgm-quiet-week", tmp_path)
+    assert sms == [] and alerts == []
+
+
+def test_a_predicted_low_warns_first_and_level_2_is_an_update_of_it(tmp_path: Path) -> None:
+    # Issue 19: the prediction is the episode's first SMS, the level-2 crossing its one update.
+    sms, alerts = _replay("cgm-predicted-low", tmp_path)
+    assert len(alerts) == 1
+    assert [(n["to"], n["kind"]) for n in sms] == [
+        (DOCTOR, "firing"), (DOCTOR, "update-high"), (DOCTOR, "resolved")]
+    first, update, _clear = (n["text"] for n in sms)
+    assert first.startswith("homevitals MEDIUM PREDICTION: Ana Novak: glucose predicted 2.5"
+                            " mmol/L in 20 min, now 3.7 mmol/L, falling 0.1 mmol/L/min at 02:55.")
+    assert update.startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L")
+    assert len(_codes(sms)) == 1
+
+
+def test_a_quiet_cgm_week_predicts_no_low(tmp_path: Path) -> None:
+    sms, alerts = _replay("cgm-predicted-quiet-week", tmp_path)
     assert sms == [] and alerts == []

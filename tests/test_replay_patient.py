@@ -52,12 +52,12 @@ def test_a_low_the_patient_answers_and_recovers_from_never_wakes_the_doctor(
     assert reply["answer"] == "homevitals：谢谢，已收到您的回复。如仍感觉不适，请联系您的医生。"
 
 
-def test_a_low_the_patient_does_not_answer_goes_to_the_doctor_after_15_minutes(
+def test_a_low_the_patient_does_not_answer_goes_to_the_doctor_after_30_minutes(
     tmp_path: Path,
 ) -> None:
     sms, alerts = _replay("patient-low-ignored", tmp_path)
     assert _sent(sms) == [
-        ("02:00", PATIENT, "firing"), ("02:15", DOCTOR, "escalation-1"),
+        ("02:00", PATIENT, "firing"), ("02:30", DOCTOR, "escalation-1"),
         ("02:45", PATIENT, "resolved"), ("02:45", DOCTOR, "resolved"),
     ]
     code = str(alerts[0]["ack_code"])

@@ -197,7 +197,8 @@ def test_a_decision_from_before_episodes_still_decodes() -> None:
 
 def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
     by_id = {r["id"]: r for r in DEFAULTS}
-    assert {r["id"] for r in GLUCOSE} == {"hypo-level-1", "hypo-level-2", "glucose-falling-fast"}
+    assert {r["id"] for r in GLUCOSE} == {"hypo-level-1", "hypo-level-2", "glucose-falling-fast",
+                                          "glucose-low-predicted"}  # issue 19
     assert {r["id"] for r in CRISIS} == {"hypertensive-crisis-systolic",
                                          "hypertensive-crisis-diastolic"}
     assert by_id["glucose-falling-fast"]["opens_episode"] is False

@@ -5,7 +5,7 @@ The cache lives in ``$HOMEVITALS_BLEVM_CACHE`` or ``~/.cache/homevitals/ble-vm``
 by a hash of the recipe below, so editing the recipe builds a new image and leaves old ones
 alone. The code under test is never baked in: it reaches the guest over a 9p share at each boot.
 
-Recipe facts (see /work/shared/BLE-VM.md): debootstrap minbase + ``mkfs.ext4 -d`` needs no loop
+Recipe facts (docs/ble-vm.md, "Recipe facts"): debootstrap minbase + ``mkfs.ext4 -d`` needs no loop
 device or mount; the guest's wheels are fetched on the host with ``pip download
 --only-binary=:all:`` for cp311/manylinux (bookworm's python3 is 3.11) and installed offline in
 a chroot; kernel and initrd are taken out of the image for QEMU's direct kernel boot.
@@ -33,7 +33,7 @@ DEBIAN_PACKAGES = (
     "linux-image-amd64", "initramfs-tools", "kmod", "udev", "bluez", "dbus", "iproute2",
     "python3", "python3-venv",
 )
-# Pinned so the cache key means something; bleak and bumble as in BLE-VM.md.
+# Pinned so the cache key means something; bleak and bumble as in docs/ble-vm.md.
 GUEST_REQUIREMENTS = (
     "bleak==3.1.0", "bumble==0.0.226", "paho-mqtt==2.2.0", "pydantic==2.14.3", "PyYAML==6.0.3",
     "prometheus_client==0.26.0",  # a base dependency: the gateway serves /metrics

@@ -1,5 +1,5 @@
 """Boot the BLE VM guest with QEMU (TCG: KVM does not work on this kind of machine, see
-BLE-VM.md) and collect what the guest wrote.
+docs/ble-vm.md) and collect what the guest wrote.
 
 The code under test reaches the guest over a read-only 9p share that is staged fresh for every
 run: the homevitals package laid out as pyproject.toml's package-dir maps it (so the guest

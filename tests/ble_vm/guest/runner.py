@@ -64,7 +64,7 @@ class FixedAddressLink(LocalLink):
 
 async def bluez_adapter(timeout: float = 30.0) -> str:
     """Wait for BlueZ to publish the vhci adapter and power it on. BlueZ 5.66 has no
-    Adapter1.Manufacturer (BLE-VM.md), so the adapter is found by its interface alone."""
+    Adapter1.Manufacturer (docs/ble-vm.md), so the adapter is found by its interface alone."""
     from dbus_fast import BusType, Message, Variant
     from dbus_fast.aio import MessageBus
 

@@ -1,0 +1,25 @@
+"""The inbound SMS log of the alert ledger (alerts/ledger.py): each Twilio MessageSid once."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from homevitals import wire
+from homevitals.alerts.ledger_base import LedgerBase
+
+__all__ = ["InboundLog"]
+
+
+class InboundLog(LedgerBase):
+    def inbound_first(self, sid: str, sender: str, body: str, now: datetime) -> bool:
+        """True the first time a MessageSid is seen (Twilio retries a webhook that timed out)."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO inbound(message_sid, time, sender, body) VALUES (?,?,?,?)",
+                (sid, wire.format_time(now), sender, body),
+            )
+        return bool(cur.rowcount)
+
+    def inbound_outcome(self, sid: str, outcome: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE inbound SET outcome=? WHERE message_sid=?", (outcome, sid))

@@ -1,0 +1,98 @@
+"""Keeping one paho client connected, through paho's public API only (composition, as aiomqtt
+wraps paho rather than subclassing it).
+
+One thread of ours per client runs paho's ``reconnect()`` and ``loop()``: paho's own protocol,
+callbacks, QoS 1 retries and keepalive, with our reconnect policy around them:
+
+- reconnects wait a jittered, growing delay (``homevitals.backoff``; paho's own doubles without
+  jitter, and a fleet cut off together would come back in lock-step), reset by every accepted
+  CONNACK;
+- a failed attempt is logged once, with the broker's address, TLS or not, the socket error and
+  when the next attempt comes.
+
+The thread calls ``on_pre_connect`` before each attempt, so ``homevitals.mqtt_watch`` knows it
+as the network thread; callbacks run in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
+
+from homevitals.backoff import Backoff
+
+__all__ = ["RECONNECT_MAX_SECONDS", "RECONNECT_MIN_SECONDS", "Connection"]
+
+logger = logging.getLogger(__name__)
+
+RECONNECT_MIN_SECONDS = 1.0
+RECONNECT_MAX_SECONDS = 30.0
+# paho's loop() waits at most this long in select(); a publish from another thread wakes it.
+_LOOP_SECONDS = 1.0
+
+
+class Connection:
+    def __init__(self, client: mqtt.Client, where: str, tls: bool) -> None:
+        self.client = client
+        self.where = where
+        self.tls = tls
+        self.backoff = Backoff(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"mqtt-{where}", daemon=True)
+
+    def start(self) -> None:
+        """Connect in the background and stay connected; callbacks must be set by now."""
+        previous = self.client.on_connect
+
+        def on_connect(c: mqtt.Client, userdata: Any, *args: Any) -> None:
+            reason = args[1] if len(args) > 1 else None
+            if not getattr(reason, "is_failure", bool(reason)):
+                self.backoff.reset()
+            if previous is not None:
+                previous(c, userdata, *args)
+
+        self.client.on_connect = on_connect
+        self.thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Send DISCONNECT (what is queued goes first) and end the thread."""
+        self.client.disconnect()
+        self._stop.set()
+        self.thread.join(timeout)
+
+    def halt(self, timeout: float = 5.0) -> None:
+        """End the thread without a DISCONNECT: the connection stays open and unserved, as if
+        the network thread had died (fault injection, health tests)."""
+        self._stop.set()
+        self.thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.client.reconnect()
+            except OSError as exc:
+                delay = self.backoff.next()
+                logger.warning(
+                    "cannot reach the MQTT broker at %s (%s): %s; next attempt in %.1f s",
+                    self.where, "TLS" if self.tls else "no TLS", exc, delay,
+                )
+                self._stop.wait(delay)
+                continue
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stop.is_set():
+                rc = self.client.loop(_LOOP_SECONDS)
+            if not self._stop.is_set():
+                self._stop.wait(self.backoff.next())
+        self._flush()
+
+    def _flush(self) -> None:
+        """After ``stop``: let the DISCONNECT (and what was queued before it) leave."""
+        for _ in range(50):
+            if not self.client.want_write():
+                return
+            if self.client.loop_write() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
