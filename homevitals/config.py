@@ -1,5 +1,9 @@
 """Configuration models (pydantic), one model per section, and the loader.
 
+The root model (``Config``) assembles the sections; a stage's own section may live beside the
+stage (``rules/config.py``, with the rule kinds of ``rules/kinds/``), built on the shared base in
+``homevitals/config_base.py``.
+
 Every error names the file, the line, the key and the problem. Secrets never live in the config
 text: a section names an environment variable or a file that holds them (``*_env`` / ``*_file``).
 The program never rewrites a user's config file.
@@ -10,34 +14,41 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from datetime import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
+from homevitals.config_base import (
+    DEVICE_MEASUREMENTS,
+    DeviceKind,
+    MetricsConfig,
+    Model,
+    MqttLogin,
+    TimeWindow,
+)
 from homevitals.errors import ConfigError
-from homevitals.predicted_rule import PredictedRuleConfig
-from homevitals.readings import EventKind, Measurement, Severity, check_id
+from homevitals.readings import Severity, check_id
+from homevitals.rules.config import RulesConfig
+from homevitals.rules.kinds import KINDS, RuleConfig, RuleOverride, effective_rule, episode_of
 from homevitals.topics import DEFAULT_PREFIX
-from homevitals.units import FIELD_UNITS, Unit
+
+_Model = Model  # the name simulators/scenario.py builds its own sections on
 
 __all__ = [
     "AlertsConfig",
+    "DEVICE_MEASUREMENTS",
+    "KINDS",
+    "RuleConfig",
+    "TimeWindow",
     "CareRole",
     "Config",
     "ConsoleConfig",
     "DeviceConfig",
     "DeviceKind",
-    "BatteryRuleConfig",
-    "EventRuleConfig",
-    "GatewayRuleConfig",
-    "MissingDataRuleConfig",
-    "NOfM",
-    "RateRuleConfig",
     "RouteConfig",
     "RuleOverride",
     "WebhookConfig",
@@ -52,10 +63,8 @@ __all__ = [
     "MqttConfig",
     "MqttLogin",
     "PatientConfig",
-    "PredictedRuleConfig",
     "RulesConfig",
     "StoreConfig",
-    "ThresholdRuleConfig",
     "TwilioConfig",
     "load_config",
     "parse_config",
@@ -63,10 +72,6 @@ __all__ = [
 ]
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def read_secret(env: str | None, file: str | None, what: str) -> str | None:
@@ -84,7 +89,7 @@ def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     return None
 
 
-class TlsConfig(_Model):
+class TlsConfig(Model):
     enabled: bool = False
     ca_file: str | None = None
     cert_file: str | None = None
@@ -92,7 +97,7 @@ class TlsConfig(_Model):
     insecure: bool = Field(False, description="skip host name verification (testing only)")
 
 
-class MqttConfig(_Model):
+class MqttConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
     protocol: Literal["5", "3.1.1"] = "5"
@@ -104,22 +109,13 @@ class MqttConfig(_Model):
     tls: TlsConfig = TlsConfig()
 
 
-class MqttLogin(_Model):
-    """One daemon's own broker user (``<daemon>.mqtt``), in place of ``mqtt.username`` and its
-    password: every daemon gets its own user in the generated ACL (``homevitals mqtt-acl``)."""
-
-    username: str
-    password_env: str | None = None
-    password_file: str | None = None
-
-
 class StoreKind(StrEnum):
     INFLUX_V1 = "influx_v1"
     INFLUX_V2 = "influx_v2"
     SQLITE = "sqlite"
 
 
-class StoreConfig(_Model):
+class StoreConfig(Model):
     kind: StoreKind = StoreKind.SQLITE
     # influx_v1 (InfluxDB 1.x, and the /write compatibility API of 2.x / 3.x)
     url: str = "http://127.0.0.1:8086"
@@ -144,33 +140,6 @@ class StoreConfig(_Model):
     path: str = "homevitals-store.sqlite"
 
 
-class DeviceKind(StrEnum):
-    GLUCOSE_METER = "glucose_meter"
-    BLOOD_PRESSURE = "blood_pressure"
-    CALL_BUTTON = "call_button"  # BTHome v2 advertisements (Shelly BLU Button)
-    CGM = "cgm"
-    HEART_RATE = "heart_rate"
-    PULSE_OXIMETER = "pulse_oximeter"
-    THERMOMETER = "thermometer"
-    SCALE = "scale"
-    ITAG_BUTTON = "itag_button"  # connect-and-notify call button (0xFFE1)
-    GPIO_BUTTON = "gpio_button"  # a push button wired to the Raspberry Pi (gpiozero)
-
-
-DEVICE_MEASUREMENTS: dict[DeviceKind, tuple[Measurement, ...]] = {
-    DeviceKind.GLUCOSE_METER: (Measurement.GLUCOSE,),
-    DeviceKind.BLOOD_PRESSURE: (Measurement.BLOOD_PRESSURE,),
-    DeviceKind.CALL_BUTTON: (),
-    DeviceKind.CGM: (Measurement.GLUCOSE, Measurement.BATTERY),
-    DeviceKind.HEART_RATE: (Measurement.HEART_RATE, Measurement.BATTERY),
-    DeviceKind.PULSE_OXIMETER: (Measurement.SPO2, Measurement.BATTERY),
-    DeviceKind.THERMOMETER: (Measurement.TEMPERATURE, Measurement.BATTERY),
-    DeviceKind.SCALE: (Measurement.WEIGHT, Measurement.BATTERY),
-    DeviceKind.ITAG_BUTTON: (),
-    DeviceKind.GPIO_BUTTON: (),
-}
-
-
 class Quirk(StrEnum):
     """Known vendor deviations from the Bluetooth SIG profiles (docs/gateway.md "Quirks")."""
 
@@ -188,7 +157,7 @@ QUIRK_KINDS: dict[Quirk, DeviceKind] = {
 }
 
 
-class DeviceConfig(_Model):
+class DeviceConfig(Model):
     id: str
     kind: DeviceKind
     patient: str
@@ -225,7 +194,7 @@ class CareRole(StrEnum):
     PATIENT = "patient"
 
 
-class CareTeamMember(_Model):
+class CareTeamMember(Model):
     name: str = Field(min_length=1)
     role: CareRole
     phone: str
@@ -249,7 +218,7 @@ class CareTeamMember(_Model):
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
 
 
-class PatientConfig(_Model):
+class PatientConfig(Model):
     id: str
     name: str = Field(min_length=1)
     number: str | None = Field(None, description="the health centre's patient number")
@@ -290,7 +259,7 @@ class PatientConfig(_Model):
         return self
 
 
-class HomeConfig(_Model):
+class HomeConfig(Model):
     id: str
     timezone: str
     patients: list[PatientConfig] = Field(min_length=1)
@@ -324,7 +293,7 @@ class HomeConfig(_Model):
         return ZoneInfo(self.timezone)
 
 
-class HomeAssistantConfig(_Model):
+class HomeAssistantConfig(Model):
     """Home Assistant MQTT discovery: retained config topics so a family's HA shows the
     devices (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery). Off by default."""
 
@@ -332,19 +301,7 @@ class HomeAssistantConfig(_Model):
     discovery_prefix: str = "homeassistant"
 
 
-class MetricsConfig(_Model):
-    """Where a daemon serves /metrics, /healthz and /readyz (homevitals.metrics), and when one
-    of its threads counts as stalled (homevitals.runtime; 30 s without a metrics section)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(ge=0, le=65535, description="0: any free port (tests)")
-    stall_seconds: float = Field(
-        30.0, gt=0, le=3600,
-        description="a busy thread without progress this long fails /healthz and the watchdog",
-    )
-
-
-class GatewayConfig(_Model):
+class GatewayConfig(Model):
     home: str
     metrics: MetricsConfig | None = None
     transport: Literal["bleak", "simulated"] = "bleak"
@@ -367,7 +324,7 @@ class GatewayConfig(_Model):
     home_assistant: HomeAssistantConfig = Field(default_factory=lambda: HomeAssistantConfig())
 
 
-class IngestConfig(_Model):
+class IngestConfig(Model):
     client_id: str = "homevitals-ingest"
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
@@ -379,276 +336,7 @@ class IngestConfig(_Model):
     retry_max_seconds: float = Field(30.0, gt=0)
 
 
-class TimeWindow(_Model):
-    start: time
-    end: time
-
-    def contains(self, t: time) -> bool:
-        """Half-open [start, end); a window whose end is before its start crosses midnight."""
-        if self.start <= self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end
-
-
-class NOfM(_Model):
-    """At least ``n`` of the last ``m`` readings breach the bound."""
-
-    n: int = Field(ge=1)
-    m: int = Field(ge=1, le=100)
-
-    @model_validator(mode="after")
-    def _n_le_m(self) -> NOfM:
-        if self.n > self.m:
-            raise ValueError(f"n_of_m: n ({self.n}) cannot exceed m ({self.m})")
-        return self
-
-
-class ThresholdRuleConfig(_Model):
-    id: str
-    kind: Literal["threshold"]
-    measurement: Measurement
-    field: str
-    below: float | None = None
-    above: float | None = None
-    unit: Unit
-    window: TimeWindow | None = None
-    severity: Severity
-    reason: str = Field(min_length=1)
-    # Issue 6 (docs/rules-and-alerts.md): hysteresis, sustained conditions, confirmation.
-    clear_at: float | None = Field(
-        None, description="resolve only once the value is back to here (default: the bound)"
-    )
-    for_minutes: float | None = Field(None, gt=0, description="breached for at least this long")
-    n_of_m: NOfM | None = None
-    confirm_within_minutes: float | None = Field(
-        None, gt=0, description="fire on a second breaching reading within this time"
-    )
-    sustain_devices: list[DeviceKind] | None = Field(
-        None,
-        description="apply for_minutes / n_of_m only to readings from these device kinds"
-        " (a CGM); a reading from any other device (a finger-stick) is judged alone",
-    )
-    episode: str | None = Field(
-        None, description="rules naming the same episode form one alert per patient (issue 14)"
-    )
-    opens_episode: bool = Field(True, description="false: only joins an open episode")
-    sustain_waived_by: list[str] = Field(
-        [], description="rule ids: while one of their conditions holds, do not wait to sustain"
-    )
-
-    _id = field_validator("id")(lambda v: check_id("rule", v))
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> ThresholdRuleConfig:
-        if (self.below is None) == (self.above is None):
-            raise ValueError(f"rule {self.id}: give exactly one of 'below' or 'above'")
-        if self.clear_at is not None:
-            if self.below is not None and self.clear_at < self.below:
-                raise ValueError(f"rule {self.id}: clear_at must be >= below ({self.below})")
-            if self.above is not None and self.clear_at > self.above:
-                raise ValueError(f"rule {self.id}: clear_at must be <= above ({self.above})")
-        given = [self.for_minutes, self.n_of_m, self.confirm_within_minutes]
-        if sum(g is not None for g in given) > 1:
-            raise ValueError(
-                f"rule {self.id}: give at most one of for_minutes, n_of_m, confirm_within_minutes"
-            )
-        return self
-
-
-class EventRuleConfig(_Model):
-    id: str
-    kind: Literal["event"]
-    event: EventKind
-    severity: Severity
-    reason: str = Field(min_length=1)
-    fold_minutes: float = Field(
-        10.0, ge=0, description="presses within this time join the open alert"
-    )
-    episode: str | None = Field(
-        None, description="rules naming the same episode form one alert per patient (issue 14)"
-    )
-
-    _id = field_validator("id")(lambda v: check_id("rule", v))
-
-    @model_validator(mode="after")
-    def _call_is_critical(self) -> EventRuleConfig:
-        # Issue 6: a call for help is always critical and immediate, whatever the config says.
-        if self.event == EventKind.CALL_BUTTON and self.severity != Severity.CRITICAL:
-            raise ValueError(f"rule {self.id}: the call button is always severity critical")
-        return self
-
-
-class RateRuleConfig(_Model):
-    """A fall (or rise) of more than ``fall``/``rise`` within ``within_minutes``."""
-
-    id: str
-    kind: Literal["rate"]
-    measurement: Measurement
-    field: str
-    unit: Unit
-    fall: float | None = Field(None, gt=0)
-    rise: float | None = Field(None, gt=0)
-    within_minutes: float = Field(gt=0)
-    window: TimeWindow | None = None
-    severity: Severity
-    reason: str = Field(min_length=1)
-    episode: str | None = Field(
-        None, description="rules naming the same episode form one alert per patient (issue 14)"
-    )
-    opens_episode: bool = Field(True, description="false: only joins an open episode")
-
-    _id = field_validator("id")(lambda v: check_id("rule", v))
-
-    @model_validator(mode="after")
-    def _one_direction(self) -> RateRuleConfig:
-        if (self.fall is None) == (self.rise is None):
-            raise ValueError(f"rule {self.id}: give exactly one of 'fall' or 'rise'")
-        return self
-
-
-class MissingDataRuleConfig(_Model):
-    """No reading of ``measurement`` for ``after_minutes`` (checked while ``window`` is open)."""
-
-    id: str
-    kind: Literal["missing"]
-    measurement: Measurement
-    after_minutes: float = Field(gt=0)
-    window: TimeWindow | None = None
-    severity: Severity
-    reason: str = Field(min_length=1)
-    clear_after_minutes: float = Field(
-        10.0, ge=0, description="readings must have flowed again this long before the all clear"
-    )
-    episode: str | None = Field(
-        None, description="rules naming the same episode form one alert per patient (issue 14)"
-    )
-
-    _id = field_validator("id")(lambda v: check_id("rule", v))
-
-
-class GatewayRuleConfig(_Model):
-    """The home gateway is offline (its last will) or has missed its heartbeats."""
-
-    id: str
-    kind: Literal["gateway"]
-    offline_grace_minutes: float = Field(
-        5.0, ge=0, description="an 'offline' status must last this long (a reboot is not news)"
-    )
-    heartbeat_missed_minutes: float = Field(10.0, gt=0)
-    severity: Severity
-    reason: str = Field(min_length=1)
-    clear_after_minutes: float = Field(
-        10.0, ge=0, description="heard from again this long before the all clear"
-    )
-    episode: str | None = Field(
-        None, description="rules naming the same episode form one alert per patient (issue 14)"
-    )
-
-    _id = field_validator("id")(lambda v: check_id("rule", v))
-
-
-class BatteryRuleConfig(_Model):
-    """A device battery (heartbeat or battery readings) below ``below`` %."""
-
-    id: str
-    kind: Literal["battery"]
-    below: float = Field(gt=0, le=100)
-    clear_at: float | None = Field(None, le=100)
-    severity: Severity
-    reason: str = Field(min_length=1)
-    episode: str | None = Field(
-        None, description="rules naming the same episode form one alert per patient (issue 14)"
-    )
-
-    _id = field_validator("id")(lambda v: check_id("rule", v))
-
-
-RuleConfig = Annotated[
-    ThresholdRuleConfig
-    | EventRuleConfig
-    | RateRuleConfig
-    | MissingDataRuleConfig
-    | GatewayRuleConfig
-    | BatteryRuleConfig
-    | PredictedRuleConfig,  # issue 19, homevitals/predicted_rule.py
-    Field(discriminator="kind"),
-]
-_RULE_KINDS = ("threshold", "event", "rate", "missing", "gateway", "battery", "predicted")
-
-
-class RuleOverride(_Model):
-    """One patient's change to a shared rule (a COPD patient's lower SpO2 floor)."""
-
-    disabled: bool = False
-    below: float | None = None
-    above: float | None = None
-    clear_at: float | None = None
-    after_minutes: float | None = Field(None, gt=0)
-    window: TimeWindow | None = None
-    severity: Severity | None = None
-
-
-def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
-    """``rule`` with a patient's override applied and validated again (ValueError if invalid)."""
-    if override is None:
-        return rule
-    changes = override.model_dump(exclude_unset=True, exclude={"disabled"})
-    if "below" in changes and "above" not in changes and hasattr(rule, "above"):
-        changes["above"] = None  # a new floor replaces the bound, whichever it was
-    if "above" in changes and "below" not in changes and hasattr(rule, "below"):
-        changes["below"] = None
-    try:
-        return type(rule).model_validate({**rule.model_dump(), **changes})
-    except ValidationError as exc:
-        problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        raise ValueError(f"override of rule {rule.id}: {problems}") from None
-
-
-class RulesConfig(_Model):
-    client_id: str = "homevitals-rules"
-    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
-    metrics: MetricsConfig | None = None
-    state_path: str = "homevitals-rules-state.sqlite"
-    definitions: list[RuleConfig] = []
-    # APScheduler's job store (SQLite); default: next to state_path.
-    schedule_path: str | None = None
-    tick_seconds: float = Field(
-        30.0, ge=0, description="missing-data checks on the clock; 0: only on message times"
-    )
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> RulesConfig:
-        ids = [r.id for r in self.definitions]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"rule ids must be unique: {', '.join(dup)}")
-        for r in self.definitions:
-            if r.episode is not None:
-                check_id("episode", r.episode)
-            unknown = [w for w in getattr(r, "sustain_waived_by", []) if w not in ids]
-            if unknown:
-                raise ValueError(
-                    f"rule {r.id}: sustain_waived_by names unknown rule {unknown[0]!r}"
-                )
-            if getattr(r, "opens_episode", True):
-                continue
-            if not any(
-                o is not r and episode_of(o) == episode_of(r) and getattr(o, "opens_episode", True)
-                for o in self.definitions
-            ):
-                raise ValueError(
-                    f"rule {r.id}: opens_episode is false, so it needs an episode shared with a"
-                    " rule that opens it"
-                )
-        return self
-
-
-def episode_of(rule: Any) -> str:
-    """The episode a rule's conditions belong to: its ``episode``, else a name of its own."""
-    return str(rule.episode or rule.id)
-
-
-class TwilioConfig(_Model):
+class TwilioConfig(Model):
     """Credentials come from the environment (``*_env``) or a file, never from this file."""
 
     account_sid_env: str = "TWILIO_ACCOUNT_SID"
@@ -669,7 +357,7 @@ class TwilioConfig(_Model):
         return self
 
 
-class RouteConfig(_Model):
+class RouteConfig(Model):
     """Who hears about which alerts, in what order. The first matching route wins."""
 
     severities: list[Severity] = Field([], description="empty: any severity")
@@ -762,7 +450,7 @@ def default_routes() -> list[RouteConfig]:
     ]
 
 
-class WebhookConfig(_Model):
+class WebhookConfig(Model):
     """Twilio's inbound-SMS and status-callback webhook, served by the alerts daemon."""
 
     host: str = "127.0.0.1"
@@ -779,7 +467,7 @@ class WebhookConfig(_Model):
         return v.rstrip("/")
 
 
-class AlertsConfig(_Model):
+class AlertsConfig(Model):
     client_id: str = "homevitals-alerts"
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
@@ -818,7 +506,7 @@ class CrossCheckError(ValueError):
         self.problems = problems
 
 
-class ConsoleConfig(_Model):
+class ConsoleConfig(Model):
     """The care team's web console (``homevitals console``): accounts, sessions and its audit
     trail live in its own SQLite file; it reads the alert ledger and the store."""
 
@@ -844,7 +532,7 @@ class ConsoleConfig(_Model):
     )
 
 
-class Config(_Model):
+class Config(Model):
     mqtt: MqttConfig = MqttConfig()
     store: StoreConfig = StoreConfig()
     homes: list[HomeConfig] = []
@@ -877,14 +565,8 @@ class Config(_Model):
         yield from self._override_problems()
         for i, rule in enumerate(self.rules.definitions):
             at: Loc = ("rules", "definitions", i)
-            if (
-                isinstance(rule, ThresholdRuleConfig)
-                and self.homes
-                and rule.measurement not in produced
-            ):
-                yield ((*at, "measurement"),
-                       f"rule {rule.id} watches {rule.measurement}, which no device produces")
-            yield from (((*at, key), msg) for key, msg in _unit_problems(rule))
+            problems = rule.problems(produced if self.homes else None)
+            yield from (((*at, key), msg) for key, msg in problems)
 
     def _override_problems(self) -> Iterator[tuple[Loc, str]]:
         rules = {r.id: r for r in self.rules.definitions}
@@ -923,20 +605,6 @@ class Config(_Model):
         raise KeyError(patient_id)
 
 
-def _unit_problems(rule: object) -> Iterator[tuple[str, str]]:
-    """A rule's field must exist on the wire, in the unit the wire uses."""
-    measurement, field, unit = (getattr(rule, a, None) for a in ("measurement", "field", "unit"))
-    if measurement is None or field is None or unit is None:
-        return
-    known = FIELD_UNITS.get(str(measurement), {})
-    if field not in known:
-        yield "field", (f"rule {getattr(rule, 'id', '?')}: {measurement} has no field {field!r}"
-                        f" (fields: {', '.join(sorted(known))})")
-    elif known[field] != unit:
-        yield "unit", (f"rule {getattr(rule, 'id', '?')}: {measurement}.{field} is in"
-                       f" {known[field]}, not {unit}")
-
-
 # --- loading with file / line / key in every error ---------------------------------------------
 
 
@@ -955,7 +623,7 @@ def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], in
 def _rule_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     """Drop the tag pydantic puts after a rule's index (``rules.definitions.0.threshold.below``):
     only there, since "gateway" is both a rule kind and a section."""
-    if loc[:2] == ("rules", "definitions") and len(loc) > 3 and loc[3] in _RULE_KINDS:
+    if loc[:2] == ("rules", "definitions") and len(loc) > 3 and loc[3] in KINDS:
         return loc[:3] + loc[4:]
     return loc
 
