@@ -1,8 +1,9 @@
 """Configuration models (pydantic), one model per section, and the loader.
 
-The root model (``Config``) assembles the sections; a stage's own section may live beside the
-stage (``rules/config.py``, with the rule kinds of ``rules/kinds/``), built on the shared base in
-``homevitals/config_base.py``.
+The root model (``Config``) assembles the sections, and every name is importable from here. A
+stage's own section may live beside the stage (``rules/config.py`` with the rule kinds of
+``rules/kinds/``, ``alerts/config.py``); the homes, patients and devices are in
+``homevitals/config_homes.py``; all are built on the shared base in ``homevitals/config_base.py``.
 
 Every error names the file, the line, the key and the problem. Secrets never live in the config
 text: a section names an environment variable or a file that holds them (``*_env`` / ``*_file``).
@@ -12,28 +13,40 @@ The program never rewrites a user's config file.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from homevitals.alerts.config import (
+    AlertsConfig,
+    RouteConfig,
+    TwilioConfig,
+    WebhookConfig,
+)
 from homevitals.config_base import (
     DEVICE_MEASUREMENTS,
     DeviceKind,
     MetricsConfig,
     Model,
     MqttLogin,
+    RuleOverride,
     TimeWindow,
 )
+from homevitals.config_homes import (
+    CareRole,
+    DeviceConfig,
+    HomeConfig,
+    PatientConfig,
+    Quirk,
+)
 from homevitals.errors import ConfigError
-from homevitals.readings import Severity, check_id
+from homevitals.readings import Severity
 from homevitals.rules.config import RulesConfig
-from homevitals.rules.kinds import KINDS, RuleConfig, RuleOverride, effective_rule, episode_of
+from homevitals.rules.kinds import KINDS, RuleConfig, effective_rule, episode_of
 from homevitals.topics import DEFAULT_PREFIX
 
 _Model = Model  # the name simulators/scenario.py builds its own sections on
@@ -70,9 +83,6 @@ __all__ = [
     "parse_config",
     "read_secret",
 ]
-
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
-
 
 def read_secret(env: str | None, file: str | None, what: str) -> str | None:
     """A secret from a file (preferred: systemd credentials) or an environment variable."""
@@ -140,159 +150,6 @@ class StoreConfig(Model):
     path: str = "homevitals-store.sqlite"
 
 
-class Quirk(StrEnum):
-    """Known vendor deviations from the Bluetooth SIG profiles (docs/gateway.md "Quirks")."""
-
-    BP_BIG_ENDIAN_PULSE_STATUS = "bp_big_endian_pulse_status"
-    GLUCOSE_MG_DL_WITHOUT_EXPONENT = "glucose_mg_dl_without_exponent"
-    GLUCOSE_CLOCK_FROM_DATE_TIME = "glucose_clock_from_date_time"
-    GLUCOSE_REVERSE_SEQUENCE = "glucose_reverse_sequence"
-
-
-QUIRK_KINDS: dict[Quirk, DeviceKind] = {
-    Quirk.BP_BIG_ENDIAN_PULSE_STATUS: DeviceKind.BLOOD_PRESSURE,
-    Quirk.GLUCOSE_MG_DL_WITHOUT_EXPONENT: DeviceKind.GLUCOSE_METER,
-    Quirk.GLUCOSE_CLOCK_FROM_DATE_TIME: DeviceKind.GLUCOSE_METER,
-    Quirk.GLUCOSE_REVERSE_SEQUENCE: DeviceKind.GLUCOSE_METER,
-}
-
-
-class DeviceConfig(Model):
-    id: str
-    kind: DeviceKind
-    patient: str
-    name: str | None = Field(None, min_length=1, max_length=100,
-                             description="what people call it, e.g. Ana's blood-pressure monitor")
-    address: str | None = Field(None, description="BLE address (bleak transport)")
-    quirks: list[Quirk] = Field([], description="named vendor deviations (docs/gateway.md)")
-    gpio_pin: int | None = Field(None, ge=0, le=53, description="BCM pin of a gpio_button")
-
-    _id = field_validator("id", "patient")(lambda v: check_id("device/patient", v))
-
-    @model_validator(mode="after")
-    def _kind_options(self) -> DeviceConfig:
-        for quirk in self.quirks:
-            if QUIRK_KINDS[quirk] != self.kind:
-                raise ValueError(
-                    f"device {self.id}: quirk {quirk} is for {QUIRK_KINDS[quirk]} devices,"
-                    f" not {self.kind}"
-                )
-        if (self.kind == DeviceKind.GPIO_BUTTON) != (self.gpio_pin is not None):
-            raise ValueError(f"device {self.id}: gpio_pin is required for a gpio_button and"
-                             " only allowed there")
-        return self
-
-
-class CareRole(StrEnum):
-    FAMILY_DOCTOR = "family_doctor"
-    BACKUP_DOCTOR = "backup_doctor"
-    HEALTH_MANAGER = "health_manager"
-    FAMILY_MEMBER = "family_member"
-    VOLUNTEER = "volunteer"
-    # Issue 20: the person's own phone (``PatientConfig.phone``), a step of a route, never a
-    # member of the care team.
-    PATIENT = "patient"
-
-
-class CareTeamMember(Model):
-    name: str = Field(min_length=1)
-    role: CareRole
-    phone: str
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, v: str) -> str:
-        if not _E164.match(v):
-            raise ValueError(f"phone {v!r} is not an E.164 number such as +38640123456")
-        return v
-
-    @field_validator("role")
-    @classmethod
-    def _not_patient(cls, v: CareRole) -> CareRole:
-        if v == CareRole.PATIENT:
-            raise ValueError("the patient is not a care-team member: put the patient's own"
-                             " number in the patient's `phone`")
-        return v
-
-
-_LANGUAGE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*\Z")
-
-
-class PatientConfig(Model):
-    id: str
-    name: str = Field(min_length=1)
-    number: str | None = Field(None, description="the health centre's patient number")
-    care_team: list[CareTeamMember] = Field(min_length=1)
-    rule_overrides: dict[str, RuleOverride] = Field(
-        {}, description="rule id -> this patient's changes (issue 6)"
-    )
-    glucose_unit: Literal["mmol/L", "mg/dL"] = Field(
-        "mmol/L", description="the unit this patient's SMS show glucose in (issue 14)"
-    )
-    # Issue 20: the person's own number (optional) and the language of the SMS they get
-    # (a BCP 47 tag with a template file, alerts/templates/<language>.yaml).
-    phone: str | None = Field(None, description="the patient's own phone (the `patient` role)")
-    language: str = Field("en", description="language of the patient's SMS, e.g. en, zh-Hans")
-
-    _id = field_validator("id")(lambda v: check_id("patient", v))
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, v: str | None) -> str | None:
-        if v is not None and not _E164.match(v):
-            raise ValueError(f"phone {v!r} is not an E.164 number such as +38640123456")
-        return v
-
-    @field_validator("language")
-    @classmethod
-    def _language(cls, v: str) -> str:
-        if not _LANGUAGE.match(v):
-            raise ValueError(f"language {v!r} is not a language tag such as en or zh-Hans")
-        return v
-
-    @model_validator(mode="after")
-    def _has_doctor(self) -> PatientConfig:
-        if not any(m.role == CareRole.FAMILY_DOCTOR for m in self.care_team):
-            raise ValueError(f"patient {self.id} has no family_doctor in care_team")
-        if self.phone is not None and any(m.phone == self.phone for m in self.care_team):
-            raise ValueError(f"patient {self.id}: phone {self.phone} is also a care-team number")
-        return self
-
-
-class HomeConfig(Model):
-    id: str
-    timezone: str
-    patients: list[PatientConfig] = Field(min_length=1)
-    devices: list[DeviceConfig] = []
-
-    _id = field_validator("id")(lambda v: check_id("home", v))
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(
-                f"unknown time zone {v!r} (use an IANA name such as Europe/Ljubljana)"
-            ) from exc
-        return v
-
-    @model_validator(mode="after")
-    def _devices_belong(self) -> HomeConfig:
-        ids = {p.id for p in self.patients}
-        for d in self.devices:
-            if d.patient not in ids:
-                raise ValueError(
-                    f"device {d.id} names patient {d.patient!r}, who is not in home {self.id}"
-                )
-        return self
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-
 class HomeAssistantConfig(Model):
     """Home Assistant MQTT discovery: retained config topics so a family's HA shows the
     devices (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery). Off by default."""
@@ -334,165 +191,6 @@ class IngestConfig(Model):
     backlog_max: int = Field(20_000, ge=10)
     retry_initial_seconds: float = Field(0.5, gt=0)
     retry_max_seconds: float = Field(30.0, gt=0)
-
-
-class TwilioConfig(Model):
-    """Credentials come from the environment (``*_env``) or a file, never from this file."""
-
-    account_sid_env: str = "TWILIO_ACCOUNT_SID"
-    auth_token_env: str = "TWILIO_AUTH_TOKEN"  # noqa: S105 - the variable's name, not a secret
-    auth_token_file: str | None = None
-    from_number: str | None = None
-    messaging_service_sid: str | None = None
-    status_callback: str | None = Field(None, description="URL Twilio calls with delivery status")
-    api_base_url: str | None = Field(None, description="override the REST base URL (proxy, tests)")
-    timeout_seconds: float = Field(10.0, gt=0)
-
-    @model_validator(mode="after")
-    def _sender(self) -> TwilioConfig:
-        if not (self.from_number or self.messaging_service_sid):
-            raise ValueError("twilio needs from_number or messaging_service_sid")
-        if self.from_number and not _E164.match(self.from_number):
-            raise ValueError(f"from_number {self.from_number!r} is not an E.164 number")
-        return self
-
-
-class RouteConfig(Model):
-    """Who hears about which alerts, in what order. The first matching route wins."""
-
-    severities: list[Severity] = Field([], description="empty: any severity")
-    rules: list[str] = Field([], description="empty: any rule")
-    # A step is a role, or a list of roles told at once ([patient, family_doctor], issue 20).
-    chain: list[CareRole | list[CareRole]] = Field(
-        min_length=1, description="escalation steps, by role"
-    )
-    escalate_after_minutes: float = Field(15.0, gt=0)
-    # Issue 20: how long a step of the patient alone waits before the next one (the ADA "rule
-    # of 15": treat, then check again 15 minutes later).
-    escalate_after_patient_minutes: float = Field(15.0, gt=0)
-    renotify_minutes: float = Field(30.0, gt=0)
-    max_reminders: int = Field(6, ge=0)
-
-    def matches(self, severity: str, rule: str, episode: str = "") -> bool:
-        """``rules`` may name a rule or an episode (issue 14)."""
-        return (not self.severities or severity in self.severities) and (
-            not self.rules or rule in self.rules or (bool(episode) and episode in self.rules)
-        )
-
-    def step_roles(self) -> list[list[CareRole]]:
-        """The chain as steps, each a list of roles told at once."""
-        return [c if isinstance(c, list) else [c] for c in self.chain]
-
-
-def default_routes() -> list[RouteConfig]:
-    """A dead gateway or a flat battery goes to the health manager, not the doctor at 3 a.m."""
-    r = CareRole
-    return [
-        RouteConfig(
-            rules=["gateway-offline", "device-battery-low"],
-            chain=[r.HEALTH_MANAGER],
-            escalate_after_minutes=120,
-            renotify_minutes=240,
-            max_reminders=2,
-        ),
-        # Issue 20: a level-1 (or predicted) low warns the person first, who can act fastest;
-        # issue 14 (tuning): and their family, who treat a child's low (ISPAD 2022,
-        # hypoglycaemia chapter; CGM followers' apps share low alerts with family). The family
-        # doctor only if it has not cleared 30 minutes later (two "rule of 15" cycles: treat,
-        # recheck at 15 min, treat again; ADA Standards of Care 2024, section 6), or at once
-        # if it deepens (the level-2 route below). With neither a patient phone nor a family
-        # member the doctor is first. Sources and bench figures: configs/rules-defaults.yaml.
-        RouteConfig(
-            rules=["glucose-low"],
-            severities=[Severity.LOW, Severity.MEDIUM],
-            chain=[[r.PATIENT, r.FAMILY_MEMBER], r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
-            escalate_after_patient_minutes=30,
-            escalate_after_minutes=60,
-            renotify_minutes=120,
-            max_reminders=3,
-        ),
-        # A level-2 low or a hypertensive crisis: the person and the doctor at once. Unanswered,
-        # the backup doctor at 15 min and the health manager at 30 as before; then reminders
-        # hourly, at most 2 (issue 14 tuning: every-30-minute reminders were about a seventh of
-        # a doctor's SMS on the UVA/Padova child cohort, bench/alarm_burden.py).
-        RouteConfig(
-            rules=["glucose-low", "hypertensive-crisis"],
-            severities=[Severity.HIGH],
-            chain=[[r.PATIENT, r.FAMILY_DOCTOR], r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
-            escalate_after_minutes=15,
-            renotify_minutes=60,
-            max_reminders=2,
-        ),
-        RouteConfig(
-            severities=[Severity.CRITICAL],
-            chain=[r.FAMILY_DOCTOR, r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
-            escalate_after_minutes=5,
-            renotify_minutes=10,
-            max_reminders=12,
-        ),
-        RouteConfig(
-            severities=[Severity.HIGH],
-            chain=[r.FAMILY_DOCTOR, r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
-            escalate_after_minutes=15,
-            renotify_minutes=30,
-        ),
-        RouteConfig(
-            severities=[Severity.MEDIUM],
-            chain=[r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
-            escalate_after_minutes=60,
-            renotify_minutes=120,
-            max_reminders=3,
-        ),
-        RouteConfig(
-            chain=[r.FAMILY_DOCTOR], escalate_after_minutes=720, renotify_minutes=720,
-            max_reminders=1,
-        ),
-    ]
-
-
-class WebhookConfig(Model):
-    """Twilio's inbound-SMS and status-callback webhook, served by the alerts daemon."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8088, ge=1, le=65535)
-    public_url: str = Field(
-        description="the URL Twilio calls (behind a TLS proxy); the signature covers it"
-    )
-
-    @field_validator("public_url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/]+", v):
-            raise ValueError(f"public_url {v!r} must be an http(s) URL")
-        return v.rstrip("/")
-
-
-class AlertsConfig(Model):
-    client_id: str = "homevitals-alerts"
-    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
-    metrics: MetricsConfig | None = None
-    notifier: Literal["twilio", "console"] = "console"
-    twilio: TwilioConfig | None = None
-    outbox_path: str = "homevitals-alerts-outbox.sqlite"
-    retry_initial_seconds: float = Field(1.0, gt=0)
-    retry_max_seconds: float = Field(300.0, gt=0)
-    max_attempts: int = Field(8, ge=1)
-    # Issue 6: routing, escalation, quiet hours, the inbound webhook (docs/rules-and-alerts.md).
-    routes: list[RouteConfig] = Field(default_factory=lambda: default_routes())
-    privacy: Literal["full_name", "initials"] = Field(
-        "full_name", description="initials: SMS name patients by initials and patient number only"
-    )
-    quiet_hours: TimeWindow | None = Field(
-        None, description="patient's local time; holds low severity only"
-    )
-    webhook: WebhookConfig | None = None
-    schedule_path: str | None = None  # APScheduler's job store; default: next to outbox_path
-    sweep_seconds: float = Field(30.0, gt=0, description="safety-net check for due escalations")
-    # Issue 14, the alarm budget (alerts/budget.py): at most this many SMS per recipient and
-    # patient in any 60 minutes; more are folded into one digest SMS. Critical always goes
-    # through (and counts). 4 lets one real episode's whole story through untouched (first SMS,
-    # a severity update, the all clear, one reminder), so only a storm is ever folded.
-    sms_per_hour: int = Field(4, ge=1, description="SMS budget per recipient and patient")
 
 
 Loc = tuple[str | int, ...]

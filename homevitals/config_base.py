@@ -1,6 +1,6 @@
 """What every configuration section is built from: the strict base model and the small types
 several stages' sections share (a daemon's broker login, its metrics endpoint, a time window, the
-kinds of device and what each measures).
+kinds of device and what each measures, a patient's change to a rule).
 
 Kept apart from ``homevitals/config.py`` so a stage's own section (``rules/config.py``, the rule
 kinds in ``rules/kinds/``) can use them while the root model in ``config.py`` assembles them.
@@ -9,16 +9,20 @@ Pure pydantic: the Raspberry Pi imports this.
 
 from __future__ import annotations
 
+import re
 from datetime import time
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from homevitals.readings import Measurement
+from homevitals.readings import Measurement, Severity
 
 __all__ = [
-    "DEVICE_MEASUREMENTS", "DeviceKind", "MetricsConfig", "Model", "MqttLogin", "TimeWindow"
+    "DEVICE_MEASUREMENTS", "E164", "DeviceKind", "MetricsConfig", "Model", "MqttLogin",
+    "RuleOverride", "TimeWindow",
 ]
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 
 
 class Model(BaseModel):
@@ -84,3 +88,15 @@ DEVICE_MEASUREMENTS: dict[DeviceKind, tuple[Measurement, ...]] = {
     DeviceKind.ITAG_BUTTON: (),
     DeviceKind.GPIO_BUTTON: (),
 }
+
+
+class RuleOverride(Model):
+    """One patient's change to a shared rule (a COPD patient's lower SpO2 floor)."""
+
+    disabled: bool = False
+    below: float | None = None
+    above: float | None = None
+    clear_at: float | None = None
+    after_minutes: float | None = Field(None, gt=0)
+    window: TimeWindow | None = None
+    severity: Severity | None = None

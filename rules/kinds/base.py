@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, ValidationError, field_validator
 
-from homevitals.config_base import Model, TimeWindow
+from homevitals.config_base import Model, RuleOverride
 from homevitals.readings import Measurement, Severity, check_id
 from homevitals.units import FIELD_UNITS
 
@@ -127,18 +127,6 @@ def _unit_problems(rule: RuleModel) -> Iterator[Problem]:
 def episode_of(rule: RuleModel) -> str:
     """The episode a rule's conditions belong to: its ``episode``, else a name of its own."""
     return str(rule.episode or rule.id)
-
-
-class RuleOverride(Model):
-    """One patient's change to a shared rule (a COPD patient's lower SpO2 floor)."""
-
-    disabled: bool = False
-    below: float | None = None
-    above: float | None = None
-    clear_at: float | None = None
-    after_minutes: float | None = Field(None, gt=0)
-    window: TimeWindow | None = None
-    severity: Severity | None = None
 
 
 def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
