@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 
@@ -129,7 +129,10 @@ def episode_of(rule: RuleModel) -> str:
     return str(rule.episode or rule.id)
 
 
-def effective_rule(rule: Any, override: RuleOverride | None) -> Any:
+R = TypeVar("R", bound=RuleModel)
+
+
+def effective_rule(rule: R, override: RuleOverride | None) -> R:
     """``rule`` with a patient's override applied and validated again (ValueError if invalid)."""
     if override is None:
         return rule

@@ -1,7 +1,6 @@
 """``predicted`` (issue 19): a forecast of CGM glucose, which fires when the value
-``horizon_minutes`` ahead is below ``below`` while the value now is not.
-
-Forecasting CGM glucose for the ``predicted`` rule (issue 19), kept free of I/O.
+``horizon_minutes`` ahead is below ``below`` while the value now is not. The forecasting
+arithmetic is kept free of I/O.
 
 Two predictors behind one interface, ``forecast(samples, horizon) -> value``, chosen per rule:
 
@@ -247,7 +246,6 @@ class PredictedRuleConfig(RuleModel):
     @property
     def clear_value(self) -> float:
         return self.clear_at if self.clear_at is not None else self.below + 0.9
-
 
     def opens(self) -> bool:
         return self.opens_episode
