@@ -1,4 +1,5 @@
-"""The arithmetic of rules, kept free of I/O: bounds, hysteresis, sustained conditions, rates.
+"""The window of recent samples a rule judges, and the slope the SMS trend is taken from; each
+kind's own arithmetic (bounds, hysteresis, sustained conditions, rates) is in ``rules/kinds/``.
 
 A rule sees a short, time-ordered window of recent samples of one field for one patient. The
 window is stored with the rule state (``rules/state.py``) and pruned to what the rule can still
@@ -12,11 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from homevitals import wire
-from homevitals.config import RateRuleConfig, ThresholdRuleConfig
 
-__all__ = [
-    "Sample", "Window", "breaches", "clears", "rate_change", "slope", "threshold_fires"
-]
+__all__ = ["Sample", "Window", "slope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,77 +57,6 @@ class Window:
         return cls(
             [Sample(wire.parse_time(t, "window"), float(v), str(i)) for t, v, i in json.loads(text)]
         )
-
-
-def breaches(rule: ThresholdRuleConfig, value: float) -> bool:
-    if rule.below is not None:
-        return value < rule.below
-    return rule.above is not None and value > rule.above
-
-
-def clears(rule: ThresholdRuleConfig, value: float) -> bool:
-    """Back in range, past the hysteresis band (``clear_at``), so a hovering value cannot flap."""
-    if rule.below is not None:
-        return value >= (rule.clear_at if rule.clear_at is not None else rule.below)
-    assert rule.above is not None
-    return value <= (rule.clear_at if rule.clear_at is not None else rule.above)
-
-
-def needs_history(rule: ThresholdRuleConfig) -> bool:
-    """A plain bound judges each reading alone; only sustained conditions keep a window."""
-    return any(x is not None for x in (rule.n_of_m, rule.for_minutes, rule.confirm_within_minutes))
-
-
-def threshold_horizon(rule: ThresholdRuleConfig) -> tuple[timedelta, int]:
-    """How much history the rule needs: (time span, number of samples)."""
-    minutes = max(2 * (rule.for_minutes or 0.0), rule.confirm_within_minutes or 0.0)
-    return timedelta(minutes=minutes), (rule.n_of_m.m if rule.n_of_m else 2)
-
-
-def _streak(rule: ThresholdRuleConfig, w: Window) -> list[Sample]:
-    """The newest run of consecutive breaching samples, oldest first."""
-    run: list[Sample] = []
-    for s in reversed(w.samples):
-        if not breaches(rule, s.value):
-            break
-        run.append(s)
-    return run[::-1]
-
-
-def threshold_fires(rule: ThresholdRuleConfig, w: Window) -> bool:
-    """Does the window, as of its newest sample, meet the rule's condition?"""
-    if not w.samples or not breaches(rule, w.newest.value):
-        return False
-    if rule.n_of_m is not None:
-        last = w.samples[-rule.n_of_m.m :]
-        return sum(breaches(rule, s.value) for s in last) >= rule.n_of_m.n
-    streak = _streak(rule, w)
-    if rule.for_minutes is not None:
-        return w.newest.time - streak[0].time >= timedelta(minutes=rule.for_minutes)
-    if rule.confirm_within_minutes is not None:
-        # A second breaching reading soon after the first confirms it (e.g. a repeated blood
-        # pressure measurement after 5 minutes of rest, ESC/ESH 2018 section 4.3).
-        within = timedelta(minutes=rule.confirm_within_minutes)
-        return len(streak) >= 2 and w.newest.time - streak[-2].time <= within
-    return True
-
-
-def rate_change(rule: RateRuleConfig, w: Window) -> float | None:
-    """The fall (or rise) to the newest sample from the extreme within the rule's span, when it
-    exceeds the rule's amount; else None."""
-    if len(w.samples) < 2:
-        return None
-    now = w.newest
-    since = now.time - timedelta(minutes=rule.within_minutes)
-    earlier = [s.value for s in w.samples[:-1] if s.time >= since]
-    if not earlier:
-        return None
-    if rule.fall is not None:
-        change = max(earlier) - now.value
-        return change if change > rule.fall else None
-    assert rule.rise is not None
-    change = now.value - min(earlier)
-    return change if change > rule.rise else None
 
 
 def slope(w: Window, now: datetime, span: timedelta, at_least: int = 3) -> float | None:

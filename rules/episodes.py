@@ -24,10 +24,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from homevitals.config import HomeConfig, PatientConfig, RuleConfig, episode_of
 from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
+from homevitals.rules.kinds.base import RuleModel, episode_of
 from homevitals.rules.state import OpenAlert, State
+
+if TYPE_CHECKING:
+    from homevitals.config import HomeConfig, PatientConfig
 
 __all__ = ["Episodes", "Subject", "alert_id"]
 
@@ -46,7 +50,7 @@ class Subject:
 
     home: HomeConfig
     patient: PatientConfig
-    rules: tuple[RuleConfig, ...]
+    rules: tuple[RuleModel, ...]
 
 
 class Episodes:
@@ -80,13 +84,13 @@ class Episodes:
             self.emit(st, d)
 
     def fire(
-        self, st: State, s: Subject, rule: RuleConfig, source: str, at: datetime, **kw: object
+        self, st: State, s: Subject, rule: RuleModel, source: str, at: datetime, **kw: object
     ) -> AlertDecision | None:
         """The rule's condition now holds: open its episode, raise it, or join it quietly."""
         pid, name = s.patient.id, episode_of(rule)
         ep = st.episode(pid, name)
         if ep is None:
-            if not getattr(rule, "opens_episode", True):
+            if not rule.opens():
                 st.open(pid, rule.id, "", at)  # holds, waiting for an episode to join
                 self.counts["pending"] += 1
                 return None
@@ -109,7 +113,7 @@ class Episodes:
         return d
 
     def resolve(
-        self, st: State, s: Subject, rule: RuleConfig, current: OpenAlert, why: str, **kw: object
+        self, st: State, s: Subject, rule: RuleModel, current: OpenAlert, why: str, **kw: object
     ) -> AlertDecision | None:
         """The rule's condition cleared; its episode resolves when nothing else in it holds."""
         pid, name = s.patient.id, episode_of(rule)
@@ -134,7 +138,7 @@ class Episodes:
         aid: str,
         state: AlertState,
         s: Subject,
-        rule: RuleConfig,
+        rule: RuleModel,
         reason: str,
         severity: Severity,
         episode: str,

@@ -10,7 +10,9 @@ these rules are judged at a point in time ``now``:
   gone completely silent.
 They clear only once data has flowed again for ``clear_after_minutes`` (and is still flowing), so
 one stray reading in a dead night does not send an all clear. Both paths run the same code against
-the durable state in ``rules/state.py``.
+the durable state in ``rules/state.py``. What each rule makes of it is its kind's (the ``on_clock``,
+``on_arrival``, ``on_home_heard`` and ``on_batteries`` hooks, ``rules/kinds/``); this module keeps
+when each home and measurement was last heard from and calls them.
 """
 
 from __future__ import annotations
@@ -18,19 +20,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from homevitals import wire
-from homevitals.config import (
-    DEVICE_MEASUREMENTS,
-    BatteryRuleConfig,
-    GatewayRuleConfig,
-    HomeConfig,
-    MissingDataRuleConfig,
-)
+from homevitals.config import HomeConfig
 from homevitals.readings import AlertDecision, GatewayState, GatewayStatus, Measurement, Reading
 from homevitals.rules.state import OpenAlert, State
 
 if TYPE_CHECKING:
     from homevitals.rules.engine import RuleEngine, Subject
+    from homevitals.rules.kinds import RuleModel
 
 __all__ = ["Watch"]
 
@@ -49,10 +45,10 @@ class Watch:
             d.id: d.patient for s in engine.subjects.values() for d in s.home.devices
         }
         self.watched = {
-            (s.patient.id, str(r.measurement))
+            (s.patient.id, str(m))
             for s in engine.subjects.values()
             for r in s.rules
-            if isinstance(r, MissingDataRuleConfig)
+            if (m := r.watches()) is not None
         }
         self._latest: dict[tuple[str, str], datetime] = {}
         self._written: dict[tuple[str, str], datetime] = {}
@@ -67,31 +63,25 @@ class Watch:
             return True
         return False
 
-    def _last_seen(self, st: State, patient: str, measurement: str) -> datetime | None:
+    def last_seen(self, st: State, patient: str, measurement: str) -> datetime | None:
         durable = st.last_seen(patient, measurement)
         latest = self._latest.get((patient, measurement))
         return max(filter(None, (durable, latest)), default=None)
+
+    def latest_alive(self, home: str) -> datetime | None:
+        """The newest moment the home was heard from, kept in memory (see WRITE_EVERY)."""
+        return self._latest.get(("", home))
 
     # --- inputs -------------------------------------------------------------------------------
     def on_reading(self, st: State, s: Subject, r: Reading) -> list[AlertDecision]:
         out: list[AlertDecision] = []
         now = self.engine.clock.now()  # the receive clock, not the device's stamp
         key = (r.patient, str(r.measurement))
-        missed = [
-            (rule, current)
-            for rule in s.rules
-            if isinstance(rule, MissingDataRuleConfig) and rule.measurement == r.measurement
-            and (current := st.open_alert(s.patient.id, rule.id)) is not None
-        ]
-        prev = self._last_seen(st, r.patient, str(r.measurement)) if missed else None
+        prev = self.last_seen(st, *key) if key in self.watched else None
         if key in self.watched and self._fresh(key, now):
             st.seen(r.patient, str(r.measurement), now)
-        for rule, current in missed:
-            d = self._recovery(
-                st, s, rule, current, now, prev, rule.after_minutes,
-                "readings have been arriving again", measurement=str(r.measurement),
-                observed_at=r.time, source_id=r.reading_id,
-            )
+        for rule in s.rules:
+            d = rule.on_arrival(self.engine, st, s, r, now, prev)
             out += [d] if d is not None else []
         if r.measurement == Measurement.BATTERY and "battery" in r.fields:
             st.battery(r.device, r.patient, r.fields["battery"].value, r.time)
@@ -153,54 +143,21 @@ class Watch:
         out: list[AlertDecision] = []
         for s in self.engine.subjects_of(home.id):
             for rule in s.rules:
-                d: AlertDecision | None = None
-                if isinstance(rule, MissingDataRuleConfig):
-                    d = self._missing(st, s, rule, now, seen.first_seen if seen else None)
-                elif isinstance(rule, GatewayRuleConfig):
-                    d = self._gateway(st, s, rule, now)
+                d = rule.on_clock(self.engine, st, s, now, seen)
                 if d is not None:
                     out.append(d)
         return out
 
-    def _missing(
+    def recovery(
         self,
         st: State,
         s: Subject,
-        rule: MissingDataRuleConfig,
-        now: datetime,
-        baseline: datetime | None,
-    ) -> AlertDecision | None:
-        if not self._watches(s, rule):
-            return None
-        last = self._last_seen(st, s.patient.id, str(rule.measurement))
-        since = last or baseline or self.engine.started
-        silent = now - since >= timedelta(minutes=rule.after_minutes)
-        if st.open_alert(s.patient.id, rule.id) is not None:
-            return None  # it clears on arrivals (``_recovery``), never on a tick
-        if not silent:
-            return None
-        if rule.window is not None and not rule.window.contains(now.astimezone(s.home.zone).time()):
-            return None
-        return self.engine.fire(
-            st,
-            s,
-            rule,
-            f"missing-{wire.format_time(since)}",
-            now,
-            time=now,
-            measurement=str(rule.measurement),
-            observed_at=since,
-        )
-
-    def _recovery(
-        self,
-        st: State,
-        s: Subject,
-        rule: MissingDataRuleConfig | GatewayRuleConfig,
+        rule: RuleModel,
         current: OpenAlert,
         now: datetime,
         prev: datetime | None,
         silence_minutes: float,
+        clear_after_minutes: float,
         why: str,
         **kw: object,
     ) -> AlertDecision | None:
@@ -211,46 +168,11 @@ class Watch:
         silent = prev is None or now - prev >= timedelta(minutes=silence_minutes)
         st.set_recovering(s.patient.id, rule.id, now, restart=silent)
         back = st.recovering(s.patient.id, rule.id) or now
-        if now - back < timedelta(minutes=rule.clear_after_minutes):
+        if now - back < timedelta(minutes=clear_after_minutes):
             return None
-        minutes = f"{rule.clear_after_minutes:g}"
+        minutes = f"{clear_after_minutes:g}"
         return self.engine.resolve(
             st, s, rule, current, f"{why} for {minutes} minutes", time=now, **kw
-        )
-
-    def _watches(self, s: Subject, rule: MissingDataRuleConfig) -> bool:
-        """Only patients with a device that produces the measurement can miss it."""
-        kinds = [d.kind for d in s.home.devices if d.patient == s.patient.id]
-        return any(rule.measurement in DEVICE_MEASUREMENTS.get(k, ()) for k in kinds)
-
-    def _gateway(
-        self, st: State, s: Subject, rule: GatewayRuleConfig, now: datetime
-    ) -> AlertDecision | None:
-        seen = st.home(s.home.id)
-        alive = max(
-            seen.last_alive if seen else self.engine.started,
-            self._latest.get(("", s.home.id), self.engine.started),
-        )
-        offline = seen.offline_since if seen else None
-        silent = now - alive >= timedelta(minutes=rule.heartbeat_missed_minutes)
-        gone = offline is not None and now - offline >= timedelta(
-            minutes=rule.offline_grace_minutes
-        )
-        if st.open_alert(s.patient.id, rule.id) is not None:
-            return None  # it clears on arrivals (``_gateway_back``), never on a tick
-        if not (silent or gone):
-            return None
-        since = offline or alive
-        return self.engine.fire(
-            st,
-            s,
-            rule,
-            f"gateway-{wire.format_time(since)}",
-            now,
-            time=now,
-            measurement="gateway",
-            field="offline" if gone else "silent",
-            observed_at=since,
         )
 
     def _gateway_back(
@@ -261,58 +183,12 @@ class Watch:
         out: list[AlertDecision] = []
         for s in self.engine.subjects_of(home.id):
             for rule in s.rules:
-                if not isinstance(rule, GatewayRuleConfig):
-                    continue
-                current = st.open_alert(s.patient.id, rule.id)
-                if current is None:
-                    continue
-                d = self._recovery(
-                    st, s, rule, current, at, prev, rule.heartbeat_missed_minutes,
-                    "the home gateway has been back online", measurement="gateway",
-                    observed_at=at,
-                )
+                d = rule.on_home_heard(self.engine, st, s, at, prev)
                 out += [d] if d is not None else []
         return out
 
     def _batteries(self, st: State, s: Subject, at: datetime) -> list[AlertDecision]:
-        out: list[AlertDecision | None] = []
-        levels = st.batteries(s.patient.id)
-        for rule in s.rules:
-            if not isinstance(rule, BatteryRuleConfig):
-                continue
-            low = {d: p for d, p in levels.items() if p < rule.below}
-            current = st.open_alert(s.patient.id, rule.id)
-            clear_at = rule.clear_at if rule.clear_at is not None else rule.below
-            if current is None and low:
-                device, percent = min(low.items(), key=lambda kv: kv[1])
-                out.append(
-                    self.engine.fire(
-                        st,
-                        s,
-                        rule,
-                        f"battery-{device}-{wire.format_time(at)}",
-                        at,
-                        time=at,
-                        measurement="battery",
-                        field=f"{device} battery",
-                        value=percent,
-                        unit="%",
-                        observed_at=at,
-                    )
-                )
-            elif current is not None and all(p >= clear_at for p in levels.values()):
-                out.append(
-                    self.engine.resolve(
-                        st,
-                        s,
-                        rule,
-                        current,
-                        "batteries charged",
-                        time=at,
-                        measurement="battery",
-                        observed_at=at,
-                    )
-                )
+        out = [rule.on_batteries(self.engine, st, s, at) for rule in s.rules]
         return [d for d in out if d is not None]
 
     def _home(self, home_id: str) -> HomeConfig | None:

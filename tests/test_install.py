@@ -27,6 +27,7 @@ def test_the_wheel_builds_without_warnings_and_carries_its_data(tmp_path: Path) 
     assert "homevitals/simulators/households/demo.yaml" in names
     assert "homevitals/simulators/scenarios/night-low.yaml" in names
     assert "homevitals/alerts/templates/zh-Hans.yaml" in names  # issue 20: the SMS words
+    assert "homevitals/rules/kinds/predicted.py" in names  # found by the registry at run time
     assert "License-Expression: Apache-2.0" in metadata.splitlines()
     assert any(line.startswith("Requires-Dist: urllib3") and "server" in line
                for line in metadata.splitlines())

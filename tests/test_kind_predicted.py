@@ -1,4 +1,5 @@
-"""Issue 19: the forecasts of the ``predicted`` rule, with values computed by hand."""
+"""The ``predicted`` kind (rules/kinds/predicted.py, issue 19): its forecasts, with values computed
+by hand, and the rule through the engine with the shipped glucose-low episode."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from test_rules_engine import config, engine
-from test_rules_episodes import ROOT, story
+from rules_helpers import ROOT, config, engine, story
 
 from homevitals import wire
 from homevitals.alerts.text import alert_text
-from homevitals.predicted_rule import PredictedRuleConfig
 from homevitals.rules.conditions import Sample, Window
-from homevitals.rules.predict import ar2, evaluate, gate, linear
+from homevitals.rules.kinds.predicted import PredictedRuleConfig, ar2, evaluate, gate, linear
 from homevitals.units import MGDL_PER_MMOLL
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)

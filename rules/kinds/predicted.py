@@ -1,4 +1,6 @@
-"""Forecasting CGM glucose for the ``predicted`` rule (issue 19), kept free of I/O.
+"""``predicted`` (issue 19): a forecast of CGM glucose, which fires when the value
+``horizon_minutes`` ahead is below ``below`` while the value now is not. The forecasting
+arithmetic is kept free of I/O.
 
 Two predictors behind one interface, ``forecast(samples, horizon) -> value``, chosen per rule:
 
@@ -25,12 +27,27 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
-from homevitals.predicted_rule import PredictedRuleConfig
+from pydantic import Field, model_validator
+
+from homevitals.readings import Measurement, Severity
+from homevitals.rules import values
 from homevitals.rules.conditions import Sample, Window
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.rules.kinds.base import RuleModel
+from homevitals.units import MGDL_PER_MMOLL, Unit
 
-__all__ = ["AR", "Forecast", "PREDICTORS", "ar2", "evaluate", "gate", "linear"]
+if TYPE_CHECKING:
+    from homevitals.readings import AlertDecision, Reading
+    from homevitals.rules.engine import RuleEngine
+    from homevitals.rules.episodes import Subject
+    from homevitals.rules.state import State
+
+__all__ = [
+    "AR", "MODEL", "PREDICTORS", "Forecast", "PredictedRuleConfig", "ar2", "evaluate", "gate",
+    "history", "linear",
+]
+
 
 AR = (-0.723, 1.716)  # Nightscout ar2.js: x[k+1] = AR[0] * x[k-1] + AR[1] * x[k]
 _BG_REF, _BG_MIN, _BG_MAX = 140.0, 36.0, 400.0  # mg/dL, ar2.js
@@ -174,3 +191,92 @@ def history(rule: PredictedRuleConfig) -> tuple[timedelta, int]:
     plus the readings ``confirm_readings`` looks back over."""
     minutes = max(rule.settle_minutes, rule.span_minutes) + _STEP * rule.confirm_readings
     return timedelta(minutes=minutes), 3 + rule.confirm_readings
+
+
+class PredictedRuleConfig(RuleModel):
+    """Fires when the forecast ``horizon_minutes`` ahead is below ``below`` while the value now
+    is not; does nothing when the stream is too sparse or noisy to forecast from."""
+
+    rank = 6
+
+    kind: Literal["predicted"]
+    measurement: Measurement = Measurement.GLUCOSE
+    field: str = "glucose"
+    unit: Unit = Unit.MMOL_PER_L
+    below: float = Field(3.0, gt=0, description="the predicted value that fires")
+    clear_at: float | None = Field(
+        None, description="resolve once the forecast is back to here (default: below + 0.9)"
+    )
+    horizon_minutes: float = Field(20.0, ge=5, le=60, description="how far ahead to forecast")
+    predictor: Literal["linear", "ar2"] = Field(
+        "ar2", description="linear: least-squares trend; ar2: Nightscout's AR2 forecast"
+    )
+    span_minutes: float = Field(20.0, ge=10, le=60, description="history the linear fit uses")
+    max_gap_minutes: float = Field(
+        10.0, gt=0, description="a longer silence between readings breaks the stream"
+    )
+    settle_minutes: float = Field(
+        30.0, ge=0,
+        description="the stream must have run unbroken this long (a new sensor warming up,"
+        " a reconnection) before anything is forecast",
+    )
+    max_step: float = Field(
+        0.3, gt=0,
+        description="mmol/L per minute: a faster change between two readings is not physiology"
+        " (a compression low, a sensor glitch); no forecast across it",
+    )
+    confirm_readings: int = Field(
+        1, ge=1, le=6, description="the forecast must be low on this many readings in a row"
+    )
+    now_below: float | None = Field(
+        None, gt=0,
+        description="forecast only while the value now is below this (a fall after a meal"
+        " bolus from high values is the insulin working, not a low coming)",
+    )
+    devices: list[str] = Field(["cgm"], description="device kinds whose readings are used")
+    severity: Severity = Severity.MEDIUM
+    opens_episode: bool = Field(True, description="false: only joins an open episode")
+
+    @model_validator(mode="after")
+    def _clear(self) -> PredictedRuleConfig:
+        if self.clear_at is not None and self.clear_at < self.below:
+            raise ValueError(f"rule {self.id}: clear_at must be >= below ({self.below})")
+        return self
+
+    @property
+    def clear_value(self) -> float:
+        return self.clear_at if self.clear_at is not None else self.below + 0.9
+
+    def opens(self) -> bool:
+        return self.opens_episode
+
+    def on_reading(
+        self, engine: RuleEngine, st: State, s: Subject, r: Reading
+    ) -> AlertDecision | None:
+        """The forecast from the CGM's recent stream (a finger-stick is no part of it)."""
+        if engine.device_kinds.get(r.device) not in self.devices:
+            return None
+        value = values.sample(engine, self, r)
+        if value is None:
+            return None
+        w = values.updated_window(engine, st, self, r, value, history(self))
+        if w is None:
+            return None
+        fc, fires = evaluate(self, w)
+        current = st.open_alert(r.patient, self.id)
+        if current is None and fires and fc is not None:
+            engine.counts["predicted_low"] += 1
+            return engine.fire(
+                st, s, self, r.reading_id, r.time, **values.fields(r, self.field), trend=fc.trend,
+                predicted=fc.value, horizon_minutes=fc.horizon_minutes,
+            )
+        # Cleared when the forecast is back above clear_at (or, with no forecast possible, the
+        # value now is): a gated stream never holds the episode open for good.
+        ahead = value if fc is None else fc.value
+        if current is not None and r.time >= current.opened_at and ahead >= self.clear_value:
+            why = "no low predicted now"
+            return engine.resolve(st, s, self, current, why, **values.fields(r, self.field))
+        return None
+
+
+MODEL = PredictedRuleConfig

@@ -1,0 +1,50 @@
+"""The rules stage's configuration section (``rules:``): its daemon's settings and the rule
+definitions, each of one of the kinds in ``rules/kinds/``. Pure pydantic: the root model in
+``homevitals/config.py`` assembles it, and the Raspberry Pi loads that."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from homevitals.config_base import MetricsConfig, Model, MqttLogin
+from homevitals.readings import check_id
+from homevitals.rules.kinds import RuleConfig, episode_of
+
+__all__ = ["RulesConfig"]
+
+
+class RulesConfig(Model):
+    client_id: str = "homevitals-rules"
+    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
+    metrics: MetricsConfig | None = None
+    state_path: str = "homevitals-rules-state.sqlite"
+    definitions: list[RuleConfig] = []
+    # APScheduler's job store (SQLite); default: next to state_path.
+    schedule_path: str | None = None
+    tick_seconds: float = Field(
+        30.0, ge=0, description="missing-data checks on the clock; 0: only on message times"
+    )
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> RulesConfig:
+        ids = [r.id for r in self.definitions]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"rule ids must be unique: {', '.join(dup)}")
+        for r in self.definitions:
+            if r.episode is not None:
+                check_id("episode", r.episode)
+            wrong = r.names_unknown(set(ids))
+            if wrong:
+                raise ValueError(wrong)
+            if r.opens():
+                continue
+            if not any(
+                o is not r and episode_of(o) == episode_of(r) and o.opens()
+                for o in self.definitions
+            ):
+                raise ValueError(
+                    f"rule {r.id}: opens_episode is false, so it needs an episode shared with a"
+                    " rule that opens it"
+                )
+        return self
