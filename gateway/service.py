@@ -21,8 +21,8 @@ from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, GatewayConfig, HomeConfig
 from homevitals.gateway.errors import ProfileError
+from homevitals.gateway.gatt import RawValue
 from homevitals.gateway.profiles import Decoded, decode
-from homevitals.gateway.transport import RawValue
 from homevitals.outbox import DurableQueue
 from homevitals.readings import Event, EventKind, Measurement, Reading
 from homevitals.topics import Topics
@@ -85,7 +85,7 @@ class Gateway:
             return GatewaySnapshot(dict(self.counts), dict(self.rejects), self.refused,
                                    dict(self.last_seen), dict(self.battery))
 
-    # -- what transports call -------------------------------------------------------------------
+    # -- what the connection manager calls ------------------------------------------------------
 
     def deliver(self, raw: RawValue) -> None:
         """Entry point for live values. Never raises for bad data."""
@@ -151,9 +151,13 @@ class Gateway:
             self.counts["readings"] += len(readings)
             return len(readings)
 
-    def reject(self, raw: RawValue, error: str) -> None:
+    def reject(self, raw: RawValue, error: str, state: Mapping[str, str] | None = None) -> None:
+        """Dead-letter a RACP record, then write ``state`` (racp.py: the records rejected; a
+        crash between the two dead-letters the record once more at worst)."""
         with self._lock:
             self._reject(raw, "bad_value", error)
+            for key, value in (state or {}).items():
+                self.queue.set_state(key, value)
 
     def get_state(self, key: str) -> str | None:
         return self.queue.get_state(key)

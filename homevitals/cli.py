@@ -98,14 +98,16 @@ def cmd_gateway(args: argparse.Namespace) -> int:
     if args.simulate == "demo":
         from datetime import datetime, timedelta
 
+        from homevitals.scripted_gateway import play
+        from homevitals.simulators.devices.scripted import ScriptedRadio
         from homevitals.simulators.household import DEMO_START, demo_script
-        from homevitals.simulators.transport import SimulatedTransport
 
         script, _ = demo_script(home.zone)
         clock = SimulatedClock(
             datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11)
         )
-        run_gateway(cfg, SimulatedTransport(script, clock), clock)
+        radio = ScriptedRadio(home, clock)
+        run_gateway(cfg, radio, clock, driver=lambda app: play(app, radio, clock, script))
         return 0
     if args.simulate:
         raise ConfigError([f"--simulate: unknown household {args.simulate!r}"

@@ -40,6 +40,7 @@ from homevitals.simulators.ble_values_ext import (
     encode_heart_rate,
     encode_plx_spot_check,
 )
+from homevitals.simulators.devices.scripted import ScheduledValue
 from homevitals.simulators.scenario import (
     LoadedScenario,
     ReadingSpec,
@@ -47,7 +48,6 @@ from homevitals.simulators.scenario import (
     ScenarioHome,
     ScenarioPatient,
 )
-from homevitals.simulators.transport import ScheduledValue
 
 __all__ = ["Expected", "ExpectedReadings", "Outage", "ScriptedReply", "Timeline", "TimedValue",
            "build_timeline"]
