@@ -98,6 +98,7 @@ class GatewayApp:
             max_inflight=self.gcfg.max_inflight,
             retained_on_connect=retained,
         )
+        self.gateway.on_queued = self.publisher.notify
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.loop_progress = Progress()
 

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -79,6 +79,9 @@ class Gateway:
         self.battery: dict[str, float] = {}
         self._bthome_last: dict[str, tuple[int, datetime]] = {}
         self._lock = threading.Lock()
+        # Called after a RACP download queued something (the publisher's wake-up): the
+        # connection manager hands records to this service directly, not through ``deliver``.
+        self.on_queued: Callable[[], None] = lambda: None
 
     def snapshot(self) -> GatewaySnapshot:
         with self._lock:
@@ -149,7 +152,8 @@ class Gateway:
             for m, _ in records:
                 self.last_seen[device.id] = m.received_at
             self.counts["readings"] += len(readings)
-            return len(readings)
+        self.on_queued()
+        return len(readings)
 
     def reject(self, raw: RawValue, error: str, state: Mapping[str, str] | None = None) -> None:
         """Dead-letter a RACP record, then write ``state`` (racp.py: the records rejected; a
@@ -158,6 +162,7 @@ class Gateway:
             self._reject(raw, "bad_value", error)
             for key, value in (state or {}).items():
                 self.queue.set_state(key, value)
+        self.on_queued()
 
     def get_state(self, key: str) -> str | None:
         return self.queue.get_state(key)

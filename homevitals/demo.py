@@ -27,7 +27,7 @@ from homevitals.embedded import EmbeddedBroker
 from homevitals.gateway.main import GatewayApp
 from homevitals.ingest.store import Store
 from homevitals.replay import Pipeline, server_config
-from homevitals.scripted_gateway import play
+from homevitals.scripted_gateway import run_script
 from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 from homevitals.simulators.household import DEMO_START, demo_config, demo_script
 
@@ -143,13 +143,7 @@ async def _play(
         pipeline.expect["deadletter"] = sum(rejects.values())
         await asyncio.to_thread(pipeline.settle)
 
-    stop = asyncio.Event()
-    task = asyncio.create_task(gateway.run(stop, drain_seconds=30), name="gateway")
-    try:
-        pipeline.stalls += await play(gateway, radio, clock, script, settle)
-    finally:
-        stop.set()
-        await task
+    pipeline.stalls += await run_script(gateway, radio, clock, script, settle, drain_seconds=30)
 
 
 def _summary(

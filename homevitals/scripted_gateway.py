@@ -18,7 +18,7 @@ from homevitals.config import Config, DeviceKind
 from homevitals.gateway.main import GatewayApp
 from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 
-__all__ = ["play", "settled", "with_addresses"]
+__all__ = ["play", "run_script", "settled", "with_addresses"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,3 +79,23 @@ async def play(
         if after_each is not None:
             await after_each()
     return stalls
+
+
+async def run_script(
+    app: GatewayApp,
+    radio: ScriptedRadio,
+    clock: SimulatedClock,
+    script: Sequence[ScheduledValue],
+    after_each: Callable[[], Awaitable[None]] | None = None,
+    *,
+    drain_seconds: float = 30.0,
+) -> int:
+    """Run ``app`` while the script plays, then stop it (it drains its queue for up to
+    ``drain_seconds``); returns how many steps did not settle."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(app.run(stop, drain_seconds=drain_seconds), name="gateway")
+    try:
+        return await play(app, radio, clock, script, after_each)
+    finally:
+        stop.set()
+        await task
