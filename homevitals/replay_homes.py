@@ -72,7 +72,7 @@ class Homes:
             return
         h.radio.send(tv.value)
         self.delivered += 1
-        if not await settled(h.app, h.radio):
+        if not await settled(h.app.central, h.radio):
             self.pipeline.stalls += 1
         self._account(h)
 
@@ -149,7 +149,7 @@ class Homes:
         h.app, h.counted = GatewayApp(cfg, h.radio, self.clock), (0, 0)
         h.task = asyncio.create_task(h.app.run(h.stop, drain_seconds=0.0 if not online else 10.0))
         # Connected to every device (whatever they held is queued now, counted while offline).
-        if not await settled(h.app, h.radio):
+        if not await settled(h.app.central, h.radio):
             self.pipeline.stalls += 1
         self._account(h)
         h.online = online

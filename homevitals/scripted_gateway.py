@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, DeviceKind
+from homevitals.gateway.central import Central
 from homevitals.gateway.main import GatewayApp
 from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 
@@ -44,20 +45,21 @@ def _address(home: str, device: str) -> str:
     return ":".join(f"{b:02X}" for b in (0xC2, *digest))  # 0b11 top bits: static random
 
 
-async def settled(app: GatewayApp, radio: ScriptedRadio, timeout: float = SETTLE_SECONDS) -> bool:
+async def settled(central: Central, radio: ScriptedRadio,
+                  timeout: float = SETTLE_SECONDS) -> bool:
     """Wait until every device has handed over what it holds and the gateway's connection
     manager has set every connection up (subscribed, read, downloaded)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while await radio.settled(deadline - loop.time()):
-        if app.central.idle.is_set():
+        if central.idle.is_set():
             return True
         try:
-            await asyncio.wait_for(app.central.idle.wait(), max(0.0, deadline - loop.time()))
+            await asyncio.wait_for(central.idle.wait(), max(0.0, deadline - loop.time()))
         except TimeoutError:
             break
-    logger.warning("the gateway of %s did not settle within %.0f s (setting up %s)",
-                   app.home.id, timeout, sorted(app.central.in_setup) or "nothing")
+    logger.warning("the gateway did not settle within %.0f s (setting up %s)", timeout,
+                   sorted(central.in_setup) or "nothing")
     return False
 
 
@@ -70,12 +72,12 @@ async def play(
 ) -> int:
     """Hand the script's values over in time order, the clock jumping to each; returns how many
     steps did not settle."""
-    stalls = 0 if await settled(app, radio) else 1
+    stalls = 0 if await settled(app.central, radio) else 1
     for value in sorted(script, key=lambda v: v.at):
         if value.at > clock.now():
             clock.set(value.at)
         radio.send(value)
-        stalls += 0 if await settled(app, radio) else 1
+        stalls += 0 if await settled(app.central, radio) else 1
         if after_each is not None:
             await after_each()
     return stalls

@@ -19,7 +19,9 @@ COMPOSITION_ROOTS = {
     "homevitals/cli.py",
     "homevitals/demo.py",
     "homevitals/replay.py",
+    "homevitals/replay_homes.py",
     "homevitals/replay_output.py",
+    "homevitals/scripted_gateway.py",
 }
 
 
