@@ -17,6 +17,7 @@ STAGES = {
 COMPOSITION_ROOTS = {
     "homevitals/console_wiring.py",
     "homevitals/cli.py",
+    "homevitals/cli_devices.py",
     "homevitals/demo.py",
     "homevitals/replay.py",
     "homevitals/replay_homes.py",
