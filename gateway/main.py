@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from homevitals import wire
 from homevitals.clock import Clock
@@ -246,7 +247,7 @@ def run_gateway(
     radio: Radio,
     clock: Clock,
     *,
-    driver: Callable[[GatewayApp], Awaitable[object]] | None = None,
+    driver: Callable[[GatewayApp], Coroutine[Any, Any, object]] | None = None,
 ) -> None:
     """Daemon entry: SIGTERM/SIGINT stop the radio, flush the queue and announce offline.
 
@@ -261,11 +262,16 @@ def run_gateway(
                 await app.run(stop)
                 return
             task = asyncio.create_task(app.run(stop), name="gateway")
-            try:
-                await driver(app)
+            play: asyncio.Task[object] = asyncio.create_task(driver(app), name="driver")
+            try:  # a signal (or a failed radio) ends the gateway, and then the driver too
+                await asyncio.wait({task, play}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop.set()
+                play.cancel()
+                outcome = (await asyncio.gather(play, return_exceptions=True))[0]
                 await task
+            if isinstance(outcome, Exception):
+                raise outcome  # what the driver raised
 
         await Runner(app, app.gcfg.metrics, app.metrics).run_async(run)
 

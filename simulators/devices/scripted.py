@@ -122,7 +122,13 @@ class _Notifier(_Scripted):
         self.pending: list[tuple[str, bytes]] = []
         self.unread: set[str] = set()
 
+    def has(self, characteristic: str) -> bool:
+        """A value to read is offered once the device has one (a CGM's session start)."""
+        return characteristic in self.characteristics and (
+            characteristic != SESSION_START or SESSION_START in self.values)
+
     def produce(self, value: ScheduledValue) -> None:
+        self.present = True
         if value.characteristic == SESSION_START:
             self.values[SESSION_START], self.present = value.data, True
             self.unread.add(SESSION_START)
