@@ -1,4 +1,4 @@
-"""Glucose record download over the Record Access Control Point (0x2A52), transport-independent.
+"""Glucose record download over the Record Access Control Point (0x2A52), over any ``Radio``.
 
 GLS 1.0 section 3.2 / GSS "Record Access Control Point": the collector writes a request
 (op code, operator, operand) with response, the meter notifies the matching Glucose Measurement
