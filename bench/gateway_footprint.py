@@ -35,11 +35,11 @@ from servers import Mosquitto  # noqa: E402
 
 from homevitals.clock import SystemClock  # noqa: E402
 from homevitals.config import parse_config  # noqa: E402
+from homevitals.gateway.gatt import RawValue  # noqa: E402
 from homevitals.gateway.service import Gateway  # noqa: E402
 from homevitals.outbox import DurableQueue  # noqa: E402
 from homevitals.simulators.ble_values import encode_bp_measurement  # noqa: E402
 from homevitals.topics import Topics  # noqa: E402
-from homevitals.transport import RawValue  # noqa: E402
 
 TARGET_RSS_MB, TARGET_CPU = 60.0, 5.0
 KINDS = ["glucose_meter", "blood_pressure", "heart_rate", "pulse_oximeter", "cgm", "call_button"]

@@ -1,4 +1,5 @@
-"""The gateway's side of every device connection, over any ``Radio`` (bleak or simulated).
+"""The gateway's side of every device connection, over any ``Radio`` (bleak or simulated): the one
+BLE edge, so the demo, the replay and the BLE VM run the code that runs in every home.
 
 What BlueZ needs, from bleak's documentation and issue tracker, applied here once for every
 radio: one shared scanner; one connect at a time (parallel connects fail with "Operation already
@@ -27,10 +28,9 @@ from typing import Protocol, runtime_checkable
 
 from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, DeviceKind
-from homevitals.gateway.gatt import Advert, GattSession, OnValue, Radio
+from homevitals.gateway.gatt import Advert, Deliver, GattSession, OnValue, Radio, RawValue
 from homevitals.gateway.racp import RacpError, download_records
 from homevitals.gateway.service import Gateway
-from homevitals.transport import Deliver, RawValue
 
 __all__ = ["CONNECTED_KINDS", "AwaitsAdvert", "Central", "NOTIFY"]
 
@@ -54,9 +54,11 @@ CONNECTED_KINDS = frozenset({*NOTIFY, DeviceKind.GLUCOSE_METER})
 
 @runtime_checkable
 class AwaitsAdvert(Protocol):
-    """A radio that connects only to an address its scanner has just seen (bleak on BlueZ):
-    the connection manager then always runs ``scan`` and waits, outside the connect lock, for
-    the device to advertise before each connect."""
+    """A radio that connects only to an address its scanner has just seen (bleak on BlueZ, and
+    the scripted households): the connection manager then always runs ``scan`` and waits,
+    outside the connect lock, for the device to advertise before each connect. The advertising
+    gate also spaces the reconnects after a session that ended normally (bleak: no call back
+    within ``SETTLE_SECONDS`` of the end), so no extra pause is taken then."""
 
     def needs_scan(self) -> bool: ...
 
@@ -64,7 +66,11 @@ class AwaitsAdvert(Protocol):
 
 
 class Central:
-    """Implements ``BleTransport.run`` on top of a ``Radio``."""
+    """Keeps every configured device connected over a ``Radio`` and delivers what it sends.
+
+    ``in_setup`` names the devices being connected or set up right now (subscribe, read, RACP
+    download) and ``idle`` is set while it is empty: a simulation's driver waits for both before
+    it moves its clock on."""
 
     def __init__(
         self,
@@ -88,9 +94,13 @@ class Central:
         self.setup_timeout = setup_timeout
         self.sessions = 0
         self.failures = 0
+        self.in_setup: set[str] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
         self._connect_lock = asyncio.Lock()
 
     async def run(self, devices: Sequence[DeviceConfig], deliver: Deliver) -> None:
+        """Talk to ``devices`` until cancelled, calling ``deliver`` for every value received."""
         buttons = {d.address.upper(): d for d in devices
                    if d.kind == DeviceKind.CALL_BUTTON and d.address}
 
@@ -109,6 +119,7 @@ class Central:
 
     async def _keep_connected(self, device: DeviceConfig, deliver: Deliver) -> None:
         delay = self.min_backoff
+        gated = isinstance(self.radio, AwaitsAdvert)
         while True:
             if isinstance(self.radio, AwaitsAdvert):
                 await self.radio.advertising(device)
@@ -116,22 +127,37 @@ class Central:
                 await self._session(device, deliver)
                 self.sessions += 1
                 delay = self.min_backoff
+                if gated:
+                    continue  # the next connect waits for the device to advertise again
             except (TimeoutError, OSError, RacpError) as exc:  # ConnectionError is an OSError
                 self.failures += 1
                 logger.warning("%s: %s; retrying in about %.0f s", device.id, exc, delay)
             await asyncio.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, self.max_backoff)
 
+    def _setting_up(self, device: str, busy: bool) -> None:
+        if busy:
+            self.in_setup.add(device)
+            self.idle.clear()
+        else:
+            self.in_setup.discard(device)
+            if not self.in_setup:
+                self.idle.set()
+
     async def _session(self, device: DeviceConfig, deliver: Deliver) -> None:
         async with AsyncExitStack() as stack:
-            async with self._connect_lock:
-                session = await stack.enter_async_context(
-                    self.radio.connect(device, self.connect_timeout))
-                logger.info("%s: connected", device.id)
-                # Setup (subscribe, download) holds the connect lock too: BlueZ serves one
-                # device's setup at a time, and a device that connects while another is being
-                # set up makes both slower (docs/ble-vm.md).
-                await self._watched(session, self._serve(device, session, deliver))
+            self._setting_up(device.id, True)
+            try:
+                async with self._connect_lock:
+                    session = await stack.enter_async_context(
+                        self.radio.connect(device, self.connect_timeout))
+                    logger.info("%s: connected", device.id)
+                    # Setup (subscribe, download) holds the connect lock too: BlueZ serves one
+                    # device's setup at a time, and a device that connects while another is
+                    # being set up makes both slower (docs/ble-vm.md).
+                    await self._watched(session, self._serve(device, session, deliver))
+            finally:
+                self._setting_up(device.id, False)
             await session.wait_disconnected()
             logger.info("%s: disconnected", device.id)
 

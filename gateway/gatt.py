@@ -1,12 +1,13 @@
-"""The gateway's radio edge for devices it connects to: ``Radio`` and ``GattSession``.
+"""The gateway's one radio edge: ``Radio`` and ``GattSession``, and the ``RawValue`` they yield.
 
-``homevitals.transport.BleTransport`` delivers raw values and suits devices that only push
-(the demo, a replay). Devices the gateway must talk to - a glucose meter's Record Access
-Control Point, a CGM's session start time - need a session: write a characteristic, wait for
-an indication, read a value. These two protocols are that session, small enough that bleak
-(``BleakClient``: ``start_notify``, ``write_gatt_char(..., response=True)``, ``read_gatt_char``)
-and the simulated peripherals in ``homevitals.simulators.devices`` both implement them, so the
-RACP download and every other procedure runs unchanged against either.
+Devices the gateway talks to - a glucose meter's Record Access Control Point, a CGM's session
+start time, a cuff's indications - need a session: write a characteristic, wait for an
+indication, read a value. These two protocols are that session, small enough that bleak
+(``BleakClient``: ``start_notify``, ``write_gatt_char(..., response=True)``, ``read_gatt_char``;
+``bleak_transport.BleakRadio``) and the simulated peripherals in
+``homevitals.simulators.devices`` (``SimulatedRadio``; ``ScriptedRadio`` for the demo and the
+replay) both implement them, so the connection manager (``central.py``), the RACP download and
+every other procedure run unchanged against either.
 
 Characteristics are named by their short upper-case UUID ("2A52") or "FFE1". A lost link
 raises ``ConnectionError`` (an ``OSError``) from any call; the bleak adapter converts
@@ -23,9 +24,29 @@ from typing import Protocol, runtime_checkable
 
 from homevitals.config import DeviceConfig
 
-__all__ = ["Advert", "AdvertData", "GattSession", "OnValue", "Radio", "short_uuid"]
+__all__ = ["Advert", "AdvertData", "Deliver", "GattSession", "OnValue", "Radio", "RawValue",
+           "short_uuid"]
 
 OnValue = Callable[[bytes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class RawValue:
+    """One characteristic value (or one advertisement's service data) as it came off the air,
+    and when it arrived: what ``Central`` hands the gateway service to decode."""
+
+    device: str
+    characteristic: str  # "2A18", "2A35", ... or "bthome"
+    data: bytes
+    received_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.received_at.tzinfo is None:
+            raise ValueError("received_at must be timezone-aware")
+
+
+# Writes to the durable queue and returns quickly; never raises for a bad value.
+Deliver = Callable[[RawValue], None]
 
 
 class Advert(Protocol):

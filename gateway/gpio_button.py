@@ -16,7 +16,7 @@ from typing import Any
 from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.gateway.errors import GatewayError
-from homevitals.transport import Deliver, RawValue
+from homevitals.gateway.gatt import Deliver, RawValue
 
 __all__ = ["GpioButtons"]
 
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 class GpioButtons:
-    """A ``BleTransport``-shaped watcher for ``gpio_button`` devices."""
+    """A watcher, beside the radio, for ``gpio_button`` devices."""
 
     def __init__(self, clock: Clock, *, pin_factory: Any = None,
                  bounce_time: float = 0.05) -> None:

@@ -1,24 +1,25 @@
-"""The gateway daemon's one entry point: wires transport, decoder, durable queue and publisher."""
+"""The gateway daemon's one entry point: wires radio, decoder, durable queue and publisher."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import Config, DeviceKind
 from homevitals.errors import ConfigError, HomevitalsError
 from homevitals.gateway.central import Central
-from homevitals.gateway.gatt import Radio
+from homevitals.gateway.gatt import Radio, RawValue
 from homevitals.gateway.gpio_button import GpioButtons
 from homevitals.gateway.ha_discovery import discovery_messages
 from homevitals.gateway.publisher import Publisher
 from homevitals.gateway.service import Gateway
-from homevitals.gateway.transport import BleTransport, RawValue
 from homevitals.metrics import Metric, counter, gauge
 from homevitals.outbox import DurableQueue
 from homevitals.runtime import Condition, Progress, Runner, Worker, task_worker
@@ -61,7 +62,7 @@ class GatewayApp:
     def __init__(
         self,
         cfg: Config,
-        transport: BleTransport | Radio,
+        radio: Radio,
         clock: Clock,
         *,
         gpio_pin_factory: object = None,
@@ -79,13 +80,11 @@ class GatewayApp:
         if self.gcfg.sequence_state_path:
             import_sequence_marks(self.gcfg.sequence_state_path, self.queue)
         self.gateway = Gateway(self.home, self.queue, self.topics, clock, self.gcfg)
-        self.central: Central | None = None
-        if isinstance(transport, Radio):
-            self.central = Central(transport, self.gateway, clock,
-                                   racp_timeout=self.gcfg.racp_timeout_seconds,
-                                   **(central_options or {}))
-            transport = self.central
-        self.transport: BleTransport = transport
+        # The one BLE edge: real (bleak) and simulated households alike run the connection
+        # manager, the RACP download and the reconnect backoff.
+        self.central = Central(radio, self.gateway, clock,
+                               racp_timeout=self.gcfg.racp_timeout_seconds,
+                               **(central_options or {}))
         self.gpio = GpioButtons(clock, pin_factory=gpio_pin_factory)
         ha = self.gcfg.home_assistant
         retained = discovery_messages(self.home, self.topics, ha.discovery_prefix) \
@@ -100,13 +99,14 @@ class GatewayApp:
             max_inflight=self.gcfg.max_inflight,
             retained_on_connect=retained,
         )
+        self.gateway.on_queued = self.publisher.notify
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.loop_progress = Progress()
 
     def workers(self) -> list[Worker]:
         """paho's thread, the queue pump, the asyncio loop (it must keep turning: a blocking call
         on it stops the radio) and the radio, heartbeat and (with wired buttons) GPIO tasks."""
-        tasks = ["transport", "heartbeat"]
+        tasks = ["transport", "heartbeat"]  # "transport": the radio task, named as /healthz has
         if any(d.kind == DeviceKind.GPIO_BUTTON for d in self.home.devices):
             tasks.append("gpio")  # without wired buttons, that task has nothing to do and ends
         return [
@@ -168,15 +168,12 @@ class GatewayApp:
                   {d: t.timestamp() for d, t in snap.last_seen.items()}, "device"),
             gauge("homevitals_gateway_device_battery_ratio", "last battery level reported (0-1)",
                   {d: level / 100 for d, level in snap.battery.items()}, "device"),
+            counter("homevitals_gateway_ble_sessions_total",
+                    "BLE sessions that ended normally", self.central.sessions),
+            counter("homevitals_gateway_ble_failures_total",
+                    "BLE connects or sessions that failed (retried with backoff)",
+                    self.central.failures),
         ]
-        if self.central is not None:
-            out += [
-                counter("homevitals_gateway_ble_sessions_total",
-                        "BLE sessions that ended normally", self.central.sessions),
-                counter("homevitals_gateway_ble_failures_total",
-                        "BLE connects or sessions that failed (retried with backoff)",
-                        self.central.failures),
-            ]
         return out
 
     async def _heartbeats(self) -> None:
@@ -192,14 +189,14 @@ class GatewayApp:
             await asyncio.sleep(1.0)
 
     async def run(self, stop: asyncio.Event | None = None, *, drain_seconds: float = 30.0) -> None:
-        """Run until ``stop`` is set or the transport ends (a finished simulation), then flush."""
+        """Run until ``stop`` is set (or the radio fails), then flush."""
         self.publisher.start()
         stop = stop or asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
                 t = self.tasks
                 t["transport"] = tg.create_task(
-                    self.transport.run(self.home.devices, self.deliver), name="transport"
+                    self.central.run(self.home.devices, self.deliver), name="transport"
                 )
                 t["transport"].add_done_callback(_log_radio_death)
                 t["gpio"] = tg.create_task(self.gpio.run(self.home.devices, self.deliver),
@@ -245,14 +242,37 @@ def _log_radio_death(task: asyncio.Task[None]) -> None:
                  exc_info=None if isinstance(exc, HomevitalsError) else exc)
 
 
-def run_gateway(cfg: Config, transport: BleTransport | Radio, clock: Clock) -> None:
-    """Daemon entry: SIGTERM/SIGINT stop the transport, flush the queue and announce offline.
+def run_gateway(
+    cfg: Config,
+    radio: Radio,
+    clock: Clock,
+    *,
+    driver: Callable[[GatewayApp], Coroutine[Any, Any, object]] | None = None,
+) -> None:
+    """Daemon entry: SIGTERM/SIGINT stop the radio, flush the queue and announce offline.
 
-    A real transport runs until stopped; a simulated one ends with its script, and then the
-    gateway flushes its queue and exits."""
+    ``driver`` (a scripted household, ``--simulate demo``) runs beside the gateway, which then
+    stops when the driver is done: it flushes its queue and exits."""
 
     async def main() -> None:
-        app = GatewayApp(cfg, transport, clock)
-        await Runner(app, app.gcfg.metrics, app.metrics).run_async(app.run)
+        app = GatewayApp(cfg, radio, clock)
+
+        async def run(stop: asyncio.Event) -> None:
+            if driver is None:
+                await app.run(stop)
+                return
+            task = asyncio.create_task(app.run(stop), name="gateway")
+            play: asyncio.Task[object] = asyncio.create_task(driver(app), name="driver")
+            try:  # a signal (or a failed radio) ends the gateway, and then the driver too
+                await asyncio.wait({task, play}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stop.set()
+                play.cancel()
+                outcome = (await asyncio.gather(play, return_exceptions=True))[0]
+                await task
+            if isinstance(outcome, Exception):
+                raise outcome  # what the driver raised
+
+        await Runner(app, app.gcfg.metrics, app.metrics).run_async(run)
 
     asyncio.run(main())

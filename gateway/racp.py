@@ -1,4 +1,4 @@
-"""Glucose record download over the Record Access Control Point (0x2A52), transport-independent.
+"""Glucose record download over the Record Access Control Point (0x2A52), over any ``Radio``.
 
 GLS 1.0 section 3.2 / GSS "Record Access Control Point": the collector writes a request
 (op code, operator, operand) with response, the meter notifies the matching Glucose Measurement
@@ -26,6 +26,7 @@ Quirks (config ``quirks``):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +36,10 @@ from typing import Protocol
 from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, Quirk
 from homevitals.gateway.errors import GatewayError, ProfileError
-from homevitals.gateway.gatt import GattSession
+from homevitals.gateway.gatt import GattSession, RawValue
 from homevitals.gateway.profiles import decode
 from homevitals.gateway.profiles.racp_control import RESPONSE_CODES
 from homevitals.gateway.profiles.reader import date_time
-from homevitals.transport import RawValue
 
 __all__ = [
     "DownloadResult",
@@ -88,8 +88,8 @@ class RecordStore(Protocol):
         """Queue the readings and write ``state`` in one transaction; returns how many were new."""
         ...
 
-    def reject(self, raw: RawValue, error: str) -> None:
-        """Dead-letter a value that did not decode."""
+    def reject(self, raw: RawValue, error: str, state: Mapping[str, str] | None = None) -> None:
+        """Dead-letter a value that did not decode, and write ``state``."""
         ...
 
 
@@ -136,8 +136,7 @@ class _Transfer:
             d = decode(MEASUREMENT, raw.data, self.device.quirks)
         except ProfileError as exc:
             self.flush()
-            self.result.rejected += 1
-            self.store.reject(raw, str(exc))
+            self.reject(raw, str(exc))
             return
         assert d.sequence is not None  # 0x2A18 always carries one
         if d.sequence in self.seen or (self.pending and self.pending.sequence == d.sequence):
@@ -155,20 +154,32 @@ class _Transfer:
         try:
             d = decode(CONTEXT, raw.data)
         except ProfileError as exc:
-            self.result.rejected += 1
-            self.store.reject(raw, str(exc))
+            self.reject(raw, str(exc))
             return
         if self.pending is None or self.pending.sequence != d.sequence:
             if d.sequence in self.seen:
                 return  # the repeated context of a record already complete (see above)
             # GLS 1.0 section 3.2: a context follows its own measurement; anything else is
             # kept for the engineer, not guessed at.
-            self.store.reject(raw, f"0x2A34: context for sequence number {d.sequence} does"
-                                   " not follow its measurement")
-            self.result.rejected += 1
+            self.reject(raw, f"0x2A34: context for sequence number {d.sequence} does not"
+                             " follow its measurement")
             return
         self.pending.context = raw
         self.flush()
+
+    def reject(self, raw: RawValue, error: str) -> None:
+        """Dead-letter a record once. The mark cannot move past a record that does not decode
+        (its sequence number is not to be trusted), so the meter sends it again in every
+        download until a later record is committed: the ones already dead-lettered are known by
+        their bytes and counted as skipped."""
+        key = f"racp:{self.device.id}:rejected"
+        known = [k for k in (self.store.get_state(key) or "").split(",") if k]
+        digest = hashlib.sha256(raw.data).hexdigest()[:16]
+        if digest in known:
+            self.result.skipped += 1
+            return
+        self.result.rejected += 1
+        self.store.reject(raw, error, {key: ",".join([*known[-15:], digest])})
 
     def flush(self) -> None:
         p, self.pending = self.pending, None

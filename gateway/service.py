@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -21,8 +21,8 @@ from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.config import DeviceConfig, GatewayConfig, HomeConfig
 from homevitals.gateway.errors import ProfileError
+from homevitals.gateway.gatt import RawValue
 from homevitals.gateway.profiles import Decoded, decode
-from homevitals.gateway.transport import RawValue
 from homevitals.outbox import DurableQueue
 from homevitals.readings import Event, EventKind, Measurement, Reading
 from homevitals.topics import Topics
@@ -79,13 +79,16 @@ class Gateway:
         self.battery: dict[str, float] = {}
         self._bthome_last: dict[str, tuple[int, datetime]] = {}
         self._lock = threading.Lock()
+        # Called after a RACP download queued something (the publisher's wake-up): the
+        # connection manager hands records to this service directly, not through ``deliver``.
+        self.on_queued: Callable[[], None] = lambda: None
 
     def snapshot(self) -> GatewaySnapshot:
         with self._lock:
             return GatewaySnapshot(dict(self.counts), dict(self.rejects), self.refused,
                                    dict(self.last_seen), dict(self.battery))
 
-    # -- what transports call -------------------------------------------------------------------
+    # -- what the connection manager calls ------------------------------------------------------
 
     def deliver(self, raw: RawValue) -> None:
         """Entry point for live values. Never raises for bad data."""
@@ -149,11 +152,17 @@ class Gateway:
             for m, _ in records:
                 self.last_seen[device.id] = m.received_at
             self.counts["readings"] += len(readings)
-            return len(readings)
+        self.on_queued()
+        return len(readings)
 
-    def reject(self, raw: RawValue, error: str) -> None:
+    def reject(self, raw: RawValue, error: str, state: Mapping[str, str] | None = None) -> None:
+        """Dead-letter a RACP record, then write ``state`` (racp.py: the records rejected; a
+        crash between the two dead-letters the record once more at worst)."""
         with self._lock:
             self._reject(raw, "bad_value", error)
+            for key, value in (state or {}).items():
+                self.queue.set_state(key, value)
+        self.on_queued()
 
     def get_state(self, key: str) -> str | None:
         return self.queue.get_state(key)

@@ -1,7 +1,8 @@
 """The ``homevitals`` command: one entry point per daemon, plus the tools around them.
 
-This is the composition root: it is the only module (with ``demo``) that imports the stages, and
-it imports each one only when its subcommand runs, so the Pi never loads server code.
+This is the composition root (with ``cli_devices``, the commands about devices, and ``demo`` and
+``replay``): it imports each stage only when its subcommand runs, so the Pi never loads server
+code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from homevitals.config import Config, DeviceKind, HomeConfig, Quirk, load_config, read_secret
+from homevitals.cli_devices import cmd_decode, cmd_demo, cmd_gateway, cmd_replay, cmd_scan
+from homevitals.config import Config, load_config, read_secret
 from homevitals.errors import ConfigError, HomevitalsError
 
 __all__ = ["main"]
@@ -78,56 +80,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     counts = f"{len(cfg.homes)} homes, {patients} patients, {devices} devices, {rules} rules"
     print(f"{args.config}: OK ({counts})")
     return 0
-
-
-def cmd_gateway(args: argparse.Namespace) -> int:
-    from homevitals.clock import SimulatedClock, SystemClock
-    from homevitals.gateway.main import run_gateway
-
-    cfg = _config(args)
-    if cfg.gateway is None:
-        raise ConfigError(["gateway: section missing (the gateway needs gateway.home)"])
-    home = cfg.home(cfg.gateway.home)
-    if args.simulate in (None, "devices"):
-        _check_addresses(home)
-    if args.simulate == "devices":
-        from homevitals.simulators.devices import radio_for_home
-
-        run_gateway(cfg, radio_for_home(home, interval=args.sim_interval), SystemClock())
-        return 0
-    if args.simulate == "demo":
-        from datetime import datetime, timedelta
-
-        from homevitals.simulators.household import DEMO_START, demo_script
-        from homevitals.simulators.transport import SimulatedTransport
-
-        script, _ = demo_script(home.zone)
-        clock = SimulatedClock(
-            datetime.combine(DEMO_START, datetime.min.time(), home.zone) + timedelta(hours=11)
-        )
-        run_gateway(cfg, SimulatedTransport(script, clock), clock)
-        return 0
-    if args.simulate:
-        raise ConfigError([f"--simulate: unknown household {args.simulate!r}"
-                           " (known: demo, devices)"])
-    from homevitals.gateway.bleak_transport import BleakRadio
-
-    # The pairing agent confirms pairing for these addresses only (gateway/bluez_agent.py).
-    addresses = [d.address for d in home.devices if d.address]
-    run_gateway(cfg, BleakRadio(pair_with=addresses), SystemClock())
-    return 0
-
-
-def _check_addresses(home: HomeConfig) -> None:
-    """The radio finds a device by its BLE address: one without it would be silently idle."""
-    lacking = [d.id for d in home.devices if d.address is None and d.kind != DeviceKind.GPIO_BUTTON]
-    if lacking:
-        many = len(lacking) > 1
-        raise ConfigError([
-            f"home {home.id}: device{'s' if many else ''} {', '.join(lacking)}"
-            f" ha{'ve' if many else 's'} no address: the gateway finds a device by its BLE"
-            f" address; add address: \"AA:BB:CC:DD:EE:FF\" to {'each' if many else 'it'}"
-            " (`homevitals scan` lists the addresses nearby)"])
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -237,59 +189,10 @@ def _notifier(cfg: Config):  # type: ignore[no-untyped-def]
     )
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from homevitals.demo import run_demo
-
-    return run_demo(Path(args.workdir) if args.workdir else None, args.broker)
-
-
-def cmd_replay(args: argparse.Namespace) -> int:
-    from homevitals.replay import run_replay
-
-    return run_replay(args.scenario, Path(args.out), seed=args.seed, broker=args.broker,
-                      workdir=Path(args.workdir) if args.workdir else None)
-
-
 def cmd_mqtt_acl(args: argparse.Namespace) -> int:
     from homevitals.acl import mosquitto_acl
 
     print(mosquitto_acl(_config(args)))
-    return 0
-
-
-def cmd_decode(args: argparse.Namespace) -> int:
-    from homevitals.gateway.profiles import decode
-
-    try:
-        data = bytes.fromhex(args.hex.replace(" ", "").replace(":", ""))
-    except ValueError:
-        raise HomevitalsError(f"{args.hex!r} is not hexadecimal bytes") from None
-    known = [str(q) for q in Quirk]
-    unknown = [q for q in args.quirk or () if q not in known]
-    if unknown:
-        raise ConfigError([f"--quirk: unknown quirk {', '.join(map(repr, unknown))}"
-                           f" (known: {', '.join(known)})"])
-    decoded = decode(args.characteristic, data, args.quirk or ())
-    print(json.dumps(decoded.to_json(), indent=2, ensure_ascii=False))
-    return 0
-
-
-def cmd_scan(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from homevitals.gateway.scan import bleak_adverts, describe, radio_adverts
-
-    if args.simulate:
-        from homevitals.simulators.devices import radio_for_home
-
-        cfg = load_config(args.simulate)
-        radio = radio_for_home(cfg.homes[0]) if cfg.homes else None
-        if radio is None:
-            raise ConfigError([f"{args.simulate}: no homes to simulate"])
-        adverts = asyncio.run(radio_adverts(radio, args.seconds))
-    else:
-        adverts = asyncio.run(bleak_adverts(args.seconds))
-    print(describe(adverts), end="")
     return 0
 
 

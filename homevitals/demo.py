@@ -2,8 +2,9 @@
 
 Composition root (like ``cli``): the only module besides ``cli`` that wires stages together.
 The four daemons' own App classes run side by side on an embedded broker and the embedded store,
-exactly as they run apart in production; only the transport (simulated devices), the clock
-(simulated, a day in about a second) and the notifier (console) differ.
+exactly as they run apart in production; only the radio (the household's scripted devices, which
+the gateway connects to and downloads from as on the Pi), the clock (simulated, a day in about a
+second) and the notifier (console) differ.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from homevitals.embedded import EmbeddedBroker
 from homevitals.gateway.main import GatewayApp
 from homevitals.ingest.store import Store
 from homevitals.replay import Pipeline, server_config
+from homevitals.scripted_gateway import run_script
+from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 from homevitals.simulators.household import DEMO_START, demo_config, demo_script
-from homevitals.simulators.transport import ScheduledValue, SimulatedTransport
 
 __all__ = ["local_paths", "run_demo"]
 
@@ -104,16 +106,7 @@ def _run(
     store, rules, alerts = pipeline.store, pipeline.rules, pipeline.alerts
     pipeline.start()
     try:
-        gateway = GatewayApp(cfg, SimulatedTransport(script, clock, settle=lambda: settle(gateway)),
-                             clock)
-        pipeline.gateways.append(gateway)
-
-        async def settle(app: GatewayApp) -> None:
-            pipeline.expect["data"] = app.gateway.counts["readings"] + app.gateway.counts["events"]
-            pipeline.expect["deadletter"] = sum(app.gateway.rejects.values())
-            await asyncio.to_thread(pipeline.settle)
-
-        asyncio.run(gateway.run(drain_seconds=30))
+        asyncio.run(_play(cfg, clock, script, pipeline))
         pipeline.gateways.clear()
         home = cfg.homes[0]
         start, end = clock.now() - timedelta(days=3), clock.now() + timedelta(days=1)
@@ -133,6 +126,24 @@ def _run(
     finally:
         pipeline.stop()
     return 0
+
+
+async def _play(
+    cfg: Config, clock: SimulatedClock, script: list[ScheduledValue], pipeline: Pipeline
+) -> None:
+    """The household's day through the gateway, each value settled before the clock moves."""
+    assert cfg.gateway is not None
+    radio = ScriptedRadio(cfg.home(cfg.gateway.home), clock)
+    gateway = GatewayApp(cfg, radio, clock)
+    pipeline.gateways.append(gateway)
+
+    async def settle() -> None:
+        counts, rejects = gateway.gateway.counts, gateway.gateway.rejects
+        pipeline.expect["data"] = counts["readings"] + counts["events"]
+        pipeline.expect["deadletter"] = sum(rejects.values())
+        await asyncio.to_thread(pipeline.settle)
+
+    pipeline.stalls += await run_script(gateway, radio, clock, script, settle, drain_seconds=30)
 
 
 def _summary(

@@ -1,9 +1,10 @@
 """``homevitals replay SCENARIO --out DIR``: a scenario through the pipeline in simulated time.
 
 Composition root (like ``cli`` and ``demo``): the four daemons' own App classes run in one process
-on an embedded broker and the embedded store, one gateway per home. Only the transport (a
-``DrivenTransport`` per home), the clock (``SimulatedClock``) and the notifier (console, into
-memory) differ from production.
+on an embedded broker and the embedded store, one gateway per home (``replay_homes``). Only the
+radio (a ``ScriptedRadio`` per home: the household's devices, which each gateway's ``Central``
+connects to and downloads from as on the Pi), the clock (``SimulatedClock``) and the notifier
+(console, into memory) differ from production.
 
 Simulated time means something here: the clock never runs ahead of the pipeline. After every
 value, heartbeat, scheduler tick or fault, the driver waits (bounded) until the pipeline is quiet
@@ -25,26 +26,27 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 
-from homevitals import scheduling, wire
+from homevitals import scheduling
 from homevitals.alerts.main import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SimulatedClock
-from homevitals.config import Config, GatewayConfig, StoreKind
-from homevitals.embedded import EmbeddedBroker, free_port
+from homevitals.config import Config, StoreKind
+from homevitals.embedded import EmbeddedBroker
 from homevitals.errors import HomevitalsError
 from homevitals.gateway.main import GatewayApp
 from homevitals.ingest.main import build_store
 from homevitals.ingest.service import IngestService
 from homevitals.replay_faults import Duplication
+from homevitals.replay_homes import Homes
 from homevitals.replay_output import Collected, collect, write_outputs
 from homevitals.rules.main import RulesApp
+from homevitals.scripted_gateway import with_addresses
 from homevitals.simulators.scenario import LoadedScenario, load_scenario
 from homevitals.simulators.timeline import (
     Outage,
@@ -53,7 +55,6 @@ from homevitals.simulators.timeline import (
     Timeline,
     build_timeline,
 )
-from homevitals.simulators.transport import DrivenTransport
 from homevitals.topics import Topics
 
 __all__ = ["Pipeline", "run_replay", "server_config"]
@@ -235,17 +236,6 @@ class Pipeline:
         return text, self.alerts.on_inbound(params)
 
 
-@dataclass
-class _Home:
-    id: str
-    app: GatewayApp | None = None
-    transport: DrivenTransport | None = None
-    task: asyncio.Task[None] | None = None
-    stop: asyncio.Event | None = None
-    online: bool = False
-    queued: Counter[str] = field(default_factory=Counter)
-
-
 class Replay:
     def __init__(
         self, sc: LoadedScenario, tl: Timeline, workdir: Path, broker: str, sms: TextIO
@@ -253,22 +243,20 @@ class Replay:
         self.sc, self.tl, self.workdir, self.broker_kind = sc, tl, workdir, broker
         self.clock = SimulatedClock(tl.start)
         self.sms = sms
-        self.homes = {h.id: _Home(h.id) for h in sc.config.homes}
-        self.offline: Counter[str] = Counter()
-        self.broker_up = True
-        self.dead_port = free_port()  # nothing listens here: a gateway whose network is down
         self.replies: list[tuple[ScriptedReply, str | None]] = []
-        self.delivered = 0
-        self.crashed: dict[str, bool] = {}  # home -> its last will is due when it is killed
         self.duplication = Duplication()
 
     def run(self) -> Collected:
         with EmbeddedBroker(self.broker_kind) as b:
             self.broker: EmbeddedBroker = b
-            self.cfg = server_config(self.sc.config, self.workdir, b.port, b.protocol)
+            # Scenario files need not give BLE addresses: the radio finds devices by address.
+            self.cfg = server_config(with_addresses(self.sc.config), self.workdir, b.port,
+                                     b.protocol)
             self.pipeline = Pipeline(self.cfg, self.clock, self.sms, self.sc.model.seed)
             self.pipeline.start()
             try:
+                self.homes = Homes(self.cfg, self.clock, self.workdir, self.pipeline,
+                                   self.duplication)
                 asyncio.run(self._drive())
                 self.duplication.close()
                 return collect(
@@ -276,7 +264,7 @@ class Replay:
                     self.pipeline.alerts.ledger,
                     self.tl,
                     self.replies,
-                    self.delivered,
+                    self.homes.delivered,
                     self.pipeline.stalls,
                 )
             finally:
@@ -285,8 +273,8 @@ class Replay:
                     self.broker.close()
 
     async def _drive(self) -> None:
-        for h in self.homes.values():
-            await self._switch(h, True)
+        for h in self.homes.homes.values():
+            await self.homes.switch(h, True)
         steps: list[tuple[datetime, float, object]] = []
         for o in self.tl.outages:
             if o.kind == "gateway_crash":  # frozen, the values of that moment queued, killed
@@ -306,69 +294,43 @@ class Replay:
                 self.clock.set(at)
             await self._step(step)
         await asyncio.to_thread(self.pipeline.settle)
-        for h in self.homes.values():
-            if h.app is not None:
-                await self._stop_app(h, drain=10.0)
+        await self.homes.stop_all()
 
     async def _step(self, step: object) -> None:
         if isinstance(step, TimedValue):
-            self._send(step)
+            await self.homes.send(step)
         elif isinstance(step, ScriptedReply):
             text, answer = self.pipeline.reply(len(self.replies) + 1, step.phone, step.text)
             self.replies.append((dataclasses.replace(step, text=text), answer))
         elif step == "tick":
-            self._heartbeats()
+            self.homes.heartbeats()
             await asyncio.to_thread(self.pipeline.settle)
             self.pipeline.tick()
         elif isinstance(step, tuple):
             await self._outage(step[0], step[1])
         await asyncio.to_thread(self.pipeline.settle)
 
-    def _send(self, tv: TimedValue) -> None:
-        h = self.homes[tv.home]
-        if h.transport is None or h.app is None:
-            logger.warning("%s: gateway down, value from %s lost", tv.home, tv.value.device)
-            return
-        g = h.app.gateway
-        before = (g.counts["readings"] + g.counts["events"], sum(g.rejects.values()))
-        h.transport.send(tv.value, self.clock.now())
-        self.delivered += 1
-        after = (g.counts["readings"] + g.counts["events"], sum(g.rejects.values()))
-        h.queued["data"] += after[0] - before[0]
-        h.queued["deadletter"] += after[1] - before[1]
-        if h.online:
-            copies = 2 if self.duplication.on(tv.home) else 1
-            self.pipeline.expect["data"] += (after[0] - before[0]) * copies
-            self.pipeline.expect["deadletter"] += after[1] - before[1]
-
-    def _heartbeats(self) -> None:
-        for h in self.homes.values():
-            if h.online and h.app is not None:
-                app = h.app
-                beat = wire.encode(app.heartbeat())
-                app.publisher.publish_direct(app.topics.heartbeat(h.id), beat)
-                self.pipeline.expect["heartbeat"] += 1
-
     async def _outage(self, what: str, o: Outage) -> None:
         delta = 1 if what == "begin" else -1
+        homes = self.homes
         if o.kind == "gateway_crash":
             assert o.home is not None  # the timeline names the home of each crash
-            await self._crash(what, self.homes[o.home])
+            await homes.crash(what, o.home)
             return
         if o.kind == "duplicate_delivery":
             topics = Topics(self.cfg.mqtt.topic_prefix)
-            for hid in [o.home] if o.home else list(self.homes):
+            for hid in [o.home] if o.home else list(homes.homes):
                 await asyncio.to_thread(self.duplication.switch, hid, delta, self.broker.port,
                                        topics)
             return
         if o.kind == "gateway_offline":
-            for hid in [o.home] if o.home else list(self.homes):
-                self.offline[hid] += delta
-            await self._reconcile()
+            for hid in [o.home] if o.home else list(homes.homes):
+                homes.offline[hid] += delta
+            await homes.reconcile()
             return
         if what == "begin":
-            self.broker_up = False
-            await self._reconcile()
+            homes.broker_up = False
+            await homes.reconcile()
             for e in (
                 self.pipeline.ingest.subscribed,
                 self.pipeline.rules.subscriber.subscribed,
@@ -378,8 +340,8 @@ class Replay:
             await asyncio.to_thread(self.broker.close)
             return
         await asyncio.to_thread(self._restart_broker)
-        self.broker_up = True
-        await self._reconcile()
+        homes.broker_up = True
+        await homes.reconcile()
 
     def _restart_broker(self) -> None:
         again = EmbeddedBroker(self.broker.kind)
@@ -387,83 +349,6 @@ class Replay:
         again.__enter__()
         self.broker = again
         self.pipeline.wait_subscribed()
-
-    async def _crash(self, what: str, h: _Home) -> None:
-        """kill -9 of a home's gateway: ``freeze`` stops its publishing so the values of this
-        moment stay queued on disk, ``kill`` drops its connection without a word (the broker
-        publishes the last will), ``restart`` starts it again on the same queue file."""
-        if what == "freeze" and h.app is not None:
-            self.crashed[h.id] = h.online
-            if h.online:
-                h.queued["data_seen"] = h.queued["data"]
-                h.queued["deadletter_seen"] = h.queued["deadletter"]
-                self.pipeline.gateways.remove(h.app)
-            h.online = False
-            h.app.publisher.pump.set_connected(False)
-        elif what == "kill" and h.app is not None and h.stop is not None and h.task is not None:
-            await asyncio.to_thread(h.app.publisher.kill)
-            h.stop.set()
-            await h.task
-            if self.crashed.get(h.id):
-                self.pipeline.expect["status"] += 1  # the will: "offline"
-            h.app = None
-            await asyncio.to_thread(self.pipeline.settle)
-        elif what == "restart":
-            self.crashed.pop(h.id, None)
-            await self._switch(h, self.broker_up and self.offline[h.id] == 0)
-
-    async def _reconcile(self) -> None:
-        for h in self.homes.values():
-            if h.id in self.crashed:
-                continue  # down until its restart step
-            want = self.broker_up and self.offline[h.id] == 0
-            if want != h.online:
-                await self._switch(h, want)
-
-    async def _switch(self, h: _Home, online: bool) -> None:
-        """(Re)start a home's gateway connected, or with its network down (a dead port)."""
-        if h.app is not None:
-            await self._stop_app(h, drain=10.0 if h.online else 0.0)
-        port = self.cfg.mqtt.port if online else self.dead_port
-        gcfg = GatewayConfig(
-            home=h.id,
-            transport="simulated",
-            heartbeat_seconds=1e9,
-            queue_path=str(self.workdir / f"gateway-{h.id}.sqlite"),
-        )
-        cfg = self.cfg.model_copy(
-            update={"gateway": gcfg, "mqtt": self.cfg.mqtt.model_copy(update={"port": port})}
-        )
-        h.transport, h.stop = DrivenTransport(), asyncio.Event()
-        h.app = GatewayApp(cfg, h.transport, self.clock)
-        h.task = asyncio.create_task(h.app.run(h.stop, drain_seconds=0.0 if not online else 10.0))
-        await h.transport.ready()
-        h.online = online
-        if online:
-            if not await asyncio.to_thread(h.app.publisher.pump.connected.wait, 30.0):
-                raise HomevitalsError(f"gateway {h.id} did not connect to the embedded broker")
-            self.pipeline.gateways.append(h.app)
-            self.pipeline.expect["status"] += 1  # "online", published on connect
-            # What the home queued while it was offline is published now.
-            self.pipeline.expect["data"] += h.queued["data"] - h.queued["data_seen"]
-            self.pipeline.expect["deadletter"] += (
-                h.queued["deadletter"] - h.queued["deadletter_seen"]
-            )
-        await asyncio.to_thread(self.pipeline.settle)
-
-    async def _stop_app(self, h: _Home, drain: float) -> None:
-        assert h.app is not None and h.stop is not None and h.task is not None
-        connected = h.online and h.app.publisher.pump.connected.is_set()
-        if h.online:
-            h.queued["data_seen"] = h.queued["data"]
-            h.queued["deadletter_seen"] = h.queued["deadletter"]
-        h.stop.set()
-        await h.task
-        if h.app in self.pipeline.gateways:
-            self.pipeline.gateways.remove(h.app)
-        if connected:
-            self.pipeline.expect["status"] += 1  # the clean stop announces "offline"
-        h.app, h.online = None, False
 
 
 def _workdir() -> tempfile.TemporaryDirectory[str]:

@@ -19,7 +19,7 @@ from homevitals.simulators.ble_values import (
     encode_bthome_button,
     encode_glucose_measurement,
 )
-from homevitals.simulators.transport import ScheduledValue
+from homevitals.simulators.devices.scripted import ScheduledValue
 
 __all__ = ["DEMO_START", "ExpectedReading", "demo_config", "demo_script"]
 

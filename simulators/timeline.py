@@ -1,10 +1,8 @@
 """From a scenario to a timeline: byte-exact values per home, outages, replies, expectations.
 
 Each device turns what the virtual patient's body does (``patients``) into exactly the bytes the
-real device would send (``ble_values``, ``ble_values_ext``), delivered when the real one would
-deliver them: a glucose meter's record a minute after the finger-stick, a blood-pressure record
-40 s after the cuff deflates, a BTHome button's advertisement three times 300 ms apart, a CGM's
-session start time first and then one record every 5 minutes. Link drops and corrupted values
+real device would send, delivered when the real one would deliver them (``on_air``); the
+household's scripted radio serves them to the gateway over GATT. Link drops and corrupted values
 are applied here; outages (gateway offline or crashed, broker down or duplicating) are carried
 out by the replay driver.
 
@@ -14,9 +12,9 @@ only for what a device shows on its own clock (the naive time stamps it sends).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from homevitals.config import DeviceConfig, DeviceKind
@@ -27,19 +25,10 @@ from homevitals.simulators.ble_values import (
     SFLOAT_NEG_INF,
     SFLOAT_NRES,
     SFLOAT_POS_INF,
-    Number,
     SfloatSpecial,
-    encode_bp_measurement,
-    encode_bthome_button,
-    encode_glucose_measurement,
 )
-from homevitals.simulators.ble_values_ext import (
-    CgmRecord,
-    encode_cgm_measurement,
-    encode_cgm_session_start,
-    encode_heart_rate,
-    encode_plx_spot_check,
-)
+from homevitals.simulators.devices.scripted import ScheduledValue
+from homevitals.simulators.on_air import Item, encode_items
 from homevitals.simulators.scenario import (
     LoadedScenario,
     ReadingSpec,
@@ -47,15 +36,10 @@ from homevitals.simulators.scenario import (
     ScenarioHome,
     ScenarioPatient,
 )
-from homevitals.simulators.transport import ScheduledValue
 
 __all__ = ["Expected", "ExpectedReadings", "Outage", "ScriptedReply", "Timeline", "TimedValue",
            "build_timeline"]
 
-_METER_SYNC = timedelta(minutes=1)  # the meter's record reaches the gateway a minute later
-_BP_SYNC = timedelta(seconds=40)
-_CGM_SESSION = timedelta(days=10)  # a Dexcom G6-style sensor session
-_ADVERT_REPEATS = (0, 300, 600)  # ms: a BTHome button repeats its advertisement
 _SPECIALS: dict[str, SfloatSpecial] = {"NaN": SFLOAT_NAN, "NRes": SFLOAT_NRES,
                                        "+INFINITY": SFLOAT_POS_INF, "-INFINITY": SFLOAT_NEG_INF}
 
@@ -112,26 +96,14 @@ class Timeline:
     expected_readings: list[ExpectedReadings] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class _Item:
-    at: datetime  # measured
-    device: DeviceConfig
-    sample: pt.Sample | None  # None: a call-button press
-    specials: Mapping[str, SfloatSpecial] = field(default_factory=dict)  # sent instead
-
-    def values(self) -> dict[str, Number]:
-        assert self.sample is not None
-        return {**self.sample.values, **self.specials}
-
-
 def build_timeline(s: LoadedScenario) -> Timeline:
     problems: list[str] = []
     tl = Timeline(s.start, s.end, s.model.tick)
     for hi, home in enumerate(s.model.homes):
-        items: list[_Item] = []
+        items: list[Item] = []
         for pi, patient in enumerate(home.patients):
             items += _patient_items(s, hi, home, pi, patient, problems)
-        tl.values += [TimedValue(home.id, v) for v in _encode(s, home, items)]
+        tl.values += [TimedValue(home.id, v) for v in encode_items(home, items)]
     _faults(s, tl, problems)
     _replies(s, tl, problems)
     if problems:
@@ -159,7 +131,7 @@ def _device(home: ScenarioHome, patient: ScenarioPatient, dev_id: str, kinds: se
 
 
 def _patient_items(s: LoadedScenario, hi: int, home: ScenarioHome, pi: int,
-                   patient: ScenarioPatient, problems: list[str]) -> list[_Item]:
+                   patient: ScenarioPatient, problems: list[str]) -> list[Item]:
     base: tuple[Any, ...] = ("homes", hi, "patients", pi)
     items = list(_profile_items(s, home, patient, base, problems))
     for ri, r in enumerate(patient.readings):
@@ -168,17 +140,17 @@ def _patient_items(s: LoadedScenario, hi: int, home: ScenarioHome, pi: int,
         if dev is not None:
             found = _explicit(r, dev, s.resolve(r.at, home.zone), loc, s, problems)
             if found is not None:
-                items.append(_Item(found[0].at, dev, *found))
+                items.append(Item(found[0].at, dev, *found))
     for bi, press in enumerate(patient.presses):
         loc = (*base, "presses", bi, "device")
         dev = _device(home, patient, press.device, {DeviceKind.CALL_BUTTON}, loc, s, problems)
         if dev is not None:
-            items.append(_Item(s.resolve(press.at, home.zone), dev, None))
+            items.append(Item(s.resolve(press.at, home.zone), dev, None))
     return items
 
 
 def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatient,
-                   base: tuple[Any, ...], problems: list[str]) -> Iterator[_Item]:
+                   base: tuple[Any, ...], problems: list[str]) -> Iterator[Item]:
     prof = patient.profile
     if prof is None:
         return
@@ -198,7 +170,7 @@ def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatie
         mp = pt.MeterProfile(checks=tuple(prof.meter.checks))
         for smp in pt.meter_samples(curve, mp, start, end, seed, patient.id):
             if dev is not None:
-                yield _Item(smp.at, dev, smp)
+                yield Item(smp.at, dev, smp)
     if prof.cgm is not None:
         c = prof.cgm
         dev = _device(home, patient, c.device, {DeviceKind.CGM}, (*loc, "cgm", "device"), s,
@@ -210,7 +182,7 @@ def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatie
         )
         for smp in pt.cgm_samples(curve, cp, start, end, seed, patient.id):
             if dev is not None:
-                yield _Item(smp.at, dev, smp)
+                yield Item(smp.at, dev, smp)
     if prof.blood_pressure is not None:
         b = prof.blood_pressure
         dev = _device(home, patient, b.device, {DeviceKind.BLOOD_PRESSURE},
@@ -223,7 +195,7 @@ def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatie
         )
         for smp in pt.bp_samples(bp, zone, start, end, seed, patient.id):
             if dev is not None:
-                yield _Item(smp.at, dev, smp)
+                yield Item(smp.at, dev, smp)
     if prof.oximeter is not None:
         o = prof.oximeter
         dev = _device(home, patient, o.device, {DeviceKind.PULSE_OXIMETER, DeviceKind.HEART_RATE},
@@ -232,7 +204,7 @@ def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatie
                                 interval_minutes=o.interval.total_seconds() / 60)
         for smp in pt.oximeter_samples(op, zone, start, end, seed, patient.id):
             if dev is not None:
-                yield _Item(smp.at, dev, smp)
+                yield Item(smp.at, dev, smp)
 
 
 _READING_FIELDS: dict[DeviceKind, tuple[set[str], set[str]]] = {  # required, optional
@@ -272,70 +244,6 @@ def _explicit(r: ReadingSpec, dev: DeviceConfig, at: datetime, loc: tuple[Any, .
             values["mean_arterial"] = float(round(
                 values["diastolic"] + (values["systolic"] - values["diastolic"]) / 3))
     return pt.Sample(at, values, tuple(r.flags)), specials
-
-
-# --- what each device measures -> bytes on the air --------------------------------------------
-
-
-def _encode(s: LoadedScenario, home: ScenarioHome, items: list[_Item]) -> list[ScheduledValue]:
-    out: list[ScheduledValue] = []
-    seq: dict[str, int] = {}
-    cgm_session: dict[str, datetime] = {}
-    for it in sorted(items, key=lambda i: (i.at, i.device.id)):
-        at = it.at.astimezone(UTC)
-        d, smp, naive = it.device, it.sample, at.astimezone(home.zone).replace(tzinfo=None)
-        n = seq[d.id] = seq.get(d.id, 0) + 1
-        if smp is None:  # a call-button press
-            advert = encode_bthome_button(n % 256, "press")
-            out += [ScheduledValue(at + timedelta(milliseconds=ms), d.id, "bthome", advert)
-                    for ms in _ADVERT_REPEATS]
-            continue
-        v = it.values()
-        if d.kind == DeviceKind.GLUCOSE_METER:
-            data = encode_glucose_measurement(n, naive, v["glucose"], unit="mol/L")
-            out.append(ScheduledValue(at + _METER_SYNC, d.id, "2A18", data))
-        elif d.kind == DeviceKind.BLOOD_PRESSURE:
-            data = encode_bp_measurement(v["systolic"], v["diastolic"], v["mean_arterial"],
-                                         timestamp=naive, pulse=v.get("pulse"),
-                                         status_flags=smp.flags)
-            out.append(ScheduledValue(at + _BP_SYNC, d.id, "2A35", data))
-        elif d.kind == DeviceKind.CGM:
-            out += _cgm(home, d, at, v["glucose"], cgm_session)
-        elif d.kind == DeviceKind.HEART_RATE:
-            hr = round(smp.values["heart_rate"])
-            out.append(ScheduledValue(at, d.id, "2A37", encode_heart_rate(hr, contact=True)))
-        elif d.kind == DeviceKind.PULSE_OXIMETER:
-            pulse = v.get("pulse", v.get("heart_rate", 0.0))
-            data = encode_plx_spot_check(v["spo2"], pulse, timestamp=naive)
-            out.append(ScheduledValue(at, d.id, "2A5E", data))
-    return out
-
-
-# CGMS 1.0.1 section 3.3 (Session Start Time): Time Zone in 15-minute steps (standard time) and
-# DST Offset as a code: 0 standard, 2 half an hour, 4 one hour, 8 two hours.
-_DST_CODES = {0: 0, 30: 2, 60: 4, 120: 8}
-
-
-def _cgm(home: ScenarioHome, d: DeviceConfig, at: datetime, glucose: Number,
-         sessions: dict[str, datetime]) -> list[ScheduledValue]:
-    out = []
-    start = sessions.get(d.id)
-    if start is None or at - start >= _CGM_SESSION:
-        # CGMS 3.2.x: the session start time (0x2AAA) is read first; records carry minutes
-        # since it (elapsed minutes, UTC arithmetic: the night the clocks go back has 25 hours
-        # of them). A new sensor every 10 days keeps the uint16 offset small.
-        start = sessions[d.id] = at.replace(second=0, microsecond=0)
-        local = start.astimezone(home.zone)
-        dst = local.dst() or timedelta(0)
-        standard = (local.utcoffset() or timedelta(0)) - dst
-        data = encode_cgm_session_start(local.replace(tzinfo=None),
-                                        tz_quarters=int(standard / timedelta(minutes=15)),
-                                        dst_code=_DST_CODES[int(dst / timedelta(minutes=1))])
-        out.append(ScheduledValue(at, d.id, "2AAA", data))  # read first, same moment
-    minutes = round((at - start) / timedelta(minutes=1))
-    data = encode_cgm_measurement([CgmRecord(glucose, minutes)])
-    out.append(ScheduledValue(at, d.id, "2AA7", data))
-    return out
 
 
 # --- faults, replies, expectations ------------------------------------------------------------

@@ -21,14 +21,15 @@ from homevitals.clock import SimulatedClock
 from homevitals.config import Config
 from homevitals.gateway.main import GatewayApp
 from homevitals.ingest.influx_v1 import InfluxV1Store
+from homevitals.scripted_gateway import run_script
 from homevitals.simulators.ble_values import (
     SFLOAT_NAN,
     SFLOAT_NRES,
     encode_bp_measurement,
     encode_glucose_measurement,
 )
+from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 from homevitals.simulators.household import demo_config
-from homevitals.simulators.transport import ScheduledValue, SimulatedTransport
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 START = datetime(2026, 11, 20, 8, 0, tzinfo=ZONE)
@@ -93,8 +94,9 @@ def test_bad_values_and_payloads_are_named_counted_and_kept(
         assert watch.ready.wait(10)
         ingest.wait_log("ready: subscribed")
         clock = SimulatedClock(START)
-        app = GatewayApp(cfg, SimulatedTransport(_script(), clock), clock)
-        asyncio.run(app.run(drain_seconds=20))
+        radio = ScriptedRadio(cfg.home("home-novak"), clock)
+        app = GatewayApp(cfg, radio, clock)
+        assert asyncio.run(run_script(app, radio, clock, _script(), drain_seconds=20)) == 0
         assert dict(app.gateway.rejects) == {"bad_value": 3}
         assert app.gateway.counts["readings"] == 2
 

@@ -22,13 +22,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from homevitals.clock import SystemClock
 from homevitals.config import parse_config
+from homevitals.gateway.gatt import RawValue
 from homevitals.gateway.main import GatewayApp
 from homevitals.gateway.service import Gateway
 from homevitals.outbox import DurableQueue
 from homevitals.simulators.ble_values import encode_bp_measurement, encode_bthome_button
 from homevitals.simulators.devices import radio_for_home
 from homevitals.topics import Topics
-from homevitals.transport import RawValue
 
 DEVICES = [
     {"id": "meter-1", "kind": "glucose_meter", "patient": "ana", "address": "C0:00:00:00:00:01"},

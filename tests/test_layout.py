@@ -17,9 +17,12 @@ STAGES = {
 COMPOSITION_ROOTS = {
     "homevitals/console_wiring.py",
     "homevitals/cli.py",
+    "homevitals/cli_devices.py",
     "homevitals/demo.py",
     "homevitals/replay.py",
+    "homevitals/replay_homes.py",
     "homevitals/replay_output.py",
+    "homevitals/scripted_gateway.py",
 }
 # The root configuration model assembles the stages' own sections (issue 16): it may import a
 # stage's configuration (``rules/config.py``, the rule kinds in ``rules/kinds/``), nothing else.

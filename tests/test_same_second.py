@@ -39,9 +39,10 @@ from homevitals.readings import (
     Reading,
     Severity,
 )
+from homevitals.scripted_gateway import run_script
 from homevitals.simulators.ble_values import encode_bp_measurement
+from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 from homevitals.simulators.household import demo_config
-from homevitals.simulators.transport import ScheduledValue, SimulatedTransport
 from homevitals.units import Unit
 from homevitals.wire import Reject
 
@@ -187,8 +188,9 @@ def test_cuff_sitting_through_the_pipeline_keeps_three_rows(
         assert watch.ready.wait(10)
         ingest.wait_log("ready: subscribed")
         clock = SimulatedClock(SITTING)
-        app = GatewayApp(cfg, SimulatedTransport(_cuff_script(), clock), clock)
-        asyncio.run(app.run(drain_seconds=20))
+        radio = ScriptedRadio(cfg.home("home-novak"), clock)
+        app = GatewayApp(cfg, radio, clock)
+        assert asyncio.run(run_script(app, radio, clock, _cuff_script(), drain_seconds=20)) == 0
         bp = wait_until("three rows", lambda: len(
             r := store.query_readings("blood_pressure", "ana", *span)) == 3 and r, 30)
         assert sorted(r["systolic"] for r in bp) == [135.0, 137.0, 141.0]

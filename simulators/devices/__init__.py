@@ -2,7 +2,8 @@
 
 ``SimulatedRadio`` implements the gateway's ``Radio`` protocol; the gateway's own connection
 manager, RACP download and parsers run against it unchanged. ``radio_for_home`` builds one
-simulated peripheral per configured device.
+simulated peripheral per configured device, producing values in real time; ``ScriptedRadio``
+serves a household's script of byte-exact values in simulated time (demo, replay).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from homevitals.simulators.devices.base import (
 )
 from homevitals.simulators.devices.glucose_meter import GlucoseMeter, StoredRecord
 from homevitals.simulators.devices.home import radio_for_home
+from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 from homevitals.simulators.devices.streaming import (
     BthomeButton,
     ItagButton,
@@ -28,6 +30,8 @@ __all__ = [
     "GlucoseMeter",
     "ItagButton",
     "Misbehaviour",
+    "ScheduledValue",
+    "ScriptedRadio",
     "SimAdvert",
     "SimulatedPeripheral",
     "SimulatedRadio",

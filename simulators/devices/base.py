@@ -84,6 +84,11 @@ class SimulatedSession:
     async def start_notify(self, characteristic: str, callback: Callable[[bytes], None]) -> None:
         self._check(characteristic)
         self._callbacks[characteristic] = callback
+        self.peripheral.on_subscribe(self, characteristic)
+
+    def subscribed(self, characteristic: str) -> bool:
+        """Whether the gateway has asked for this characteristic's values (its CCCD)."""
+        return characteristic in self._callbacks and not self._gone.is_set()
 
     async def write(self, characteristic: str, data: bytes, *, response: bool = True) -> None:
         self._check(characteristic)
@@ -171,6 +176,9 @@ class SimulatedPeripheral:
 
     def on_connect(self, session: SimulatedSession) -> None:
         """Hook: start what the device does while connected (e.g. stream values)."""
+
+    def on_subscribe(self, session: SimulatedSession, characteristic: str) -> None:
+        """Hook: the gateway subscribed (a device may then send what it holds)."""
 
     def spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -75,10 +75,13 @@ class GlucoseMeter(SimulatedPeripheral):
     def add(self, record: StoredRecord) -> None:
         self.records.append(record)
 
+    def record_count(self) -> int:
+        return len(self.records)
+
     def sequence_of(self, index: int) -> int:
         """Record ``index`` (0 = oldest) -> its sequence number on this meter."""
         if self.reverse_numbering:
-            return self.first_sequence + len(self.records) - 1 - index
+            return self.first_sequence + self.record_count() - 1 - index
         return self.first_sequence + index
 
     def value_of(self, index: int) -> tuple[bytes, bytes | None]:
@@ -126,7 +129,7 @@ class GlucoseMeter(SimulatedPeripheral):
         response code."""
         if not operand:
             return _INVALID_OPERAND
-        order = sorted(range(len(self.records)), key=self.sequence_of)
+        order = sorted(range(self.record_count()), key=self.sequence_of)
         if operand[0] == 0x01:
             return order
         if operand[0] == 0x03:
