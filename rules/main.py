@@ -1,10 +1,9 @@
 """The rules daemon's one entry point: subscription -> engine -> durable outbox -> MQTT.
 
-Threads: paho's network thread runs the engine for each message (one SQLite commit, then the
-PUBACK); the outbox pump publishes decisions; APScheduler's one worker runs the clock tick that
-judges missing data and silent gateways (``homevitals.scheduling``). The engine's transactions
-serialise them. All three are declared to the runner (``workers``), with the broker session and
-the subscription as readiness (``conditions``).
+Threads: paho's network thread checks each message (``homevitals.rules.intake``) and runs the
+engine (one SQLite commit, then the PUBACK); the outbox pump publishes decisions; APScheduler's
+one worker runs the clock tick that judges missing data and silent gateways. The engine's
+transactions serialise them. All are declared to the runner (``workers``, ``conditions``).
 """
 
 from __future__ import annotations
@@ -14,16 +13,14 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from homevitals import wire
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
-from homevitals.deadletter import SERVER_REASONS, DeadLetters
-from homevitals.errors import WireError
-from homevitals.metrics import Metric, counter, gauge
-from homevitals.origin import Mismatch, Registry
+from homevitals.deadletter import DeadLetters
+from homevitals.origin import Registry
 from homevitals.outbox import DurableQueue, OutboxPump
-from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
 from homevitals.rules.engine import RuleEngine
+from homevitals.rules.intake import Intake
+from homevitals.rules.telemetry import rules_metrics
 from homevitals.runtime import Condition, Runner, Worker
 from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
@@ -43,13 +40,14 @@ class RulesApp:
         self.engine = RuleEngine(
             list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics, self.clock
         )
-        self.registry = Registry(cfg.homes)
         self.dead = DeadLetters("rules", self.outbox, self.topics, self.clock)
+        self.intake = Intake(self.engine, Registry(cfg.homes), self.dead, self.topics,
+                             lambda: self.pump.notify())
         self.subscriber = Subscriber(
             cfg.mqtt_for("rules"),
             cfg.rules.client_id,
             list(self.topics.rules_subscriptions),
-            self.handle,
+            self.intake.handle,
             self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
@@ -66,55 +64,6 @@ class RulesApp:
 
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, rc: Any, _p: Any = None) -> None:
         self.pump.on_publish(mid, rc)
-
-    def handle(self, msg: mqtt.MQTTMessage) -> None:
-        """Check a message (wire format, then origin: topic and configuration), then run the
-        rules. What fails a check is dead-lettered; the Subscriber acknowledges it after."""
-        try:
-            decoded = wire.decode(msg.payload)
-        except WireError as exc:
-            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
-            return
-        parsed = self.topics.parse(msg.topic)
-        if isinstance(decoded, wire.Heartbeat):
-            mismatch = self.registry.check_home(parsed, "heartbeat", str(decoded["home"]))
-        elif isinstance(decoded, Reading | Event | GatewayStatus):
-            mismatch = self.registry.check(parsed, decoded)
-        else:
-            mismatch = Mismatch(
-                "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}"
-            )
-        if mismatch is not None:
-            self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
-            return
-        decisions: list[AlertDecision] = []
-        if isinstance(decoded, Reading):
-            decisions = self.engine.on_reading(decoded)
-        elif isinstance(decoded, Event):
-            decisions = self.engine.on_event(decoded)
-        elif isinstance(decoded, GatewayStatus):
-            decisions = self.engine.on_status(decoded)
-        elif isinstance(decoded, wire.Heartbeat):
-            decisions = self._heartbeat(decoded, msg)
-        if decisions:
-            self.pump.notify()
-
-    def _heartbeat(self, hb: wire.Heartbeat, msg: mqtt.MQTTMessage) -> list[AlertDecision]:
-        try:
-            at = wire.parse_time(hb.get("time"), "time")
-        except WireError as exc:
-            self.dead.keep(msg.topic, msg.payload, exc.reason, str(exc))
-            return []
-        home = str(hb["home"])
-        own = self.registry.home_devices(home)  # a home reports its own devices' batteries only
-        batteries: dict[str, float] = {}
-        devices = hb.get("devices")
-        for device, info in devices.items() if isinstance(devices, dict) else []:
-            level = info.get("battery") if isinstance(info, dict) else None
-            if device in own and isinstance(level, float | int) and not isinstance(level, bool):
-                if 0 <= level <= 100:
-                    batteries[str(device)] = float(level)
-        return self.engine.on_heartbeat(home, at, batteries)
 
     def _on_timer(self, key: str) -> None:
         if self.engine.tick():
@@ -140,23 +89,6 @@ class RulesApp:
         self.outbox.close()
 
 
-def _metrics(app: RulesApp) -> list[Metric]:
-    return [
-        counter("homevitals_rules_decisions_total", "alert decisions made, by state and outcome",
-                {k: v for k, v in app.engine.counts.items()}, "kind"),
-        counter("homevitals_rules_rejected_total",
-                "messages the rules dead-lettered, by reason",
-                {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),
-        counter("homevitals_rules_published_total", "decisions handed to the broker",
-                app.pump.published),
-        counter("homevitals_rules_acknowledged_total", "decisions the broker acknowledged",
-                app.pump.acked),
-        gauge("homevitals_rules_outbox", "decisions waiting for the broker", len(app.outbox)),
-        gauge("homevitals_rules_connected", "1 while connected to the broker",
-              app.subscriber.watch.connected),
-    ]
-
-
 def run_rules(cfg: Config, clock: Clock | None = None) -> None:
     app = RulesApp(cfg, clock)
-    Runner(app, cfg.rules.metrics, lambda: _metrics(app)).run(app.start, app.stop)
+    Runner(app, cfg.rules.metrics, lambda: rules_metrics(app)).run(app.start, app.stop)

@@ -1,0 +1,30 @@
+"""The rules daemon's Prometheus metrics (served by the runner on /metrics)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from homevitals.deadletter import SERVER_REASONS
+from homevitals.metrics import Metric, counter, gauge
+
+if TYPE_CHECKING:
+    from homevitals.rules.main import RulesApp
+
+__all__ = ["rules_metrics"]
+
+
+def rules_metrics(app: RulesApp) -> list[Metric]:
+    return [
+        counter("homevitals_rules_decisions_total", "alert decisions made, by state and outcome",
+                {k: v for k, v in app.engine.counts.items()}, "kind"),
+        counter("homevitals_rules_rejected_total",
+                "messages the rules dead-lettered, by reason",
+                {**dict.fromkeys(SERVER_REASONS, 0), **app.dead.counts}, "reason"),
+        counter("homevitals_rules_published_total", "decisions handed to the broker",
+                app.pump.published),
+        counter("homevitals_rules_acknowledged_total", "decisions the broker acknowledged",
+                app.pump.acked),
+        gauge("homevitals_rules_outbox", "decisions waiting for the broker", len(app.outbox)),
+        gauge("homevitals_rules_connected", "1 while connected to the broker",
+              app.subscriber.watch.connected),
+    ]
