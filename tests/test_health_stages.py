@@ -28,7 +28,7 @@ from homevitals.gateway.main import GatewayApp
 from homevitals.mqtt import connection
 from homevitals.readings import AlertDecision, AlertState, Severity
 from homevitals.rules.main import RulesApp
-from homevitals.rules.main import _metrics as rules_metrics
+from homevitals.rules.telemetry import rules_metrics
 from homevitals.runtime import Declared, Runner
 from homevitals.sdnotify import SystemdNotifier
 from homevitals.simulators.devices import radio_for_home
