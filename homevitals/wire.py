@@ -7,12 +7,11 @@ naming the first problem; it never evaluates anything from the payload.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from homevitals.errors import WireError
@@ -25,8 +24,11 @@ from homevitals.readings import (
     Reading,
 )
 from homevitals.units import Unit
+from homevitals.wire_reject import DEADLETTER_KEEP, Reject, decode_reject, make_reject
+from homevitals.wire_time import format_time, parse_time
 
 __all__ = [
+    "DEADLETTER_KEEP",
     "WIRE_REASONS",
     "WIRE_VERSION",
     "Heartbeat",
@@ -47,85 +49,16 @@ WIRE_REASONS = (
     "bad_time", "bad_measurement", "too_large", "too_deep",
 )
 MAX_PAYLOAD = 64 * 1024
-# A dead letter keeps this much of the payload it names (hex, so twice as many characters),
-# with the whole payload's size and SHA-256: enough to see what was sent, bounded in size, and
-# small enough that the dead letter itself always fits under MAX_PAYLOAD.
-DEADLETTER_KEEP = 4 * 1024
-_ERROR_KEEP = 1000  # characters of an error message kept in a dead letter
-# Times the stores can hold: InfluxDB keeps int64 nanoseconds (1677-09-21 to 2262-04-11). Devices
-# whose clocks reset report years like 2000, so the floor is the Unix epoch, not "recent".
-_TIME_MIN = datetime(1970, 1, 1, tzinfo=UTC)
-_TIME_MAX = datetime(2262, 1, 1, tzinfo=UTC)
-
-
 class Heartbeat(dict[str, Any]):
     """Gateway heartbeat: a plain mapping (queue depth, devices' last-seen and battery)."""
-
-
-class Reject(dict[str, Any]):
-    """A value or message some stage could not accept, kept with the reason (dead-letter)."""
 
 
 Message = Reading | Event | GatewayStatus | AlertDecision | Heartbeat | Reject
 
 
-def make_reject(
-    *,
-    stage: str,
-    reason: str,
-    error: str,
-    topic: str,
-    payload: bytes | bytearray,
-    time: datetime,
-    error_class: str = "",
-    extra: dict[str, Any] | None = None,
-) -> Reject:
-    """A dead letter: what was wrong, where and when, and the bytes themselves (their first
-    DEADLETTER_KEEP bytes when larger, with the whole payload's size and SHA-256)."""
-    body: dict[str, Any] = {
-        "stage": stage,
-        "reason": reason,
-        "error": error[:_ERROR_KEEP],
-        "topic": topic[:_ERROR_KEEP],
-        "payload_hex": bytes(payload[:DEADLETTER_KEEP]).hex(),
-        "payload_size": len(payload),
-        "payload_sha256": hashlib.sha256(payload).hexdigest(),
-        "time": format_time(time),
-    }
-    if len(payload) > DEADLETTER_KEEP:
-        body["payload_truncated"] = True
-    if error_class:
-        body["error_class"] = error_class
-    return Reject({**(extra or {}), **body})
-
-
 def encode_reject(**kwargs: Any) -> bytes:
     """The dead-letter payload (``make_reject``'s arguments), always under MAX_PAYLOAD."""
     return encode(make_reject(**kwargs))
-
-
-def format_time(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def parse_time(value: object, key: str) -> datetime:
-    if not isinstance(value, str):
-        raise WireError("bad_time", f"{key} must be an RFC 3339 string, got {value!r}")
-    try:
-        t = datetime.fromisoformat(value)  # Python 3.11 reads the "Z" suffix itself
-    except ValueError as exc:
-        raise WireError("bad_time", f"{key} {value!r} is not an RFC 3339 time") from exc
-    if t.tzinfo is None:
-        raise WireError("bad_time", f"{key} {value!r} has no UTC offset")
-    try:
-        t = t if t.tzinfo is UTC else t.astimezone(UTC)
-    except OverflowError as exc:  # 9999-12-31T23:00-05:00 is past datetime.max in UTC
-        raise WireError("bad_time", f"{key} {value!r} is out of range") from exc
-    if not _TIME_MIN <= t < _TIME_MAX:
-        raise WireError(
-            "bad_time", f"{key} {value!r} is outside {_TIME_MIN.year}-{_TIME_MAX.year}"
-        )
-    return t
 
 
 def _opt_time(t: datetime | None) -> str | None:
@@ -428,14 +361,8 @@ def _decode_heartbeat(o: dict[str, Any]) -> Heartbeat:
     return Heartbeat({k: v for k, v in o.items() if k not in ("v", "type")})
 
 
-def _decode_reject(o: dict[str, Any]) -> Reject:
-    for key in ("stage", "reason", "error"):
-        _req(o, key)
-    return Reject({k: v for k, v in o.items() if k not in ("v", "type")})
-
-
 _DECODERS: dict[str, Callable[[dict[str, Any]], Message]] = {
-    "reject": _decode_reject,
+    "reject": decode_reject,
     "reading": _decode_reading,
     "event": _decode_event,
     "status": _decode_status,
