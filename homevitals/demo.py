@@ -24,7 +24,7 @@ from homevitals.alerts.main import AlertsApp
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, StoreKind
 from homevitals.embedded import EmbeddedBroker
-from homevitals.gateway.main import GatewayApp
+from homevitals.gateway.app import GatewayApp
 from homevitals.ingest.store import Store
 from homevitals.replay import Pipeline, server_config
 from homevitals.scripted_gateway import run_script

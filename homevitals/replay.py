@@ -39,7 +39,7 @@ from homevitals.clock import SimulatedClock
 from homevitals.config import Config, StoreKind
 from homevitals.embedded import EmbeddedBroker
 from homevitals.errors import HomevitalsError
-from homevitals.gateway.main import GatewayApp
+from homevitals.gateway.app import GatewayApp
 from homevitals.ingest.main import build_store
 from homevitals.ingest.service import IngestService
 from homevitals.replay_faults import Duplication

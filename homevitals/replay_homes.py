@@ -24,7 +24,7 @@ from homevitals.clock import SimulatedClock
 from homevitals.config import Config, GatewayConfig
 from homevitals.embedded import free_port
 from homevitals.errors import HomevitalsError
-from homevitals.gateway.main import GatewayApp
+from homevitals.gateway.app import GatewayApp
 from homevitals.replay_faults import Duplication
 from homevitals.scripted_gateway import settled
 from homevitals.simulators.devices.scripted import ScriptedRadio

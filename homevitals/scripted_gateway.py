@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, DeviceKind
+from homevitals.gateway.app import GatewayApp
 from homevitals.gateway.central import Central
-from homevitals.gateway.main import GatewayApp
 from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 
 __all__ = ["play", "run_script", "settled", "with_addresses"]

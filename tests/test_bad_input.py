@@ -19,7 +19,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config
-from homevitals.gateway.main import GatewayApp
+from homevitals.gateway.app import GatewayApp
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.scripted_gateway import run_script
 from homevitals.simulators.ble_values import (

@@ -185,7 +185,7 @@ def test_gateway_radio_death_is_logged_at_once(tmp_path: Path, mosquitto: object
     assert "Traceback" not in log
     lines = log.splitlines()
     death = next(i for i, line in enumerate(lines) if " ERROR " in line)
-    assert lines[death].endswith("homevitals.gateway.main: the radio stopped, the gateway is"
+    assert lines[death].endswith("homevitals.gateway.app: the radio stopped, the gateway is"
                                  " shutting down: no D-Bus system bus (No such file or"
                                  f" directory); {BLUEZ_HELP}")
     assert "gateway stopped:" in "\n".join(lines[death:])  # the drain comes after

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from homevitals.clock import SystemClock
 from homevitals.config import parse_config
+from homevitals.gateway.app import GatewayApp
 from homevitals.gateway.gatt import RawValue
-from homevitals.gateway.main import GatewayApp
 from homevitals.gateway.service import Gateway
 from homevitals.outbox import DurableQueue
 from homevitals.simulators.ble_values import encode_bp_measurement, encode_bthome_button

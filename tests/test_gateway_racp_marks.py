@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 from gateway_helpers import Rig, home
 
 from homevitals.config import DeviceConfig
+from homevitals.gateway.app import import_sequence_marks
 from homevitals.gateway.gatt import Advert, GattSession, OnValue
-from homevitals.gateway.main import import_sequence_marks
 from homevitals.outbox import DurableQueue
 from homevitals.simulators.devices import (
     GlucoseMeter,

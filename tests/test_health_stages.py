@@ -24,7 +24,7 @@ from homevitals.alerts.main import _metrics as alerts_metrics
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SystemClock
 from homevitals.config import Config
-from homevitals.gateway.main import GatewayApp
+from homevitals.gateway.app import GatewayApp
 from homevitals.mqtt import connection
 from homevitals.readings import AlertDecision, AlertState, Severity
 from homevitals.rules.main import RulesApp

@@ -24,7 +24,7 @@ from servers import Influxd, V2CompatProxy
 
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config
-from homevitals.gateway.main import GatewayApp
+from homevitals.gateway.app import GatewayApp
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.influx_v2 import InfluxV2Store
 from homevitals.ingest.sqlite_store import SqliteStore
