@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from homevitals.errors import ConfigError
 from homevitals.predicted_rule import PredictedRuleConfig
 from homevitals.readings import EventKind, Measurement, Severity, check_id
+from homevitals.risk_config import RiskConfig
 from homevitals.topics import DEFAULT_PREFIX
 from homevitals.units import FIELD_UNITS, Unit
 
@@ -264,6 +265,9 @@ class PatientConfig(_Model):
     # (a BCP 47 tag with a template file, alerts/templates/<language>.yaml).
     phone: str | None = Field(None, description="the patient's own phone (the `patient` role)")
     language: str = Field("en", description="language of the patient's SMS, e.g. en, zh-Hans")
+    glucose_targets: Literal["standard", "older_high_risk"] = Field(
+        "standard", description="consensus glucose targets in reports and the console (issue 15)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
 
@@ -842,6 +846,7 @@ class ConsoleConfig(_Model):
     follow_up_check_seconds: float = Field(
         60.0, gt=0, description="how often overdue follow-ups are sent to the health manager"
     )
+    risk: RiskConfig = Field(default_factory=RiskConfig, description="risk tier rules (issue 15)")
 
 
 class Config(_Model):
