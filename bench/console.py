@@ -37,7 +37,9 @@ from homevitals.console.accounts import Role  # noqa: E402
 from homevitals.console.app import ConsoleApp  # noqa: E402
 from homevitals.console.followups import FollowUps  # noqa: E402
 from homevitals.console.web import ConsoleServer  # noqa: E402
-from homevitals.console_wiring import LedgerBook, StoreRecords, open_accounts  # noqa: E402
+from homevitals.console_records import StoreRecords  # noqa: E402
+from homevitals.console_summaries import build_summaries  # noqa: E402
+from homevitals.console_wiring import LedgerBook, open_accounts  # noqa: E402
 from homevitals.ingest.influx_v1 import InfluxV1Store  # noqa: E402
 from homevitals.readings import FieldValue, Reading  # noqa: E402
 from homevitals.units import Unit  # noqa: E402
@@ -113,7 +115,8 @@ def main() -> None:
             accounts = open_accounts(cfg, clock)
             accounts.add("doca", "Dr. A", Role.DOCTOR, PASSWORD, DOCTOR, "bench")
             app = ConsoleApp(cfg, accounts, LedgerBook(cfg, ledger, Escalator(cfg, ledger, clock)),
-                             StoreRecords(cfg, store, ledger.history, clock, cache_seconds=0),
+                             StoreRecords(cfg, store, ledger.history, clock,
+                                          build_summaries(cfg, store), cache_seconds=0),
                              FollowUps(cfg.console.db_path, clock, {"high": 48.0}), clock)
             server = ConsoleServer(app)
             server.start()
