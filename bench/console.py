@@ -118,6 +118,11 @@ def main() -> None:
                              StoreRecords(cfg, store, ledger.history, clock,
                                           build_summaries(cfg, store), cache_seconds=0),
                              FollowUps(cfg.console.db_path, clock, {"high": 48.0}), clock)
+            assert isinstance(app.records, StoreRecords)
+            t0 = time.perf_counter()
+            app.records.refresh_risk()
+            print(f"risk tiers of {args.patients} patients (the background job, every"
+                  f" {cfg.console.risk.refresh_minutes:g} min): {time.perf_counter() - t0:.2f} s")
             server = ConsoleServer(app)
             server.start()
             client = Client(server.port)

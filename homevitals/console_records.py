@@ -59,6 +59,7 @@ class StoreRecords:
         self.summaries = summaries
         self.cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._risks: dict[str, tuple[float, RiskView]] = {}
         self._lock = threading.Lock()
 
     def _cached(self, key: tuple[str, str], make: Callable[[], Any]) -> Any:
@@ -120,18 +121,34 @@ class StoreRecords:
         return PatientStatus(patient, readings, tuple(devices))
 
     def risk(self, patients: list[str]) -> dict[str, RiskView]:
-        missing = [p for p in patients if not self._fresh(("risk", p))]
+        """The last computed tiers (``refresh_risk``); patients without one are computed now."""
+        ttl = self.cfg.console.risk.refresh_minutes * 60
+        with self._lock:
+            missing = [p for p in patients
+                       if time.monotonic() - self._risks.get(p, (-ttl, None))[0] >= ttl]
         if missing:
-            start, end = self._span()
-            inputs = self.summaries.risk_inputs(missing, start, end)
+            self.refresh_risk(missing)
+        with self._lock:
+            return {p: self._risks[p][1] for p in patients}
+
+    def refresh_risk(self, patients: list[str] | None = None, batch: int = 100) -> int:
+        """Recompute the tiers of these patients (default: all), ``batch`` per store request;
+        how many. Run in the background every ``console.risk.refresh_minutes``."""
+        every = patients if patients is not None else \
+            [p.id for h in self.cfg.homes for p in h.patients]
+        start, end = self._span()
+        for i in range(0, len(every), batch):
+            chunk = every[i:i + batch]
+            inputs = self.summaries.risk_inputs(chunk, start, end)
+            views = {}
+            for p in chunk:
+                home, _ = self.cfg.patient(p)
+                r = assess(inputs[p], self.cfg.console.risk, home.zone)
+                views[p] = RiskView(str(r.tier), r.reasons)
             now = time.monotonic()
             with self._lock:
-                for p in missing:
-                    home, _ = self.cfg.patient(p)
-                    r = assess(inputs[p], self.cfg.console.risk, home.zone)
-                    self._cache[("risk", p)] = (now, RiskView(str(r.tier), r.reasons))
-        with self._lock:
-            return {p: self._cache[("risk", p)][1] for p in patients}
+                self._risks.update({p: (now, v) for p, v in views.items()})
+        return len(every)
 
     # --- the page -----------------------------------------------------------------------------
     def _data(self, patient: str) -> tuple[Period, PatientData]:

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
-
-import pandas as pd
 
 from homevitals.config import Config
 from homevitals.ingest.influx_v1 import InfluxV1Store, quote_identifier, rows_from_series
-from homevitals.ingest.points import rows_in_span, span_ns
+from homevitals.ingest.points import from_ns, rows_in_span, span_ns
 from homevitals.reports.data import ReadingSource, readings_frame
 from homevitals.reports.metrics import HIGH_1, HIGH_2, LOW_1, LOW_2
 from homevitals.reports.risk import RiskInputs, risk_inputs
+from homevitals.units import FIELD_UNITS
 
 __all__ = ["SHOWN", "InfluxSummaries", "RowSummaries", "Summaries", "build_summaries"]
 
@@ -85,44 +84,69 @@ class InfluxSummaries:
         return [r.get("series", []) for r in results]
 
     def last(self, patients: Sequence[str], start: datetime, end: datetime) -> Last:
+        # The last day first (a CGM's 288 points per patient, not 14 days of them); further back
+        # only for the patients that had nothing in it.
+        recent = max(start, end - timedelta(days=1))
+        out = self._last(patients, recent, end)
+        quiet = [p for p in patients if not out[p]]
+        if quiet and recent > start:
+            out.update(self._last(quiet, start, recent))
+        return out
+
+    def _last(self, patients: Sequence[str], start: datetime, end: datetime) -> Last:
         where = self._where(patients, start, end)
-        found = self._run([f"SELECT * FROM {self._source(m)} WHERE {where}"
-                           " GROUP BY \"patient\", \"device\" ORDER BY time DESC LIMIT 1"
-                           for m in _LAST])
+        statements = []
+        for m in _LAST:
+            first, *rest = FIELD_UNITS.get(m, {m: None})
+            more = "".join(f", {quote_identifier(f)}" for f in rest)
+            statements.append(f"SELECT LAST({quote_identifier(first)}){more}, reading_id FROM"
+                              f" {self._source(m)} WHERE {where} GROUP BY \"patient\", \"device\"")
         out: Last = {p: {} for p in patients}
-        for m, series in zip(_LAST, found, strict=True):
+        for m, series in zip(_LAST, self._run(statements), strict=True):
             for s in series:
+                first = next(iter(FIELD_UNITS.get(m, {m: None})))
+                s = {**s, "name": m, "columns": [first if c == "last" else c
+                                                 for c in s["columns"]]}
                 tags = s.get("tags", {})
-                for row in rows_in_span(rows_from_series(s), start, end):
+                for row in rows_from_series(s):
                     out[tags["patient"]][(m, tags["device"])] = row
         return out
 
     def risk_inputs(self, patients: Sequence[str], start: datetime, end: datetime
                     ) -> dict[str, RiskInputs]:
+        # Two scans of the glucose: the count of every reading, and the rare readings outside
+        # 3.9-13.9 themselves (they are few, and the reasons name them). A count in range is
+        # asked for only when a configured rule uses it.
         where, g = self._where(patients, start, end), self._source("glucose")
-        limits = ("", f" AND glucose < {LOW_2!r}", f" AND glucose < {LOW_1!r}",
-                  f" AND glucose > {HIGH_2!r}",
-                  f" AND glucose >= {LOW_1!r} AND glucose <= {HIGH_1!r}")
-        found = self._run(
-            [f"SELECT COUNT(glucose) FROM {g} WHERE {where}{x} GROUP BY \"patient\""
-             for x in limits]
-            + [f"SELECT MIN(glucose) FROM {g} WHERE {where} GROUP BY \"patient\"",
-               f"SELECT * FROM {self._source('blood_pressure')} WHERE {where}"])
-        counts = [{s["tags"]["patient"]: int(s["values"][0][1]) for s in series}
-                  for series in found[:5]]
-        lowest = {s["tags"]["patient"]: (float(s["values"][0][1]),
-                                         pd.Timestamp(s["values"][0][0], tz="UTC").to_pydatetime())
-                  for s in found[5]}
-        bp_rows = [r for s in found[6] for r in rows_in_span(rows_from_series(s), start, end)]
+        in_range = any(r.metric == "glucose_in_range_percent" for r in self.cfg.console.risk.rules)
+        statements = [
+            f"SELECT COUNT(glucose) FROM {g} WHERE {where} GROUP BY \"patient\"",
+            f"SELECT glucose FROM {g} WHERE {where} AND (glucose < {LOW_1!r}"
+            f" OR glucose > {HIGH_2!r}) GROUP BY \"patient\"",
+            f"SELECT * FROM {self._source('blood_pressure')} WHERE {where}"]
+        if in_range:
+            statements.append(f"SELECT COUNT(glucose) FROM {g} WHERE {where} AND glucose >="
+                              f" {LOW_1!r} AND glucose <= {HIGH_1!r} GROUP BY \"patient\"")
+        found = self._run(statements)
+        total = {s["tags"]["patient"]: int(s["values"][0][1]) for s in found[0]}
+        inside = {s["tags"]["patient"]: int(s["values"][0][1]) for s in found[3]} \
+            if in_range else {}
+        rare = {s["tags"]["patient"]: [(float(v), from_ns(int(t))) for t, v in s["values"]]
+                for s in found[1]}
+        bp_rows = [r for s in found[2] for r in rows_in_span(rows_from_series(s), start, end)]
         out = {}
         for p in patients:
             home, _ = self.cfg.patient(p)
-            bp = readings_frame([r for r in bp_rows if r.get("patient") == p], _BP)
-            x = risk_inputs(readings_frame([], ("glucose",)), bp, home.zone)
+            mine = [r for r in bp_rows if r.get("patient") == p]
+            x = risk_inputs(readings_frame([], ("glucose",)), readings_frame(mine, _BP),
+                            home.zone) if mine else RiskInputs()  # pandas costs ms per call
+            odd = rare.get(p, [])
+            lows = [v for v, _ in odd if v < LOW_1]
             out[p] = RiskInputs(
-                counts[0].get(p, 0), counts[1].get(p, 0), counts[2].get(p, 0),
-                counts[3].get(p, 0), counts[4].get(p, 0), lowest.get(p), x.bp_readings,
-                x.bp_days, x.systolic_mean, x.diastolic_mean, x.highest_bp)
+                total.get(p, 0), sum(v < LOW_2 for v in lows), len(lows),
+                sum(v > HIGH_2 for v, _ in odd), inside.get(p, 0),
+                min(odd) if lows else None, x.bp_readings, x.bp_days, x.systolic_mean,
+                x.diastolic_mean, x.highest_bp)
         return out
 
 

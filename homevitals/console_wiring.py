@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -126,6 +127,9 @@ def run_console(cfg: Config, store: Store, clock: Clock) -> None:
     worker = threading.Thread(target=_overdue_worker, args=(server.app, stop),
                               name="console-followups", daemon=True)
     worker.start()
+    if isinstance(server.app.records, StoreRecords):
+        threading.Thread(target=_risk_worker, args=(server.app.records, stop),
+                         name="console-risk", daemon=True).start()
     logger.info("ready: console at http://%s:%d/", cfg.console.host, server.port)
     stop.wait()
     worker.join(timeout=10)
@@ -142,6 +146,20 @@ def _overdue_worker(app: ConsoleApp, stop: threading.Event) -> None:
             app.escalate_overdue()
         except Exception:  # the worker's edge: a locked ledger now must not end the checks
             logger.exception("checking overdue follow-ups failed; trying again later")
+
+
+def _risk_worker(records: StoreRecords, stop: threading.Event) -> None:
+    """Every ``console.risk.refresh_minutes``: every patient's risk tier, from the store."""
+    while True:
+        try:
+            started = time.monotonic()
+            n = records.refresh_risk()
+            logger.info("risk tiers of %d patients computed in %.1f s", n,
+                        time.monotonic() - started)
+        except Exception:  # the worker's edge: a store down now must not end the refreshes
+            logger.exception("computing risk tiers failed; trying again later")
+        if stop.wait(records.cfg.console.risk.refresh_minutes * 60):
+            return
 
 
 def add_account(cfg: Config, clock: Clock, username: str, name: str, role: str,

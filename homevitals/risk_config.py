@@ -105,6 +105,11 @@ def _default_rules() -> list[RiskRule]:
 
 class RiskConfig(_Model):
     rules: list[RiskRule] = Field(default_factory=_default_rules)
+    refresh_minutes: float = Field(
+        15.0, gt=0, le=24 * 60,
+        description="tiers are over days of data: the console recomputes them this often in the"
+        " background, and the patient list shows the last result",
+    )
     follow_up_hours: dict[Tier, float] = Field(
         default_factory=lambda: {Tier.LOW: 48.0, Tier.MEDIUM: 48.0, Tier.HIGH: 24.0},
         description="a follow-up is due within the lesser of this (by the patient's tier) and"

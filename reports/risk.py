@@ -53,8 +53,8 @@ def risk_inputs(glucose: pd.DataFrame, bp: pd.DataFrame, zone: ZoneInfo) -> Risk
     g, _ = deduplicate(glucose)
     g = g.dropna(subset=["glucose"])
     values = g["glucose"].to_numpy(dtype=float)
-    lowest = None
-    if len(values):
+    lowest = None  # named only when it is a low (below 3.9), as the store's aggregates do
+    if len(values) and values.min() < LOW_1:
         i = int(values.argmin())
         lowest = (float(values[i]), g["time"].iloc[i].to_pydatetime())
     rows, _ = prepare_bp(bp, zone)
