@@ -232,12 +232,14 @@ def record_page(patient_id: str, name: str, record: Record, alerts: list[InboxAl
         parts.append(f'<section class="card"><h2>{e(s.title)}</h2><table>{rows}</table>{figs}'
                      f'<ul class="caveats">{notes_}</ul></section>')
     hist = "".join(
-        f'<tr><td>{e(a.opened_at.strftime("%Y-%m-%d %H:%M"))}</td><td>{e(a.severity)}</td>'
-        f'<td>{e(a.reason)}</td><td>{e(a.state)}</td><td>{e(a.acked_by or "")}</td></tr>'
-        for a in alerts)
+        f'<tr><td>{e(a.observed_at.strftime("%Y-%m-%d %H:%M") if a.observed_at else "")}</td>'
+        f'<td>{e(_value(a))}</td><td>{e(a.opened_at.strftime("%Y-%m-%d %H:%M"))}</td>'
+        f'<td>{e(a.severity)}</td><td>{e(a.reason)}</td><td>{e(a.state)}</td>'
+        f'<td>{e(a.acked_by or "")}</td></tr>' for a in alerts)
     parts.append('<section class="card"><h2>Alerts</h2><table class="history">'
-                 '<tr><th>opened (UTC)</th><th>severity</th><th>reason</th><th>state</th>'
-                 f'<th>acknowledged by</th></tr>{hist}</table></section>')
+                 '<tr><th>reading (UTC)</th><th>value</th><th>opened (UTC)</th><th>severity</th>'
+                 '<th>reason</th><th>state</th><th>acknowledged by</th></tr>'
+                 f'{hist}</table></section>')
     done = "".join(f'<tr><td>{e(f.severity)}</td><td>{e(f.reason)}</td>'
                    f'<td>{e(_due(f, now))}</td></tr>' for f in tasks)
     parts.append('<section class="card"><h2>Follow-ups</h2><table class="history">'
