@@ -128,7 +128,10 @@ def main() -> None:
             client = Client(server.port)
             client.sign_in("doca")
             _report(f"patient list ({args.patients})", _times(client, "/patients", args.requests))
-            _report("patient page (14 d + PNGs)", _times(client, "/patients/p0", args.requests))
+            _report("patient page (14 d, HTML)", _times(client, "/patients/p0", args.requests))
+            # Figures are drawn when the browser asks for them (the caches are off here).
+            _report("AGP figure (PNG)", _times(client, "/patients/p0/figures/agp.png",
+                                                args.requests))
             server.stop()
             store.close()
         finally:

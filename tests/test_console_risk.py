@@ -17,6 +17,8 @@ from console_site import Client, Site
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
 from homevitals.clock import SystemClock
+from homevitals.config import parse_config
+from homevitals.errors import ConfigError
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.sqlite_store import SqliteStore
 from homevitals.readings import AlertDecision, FieldValue, Reading
@@ -130,3 +132,19 @@ def test_a_high_tier_patient_is_followed_up_sooner(site: Site) -> None:
     inbox = c.get("/inbox/list")[2]
     assert "now <b>6 mmol/L</b>" in inbox
     assert 'data-trend="rising">\u2197 rising (+0.31 mmol/L/min)' in inbox
+
+
+@pytest.mark.parametrize(("rule", "message"), [
+    ({"id": "x", "metric": "bp_systolic_mean", "above": 1, "below": 2, "tier": "high"},
+     "risk rule x: give exactly one of above, at_least, below"),
+    ({"id": "x", "metric": "bp_pulse", "above": 1, "tier": "high"},
+     "metric 'bp_pulse' is not one of glucose_below_3_0_count"),
+    ({"id": "x", "metric": "bp_systolic_mean", "above": 1, "tier": "low"},
+     "a rule raises the tier to medium or high"),
+])
+def test_a_bad_risk_rule_is_refused_naming_it(rule: dict[str, Any], message: str) -> None:
+    text = json.dumps({"console": {"risk": {"rules": [rule]}}})
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "homevitals.yaml")
+    assert "homevitals.yaml" in str(err.value) and "console.risk.rules" in str(err.value)
+    assert message in str(err.value)
