@@ -23,6 +23,7 @@ from homevitals.console.ports import (
     Records,
     RiskView,
 )
+from homevitals.risk_config import Tier
 
 __all__ = ["PAGE_SIZE", "ConsoleApp", "PatientRow"]
 
@@ -148,7 +149,7 @@ class ConsoleApp:
             return
         # The patient's risk tier when the task is made sets how soon it is due (issue 15).
         tiers = self.records.risk(sorted({a.patient for a in alerts}))
-        cap = {p: self.ccfg.risk.follow_up_hours.get(r.tier, 0.0)  # type: ignore[call-overload]
+        cap = {p: self.ccfg.risk.follow_up_hours.get(Tier(r.tier), 0.0)
                for p, r in tiers.items()}
         self.followups.sync(alerts, doctors, cap)
 
