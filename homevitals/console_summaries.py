@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from homevitals.config import Config
+from homevitals.config import DEVICE_MEASUREMENTS, Config
 from homevitals.ingest.influx_v1 import InfluxV1Store, quote_identifier, rows_from_series
 from homevitals.ingest.points import from_ns, rows_in_span, span_ns
 from homevitals.reports.data import ReadingSource, readings_frame
@@ -84,14 +84,19 @@ class InfluxSummaries:
         return [r.get("series", []) for r in results]
 
     def last(self, patients: Sequence[str], start: datetime, end: datetime) -> Last:
-        # The last day first (a CGM's 288 points per patient, not 14 days of them); further back
-        # only for the patients that had nothing in it.
+        # The last day first (a CGM's 288 points per patient, not 14 days of them); further
+        # back only for the patients with a device that sent nothing in it.
         recent = max(start, end - timedelta(days=1))
         out = self._last(patients, recent, end)
-        quiet = [p for p in patients if not out[p]]
+        quiet = [p for p in patients if self._devices(p) - {d for _, d in out[p]}]
         if quiet and recent > start:
-            out.update(self._last(quiet, start, recent))
+            for p, older in self._last(quiet, start, recent).items():
+                out[p] = {**older, **out[p]}
         return out
+
+    def _devices(self, patient: str) -> set[str]:
+        home, _ = self.cfg.patient(patient)
+        return {d.id for d in home.devices if d.patient == patient and DEVICE_MEASUREMENTS[d.kind]}
 
     def _last(self, patients: Sequence[str], start: datetime, end: datetime) -> Last:
         where = self._where(patients, start, end)
