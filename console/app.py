@@ -15,7 +15,15 @@ from homevitals.clock import Clock
 from homevitals.config import CareRole, Config, HomeConfig, PatientConfig
 from homevitals.console.accounts import Account, Accounts, Role
 from homevitals.console.followups import FollowUp, FollowUps
-from homevitals.console.ports import AlertBook, InboxAlert, PatientStatus, Records
+from homevitals.console.ports import (
+    AlertBook,
+    InboxAlert,
+    LastReading,
+    PatientStatus,
+    Records,
+    RiskView,
+)
+from homevitals.risk_config import Tier
 
 __all__ = ["PAGE_SIZE", "ConsoleApp", "PatientRow"]
 
@@ -33,6 +41,7 @@ class PatientRow:
     status: PatientStatus | None
     open_alerts: int
     overdue: int
+    risk: RiskView | None = None
 
 
 class ConsoleApp:
@@ -70,6 +79,18 @@ class ConsoleApp:
         return sorted((a for a in self.alerts.open_alerts() if a.patient in mine),
                       key=InboxAlert.urgency)
 
+    def current(self, alerts: list[InboxAlert]) -> dict[str, LastReading]:
+        """Alert id -> the patient's newest reading of the alert's measurement."""
+        status = self.records.status(sorted({a.patient for a in alerts}))
+        out = {}
+        for a in alerts:
+            st = status.get(a.patient)
+            last = next((r for r in (st.readings if st else ()) if r.measurement == a.measurement),
+                        None)
+            if last is not None:
+                out[a.alert_id] = last
+        return out
+
     def acknowledge(self, user: Account, alert_id: str, note: str, address: str) -> str | None:
         """Acknowledge one of the user's open alerts; the message to show, None if not theirs."""
         alert = next((a for a in self.inbox(user) if a.alert_id == alert_id), None)
@@ -97,6 +118,7 @@ class ConsoleApp:
                     if not q or q in p.name.lower() or q in p.id.lower() or q in (p.number or "")]
         seen = matching[page * PAGE_SIZE:(page + 1) * PAGE_SIZE]
         statuses = self.records.status([p.id for _, p in seen])
+        risks = self.records.risk([p.id for _, p in seen])
         counts: dict[str, int] = {}
         for a in self.alerts.open_alerts():
             counts[a.patient] = counts.get(a.patient, 0) + 1
@@ -104,8 +126,8 @@ class ConsoleApp:
         late: dict[str, int] = {}
         for f in self.tasks(user):
             late[f.patient] = late.get(f.patient, 0) + f.overdue(now)
-        return [PatientRow(h, p, statuses.get(p.id), counts.get(p.id, 0), late.get(p.id, 0))
-                for h, p in seen], len(matching)
+        return [PatientRow(h, p, statuses.get(p.id), counts.get(p.id, 0), late.get(p.id, 0),
+                           risks.get(p.id)) for h, p in seen], len(matching)
 
     def add_note(self, user: Account, patient_id: str, body: str) -> bool:
         if self.patient(user, patient_id) is None or not body.strip():
@@ -121,7 +143,15 @@ class ConsoleApp:
         # Alerts of the last days only: an older one has its task already (or is history).
         since = self.clock.now() - timedelta(hours=max(self.followups.hours.values(), default=0)
                                              + SYNC_MARGIN_HOURS)
-        self.followups.sync(self.alerts.all_alerts(since), doctors)
+        alerts = [a for a in self.alerts.all_alerts(since)
+                  if a.severity in self.followups.hours and self.followups.get(a.alert_id) is None]
+        if not alerts:
+            return
+        # The patient's risk tier when the task is made sets how soon it is due (issue 15).
+        tiers = self.records.risk(sorted({a.patient for a in alerts}))
+        cap = {p: self.ccfg.risk.follow_up_hours.get(Tier(r.tier), 0.0)
+               for p, r in tiers.items()}
+        self.followups.sync(alerts, doctors, cap)
 
     def tasks(self, user: Account) -> list[FollowUp]:
         """The user's follow-ups not yet done, the soonest due first (created from the ledger)."""

@@ -64,12 +64,17 @@ class FollowUps:
         except sqlite3.Error as exc:
             raise ConsoleError(f"cannot open the console database {path}: {exc}") from exc
 
-    def sync(self, alerts: list[InboxAlert], assignee: dict[str, str]) -> int:
-        """A task for every alert that asks for one; how many are new."""
+    def sync(self, alerts: list[InboxAlert], assignee: dict[str, str],
+             cap: dict[str, float] | None = None) -> int:
+        """A task for every alert that asks for one; how many are new. ``cap``: patient ->
+        hours (by risk tier); a task is due by the lesser of that and its severity's hours."""
+        def hours(a: InboxAlert) -> float:
+            limit = (cap or {}).get(a.patient, 0.0)
+            return min(self.hours[a.severity], limit) if limit > 0 else self.hours[a.severity]
+
         rows = [
             (a.alert_id, a.patient, a.severity, a.reason, assignee.get(a.patient, ""),
-             self.clock.now().isoformat(),
-             (a.opened_at + timedelta(hours=self.hours[a.severity])).isoformat())
+             self.clock.now().isoformat(), (a.opened_at + timedelta(hours=hours(a))).isoformat())
             for a in alerts if a.severity in self.hours]
         with self._lock:
             before = self._db.total_changes

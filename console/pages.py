@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from homevitals.console.accounts import Account, Role
 from homevitals.console.app import PatientRow
 from homevitals.console.followups import FollowUp
-from homevitals.console.ports import InboxAlert, Record
+from homevitals.console.ports import InboxAlert, LastReading, Record, RiskView
 
 __all__ = ["e", "inbox_list", "layout", "login_page", "ago"]
 
@@ -81,8 +81,38 @@ def _value(a: InboxAlert) -> str:
     return f"{a.value:g} {a.unit}".strip()
 
 
+def _now(a: InboxAlert, last: LastReading | None, now: datetime) -> str:
+    """The patient's newest reading of the alert's measurement, and the trend since the alert:
+    the rule's own rate when it gave one (a CGM trend), else from the alert's value to now."""
+    if last is None or (a.observed_at is not None and last.time < a.observed_at):
+        last = None if a.value is None or a.observed_at is None else \
+            LastReading(a.measurement, _value(a), a.observed_at)
+    if last is None:
+        return '<span class="now">no reading</span>'
+    rate = a.trend
+    if rate is None and a.value is not None and a.observed_at and last.time > a.observed_at:
+        current = _number(last.text)
+        if current is not None:
+            rate = (current - a.value) / ((last.time - a.observed_at).total_seconds() / 60)
+    arrow = ""
+    if rate is not None:
+        word = "rising" if rate > 0.005 else "falling" if rate < -0.005 else "steady"
+        sign = {"rising": "\u2197", "falling": "\u2198", "steady": "\u2192"}[word]
+        arrow = (f' <span class="trend" data-trend="{word}">{sign} {word}'
+                 f' ({rate:+.2f} {e(a.unit)}/min)</span>')
+    return (f'<span class="now">now <b>{e(last.text)}</b> ({e(ago(last.time, now))})</span>'
+            + arrow)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.split()[0].split("/")[0])
+    except (ValueError, IndexError):
+        return None
+
+
 def inbox_list(alerts: list[InboxAlert], names: dict[str, str], csrf: str,
-               now: datetime) -> str:
+               now: datetime, current: dict[str, LastReading] | None = None) -> str:
     if not alerts:
         return '<p class="empty" id="inbox-empty">No open alerts.</p>'
     items = []
@@ -98,6 +128,7 @@ def inbox_list(alerts: list[InboxAlert], names: dict[str, str], csrf: str,
             f'<span class="age">opened {e(ago(a.opened_at, now))}</span></div>'
             f'<div class="reason">{e(a.reason)}</div>'
             f'<div class="facts"><span class="value">{e(_value(a))}</span> '
+            f'{_now(a, (current or {}).get(a.alert_id), now)} '
             f'<span>escalation step {a.step}{e(nxt)}</span> '
             f'<span class="told">told: {e(told)}</span></div>'
             f'<form method="post" action="/alerts/{e(a.alert_id)}/ack" class="ack">{_csrf(csrf)}'
@@ -126,6 +157,10 @@ def patients_page(rows: list[PatientRow], query: str, now: datetime) -> str:
                   f'{"s" if r.open_alerts != 1 else ""}</span>' if r.open_alerts else "")
         if r.overdue:
             alerts += f' <span class="badge">{r.overdue} overdue follow-up</span>'
+        if r.risk is not None:
+            why = "; ".join(r.risk.reasons)
+            alerts = (f'<span class="tier tier-{e(r.risk.tier)}" title="{e(why)}">'
+                      f'{e(r.risk.tier)} risk</span> ' + alerts)
         items.append(
             f'<li class="card patient"><div class="head"><a href="/patients/{e(r.patient.id)}">'
             f'{e(r.patient.name)}</a> {alerts}<span class="muted">{e(r.patient.number or "")}'
@@ -172,10 +207,19 @@ def pager(query: str, page: int, total: int, size: int) -> str:
             f' of {total}</span> {nxt}</p>')
 
 
+def risk_section(risk: RiskView) -> str:
+    reasons = "".join(f"<li>{e(x)}</li>" for x in risk.reasons) or \
+        "<li>No risk rule holds over the period.</li>"
+    return (f'<section class="card risk"><h2>Risk tier: <span class="tier tier-{e(risk.tier)}">'
+            f'{e(risk.tier)}</span></h2><ul class="reasons">{reasons}</ul></section>')
+
+
 def record_page(patient_id: str, name: str, record: Record, alerts: list[InboxAlert],
                 tasks: list[FollowUp], notes: list[dict[str, str]], csrf: str,
-                now: datetime) -> str:
+                now: datetime, risk: RiskView | None = None) -> str:
     parts = [f'<p class="muted">{e(record.period)}</p>']
+    if risk is not None:
+        parts.append(risk_section(risk))
     for s in record.sections:
         rows = "".join(f'<tr class="{"off" if r.off_target else ""}"><th>{e(r.label)}</th>'
                        f'<td>{e(r.value)}</td></tr>' for r in s.rows)
@@ -188,12 +232,14 @@ def record_page(patient_id: str, name: str, record: Record, alerts: list[InboxAl
         parts.append(f'<section class="card"><h2>{e(s.title)}</h2><table>{rows}</table>{figs}'
                      f'<ul class="caveats">{notes_}</ul></section>')
     hist = "".join(
-        f'<tr><td>{e(a.opened_at.strftime("%Y-%m-%d %H:%M"))}</td><td>{e(a.severity)}</td>'
-        f'<td>{e(a.reason)}</td><td>{e(a.state)}</td><td>{e(a.acked_by or "")}</td></tr>'
-        for a in alerts)
+        f'<tr><td>{e(a.observed_at.strftime("%Y-%m-%d %H:%M") if a.observed_at else "")}</td>'
+        f'<td>{e(_value(a))}</td><td>{e(a.opened_at.strftime("%Y-%m-%d %H:%M"))}</td>'
+        f'<td>{e(a.severity)}</td><td>{e(a.reason)}</td><td>{e(a.state)}</td>'
+        f'<td>{e(a.acked_by or "")}</td></tr>' for a in alerts)
     parts.append('<section class="card"><h2>Alerts</h2><table class="history">'
-                 '<tr><th>opened (UTC)</th><th>severity</th><th>reason</th><th>state</th>'
-                 f'<th>acknowledged by</th></tr>{hist}</table></section>')
+                 '<tr><th>reading (UTC)</th><th>value</th><th>opened (UTC)</th><th>severity</th>'
+                 '<th>reason</th><th>state</th><th>acknowledged by</th></tr>'
+                 f'{hist}</table></section>')
     done = "".join(f'<tr><td>{e(f.severity)}</td><td>{e(f.reason)}</td>'
                    f'<td>{e(_due(f, now))}</td></tr>' for f in tasks)
     parts.append('<section class="card"><h2>Follow-ups</h2><table class="history">'

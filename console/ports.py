@@ -21,6 +21,7 @@ __all__ = [
     "RecordRow",
     "RecordSection",
     "Records",
+    "RiskView",
 ]
 
 SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -44,6 +45,8 @@ class InboxAlert:
     told: tuple[str, ...]  # "name (role)"
     acked_at: str | None
     acked_by: str | None
+    measurement: str = ""
+    trend: float | None = None  # the rule's rate of change per minute in ``unit``, if it knew
 
     def __post_init__(self) -> None:
         if self.opened_at.tzinfo is None:
@@ -128,9 +131,21 @@ class Record:
     sections: tuple[RecordSection, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class RiskView:
+    """A patient's risk tier (low, medium, high) and the rules that set it, naming readings."""
+
+    tier: str
+    reasons: tuple[str, ...]
+
+
 class Records(Protocol):
     def status(self, patients: list[str]) -> dict[str, PatientStatus]:
         """Last reading per measurement and device health of each patient."""
+        ...
+
+    def risk(self, patients: list[str]) -> dict[str, RiskView]:
+        """Each patient's risk tier from the configured rules over the console's period."""
         ...
 
     def record(self, patient: str) -> Record: ...

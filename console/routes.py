@@ -120,8 +120,9 @@ def inbox(req: Request) -> Reply:
 
 def _inbox_list(req: Request) -> str:
     app = req.app
-    return pages.inbox_list(app.inbox(req.user), _names(app, req.user), req.session.csrf,
-                            app.clock.now())
+    alerts = app.inbox(req.user)
+    return pages.inbox_list(alerts, _names(app, req.user), req.session.csrf, app.clock.now(),
+                            app.current(alerts))
 
 
 def inbox_fragment(req: Request) -> Reply:
@@ -165,7 +166,8 @@ def patients_api(req: Request) -> Reply:
     rows, total = req.app.patient_rows(req.user, req.arg("q"), _page_no(req))
     return Reply.json(200, {"total": total, "page_size": PAGE_SIZE, "patients": [
         {"id": r.patient.id, "name": r.patient.name, "home": r.home.id,
-         "open_alerts": r.open_alerts,
+         "open_alerts": r.open_alerts, "risk_tier": r.risk.tier if r.risk else None,
+         "risk_reasons": list(r.risk.reasons) if r.risk else [],
          "readings": [{"measurement": x.measurement, "value": x.text, "time": x.time.isoformat()}
                       for x in (r.status.readings if r.status else ())]}
         for r in rows]})
@@ -185,7 +187,8 @@ def patient_page(req: Request) -> Reply:
     app.tasks(req.user)  # the patient's newest alerts have their follow-ups too
     body = pages.record_page(p.id, p.name, app.records.record(p.id),
                              app.alerts.patient_alerts(p.id), app.followups.of_patient(p.id),
-                             app.accounts.notes(p.id), req.session.csrf, app.clock.now())
+                             app.accounts.notes(p.id), req.session.csrf, app.clock.now(),
+                             app.records.risk([p.id]).get(p.id))
     return req.page(p.name, body)
 
 
@@ -194,8 +197,10 @@ def patient_api(req: Request) -> Reply:
     if p is None:
         return _not_found(req)
     app = req.app
+    risk = app.records.risk([p.id]).get(p.id)
     return Reply.json(200, {
-        "id": p.id, "name": p.name,
+        "id": p.id, "name": p.name, "risk_tier": risk.tier if risk else None,
+        "risk_reasons": list(risk.reasons) if risk else [],
         "alerts": [_alert_json(a) for a in app.alerts.patient_alerts(p.id)],
         "notes": app.accounts.notes(p.id)})
 

@@ -197,6 +197,7 @@ def cmd_mqtt_acl(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from homevitals.alert_readings import history_with_readings
     from homevitals.alerts.ledger import Ledger
     from homevitals.ingest.main import build_store
     from homevitals.reports.main import check_store, parse_date, run_all, run_report
@@ -210,7 +211,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             return None
         ledger = Ledger(ledger_path)
         try:
-            return ledger.history(patient)
+            return history_with_readings(ledger, patient)
         finally:
             ledger.close()
 

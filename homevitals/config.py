@@ -45,6 +45,7 @@ from homevitals.config_homes import (
 )
 from homevitals.errors import ConfigError
 from homevitals.readings import Severity
+from homevitals.risk_config import RiskConfig
 from homevitals.rules.config import RulesConfig
 from homevitals.rules.kinds import KINDS, RuleConfig, effective_rule, episode_of
 from homevitals.topics import DEFAULT_PREFIX
@@ -228,6 +229,7 @@ class ConsoleConfig(Model):
     follow_up_check_seconds: float = Field(
         60.0, gt=0, description="how often overdue follow-ups are sent to the health manager"
     )
+    risk: RiskConfig = Field(default_factory=RiskConfig, description="risk tier rules (issue 15)")
 
 
 class Config(Model):

@@ -115,6 +115,9 @@ class PatientConfig(Model):
     # (a BCP 47 tag with a template file, alerts/templates/<language>.yaml).
     phone: str | None = Field(None, description="the patient's own phone (the `patient` role)")
     language: str = Field("en", description="language of the patient's SMS, e.g. en, zh-Hans")
+    glucose_targets: Literal["standard", "older_high_risk"] = Field(
+        "standard", description="consensus glucose targets in reports and the console (issue 15)"
+    )
 
     _id = field_validator("id")(lambda v: check_id("patient", v))
 

@@ -13,39 +13,26 @@ from __future__ import annotations
 
 import logging
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
-from pathlib import Path
-from typing import Any
 
 from homevitals import wire
+from homevitals.alert_readings import history_with_readings
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
 from homevitals.clock import Clock
-from homevitals.config import DEVICE_MEASUREMENTS, CareRole, Config
+from homevitals.config import CareRole, Config
 from homevitals.console.accounts import Accounts, Role
 from homevitals.console.app import ConsoleApp
 from homevitals.console.followups import FollowUps
-from homevitals.console.ports import (
-    DeviceStatus,
-    InboxAlert,
-    LastReading,
-    PatientStatus,
-    Record,
-    RecordRow,
-    RecordSection,
-)
+from homevitals.console.ports import InboxAlert
 from homevitals.console.web import ConsoleServer
+from homevitals.console_records import StoreRecords
+from homevitals.console_summaries import build_summaries
 from homevitals.ingest.store import Store
-from homevitals.reports import figures
-from homevitals.reports.bp_metrics import bp_summary, prepare_bp, vital_stats
-from homevitals.reports.data import Period, load
-from homevitals.reports.metrics import agp, cgm_devices, deduplicate, glucose_metrics
-from homevitals.units import FIELD_UNITS
 
 __all__ = [
     "LedgerBook", "StoreRecords", "add_account", "build_console", "open_accounts", "run_console",
@@ -54,7 +41,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CLOSED = ("acknowledged", "resolved")
-_SHOWN = ("glucose", "blood_pressure", "heart_rate", "spo2", "temperature", "weight")
 
 
 class LedgerBook:
@@ -82,7 +68,7 @@ class LedgerBook:
             wire.parse_time(r.opened_at, "opened_at"), d.value, d.unit, d.observed_at,
             r.step + 1,
             wire.parse_time(r.next_step_at, "next_step_at") if r.next_step_at else None,
-            told, r.acked_at, r.acked_by)
+            told, r.acked_at, r.acked_by, d.measurement, d.trend)
 
     def open_alerts(self) -> list[InboxAlert]:
         return [a for a in self._alerts(None, lambda r: r["alert_state"] not in _CLOSED)
@@ -114,161 +100,6 @@ class LedgerBook:
                                entry="follow-up overdue: the health manager is told")
 
 
-def _text(measurement: str, row: dict[str, Any]) -> str:
-    if measurement == "blood_pressure":
-        return f"{row.get('systolic', 0):.0f}/{row.get('diastolic', 0):.0f} mmHg"
-    units = FIELD_UNITS.get(measurement, {})
-    field = measurement if measurement in units else next(iter(units), measurement)
-    value = row.get(field)
-    return f"{value:g} {units.get(field, '')}".strip() if isinstance(value, int | float) else "?"
-
-
-class StoreRecords:
-    """Last readings, device health and the dynamic record (``Records``), from the store."""
-
-    def __init__(self, cfg: Config, store: Store, history: Callable[[str], Any],
-                 clock: Clock, cache_seconds: float = 15.0) -> None:
-        self.cfg, self.store, self.history, self.clock = cfg, store, history, clock
-        self.cache_seconds = cache_seconds
-        self._cache: dict[tuple[str, str], tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def _cached(self, key: tuple[str, str], make: Callable[[], Any]) -> Any:
-        with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
-            return hit[1]
-        value = make()
-        with self._lock:
-            self._cache[key] = (time.monotonic(), value)
-        return value
-
-    def status(self, patients: list[str]) -> dict[str, PatientStatus]:
-        return {p: self._cached(("status", p), partial(self._status, p)) for p in patients}
-
-    def _status(self, patient: str) -> PatientStatus:
-        c = self.cfg.console
-        now = self.clock.now()
-        start, end = now - timedelta(days=c.lookback_days), now + timedelta(minutes=5)
-        home, _ = self.cfg.patient(patient)
-        readings, seen, battery = [], {}, {}  # type: ignore[var-annotated]
-        # The last day first (a CGM's 288 rows, not 14 days of them); further back only when
-        # that finds nothing. A device missing from the recent window is silent either way.
-        recent = now - max(timedelta(days=1), timedelta(hours=c.silent_hours))
-        # Only what the patient's devices measure: each measurement is a query or two.
-        made = {str(m) for d in home.devices if d.patient == patient
-                for m in DEVICE_MEASUREMENTS[d.kind]}
-        for m in (x for x in (*_SHOWN, "battery") if x in made):
-            rows = self.store.query_readings(m, patient, max(start, recent), end)
-            if not rows and recent > start:
-                rows = self.store.query_readings(m, patient, start, recent)
-            for r in rows:
-                seen[r.get("device")] = max(seen.get(r.get("device"), r["time"]), r["time"])
-                if m == "battery":
-                    battery[r.get("device")] = r.get("battery")
-            if rows and m != "battery":
-                readings.append(LastReading(m, _text(m, rows[-1]), rows[-1]["time"]))
-        devices = []
-        for d in home.devices:
-            if d.patient != patient or not DEVICE_MEASUREMENTS[d.kind]:
-                continue  # buttons send nothing until pressed: silence is their normal state
-            last = seen.get(d.id)
-            level = battery.get(d.id)
-            devices.append(DeviceStatus(
-                d.id, str(d.kind), last,
-                level, last is None or now - last > timedelta(hours=c.silent_hours),
-                isinstance(level, int | float) and level < c.low_battery_percent))
-        return PatientStatus(patient, tuple(readings), tuple(devices))
-
-    def record(self, patient: str) -> Record:
-        rec, _ = self._cached(("record", patient), lambda: self._record(patient))
-        return rec  # type: ignore[no-any-return]
-
-    def figure(self, patient: str, key: str) -> bytes | None:
-        _, pngs = self._cached(("record", patient), lambda: self._record(patient))
-        return pngs.get(key)  # type: ignore[no-any-return]
-
-    def _record(self, patient: str) -> tuple[Record, dict[str, bytes]]:
-        home, _ = self.cfg.patient(patient)
-        today = self.clock.now().astimezone(home.zone).date()
-        period = Period(today - timedelta(days=self.cfg.console.lookback_days - 1), today,
-                        home.zone)
-        data = load(self.store, self.history, patient, period)
-        pngs: dict[str, bytes] = {}
-        with tempfile.TemporaryDirectory(prefix="homevitals-console-") as tmp:
-            def draw(key: str, fn: Callable[[Path], Path]) -> tuple[str, str]:
-                pngs[key] = fn(Path(tmp) / f"{key}.png").read_bytes()
-                return key, _CAPTIONS[key]
-            sections = (
-                _glucose(data.glucose, period, draw), _bp(data.bp, period, draw),
-                _vitals(data.heart_rate, data.spo2, draw))
-        text = f"{period.first} to {period.last} ({period.days} days, {home.timezone})"
-        return Record(text, sections), pngs
-
-
-_CAPTIONS = {"agp": "Ambulatory glucose profile", "daily": "Daily glucose",
-             "bp": "Home blood pressure", "vitals": "Heart rate and SpO2"}
-Draw = Callable[[str, Callable[[Path], Path]], tuple[str, str]]
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v:.1f} %"
-
-
-def _glucose(df: Any, period: Period, draw: Draw) -> RecordSection:
-    m = glucose_metrics(df, period.start, period.end, period.zone)
-    if not m.readings:
-        return RecordSection("Glucose", (), notes=m.caveats)
-    rows = [RecordRow("readings", f"{m.readings} ({'CGM' if m.cgm else 'meter'})"),
-            RecordRow("mean", f"{m.mean_mmol:.1f} mmol/L" if m.mean_mmol else "-"),
-            RecordRow("time in range 3.9-10.0", _pct(m.in_range), (m.in_range or 0) < 70),
-            RecordRow("below 3.9", _pct(m.below_3_9), (m.below_3_9 or 0) >= 4),
-            RecordRow("below 3.0", _pct(m.below_3_0), (m.below_3_0 or 0) >= 1),
-            RecordRow("above 10.0", _pct(m.above_10_0), (m.above_10_0 or 0) >= 25),
-            RecordRow("CV", _pct(m.cv_percent), (m.cv_percent or 0) > 36)]
-    if m.gmi_percent is not None:
-        rows.append(RecordRow("GMI", f"{m.gmi_percent:.1f} %"))
-    figs = []
-    profile = agp(df, period.zone)
-    if profile.curves:
-        figs.append(draw("agp", lambda p: figures.agp_figure(profile, m, p)))
-    unique, _ = deduplicate(df)
-    figs.append(draw("daily", lambda p: figures.daily_figure(unique, cgm_devices(unique),
-                                                             period, p)))
-    notes = m.caveats + (() if profile.curves else (profile.reason,))
-    return RecordSection("Glucose", tuple(rows), tuple(figs), notes)
-
-
-def _bp(df: Any, period: Period, draw: Draw) -> RecordSection:
-    rows_df, _ = prepare_bp(df, period.zone)
-    if rows_df.empty:
-        return RecordSection("Blood pressure", (), notes=("No blood pressure readings.",))
-    s = bp_summary(df, period.zone)
-    rows = tuple(
-        RecordRow(f"mean, {st.label}", "-" if st.systolic is None else
-                  f"{st.systolic:.0f}/{st.diastolic:.0f} mmHg ({st.readings} readings)",
-                  bool(st.mean_is_high))
-        for st in s.unflagged)
-    fig = draw("bp", lambda p: figures.bp_figure(rows_df, p))
-    return RecordSection("Blood pressure", rows, (fig,),
-                         (f"{s.flagged} readings flagged by the device are left out.",)
-                         if s.flagged else ())
-
-
-def _vitals(hr: Any, spo2: Any, draw: Draw) -> RecordSection:
-    rows = []
-    for name, df, field, unit in (("heart rate", hr, "heart_rate", "bpm"),
-                                  ("SpO2", spo2, "spo2", "%")):
-        st = vital_stats(df, field)
-        if st is not None:
-            rows.append(RecordRow(name, f"mean {st.mean:.0f} {unit} ({st.low:.0f}-{st.high:.0f},"
-                                        f" {st.readings} readings)"))
-    if not rows:
-        return RecordSection("Heart rate and SpO2", (), notes=("No readings.",))
-    fig = draw("vitals", lambda p: figures.vitals_figure(hr, spo2, p))
-    return RecordSection("Heart rate and SpO2", tuple(rows), (fig,))
-
-
 # --- wiring ----------------------------------------------------------------------------------
 def open_accounts(cfg: Config, clock: Clock) -> Accounts:
     c = cfg.console
@@ -279,7 +110,8 @@ def open_accounts(cfg: Config, clock: Clock) -> Accounts:
 def build_console(cfg: Config, store: Store, clock: Clock) -> tuple[ConsoleServer, Ledger]:
     ledger = Ledger(cfg.alerts.outbox_path)
     book = LedgerBook(cfg, ledger, Escalator(cfg, ledger, clock))
-    records = StoreRecords(cfg, store, ledger.history, clock)
+    records = StoreRecords(cfg, store, partial(history_with_readings, ledger), clock,
+                           build_summaries(cfg, store))
     hours = {str(k): v for k, v in cfg.console.follow_up_hours.items()}
     tasks = FollowUps(cfg.console.db_path, clock, hours)
     app = ConsoleApp(cfg, open_accounts(cfg, clock), book, records, tasks, clock)
@@ -295,6 +127,9 @@ def run_console(cfg: Config, store: Store, clock: Clock) -> None:
     worker = threading.Thread(target=_overdue_worker, args=(server.app, stop),
                               name="console-followups", daemon=True)
     worker.start()
+    if isinstance(server.app.records, StoreRecords):
+        threading.Thread(target=_risk_worker, args=(server.app.records, stop),
+                         name="console-risk", daemon=True).start()
     logger.info("ready: console at http://%s:%d/", cfg.console.host, server.port)
     stop.wait()
     worker.join(timeout=10)
@@ -311,6 +146,20 @@ def _overdue_worker(app: ConsoleApp, stop: threading.Event) -> None:
             app.escalate_overdue()
         except Exception:  # the worker's edge: a locked ledger now must not end the checks
             logger.exception("checking overdue follow-ups failed; trying again later")
+
+
+def _risk_worker(records: StoreRecords, stop: threading.Event) -> None:
+    """Every ``console.risk.refresh_minutes``: every patient's risk tier, from the store."""
+    while True:
+        try:
+            started = time.monotonic()
+            n = records.refresh_risk()
+            logger.info("risk tiers of %d patients computed in %.1f s", n,
+                        time.monotonic() - started)
+        except Exception:  # the worker's edge: a store down now must not end the refreshes
+            logger.exception("computing risk tiers failed; trying again later")
+        if stop.wait(records.cfg.console.risk.refresh_minutes * 60):
+            return
 
 
 def add_account(cfg: Config, clock: Clock, username: str, name: str, role: str,

@@ -10,9 +10,11 @@ Sources:
           practical application: a 2021 position paper of the ESH Working Group. J Hypertens
           2021;39:1742-1767. Morning and evening sessions are defined by activity (morning before
           breakfast and drugs, evening before dinner), which the readings do not carry, so clock
-          windows stand in for them.
-[ME]      Kario K. Morning surge in blood pressure and cardiovascular risk. Hypertension
-          2010;56:765-773: with home BP, the morning-evening difference is the usual proxy.
+          windows stand in for them. The protocol: 3-7 days (7 preferred) of duplicate
+          readings morning and evening; the first day is discarded; the mean of the remaining
+          morning and evening readings is the home BP, from at least 3 days and 12 readings.
+          A morning-minus-evening difference is not the "morning surge" (that compares the
+          morning with the night's lowest pressure, which home readings do not measure).
 """
 
 from __future__ import annotations
@@ -30,11 +32,14 @@ __all__ = [
     "FLAG_CODES",
     "HIGH_DIASTOLIC",
     "HIGH_SYSTOLIC",
+    "MIN_DAYS",
+    "MIN_READINGS",
     "MORNING",
     "BpStats",
     "BpSummary",
     "VitalStats",
     "bp_summary",
+    "esh_rows",
     "is_flagged",
     "prepare_bp",
     "vital_stats",
@@ -42,8 +47,10 @@ __all__ = [
 
 HIGH_SYSTOLIC = 135.0  # [ESC/ESH], [ISH]
 HIGH_DIASTOLIC = 85.0
-MORNING = (time(4, 0), time(12, 0))  # [start, end) local; the brief's windows, see [HBPM]
-EVENING = (time(18, 0), time(0, 0))  # 18:00 to midnight
+MORNING = (time(6, 0), time(12, 0))  # [start, end) local, see [HBPM]
+EVENING = (time(18, 0), time(0, 0))  # 18:00 to midnight; readings outside both are not counted
+MIN_DAYS = 3  # [HBPM]: at least 3 days after the first, and 12 readings
+MIN_READINGS = 12
 # Status bits that make a reading doubtful (Bluetooth GSS, Blood Pressure Measurement, Measurement
 # Status; names as gateway/profiles/blood_pressure.py gives them). Pulse-range bits are not here:
 # they describe the pulse, not the pressure measurement.
@@ -75,14 +82,20 @@ class BpStats:
 
 @dataclass(frozen=True, slots=True)
 class BpSummary:
-    """Each tuple holds all sessions, morning, evening; ``surge`` = morning - evening systolic."""
+    """Each tuple holds morning and evening together, morning, evening, from the readings the
+    ESH protocol counts: day 1 discarded, morning and evening windows only.
+    ``difference`` = morning - evening mean systolic (not a "morning surge", see [HBPM])."""
 
     all_readings: tuple[BpStats, ...]
     unflagged: tuple[BpStats, ...]
     flagged: int
     duplicates: int
-    surge_all: float | None
-    surge_unflagged: float | None
+    difference_all: float | None
+    difference_unflagged: float | None
+    first_day_dropped: int = 0  # readings of day 1, not counted
+    outside_windows: int = 0  # readings from 00:00-06:00 and 12:00-18:00, not counted
+    days: int = 0  # days with counted (unflagged) readings
+    caveats: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.all_readings) != 3 or len(self.unflagged) != 3:
@@ -131,21 +144,42 @@ def _stats(label: str, rows: pd.DataFrame) -> BpStats:
 
 
 def _by_session(rows: pd.DataFrame) -> tuple[BpStats, BpStats, BpStats]:
-    return (_stats("all sessions", rows), _stats("morning", rows[rows["session"] == "morning"]),
+    return (_stats("morning and evening", rows),
+            _stats("morning", rows[rows["session"] == "morning"]),
             _stats("evening", rows[rows["session"] == "evening"]))
 
 
-def _surge(stats: tuple[BpStats, ...]) -> float | None:
+def _difference(stats: tuple[BpStats, ...]) -> float | None:
     morning, evening = stats[1].systolic, stats[2].systolic
     return None if morning is None or evening is None else morning - evening
 
 
+def esh_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The readings [HBPM] counts, from ``prepare_bp``'s rows: not of the first day with
+    readings, and in the morning or evening window."""
+    if rows.empty:
+        return rows
+    first = rows["local"].min().date()
+    later = pd.Series([t.date() != first for t in rows["local"]], index=rows.index, dtype=bool)
+    return rows[later & (rows["session"] != "other")]
+
+
 def bp_summary(df: pd.DataFrame, zone: ZoneInfo) -> BpSummary:
     rows, duplicates = prepare_bp(df, zone)
-    every = _by_session(rows)
-    clean = _by_session(rows[~rows["flagged"]])
-    return BpSummary(every, clean, int(rows["flagged"].sum()), duplicates,
-                     _surge(every), _surge(clean))
+    counted = esh_rows(rows)
+    first_day = 0 if rows.empty else int(
+        sum(t.date() == rows["local"].min().date() for t in rows["local"]))
+    clean = counted[~counted["flagged"]]
+    days = len({t.date() for t in clean["local"]})
+    caveats = []
+    if days < MIN_DAYS or len(clean) < MIN_READINGS:
+        caveats.append(f"Too few readings for a home BP by the ESH protocol: {len(clean)} readings"
+                       f" on {days} days after the first; it asks for at least {MIN_READINGS}"
+                       f" readings on {MIN_DAYS} days (Parati 2021). The means are uncertain.")
+    every, unflagged = _by_session(counted), _by_session(clean)
+    return BpSummary(every, unflagged, int(rows["flagged"].sum()), duplicates,
+                     _difference(every), _difference(unflagged), first_day,
+                     int(len(rows) - first_day - len(counted)), days, tuple(caveats))
 
 
 def vital_stats(df: pd.DataFrame, field: str) -> VitalStats | None:

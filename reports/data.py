@@ -50,7 +50,8 @@ class ReadingSource(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
-# Rows of ``Ledger.history(patient)``; None when there is no ledger to read.
+# Rows of ``Ledger.history(patient)``, each with the alert's reading (``observed_at``, ``value``,
+# ``unit``) when the composition root adds them; None when there is no ledger to read.
 AlertHistory = Callable[[str], list[dict[str, object]] | None]
 
 
@@ -109,15 +110,24 @@ def readings_frame(rows: Iterable[dict[str, Any]], fields: tuple[str, ...]) -> p
 
 
 def alerts_frame(rows: list[dict[str, object]], period: Period) -> pd.DataFrame:
-    """Ledger rows whose alert opened within the period, ``opened_at`` as UTC timestamps."""
+    """Ledger rows of alerts raised by a reading within the period, placed by ``reading_at``:
+    the reading's time (``observed_at``) when the row carries it, else when the alert opened.
+    A reading that arrived late (a gateway offline overnight) belongs to the night it was
+    taken, not to the morning its alert opened."""
     df = pd.DataFrame(rows)
     if df.empty:
-        return pd.DataFrame(columns=["opened_at", "rule", "severity", "alert_state", "name"])
-    for name in ("opened_at", "resolved_at", "sent_at"):
+        return pd.DataFrame(columns=["reading_at", "value", "unit", "opened_at", "rule",
+                                     "severity", "alert_state", "name"])
+    for name in ("opened_at", "resolved_at", "sent_at", "observed_at"):
         if name in df:
             df[name] = pd.to_datetime(df[name], utc=True, format="ISO8601")
-    inside = (df["opened_at"] >= period.start) & (df["opened_at"] < period.end)
-    return df[inside].reset_index(drop=True)
+    df["reading_at"] = df["observed_at"].fillna(df["opened_at"]) if "observed_at" in df \
+        else df["opened_at"]
+    for name in ("value", "unit"):
+        if name not in df:
+            df[name] = None
+    inside = (df["reading_at"] >= period.start) & (df["reading_at"] < period.end)
+    return df[inside].sort_values("reading_at", kind="stable").reset_index(drop=True)
 
 
 def _query(source: ReadingSource, m: Measurement, patient: str, period: Period) -> pd.DataFrame:

@@ -21,6 +21,7 @@ from homevitals.reports.data import AlertHistory, PatientData, Period, ReadingSo
 from homevitals.reports.errors import ReportError
 from homevitals.reports.html import Page, write_page
 from homevitals.reports.metrics import agp, cgm_devices, deduplicate, empty_days, glucose_metrics
+from homevitals.reports.targets import TARGETS
 
 __all__ = ["check_store", "parse_date", "report_name", "run_all", "run_report"]
 
@@ -118,6 +119,7 @@ def _write(cfg: Config, home: HomeConfig, person: PatientConfig, period: Period,
         vitals_image=image("vitals", not (data.heart_rate.empty and data.spo2.empty),
                            lambda p: figures.vitals_figure(data.heart_rate, data.spo2, p)),
         alerts=data.alerts, alerts_path=cfg.alerts.outbox_path,
+        targets=TARGETS[person.glucose_targets],
     )
     path = write_page(page, out_dir / f"{name}.html")
     logger.info("report for %s written to %s", person.id, path)

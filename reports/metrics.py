@@ -164,15 +164,24 @@ def empty_days(times: pd.Series, zone: ZoneInfo, start: datetime, end: datetime)
     return gaps
 
 
+# [TIR] states each limit twice: in mg/dL (<54, <70, 70-180, >180, >250) and in mmol/L (<3.0,
+# <3.9, 3.9-10.0, >10.0, >13.9). The two forms differ a little (70 mg/dL is 3.886 mmol/L), so a
+# value is compared exactly, never rounded (a rounded 10.01 would pass as 10.0, a rounded 2.98 as
+# 3.0): it is low only when it is below the limit in both units, high only when it is above the
+# limit in both. Both device grids then land where the tables put them: 70 mg/dL and 3.9 mmol/L
+# are in range, 54 mg/dL and 3.0 mmol/L are not "very low", 180 mg/dL and 10.0 mmol/L are in range.
+_EPS = 1e-9  # unit conversions (kg/L -> mmol/L) leave float noise on a limit, never a real value
+LOW_2 = min(3.0, 54 / MGDL_PER_MMOLL) - _EPS
+LOW_1 = min(3.9, 70 / MGDL_PER_MMOLL) - _EPS
+HIGH_1 = max(10.0, 180 / MGDL_PER_MMOLL) + _EPS
+HIGH_2 = max(13.9, 250 / MGDL_PER_MMOLL) + _EPS
+
+
 def _ranges(values: np.ndarray) -> dict[str, float]:
-    # [TIR] states the limits in mg/dL (<54, <70, 70-180, >180, >250) and mmol/L (<3.0, <3.9,
-    # 3.9-10.0, >10.0, >13.9). Classifying the value rounded to whole mg/dL puts both device grids
-    # where the tables intend: 70 mg/dL and 3.9 mmol/L (70.3) are in range, 10.0 mmol/L (180.2)
-    # too, 3.0 mmol/L (54.0) is not "very low".
-    mgdl = np.rint(values * MGDL_PER_MMOLL)
     share = {
-        "below_3_0": mgdl < 54, "below_3_9": mgdl < 70, "in_range": (mgdl >= 70) & (mgdl <= 180),
-        "above_10_0": mgdl > 180, "above_13_9": mgdl > 250,
+        "below_3_0": values < LOW_2, "below_3_9": values < LOW_1,
+        "in_range": (values >= LOW_1) & (values <= HIGH_1),
+        "above_10_0": values > HIGH_1, "above_13_9": values > HIGH_2,
     }
     return {name: float(100.0 * mask.mean()) for name, mask in share.items()}
 

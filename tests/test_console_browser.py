@@ -10,6 +10,7 @@ are kept in the test's tmp folder.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -29,6 +30,8 @@ from homevitals.readings import AlertDecision
 from homevitals.topics import Topics
 
 CHROMIUM = "/usr/bin/chromium"
+# Screenshots are kept here after the run (the README's come from it): a test artefact.
+ARTEFACTS = Path(os.environ.get("HOMEVITALS_ARTIFACTS", "build/test-artifacts")) / "console"
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -65,7 +68,7 @@ def _publish(site: Site, port: int) -> str:
         alert_id="a" + secrets.token_hex(15), state="firing", home="home-a",  # type: ignore[arg-type]
         patient="ana", rule="night-low-glucose", severity="high",  # type: ignore[arg-type]
         reason="Night-time low glucose (below 3.9 mmol/L)", time=now, measurement="glucose",
-        field="glucose", value=3.1, unit="mmol/L", observed_at=now)
+        field="glucose", value=3.1, unit="mmol/L", observed_at=now, trend=-0.12)
     mqtt_publish.single(Topics().alert("home-a", "ana"), wire.encode(d), qos=1,
                         hostname="127.0.0.1", port=port)
     return d.alert_id
@@ -75,6 +78,8 @@ def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
     story: tuple[Site, Daemon], browser: Browser, mosquitto: Any, tmp_path: Path
 ) -> None:
     site, alerts = story
+    shots = ARTEFACTS
+    shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=PHONE)
     page.goto(site.url + "/")
     page.fill("input[name=username]", "doca")
@@ -88,11 +93,13 @@ def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
     item.wait_for(timeout=15_000)
     text = item.inner_text()
     assert "Ana Novak" in text and "3.1 mmol/L" in text and "escalation step 1" in text
+    assert "now 3.1 mmol/L" in text  # no reading newer than the alert's own
+    assert "\u2198 falling (-0.12 mmol/L/min)" in text  # the rule's CGM trend
     wait_until("the doctor's SMS", lambda: f"SMS to {DOC_A}" in alerts.log(), timeout=10)
     page.wait_for_function(  # the next poll lists who has been told
         f"document.querySelector(\"li[data-alert='{alert}'] .told\").textContent"
         ".includes('Dr. 1')", timeout=10_000)
-    page.screenshot(path=str(tmp_path / "inbox-phone.png"), full_page=True)
+    page.screenshot(path=str(shots / "inbox-phone.png"), full_page=True)
 
     item.locator("input[name=note]").fill("Called her: had juice, rechecking in 15 min")
     item.locator("button").click()
@@ -121,20 +128,30 @@ def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
     for key in ("agp", "daily"):
         img = page.locator(f"img[src$='/figures/{key}.png']")
         img.scroll_into_view_if_needed()
-        page.wait_for_function(
-            f"document.querySelector(\"img[src$='/figures/{key}.png']\").naturalWidth > 0")
+        # Polled from Python: the page's CSP forbids the eval that wait_for_function's polling
+        # uses, and figures are drawn when asked for, so they take a moment.
+        wait_until(f"the {key} figure", lambda i=img: i.evaluate("i => i.naturalWidth") > 0,
+                   timeout=20)
     assert "Called her: had juice" in page.locator(".notes").inner_text()
     assert "sensor re-sited" in page.inner_text("body")
-    assert "time in range 3.9-10.0" in page.locator("table").first.inner_text()
-    page.screenshot(path=str(tmp_path / "patient-phone.png"), full_page=True)
+    assert "time in range 3.9-10.0" in page.locator("section:has(h2:text('Glucose'))"
+                                                    ).inner_text()
+    assert "Risk tier: low" in page.locator(".risk").inner_text()  # 6.5-9.0 mmol/L, no BP
+    page.screenshot(path=str(shots / "patient-phone.png"), full_page=True)
 
     desk = browser.new_page(viewport=DESKTOP)
     desk.context.add_cookies(page.context.cookies())
     desk.goto(site.url + "/patients/ana")
-    desk.screenshot(path=str(tmp_path / "patient-desktop.png"), full_page=True)
+    desk.screenshot(path=str(shots / "patient-desktop.png"), full_page=True)
     desk.goto(site.url + "/patients")
     assert "Ana Novak" in desk.locator(".patients").inner_text()
+    assert "low risk" in desk.locator(".patients").inner_text()
     assert "<script>window.pwned=1</script>Eva" in desk.locator(".patients").inner_text()
     assert desk.evaluate("typeof window.pwned") == "undefined"  # shown, never run
-    desk.screenshot(path=str(tmp_path / "patients-desktop.png"), full_page=True)
-    print(f"screenshots in {tmp_path}")
+    desk.screenshot(path=str(shots / "patients-desktop.png"), full_page=True)
+    desk.goto(site.url + "/inbox")
+    desk.screenshot(path=str(shots / "inbox-desktop.png"), full_page=True)
+    for name in ("inbox-phone", "patient-phone", "patient-desktop", "patients-desktop",
+                 "inbox-desktop"):
+        assert (shots / f"{name}.png").stat().st_size > 10_000
+    print(f"screenshots in {shots}")

@@ -16,6 +16,9 @@ STAGES = {
 # The composition roots: the only modules allowed to wire stages together.
 COMPOSITION_ROOTS = {
     "homevitals/console_wiring.py",
+    "homevitals/console_records.py",  # the console's store side, split from console_wiring
+    "homevitals/console_summaries.py",
+    "homevitals/alert_readings.py",  # the ledger's history with readings, for report and console
     "homevitals/cli.py",
     "homevitals/cli_devices.py",
     "homevitals/demo.py",

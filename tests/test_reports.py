@@ -214,20 +214,19 @@ def test_bp_summary_by_session_with_and_without_flagged() -> None:
     s = bp_summary(pd.concat([df, df.iloc[:1]]), ZONE)  # plus one duplicate
 
     assert (s.flagged, s.duplicates) == (1, 1)
+    # ESH: day 1 (150/90, 140/80, 130/80) is discarded and 14:00 is outside both windows;
+    # counted: 170/100 at 07:30 (flagged) and 120/75 at 21:00 on day 2.
+    assert (s.first_day_dropped, s.outside_windows) == (3, 1)
     every, morning, evening = s.all_readings
-    # all: systolic (150+140+170+130+120+125)/6 = 139.17, diastolic 503/6 = 83.83;
-    # >= 135 or >= 85: 150/90, 140/80, 170/100 -> 3 of 6
-    assert (every.readings, every.high_percent) == (6, 50.0)
-    assert every.systolic == pytest.approx(835 / 6)
-    assert every.diastolic == pytest.approx(503 / 6)
-    assert morning.systolic == pytest.approx(460 / 3)  # 150, 140, 170 -> 153.33
-    assert evening.systolic == pytest.approx(125.0)  # 130, 120 (14:00 is neither)
-    assert s.surge_all == pytest.approx(460 / 3 - 125)  # 28.33 mmHg
-    clean_every, clean_morning, _ = s.unflagged
-    assert (clean_every.readings, clean_every.systolic) == (5, 133.0)  # 665 / 5
-    assert clean_every.high_percent == 40.0  # 150/90 and 140/80 of 5
-    assert clean_morning.systolic == 145.0
-    assert s.surge_unflagged == pytest.approx(20.0)  # 145 - 125
+    assert (every.readings, every.systolic, every.diastolic) == (2, 145.0, 87.5)
+    assert every.high_percent == 50.0  # 170/100 of 2
+    assert (morning.systolic, evening.systolic) == (170.0, 120.0)
+    assert s.difference_all == pytest.approx(50.0)
+    clean_every, clean_morning, clean_evening = s.unflagged
+    assert (clean_every.readings, clean_every.systolic) == (1, 120.0)
+    assert clean_morning.readings == 0 and clean_evening.systolic == 120.0
+    assert s.difference_unflagged is None
+    assert "1 readings on 1 days" in s.caveats[0]
 
 
 # --- end to end -------------------------------------------------------------------------------
@@ -255,18 +254,27 @@ def assert_cgm_page(page: Path) -> None:
     assert "<td>Mean glucose</td><td>7.5 mmol/L (135 mg/dL)</td>" in text
     assert "<td>GMI</td><td>6.5 %</td>" in text
     assert "<td>In range 3.9-10.0 mmol/L</td><td>83.3 %</td>" in text  # 240 / 288
-    assert "<td>4.2 %</td>" in text  # below 3.9: 12 / 288
+    # below 3.9: 12 / 288, over the standard target of < 4 %: highlighted
+    assert '<tr class="miss"><td>Below 3.9 mmol/L (includes below 3.0)</td><td>4.2 % \u2717' in text
     assert "<td>12.5 %</td>" in text  # above 10.0: 36 / 288
     assert "100.0 %</td><td>target &gt;= 70 % of 14 days" in text  # 4032 of 4032 expected
     assert "No gaps in the glucose readings." in text
     assert 'src="ana-2026-03-02-2026-03-15-agp.png"' in text
     # the flagged BP reading: its own row class and mark, and both summaries
-    assert '<tr class="flagged"><td>2026-03-03 07:30</td><td>morning</td><td>170</td>' in text
+    assert ('<tr class="flagged"><td>2026-03-03 07:30</td><td>morning</td><td>yes</td>'
+            "<td>170</td>") in text
+    assert "<td>2026-03-02 07:00</td><td>morning</td><td>no: first day</td>" in text
     assert "\u2691 flagged: body_movement" in text
     assert "1 of 6 readings were flagged" in text
-    assert "<td>excluding flagged</td><td>all sessions</td><td>5</td><td>133.0 mmHg</td>" in text
+    # ESH: day 1 (3 readings) and 14:00 are not counted; 170/100 (flagged) and 120/75 are
+    assert ("<td>excluding flagged</td><td>morning and evening</td><td>1</td><td>120.0 mmHg</td>"
+            in text)
+    assert "Too few readings for a home BP by the ESH protocol" in text
+    assert "morning surge</th>" not in text and "<td>Morning minus evening" not in text
+    assert "<th>morning minus evening mean systolic</th>" in text
     assert "No heart_rate measurements in the store for this period" in text
-    assert "<td>night-low-glucose</td><td>high</td><td>acknowledged</td>" in text
+    assert ("<td>night-low-glucose</td><td>high</td><td>2026-03-03 03:10</td>"
+            "<td>acknowledged</td>") in text
     assert "Dr. Marko Kranjc (family_doctor)" in text
     assert "03:17 by Dr. Marko Kranjc" in text  # who acknowledged, in the patient's local time
 
@@ -315,7 +323,7 @@ def test_meter_only_report_has_no_agp_and_says_why(
     assert "Coverage is not computed: a meter has no expected reading rate." in text
     assert "<td>2026-03-04 00:00</td><td>2026-03-05 00:00</td><td>24.0 h</td>" in text  # day 3
     assert "No blood pressure readings in the period." in text
-    assert "No alerts in the period." in text
+    assert "No alerts for readings in the period." in text
     assert_png(page.with_name("bo-2026-03-02-2026-03-05-daily.png"), (1200, 170 + 40))
 
 
