@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from homevitals.simulators.scenario import load_scenario
 
@@ -276,6 +277,24 @@ def _row(s: Score) -> str:
             f"  {rules}")
 
 
+def rescenario(tru: Path, name: str, seed: int, out: Path) -> Path:
+    """The scenario of a kept run (its true-BG file) with today's shipped rules: rules can be
+    tuned without running simglucose again (the mistakes in the header comments are lost)."""
+    from homevitals.simulators import uva_padova
+
+    with tru.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    zone = ZoneInfo(uva_padova.ZONE)
+    times = [_t(r["time"]).astimezone(zone) for r in rows]
+    trace = uva_padova.Trace(name, times[0], times, [float(r["bg_mmol_l"]) for r in rows],
+                             [float(r["cgm_mmol_l"]) for r in rows], uva_padova.Plan())
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / tru.name.replace(".truth.csv", ".yaml")
+    rules = uva_padova.cgm_rules(uva_padova.load_rules())
+    path.write_text(uva_padova.scenario_text(trace, seed, rules), encoding="utf-8")
+    return path
+
+
 def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | None,
         work: Path, broker: str) -> None:
     from homevitals.simulators import uva_padova
@@ -290,8 +309,10 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
         scores = []
         for name in uva_padova.patient_names(cohort)[:patients]:
             stem = "uva-padova-" + name.replace("#", "-")
-            scen, tru = (src / f"{stem}.yaml", src / f"{stem}.truth.csv") if src else (None, None)
-            if scen is None or not scen.exists() or tru is None:
+            tru = src / f"{stem}.truth.csv" if src else None
+            if tru is not None and tru.exists():
+                scen = rescenario(tru, name, seed, work / "uva")
+            else:
                 scen, tru = uva_padova.write_patient(name, work / "uva", days, seed)
             s = score(replay(scen, work / stem, broker), truth(tru), name)
             scores.append(s)
@@ -329,8 +350,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cohort", action="append", choices=["adolescent", "child", "adult"])
     p.add_argument("--patients", type=int, default=10, help="per cohort (1-10)")
-    p.add_argument("--uva-dir", type=Path, help="reuse scenarios written by uva_padova here"
-                   " (they keep the rules they were written with)")
+    p.add_argument("--uva-dir", type=Path, help="reuse the runs kept here (the .truth.csv files"
+                   " of --keep DIR/uva, or of uva_padova --out DIR) with today's shipped rules")
     p.add_argument("--skip-library", action="store_true")
     p.add_argument("--skip-uva", action="store_true")
     p.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])
