@@ -717,12 +717,13 @@ def default_routes() -> list[RouteConfig]:
         # Standards of Care 2024, section 6): no doctor, unanswered it reminds the family every
         # 2 hours (3 at most); if it deepens, the level-2 route below tells the doctor at once.
         # A person with no family member on the care team: the family doctor 30 minutes later
-        # (two "rule of 15" cycles), since nobody else would notice a low they cannot treat.
+        # (two "rule of 15" cycles), since nobody else would notice a low they cannot treat,
+        # and the backup doctor after 60 more, as before this tuning.
         # Bench figures: docs/rules-and-alerts.md, "Tuning the defaults".
         RouteConfig(
             rules=["glucose-low"],
             severities=[Severity.LOW, Severity.MEDIUM],
-            chain=[[r.PATIENT, r.FAMILY_MEMBER], r.FAMILY_DOCTOR],
+            chain=[[r.PATIENT, r.FAMILY_MEMBER], r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
             end_at_family=True,
             escalate_after_patient_minutes=30,
             escalate_after_minutes=60,
