@@ -240,6 +240,7 @@ class Score:
     min_bg: float
     doc_alerts: int = 0
     held: int = 0
+    urgent_eps: int = 0  # episodes that reached high (a CGM level 2) or critical
 
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
@@ -265,8 +266,10 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
         if not any(v < 3.9 for v in near):
             false_rules[str(a["rule"])] = false_rules.get(str(a["rule"]), 0) + 1
     doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
+    urgent_eps = sum(1 for a in run.alerts if a.get("severity") in ("high", "critical"))
     return Score(name, run.patient_weeks, len(lows), alerted, leads, sum(false_rules.values()),
-                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held)
+                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held,
+                 urgent_eps)
 
 
 def _row(s: Score) -> str:
@@ -330,6 +333,12 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
               f" {tot.false / tot.weeks:.1f}/pw{share},"
               f" doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw; {tot.held} SMS held back by the"
               " alarm budget (not counted)")
+        # Every level-2 episode tells a doctor at once and ends with an all clear to them: the
+        # doctor's SMS can be no fewer than twice these, before any escalation or reminder.
+        print(f"{cohort}: {tot.urgent_eps} level-2 (or critical) episodes,"
+              f" {tot.urgent_eps / tot.weeks:.1f}/pw: at least"
+              f" {2 * tot.urgent_eps / tot.weeks:.1f} doctor SMS/pw (first SMS and all clear)"
+              " before any escalation")
 
 
 def _total(scores: list[Score], cohort: str) -> Score:
@@ -341,7 +350,8 @@ def _total(scores: list[Score], cohort: str) -> Score:
                  sum(s.alerted for s in scores), [x for s in scores for x in s.leads],
                  sum(s.false for s in scores), rules, sum(s.doc_sms for s in scores),
                  sum(s.sms for s in scores), min(s.min_bg for s in scores),
-                 sum(s.doc_alerts for s in scores), sum(s.held for s in scores))
+                 sum(s.doc_alerts for s in scores), sum(s.held for s in scores),
+                 sum(s.urgent_eps for s in scores))
 
 
 def main() -> int:
