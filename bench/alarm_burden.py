@@ -241,6 +241,7 @@ class Score:
     doc_alerts: int = 0
     held: int = 0
     urgent_eps: int = 0  # episodes that reached high (a CGM level 2) or critical
+    false_told: int = 0  # as false, judged at the doctor's first SMS instead of the opening
 
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
@@ -255,7 +256,7 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
             alerted += 1
             leads.append((hits[0] - start).total_seconds() / 60)
     false_rules: dict[str, int] = {}
-    doc_alerts = 0
+    doc_alerts = false_told = 0
     for a in run.alerts:
         if not any(n.get("role") in DOCTORS and _was_sent(n)
                    for n in a.get("notifications", [])):
@@ -265,11 +266,17 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
         near = [v for at, v in bg if abs(at - opened) <= timedelta(minutes=30)]
         if not any(v < 3.9 for v in near):
             false_rules[str(a["rule"])] = false_rules.get(str(a["rule"]), 0) + 1
+        # Since episodes, a doctor's first SMS may be a later update (level 1 stays at home):
+        # judged also at that moment, what the doctor was woken for.
+        told = min(_t(n["sent_at"]) for n in a["notifications"]
+                   if n.get("role") in DOCTORS and _was_sent(n))
+        if not any(v < 3.9 for at, v in bg if abs(at - told) <= timedelta(minutes=30)):
+            false_told += 1
     doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
     urgent_eps = sum(1 for a in run.alerts if a.get("severity") in ("high", "critical"))
     return Score(name, run.patient_weeks, len(lows), alerted, leads, sum(false_rules.values()),
                  false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held,
-                 urgent_eps)
+                 urgent_eps, false_told)
 
 
 def _row(s: Score) -> str:
@@ -333,6 +340,8 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
               f" {tot.false / tot.weeks:.1f}/pw{share},"
               f" doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw; {tot.held} SMS held back by the"
               " alarm budget (not counted)")
+        print(f"{cohort}: false doctor alerts judged at the doctor's first SMS (not at the"
+              f" episode's opening): {tot.false_told / tot.weeks:.1f}/pw")
         # Every level-2 episode tells a doctor at once and ends with an all clear to them: the
         # doctor's SMS can be no fewer than twice these, before any escalation or reminder.
         print(f"{cohort}: {tot.urgent_eps} level-2 (or critical) episodes,"
@@ -351,7 +360,7 @@ def _total(scores: list[Score], cohort: str) -> Score:
                  sum(s.false for s in scores), rules, sum(s.doc_sms for s in scores),
                  sum(s.sms for s in scores), min(s.min_bg for s in scores),
                  sum(s.doc_alerts for s in scores), sum(s.held for s in scores),
-                 sum(s.urgent_eps for s in scores))
+                 sum(s.urgent_eps for s in scores), sum(s.false_told for s in scores))
 
 
 def main() -> int:
