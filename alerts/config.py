@@ -55,6 +55,9 @@ class RouteConfig(Model):
     escalate_after_patient_minutes: float = Field(15.0, gt=0)
     renotify_minutes: float = Field(30.0, gt=0)
     max_reminders: int = Field(6, ge=0)
+    # Issue 14 tuning: the family is the person's backup for a low they treat themselves; the
+    # steps after one that reaches a family member are for a person who has none.
+    end_at_family: bool = Field(False, description="no steps after one with a family member")
 
     def matches(self, severity: str, rule: str, episode: str = "") -> bool:
         """``rules`` may name a rule or an episode (issue 14)."""
@@ -80,26 +83,40 @@ def default_routes() -> list[RouteConfig]:
         ),
         # Issue 20: a level-1 (or predicted) low warns the person first, who can act fastest;
         # issue 14 (tuning): and their family, who treat a child's low (ISPAD 2022,
-        # hypoglycaemia chapter; CGM followers' apps share low alerts with family). The family
-        # doctor only if it has not cleared 30 minutes later (two "rule of 15" cycles: treat,
-        # recheck at 15 min, treat again; ADA Standards of Care 2024, section 6), or at once
-        # if it deepens (the level-2 route below). With neither a patient phone nor a family
-        # member the doctor is first. Sources and bench figures: configs/rules-defaults.yaml.
+        # hypoglycaemia chapter; CGM followers' apps share low alerts with family). Level 1 is
+        # the "alert value" the person treats themselves (15 g, recheck at 15 min; ADA
+        # Standards of Care 2024, section 6): no doctor, unanswered it reminds the family every
+        # 2 hours (3 at most); if it deepens, the level-2 route below tells the doctor at once.
+        # A person with no family member on the care team: the family doctor 30 minutes later
+        # (two "rule of 15" cycles), since nobody else would notice a low they cannot treat,
+        # and the backup doctor after 60 more, as before this tuning.
+        # Bench figures: docs/rules-and-alerts.md, "Tuning the defaults".
         RouteConfig(
             rules=["glucose-low"],
             severities=[Severity.LOW, Severity.MEDIUM],
             chain=[[r.PATIENT, r.FAMILY_MEMBER], r.FAMILY_DOCTOR, r.BACKUP_DOCTOR],
+            end_at_family=True,
             escalate_after_patient_minutes=30,
             escalate_after_minutes=60,
             renotify_minutes=120,
             max_reminders=3,
         ),
-        # A level-2 low or a hypertensive crisis: the person and the doctor at once. Unanswered,
-        # the backup doctor at 15 min and the health manager at 30 as before; then reminders
-        # hourly, at most 2 (issue 14 tuning: every-30-minute reminders were about a seventh of
-        # a doctor's SMS on the UVA/Padova child cohort, bench/alarm_burden.py).
+        # A level-2 low: the person, their family (who treat a child's low, ISPAD 2022) and the
+        # doctor at once. Unanswered, the backup doctor at 15 min and the health manager at 30;
+        # then reminders hourly, at most 2 (issue 14 tuning: every-30-minute reminders were about
+        # a seventh of a doctor's SMS on the UVA/Padova child cohort, bench/alarm_burden.py).
         RouteConfig(
-            rules=["glucose-low", "hypertensive-crisis"],
+            rules=["glucose-low"],
+            severities=[Severity.HIGH],
+            chain=[[r.PATIENT, r.FAMILY_MEMBER, r.FAMILY_DOCTOR], r.BACKUP_DOCTOR,
+                   r.HEALTH_MANAGER],
+            escalate_after_minutes=15,
+            renotify_minutes=60,
+            max_reminders=2,
+        ),
+        # A hypertensive crisis: the person and the doctor at once, escalating as a level-2 low.
+        RouteConfig(
+            rules=["hypertensive-crisis"],
             severities=[Severity.HIGH],
             chain=[[r.PATIENT, r.FAMILY_DOCTOR], r.BACKUP_DOCTOR, r.HEALTH_MANAGER],
             escalate_after_minutes=15,

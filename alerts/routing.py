@@ -3,7 +3,9 @@
 A route's chain is a list of steps, each a role or a list of roles told at once. The people of a
 step are the care-team members holding its roles, and for the role ``patient`` the patient's own
 ``phone``: skipped when there is none, and always for the call button (the patient just pressed
-it). Roles nobody holds are skipped; with nobody at all, the family doctor is told.
+it). Roles nobody holds are skipped; with nobody at all, the family doctor is told. A route with
+``end_at_family`` stops at the first step that reaches a family member (issue 14 tuning: a level-1
+low goes to the doctor only for a person with no family on the care team).
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class Router:
             for roles in route.step_roles()
         ]
         steps = [s for s in steps if s]
+        if route.end_at_family:
+            family = next((k for k, s in enumerate(steps) if any(r.role == _FAMILY for r in s)),
+                          None)
+            steps = steps if family is None else steps[: family + 1]
         if not steps:
             logger.warning(
                 "patient %s has nobody in the roles %s: telling the family doctor instead",

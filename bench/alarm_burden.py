@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from homevitals.simulators.scenario import load_scenario
 
@@ -239,6 +240,8 @@ class Score:
     min_bg: float
     doc_alerts: int = 0
     held: int = 0
+    urgent_eps: int = 0  # episodes that reached high (a CGM level 2) or critical
+    false_told: int = 0  # as false, judged at the doctor's first SMS instead of the opening
 
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
@@ -253,7 +256,7 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
             alerted += 1
             leads.append((hits[0] - start).total_seconds() / 60)
     false_rules: dict[str, int] = {}
-    doc_alerts = 0
+    doc_alerts = false_told = 0
     for a in run.alerts:
         if not any(n.get("role") in DOCTORS and _was_sent(n)
                    for n in a.get("notifications", [])):
@@ -263,9 +266,17 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
         near = [v for at, v in bg if abs(at - opened) <= timedelta(minutes=30)]
         if not any(v < 3.9 for v in near):
             false_rules[str(a["rule"])] = false_rules.get(str(a["rule"]), 0) + 1
+        # Since episodes, a doctor's first SMS may be a later update (level 1 stays at home):
+        # judged also at that moment, what the doctor was woken for.
+        told = min(_t(n["sent_at"]) for n in a["notifications"]
+                   if n.get("role") in DOCTORS and _was_sent(n))
+        if not any(v < 3.9 for at, v in bg if abs(at - told) <= timedelta(minutes=30)):
+            false_told += 1
     doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
+    urgent_eps = sum(1 for a in run.alerts if a.get("severity") in ("high", "critical"))
     return Score(name, run.patient_weeks, len(lows), alerted, leads, sum(false_rules.values()),
-                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held)
+                 false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held,
+                 urgent_eps, false_told)
 
 
 def _row(s: Score) -> str:
@@ -274,6 +285,24 @@ def _row(s: Score) -> str:
     return (f"{s.name:16} {s.min_bg:6.1f} {s.lows:4d} {s.alerted:7d} {lead:>6}"
             f" {s.false / s.weeks:8.1f} {s.doc_sms / s.weeks:10.1f} {s.sms / s.weeks:7.1f}"
             f"  {rules}")
+
+
+def rescenario(tru: Path, name: str, seed: int, out: Path) -> Path:
+    """The scenario of a kept run (its true-BG file) with today's shipped rules: rules can be
+    tuned without running simglucose again (the mistakes in the header comments are lost)."""
+    from homevitals.simulators import uva_padova
+
+    with tru.open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    zone = ZoneInfo(uva_padova.ZONE)
+    times = [_t(r["time"]).astimezone(zone) for r in rows]
+    trace = uva_padova.Trace(name, times[0], times, [float(r["bg_mmol_l"]) for r in rows],
+                             [float(r["cgm_mmol_l"]) for r in rows], uva_padova.Plan())
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / tru.name.replace(".truth.csv", ".yaml")
+    rules = uva_padova.cgm_rules(uva_padova.load_rules())
+    path.write_text(uva_padova.scenario_text(trace, seed, rules), encoding="utf-8")
+    return path
 
 
 def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | None,
@@ -290,8 +319,10 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
         scores = []
         for name in uva_padova.patient_names(cohort)[:patients]:
             stem = "uva-padova-" + name.replace("#", "-")
-            scen, tru = (src / f"{stem}.yaml", src / f"{stem}.truth.csv") if src else (None, None)
-            if scen is None or not scen.exists() or tru is None:
+            tru = src / f"{stem}.truth.csv" if src else None
+            if tru is not None and tru.exists():
+                scen = rescenario(tru, name, seed, work / "uva")
+            else:
                 scen, tru = uva_padova.write_patient(name, work / "uva", days, seed)
             s = score(replay(scen, work / stem, broker), truth(tru), name)
             scores.append(s)
@@ -309,6 +340,14 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
               f" {tot.false / tot.weeks:.1f}/pw{share},"
               f" doctor SMS {tot.doc_sms / tot.weeks:.1f}/pw; {tot.held} SMS held back by the"
               " alarm budget (not counted)")
+        print(f"{cohort}: false doctor alerts judged at the doctor's first SMS (not at the"
+              f" episode's opening): {tot.false_told / tot.weeks:.1f}/pw")
+        # Every level-2 episode tells a doctor at once and ends with an all clear to them: the
+        # doctor's SMS can be no fewer than twice these, before any escalation or reminder.
+        print(f"{cohort}: {tot.urgent_eps} level-2 (or critical) episodes,"
+              f" {tot.urgent_eps / tot.weeks:.1f}/pw: at least"
+              f" {2 * tot.urgent_eps / tot.weeks:.1f} doctor SMS/pw (first SMS and all clear)"
+              " before any escalation")
 
 
 def _total(scores: list[Score], cohort: str) -> Score:
@@ -320,7 +359,8 @@ def _total(scores: list[Score], cohort: str) -> Score:
                  sum(s.alerted for s in scores), [x for s in scores for x in s.leads],
                  sum(s.false for s in scores), rules, sum(s.doc_sms for s in scores),
                  sum(s.sms for s in scores), min(s.min_bg for s in scores),
-                 sum(s.doc_alerts for s in scores), sum(s.held for s in scores))
+                 sum(s.doc_alerts for s in scores), sum(s.held for s in scores),
+                 sum(s.urgent_eps for s in scores), sum(s.false_told for s in scores))
 
 
 def main() -> int:
@@ -329,8 +369,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--cohort", action="append", choices=["adolescent", "child", "adult"])
     p.add_argument("--patients", type=int, default=10, help="per cohort (1-10)")
-    p.add_argument("--uva-dir", type=Path, help="reuse scenarios written by uva_padova here"
-                   " (they keep the rules they were written with)")
+    p.add_argument("--uva-dir", type=Path, help="reuse the runs kept here (the .truth.csv files"
+                   " of --keep DIR/uva, or of uva_padova --out DIR) with today's shipped rules")
     p.add_argument("--skip-library", action="store_true")
     p.add_argument("--skip-uva", action="store_true")
     p.add_argument("--broker", default="auto", choices=["auto", "mosquitto", "amqtt"])

@@ -151,10 +151,37 @@ class OximeterSpec(_Model):
     sleep: tuple[ClockTime, ClockTime] = (time(22, 30), time(6, 30))
 
 
+class TherapySpec(_Model):
+    """Pump therapy of a UVA/Padova virtual patient (``uva_padova.Therapy``)."""
+
+    overbolus_days: float = Field(0.3, ge=0, le=1, description="share of days, a meal overdosed")
+    exercise_days: float = Field(0.3, ge=0, le=1, description="share of days with exercise")
+    missed_snack_days: float = Field(0.2, ge=0, le=1, description="snack bolused, not eaten")
+    basal: float = Field(1.0, gt=0, le=3, description="times the steady-state basal rate")
+    treat_lows: bool = True
+
+
+def _virtual_patient(v: str) -> str:
+    if not re.fullmatch(r"(adolescent|adult|child)#(00[1-9]|010)", v):
+        raise ValueError(f"unknown virtual patient {v!r}: adolescent#001 .. #010, adult#001 .."
+                         " #010 or child#001 .. #010 (the UVA/Padova population of simglucose)")
+    return v
+
+
+class UvaPadovaSpec(_Model):
+    """Issue 19: the CGM of a published virtual patient (PyPI simglucose), instead of the
+    ``glucose`` curve: physiology nobody here wrote."""
+
+    patient: Annotated[str, AfterValidator(_virtual_patient)]
+    device: str
+    therapy: TherapySpec = TherapySpec()
+
+
 class ProfileSpec(_Model):
     glucose: GlucoseSpec = GlucoseSpec()
     meter: MeterSpec | None = None
     cgm: CgmSpec | None = None
+    uva_padova: UvaPadovaSpec | None = None
     blood_pressure: BloodPressureSpec | None = None
     oximeter: OximeterSpec | None = None
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.simulators import patients as pt
+from homevitals.simulators import uva_padova
 from homevitals.simulators.ble_values import (
     BP_STATUS_BITS,
     SFLOAT_NAN,
@@ -35,6 +36,7 @@ from homevitals.simulators.scenario import (
     ScenarioError,
     ScenarioHome,
     ScenarioPatient,
+    UvaPadovaSpec,
 )
 
 __all__ = ["Expected", "ExpectedReadings", "Outage", "ScriptedReply", "Timeline", "TimedValue",
@@ -183,6 +185,8 @@ def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatie
         for smp in pt.cgm_samples(curve, cp, start, end, seed, patient.id):
             if dev is not None:
                 yield Item(smp.at, dev, smp)
+    if prof.uva_padova is not None:
+        yield from _uva_items(s, home, patient, prof.uva_padova, (*loc, "uva_padova"), problems)
     if prof.blood_pressure is not None:
         b = prof.blood_pressure
         dev = _device(home, patient, b.device, {DeviceKind.BLOOD_PRESSURE},
@@ -205,6 +209,25 @@ def _profile_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatie
         for smp in pt.oximeter_samples(op, zone, start, end, seed, patient.id):
             if dev is not None:
                 yield Item(smp.at, dev, smp)
+
+
+def _uva_items(s: LoadedScenario, home: ScenarioHome, patient: ScenarioPatient,
+               spec: UvaPadovaSpec, loc: tuple[Any, ...], problems: list[str]) -> Iterator[Item]:
+    """The CGM of a UVA/Padova virtual patient under the scenario's therapy (issue 19)."""
+    dev = _device(home, patient, spec.device, {DeviceKind.CGM}, (*loc, "device"), s, problems)
+    if dev is None:
+        return
+    t = spec.therapy
+    therapy = uva_padova.Therapy(t.overbolus_days, t.exercise_days, t.missed_snack_days,
+                                 t.basal, t.treat_lows)
+    try:
+        cgm = uva_padova.samples(spec.patient, s.start, s.end, s.model.seed, home.timezone,
+                                 therapy)
+    except uva_padova.SimulatorError as exc:
+        problems.append(s.problem((*loc, "patient"), str(exc)))
+        return
+    for at, glucose in cgm:
+        yield Item(at, dev, pt.Sample(at, {"glucose": glucose}))
 
 
 _READING_FIELDS: dict[DeviceKind, tuple[set[str], set[str]]] = {  # required, optional

@@ -58,10 +58,12 @@ from homevitals.units import MGDL_PER_MMOLL
 __all__ = [
     "COHORTS",
     "SimulatorError",
+    "Therapy",
     "Trace",
     "cgm_rules",
     "load_rules",
     "patient_names",
+    "samples",
     "scenario_text",
     "simulate",
     "write_patient",
@@ -111,6 +113,20 @@ class Exercise:
         return 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class Therapy:
+    """Pump therapy and how often it goes wrong (issue 19: a scenario names a patient and a
+    therapy). The defaults are the runs the benches score: each is the share of days with that
+    mistake (see the module docstring); ``basal`` scales the steady-state basal rate (above 1:
+    too much basal, the classic cause of night lows); ``treat_lows`` off: nobody treats a low."""
+
+    overbolus_days: float = 0.3
+    exercise_days: float = 0.3
+    missed_snack_days: float = 0.2
+    basal: float = 1.0
+    treat_lows: bool = True
+
+
 @dataclass
 class Plan:
     meals: list[Meal] = field(default_factory=list)
@@ -130,9 +146,11 @@ class Trace:
     plan: Plan
 
 
-def _day(rng: random.Random, day: int, bw: float, offset: int, total: int, plan: Plan) -> None:
+def _day(rng: random.Random, day: int, bw: float, offset: int, total: int, plan: Plan,
+         therapy: Therapy) -> None:
     """One day's meals and mistakes: day 0 is the start date, ``offset`` the start's minute of
-    the day; times are minutes since the start (anything outside [0, total) is dropped)."""
+    the day; times are minutes since the start (anything outside [0, total) is dropped). The
+    draws are the same whatever the therapy's rates: only what they decide changes."""
     base = day * 1440 - offset
 
     def grams(per_kg: float) -> float:
@@ -140,8 +158,8 @@ def _day(rng: random.Random, day: int, bw: float, offset: int, total: int, plan:
 
     slots = [("breakfast", 7 * 60, 0.8), ("lunch", 12 * 60 + 30, 1.0),
              ("snack", 16 * 60, 0.3), ("dinner", 19 * 60, 1.0)]
-    over = rng.choice([0, 1, 3]) if rng.random() < 0.3 else None  # which meal, if any
-    missed_snack = rng.random() < 0.2
+    over = rng.choice([0, 1, 3]) if rng.random() < therapy.overbolus_days else None
+    missed_snack = rng.random() < therapy.missed_snack_days
     for i, (label, at, per_kg) in enumerate(slots):
         minute = base + at + round(rng.uniform(-20, 20))
         eaten = grams(per_kg)
@@ -157,7 +175,7 @@ def _day(rng: random.Random, day: int, bw: float, offset: int, total: int, plan:
             plan.meals.append(Meal(minute, 0.0, eaten, label))
             continue
         plan.meals.append(Meal(minute, eaten, max(counted, 0.0), label))
-    if rng.random() < 0.3:
+    if rng.random() < therapy.exercise_days:
         at = 16 * 60 + 30 + round(rng.uniform(0, 60))
         ex = Exercise(base + at, rng.choice([45, 60, 75]), rng.uniform(2.0, 3.0),
                       rng.randint(7, 11) * 60, rng.uniform(1.4, 1.8))
@@ -189,7 +207,8 @@ def _quest(name: str) -> tuple[float, float]:
     return float(row.CR.iloc[0]), float(row.CF.iloc[0])
 
 
-def simulate(name: str, days: int, seed: int, start: str = START, zone: str = ZONE) -> Trace:
+def simulate(name: str, days: int, seed: int, start: str = START, zone: str = ZONE,
+             therapy: Therapy = Therapy()) -> Trace:
     """Run virtual patient ``name`` (``adolescent#003``) for ``days``; deterministic per seed."""
     if name.split("#")[0] not in COHORTS or name not in patient_names(name.split("#")[0]):
         raise SimulatorError(f"unknown virtual patient {name!r}: adolescent#001 .. #010,"
@@ -212,8 +231,8 @@ def simulate(name: str, days: int, seed: int, start: str = START, zone: str = ZO
     plan = Plan()
     offset = t0.hour * 60 + t0.minute
     for day in range(days + (1 if offset else 0)):
-        _day(rng, day, float(params.BW), offset, days * 1440, plan)
-    return _run(sg, name, patient, sensor, plan, t0, days, cr, cf)
+        _day(rng, day, float(params.BW), offset, days * 1440, plan, therapy)
+    return _run(sg, name, patient, sensor, plan, t0, days, cr, cf, therapy)
 
 
 class _Treatment:
@@ -247,9 +266,10 @@ class _Treatment:
 
 
 def _run(sg: Any, name: str, patient: Any, sensor: Any, plan: Plan, t0: datetime, days: int,
-         cr: float, cf: float) -> Trace:
+         cr: float, cf: float, therapy: Therapy) -> Trace:
     params = patient._params  # noqa: SLF001 - simglucose keeps them only there
-    vmx, basal = float(params.Vmx), float(params.u2ss) * float(params.BW) / 6000  # U/min
+    vmx = float(params.Vmx)
+    basal = therapy.basal * float(params.u2ss) * float(params.BW) / 6000  # U/min
     meals = {m.minute: m for m in plan.meals}
     trace = Trace(name, t0, [], [], [], plan)
     treat = _Treatment(float(params.BW), t0)
@@ -263,7 +283,7 @@ def _run(sg: Any, name: str, patient: Any, sensor: Any, plan: Plan, t0: datetime
             trace.times.append(t0 + timedelta(minutes=minute))
             trace.bg.append(round(float(patient.state[3]) / float(params.Vg) / MGDL_PER_MMOLL, 3))
             trace.cgm.append(round(mg_dl / MGDL_PER_MMOLL, 4))
-            rescue = treat.carbs(minute, last_cgm)
+            rescue = treat.carbs(minute, last_cgm) if therapy.treat_lows else 0.0
         params.Vmx = vmx * max((e.vmx_factor(minute) for e in plan.exercise), default=1.0)
         meal, bolus = meals.get(minute), 0.0
         if meal is not None:
@@ -331,6 +351,18 @@ def scenario_text(trace: Trace, seed: int, rules: dict[str, Any]) -> str:
                        for t, g in zip(trace.times, trace.cgm, strict=True))
     text = text[: m.start()] + f"{pad}readings:{readings}" + text[m.end():]
     return "\n".join(head) + "\n" + text
+
+
+def samples(name: str, start: datetime, end: datetime, seed: int, zone: str,
+            therapy: Therapy = Therapy()) -> list[tuple[datetime, float]]:
+    """(UTC time, CGM mmol/L) of virtual patient ``name`` from ``start`` to ``end`` (aware), for
+    a scenario's ``profile: uva_padova`` (simulators/timeline.py)."""
+    local = start.astimezone(ZoneInfo(zone))
+    days = max(1, -(-(end - start) // timedelta(days=1)))
+    trace = simulate(name, days, seed, _at(local), zone, therapy)
+    utc = ZoneInfo("UTC")
+    return [(t.astimezone(utc), g) for t, g in zip(trace.times, trace.cgm, strict=True)
+            if t < end]
 
 
 def write_truth(trace: Trace, path: Path) -> None:

@@ -102,6 +102,32 @@ def test_without_a_patient_phone_the_doctor_is_first(tmp_path: Path) -> None:
     assert due == "2026-11-21T03:00:00.000000Z"  # then the backup doctor after 60 minutes
 
 
+def test_with_a_family_member_a_level_1_low_never_reaches_a_doctor(tmp_path: Path) -> None:
+    # Issue 14 tuning: level 1 is treated by the person and their family (ADA 2024, section 6;
+    # ISPAD 2022): unanswered, the family is reminded; the doctor hears of it if it deepens.
+    family = "+15550100002"
+    cfg = config()
+    team = [*cfg.homes[0].patients[0].care_team,
+            cfg.homes[0].patients[0].care_team[0].model_copy(
+                update={"name": "Petra", "role": "family_member", "phone": family})]
+    patient = cfg.homes[0].patients[0].model_copy(update={"care_team": team})
+    cfg = cfg.model_copy(update={"homes": [cfg.homes[0].model_copy(
+        update={"patients": [patient]})]})
+    clock = SimulatedClock(T0)
+    ledger = Ledger(tmp_path / "ledger.sqlite", lambda n: 4821 - 1000)
+    esc = Escalator(cfg, ledger, clock)
+    esc.on_decision(low())
+    assert sms(ledger) == [(PATIENT, "patient", "firing"), (family, "family_member", "firing")]
+    for _ in range(8):
+        clock.advance(timedelta(hours=1))
+        esc.run_due()
+    assert {s[0] for s in sms(ledger)} == {PATIENT, family}  # reminders, never a doctor
+    assert [s[2] for s in sms(ledger) if s[0] == family] == [
+        "firing", "reminder-1", "reminder-2", "reminder-3"]
+    esc.on_decision(replace(low("hypo-level-2", "high", 2.8), state="updated"))  # type: ignore[arg-type]
+    assert (DOCTOR, "family_doctor", "update-high") in sms(ledger)  # level 2: at once
+
+
 def test_a_level_2_low_goes_to_the_patient_and_the_doctor_at_once(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite", lambda n: 4821 - 1000)
     esc = Escalator(config(), ledger, SimulatedClock(T0))

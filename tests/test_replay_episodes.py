@@ -64,7 +64,7 @@ def test_backup_doctors_ack_of_the_episode_stops_all_escalation(tmp_path: Path) 
         (BACKUP, "escalation-1"), (FAMILY, "acknowledged"), (DOCTOR, "acknowledged"),
         (FAMILY, "resolved"), (DOCTOR, "resolved"), (BACKUP, "resolved")]
     escalation = sms[3]["text"]
-    assert escalation.startswith("ESCALATED, not acknowledged by Dr. Marko Kranjc.")
+    assert escalation.startswith("ESCALATED, not acknowledged by Petra Novak, Dr. Marko Kranjc.")
     assert "homevitals HIGH" in escalation and "level 2" in escalation
     assert "Dr. Alenka Vidmar (backup_doctor" in sms[5]["text"]
     assert len(_codes(sms)) == 1
@@ -96,11 +96,12 @@ def test_a_predicted_low_warns_first_and_level_2_is_an_update_of_it(tmp_path: Pa
     # Issue 19: the prediction is the episode's first SMS, the level-2 crossing its one update.
     sms, alerts = _replay("cgm-predicted-low", tmp_path)
     assert len(alerts) == 1
-    assert sorted((n["to"], n["kind"]) for n in sms) == sorted([
+    # The prediction (medium) goes to the family first (issue 14 tuning); level 2 tells the
+    # doctor at once.
+    assert [(n["to"], n["kind"]) for n in sms] == [
         (FAMILY, "firing"), (FAMILY, "update-high"), (DOCTOR, "update-high"),
-        (FAMILY, "acknowledged"), (FAMILY, "resolved"), (DOCTOR, "resolved")])
-    first = next(n["text"] for n in sms if n["kind"] == "firing")
-    update = next(n["text"] for n in sms if n["to"] == DOCTOR and n["kind"] == "update-high")
+        (FAMILY, "acknowledged"), (FAMILY, "resolved"), (DOCTOR, "resolved")]
+    first, update = sms[0]["text"], sms[2]["text"]
     assert first.startswith("homevitals MEDIUM PREDICTION: Ana Novak: glucose predicted 2.5"
                             " mmol/L in 20 min, now 3.7 mmol/L, falling 0.1 mmol/L/min at 02:55.")
     assert update.startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L")

@@ -11,7 +11,7 @@ import pytest
 
 from homevitals.replay import run_replay
 from homevitals.simulators import uva_padova
-from homevitals.simulators.scenario import load_scenario
+from homevitals.simulators.scenario import ScenarioError, load_scenario
 
 NAME = "child#003"
 
@@ -81,3 +81,60 @@ def test_cli_writes_a_patient_and_refuses_a_clock_change(
                             "2027-10-30 00:00", "--out", str(tmp_path / "x")])
     assert code == 2
     assert "crosses a clock change in Europe/Ljubljana" in capsys.readouterr().err
+
+
+_NAMED = """\
+name: uva-named
+description: a virtual patient named in the scenario, with a therapy
+start: "2027-01-11 00:00"
+duration: 1d
+seed: 5
+homes:
+  - id: home-1
+    timezone: Europe/Ljubljana
+    patients:
+      - id: teen
+        name: Teen
+        care_team:
+          - {name: Dr. Marko Kranjc, role: family_doctor, phone: "+15550100001"}
+        profile:
+          uva_padova:
+            patient: "PATIENT"
+            device: cgm-1
+            therapy: {overbolus_days: 1.0, exercise_days: 0, basal: 1.3, treat_lows: false}
+    devices:
+      - {id: cgm-1, kind: cgm, patient: teen, address: "C0:11:22:33:44:04"}
+"""
+
+
+def test_a_scenario_names_a_virtual_patient_and_a_therapy(tmp_path: Path) -> None:
+    """Issue 19: `profile: uva_padova` runs that patient under that therapy, and its CGM goes
+    through the gateway path like any other."""
+    path = tmp_path / "named.yaml"
+    path.write_text(_NAMED.replace("PATIENT", "adolescent#003"), encoding="utf-8")
+    out = tmp_path / "out"
+    assert run_replay(str(path), out, stream=(tmp_path / "summary.txt").open("w")) == 0
+    stored = [(_t(r["time"]), float(r["value"])) for r in _csv(out / "readings.csv")
+              if r["device"] == "cgm-1"]
+    start = _t("2027-01-10T23:00:00Z")
+    harsh = uva_padova.Therapy(overbolus_days=1.0, exercise_days=0.0, basal=1.3,
+                               treat_lows=False)
+    expected = uva_padova.samples("adolescent#003", start, start + timedelta(days=1), 5,
+                                  "Europe/Ljubljana", harsh)
+    assert len(stored) == len(expected) == 288
+    for (t, v), (et, ev) in zip(stored, expected, strict=True):
+        assert t == et and abs(v - ev) < 0.001, (t, v, et, ev)
+    # The therapy is no decoration: the shipped one (a mistake on some days, lows treated)
+    # gives another, higher day than an overdosed meal every day on 1.3 times the basal.
+    usual = uva_padova.samples("adolescent#003", start, start + timedelta(days=1), 5,
+                               "Europe/Ljubljana")
+    assert sum(v for _, v in usual) > sum(v for _, v in stored)
+
+
+def test_a_scenario_naming_an_unknown_virtual_patient_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "named.yaml"
+    path.write_text(_NAMED.replace("PATIENT", "adolescent#011"), encoding="utf-8")
+    with pytest.raises(ScenarioError) as err:
+        load_scenario(path)
+    assert ("named.yaml:16: homes.0.patients.0.profile.uva_padova.patient: unknown"
+            " virtual patient 'adolescent#011'") in str(err.value)
