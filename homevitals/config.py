@@ -27,6 +27,7 @@ from homevitals.units import FIELD_UNITS, Unit
 
 __all__ = [
     "AlertsConfig",
+    "AmqpSourceConfig",
     "CareRole",
     "Config",
     "ConsoleConfig",
@@ -95,6 +96,9 @@ class TlsConfig(_Model):
 class MqttConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
+    # The cluster profile (docs/cluster.md): the nodes of a broker cluster, tried in turn, the
+    # next one after a lost connection; empty: host and port alone.
+    brokers: list[str] = Field([], description="host:port of each broker node (a cluster)")
     protocol: Literal["5", "3.1.1"] = "5"
     topic_prefix: str = DEFAULT_PREFIX
     keepalive: int = Field(60, ge=5, le=3600)
@@ -102,6 +106,21 @@ class MqttConfig(_Model):
     password_env: str | None = None
     password_file: str | None = None
     tls: TlsConfig = TlsConfig()
+
+    @field_validator("brokers")
+    @classmethod
+    def _host_ports(cls, v: list[str]) -> list[str]:
+        for item in v:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"broker {item!r} is not host:port, e.g. 10.0.0.11:1883")
+        return v
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where to connect, in order: ``brokers``, or ``host``:``port`` alone."""
+        if not self.brokers:
+            return [(self.host, self.port)]
+        return [(h.strip("[]"), int(p)) for h, _, p in (b.rpartition(":") for b in self.brokers)]
 
 
 class MqttLogin(_Model):
@@ -367,8 +386,23 @@ class GatewayConfig(_Model):
     home_assistant: HomeAssistantConfig = Field(default_factory=lambda: HomeAssistantConfig())
 
 
+class AmqpSourceConfig(_Model):
+    """Ingest's source in the cluster profile (docs/cluster.md): a RabbitMQ quorum queue bound to
+    the MQTT plugin's exchange. One queue per InfluxDB replica; its workers share it."""
+
+    urls: list[str] = Field(min_length=1, description="amqp://user@host:port/vhost of each node")
+    password_env: str | None = None
+    password_file: str | None = None
+    queue: str = Field("homevitals.ingest", min_length=1, description="one per InfluxDB replica")
+    exchange: str = "amq.topic"
+    heartbeat_seconds: int = Field(30, ge=0, le=600)
+
+
 class IngestConfig(_Model):
     client_id: str = "homevitals-ingest"
+    # mqtt: this daemon's own MQTT session (the embedded profile); amqp: the cluster profile.
+    source: Literal["mqtt", "amqp"] = "mqtt"
+    amqp: AmqpSourceConfig | None = None
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
@@ -377,6 +411,12 @@ class IngestConfig(_Model):
     backlog_max: int = Field(20_000, ge=10)
     retry_initial_seconds: float = Field(0.5, gt=0)
     retry_max_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> IngestConfig:
+        if self.source == "amqp" and self.amqp is None:
+            raise ValueError("ingest: source amqp needs an amqp section (urls, queue)")
+        return self
 
 
 class TimeWindow(_Model):

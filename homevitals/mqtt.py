@@ -111,6 +111,7 @@ def connect_async(client: mqtt.Client, cfg: MqttConfig) -> Connection:
     """Start connecting in the background; the ``Connection`` (also ``connection(client)``)
     reconnects after that, until ``disconnect(client)``."""
     ud = client.user_data_get() or {}
+    host, port = cfg.addresses()[0]  # the first broker of a cluster's list (docs/cluster.md)
     if cfg.protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho untyped
         props.SessionExpiryInterval = int(ud.get("session_expiry", 0))
@@ -119,15 +120,15 @@ def connect_async(client: mqtt.Client, cfg: MqttConfig) -> Connection:
             # messages, which bounds what a manual-ack consumer holds in memory.
             props.ReceiveMaximum = min(int(ud["receive_maximum"]), 65535)
         client.connect_async(
-            cfg.host,
-            cfg.port,
+            host,
+            port,
             keepalive=cfg.keepalive,
             clean_start=bool(ud.get("clean_start", True)),
             properties=props,
         )
     else:
-        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
-    conn = Connection(client, f"{cfg.host}:{cfg.port}", cfg.tls.enabled)
+        client.connect_async(host, port, keepalive=cfg.keepalive)
+    conn = Connection(client, f"{host}:{port}", cfg.tls.enabled, cfg.addresses())
     ud["connection"] = conn
     client.user_data_set(ud)
     conn.start()
