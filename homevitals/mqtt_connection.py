@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -42,11 +43,13 @@ class Connection:
     the backoff delay. One address: the single broker, as before."""
 
     def __init__(self, client: mqtt.Client, where: str, tls: bool,
-                 addresses: list[tuple[str, int]] | None = None) -> None:
+                 addresses: list[tuple[str, int]] | None = None,
+                 retarget: Callable[[str, int], None] | None = None) -> None:
         self.client = client
         self.where = where
         self.tls = tls
         self.addresses = addresses or []
+        self._retarget = retarget  # points the client at another node (homevitals.mqtt)
         self._next = 0  # index of the address in use
         self._failed_in_round = 0
         self.backoff = Backoff(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
@@ -102,12 +105,12 @@ class Connection:
     def _failed(self) -> float:
         """Move to the next broker of the list; the delay before trying it: none while the
         round of the list is not over, the backoff's after a whole round failed."""
-        if len(self.addresses) < 2:
+        if len(self.addresses) < 2 or self._retarget is None:
             return self.backoff.next()
         self._failed_in_round += 1
         self._next = (self._next + 1) % len(self.addresses)
         host, port = self.addresses[self._next]
-        self.client.host, self.client.port = host, port  # paho 2.0+: settable while closed
+        self._retarget(host, port)
         self.where = f"{host}:{port}"
         if self._failed_in_round < len(self.addresses):
             return 0.1 * random.uniform(0.5, 1.5)  # jitter: a fleet must not move in step

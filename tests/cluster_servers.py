@@ -161,21 +161,33 @@ class RabbitCluster:
         self.wait_clustered()
         return time.monotonic() - started
 
-    def wait_clustered(self, timeout: float = 60.0) -> None:
+    def wait_clustered(self, timeout: float = 90.0) -> None:
+        """Every node running in one cluster, and every node a member of the MQTT plugin's
+        client-id tracker (the Raft cluster ``mqtt_node``): nodes that boot together can race
+        to join it (``cluster_change_not_permitted``) and retry, and a tracker short of a member
+        would lose its majority with one node more down, refusing every new MQTT connection."""
         deadline = time.monotonic() + timeout
         want = {n.node for n in self.nodes if n.running}
+        first = next(n for n in self.nodes if n.running)
+        status = ""
         while time.monotonic() < deadline:
-            status = self.nodes[0].ctl("cluster_status", "--formatter", "json")
-            if all(f'"{n}"' in status.split('"running_nodes"')[-1] for n in want):
-                return
-            time.sleep(0.5)
-        raise ServerError(f"RabbitMQ nodes {sorted(want)} did not form one cluster in {timeout} s")
+            status = first.ctl("cluster_status", "--formatter", "json")
+            running = status.split('"running_nodes"')[-1]
+            if all(f'"{n}"' in running for n in want):
+                status = first.ctl("eval", "ra:members({mqtt_node, node()}).")
+                if all(f"{{mqtt_node,{n}}}" in status.replace(" ", "").replace("\n", "")
+                       for n in want):
+                    return
+            time.sleep(1.0)
+        raise ServerError(f"RabbitMQ nodes {sorted(want)} did not form one cluster in {timeout} s:"
+                          f" {status}")
 
     def kill(self, index: int) -> None:
         self.nodes[index].kill()
 
     def start_node(self, index: int) -> None:
         self.nodes[index].start()
+        self.wait_clustered()
 
     def stop(self) -> None:
         for node in self.nodes:
