@@ -415,7 +415,7 @@ class IngestConfig(_Model):
     @model_validator(mode="after")
     def _source_settings(self) -> IngestConfig:
         if self.source == "amqp" and self.amqp is None:
-            raise ValueError("ingest: source amqp needs an amqp section (urls, queue)")
+            raise ValueError("source amqp needs an amqp section (urls, queue)")
         return self
 
 

@@ -15,6 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
 from cluster_fixtures import influx_replicas, rabbit_cluster  # noqa: F401 - fixtures
 from cluster_servers import RabbitCluster
 from daemons import Daemon, wait_until, write_config
@@ -22,7 +24,8 @@ from servers import Influxd
 
 from homevitals import wire
 from homevitals.clock import SystemClock
-from homevitals.config import MqttConfig
+from homevitals.config import MqttConfig, parse_config
+from homevitals.errors import ConfigError
 from homevitals.gateway.publisher import Publisher
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.outbox import DurableQueue
@@ -212,3 +215,20 @@ def test_kill_a_broker_node_an_ingest_worker_and_a_replica_loses_and_doubles_not
             back.join(120)
         if not cluster.nodes[0].running:
             cluster.start_node(0)
+
+
+def test_cluster_settings_are_checked_at_start() -> None:
+    """A broker list entry that is not host:port, and the amqp source without its section, are
+    named with their file, line and key before anything connects."""
+    data = {"mqtt": {"protocol": "3.1.1", "brokers": ["10.0.0.11:1883", "10.0.0.12"]},
+            "homes": _homes(), "ingest": {"source": "amqp"}}
+    text = yaml.safe_dump(data, sort_keys=False)
+    source_line = text.splitlines().index("  source: amqp") + 1
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cluster.yaml")
+    assert err.value.problems == [
+        "cluster.yaml:4: mqtt.brokers: broker '10.0.0.12' is not host:port, e.g. 10.0.0.11:1883",
+        f"cluster.yaml:{source_line}: ingest: source amqp needs an amqp section (urls, queue)",
+    ]
+    cfg = MqttConfig(brokers=["10.0.0.11:1883", "[fd00::12]:1884"])
+    assert cfg.addresses() == [("10.0.0.11", 1883), ("fd00::12", 1884)]
