@@ -15,6 +15,7 @@ Everything shares the machine's cores: figures are for comparing the two here, n
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import threading
@@ -175,6 +176,7 @@ def main() -> None:
     print("| broker | cluster start s | QoS 1 msgs/s | lost (no kill) | kill -9: lost | "
           "duplicates | publisher failover s |")
     print("|---|---|---|---|---|---|---|", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers on a kill too
     with tempfile.TemporaryDirectory(prefix="cluster-brokers-") as tmp:
         for kind in args.broker:
             f = measure(kind, Path(tmp), args.messages, args.inflight)

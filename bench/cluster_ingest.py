@@ -4,7 +4,9 @@
 For each worker count: the queue is filled with ``--readings`` readings while no worker runs (the
 publishers are stopped before the drain begins), then the workers start and empty it into
 InfluxDB. Figures: readings/s from the first row stored to the last, and the workers' CPU seconds
-(user + system, /proc/PID/stat) spent from "consuming" to the end, per reading.
+(user + system, /proc/PID/stat) per reading: each worker's whole CPU time less what a worker
+spends to start and connect (measured once, on an empty queue), since the first worker is already
+draining while the others still start.
 
     .venv/bin/python bench/cluster_ingest.py [--readings 20000] [--workers 1 2 3]
 
@@ -16,6 +18,7 @@ added, i.e. the work divides between them without overhead.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -88,27 +91,45 @@ def _config(tmp: Path, cluster: RabbitCluster, influx: Influxd, db: str, queue: 
     return write_config(workdir / "hv.yaml", data)
 
 
-def run(tmp: Path, cluster: RabbitCluster, influx: Influxd, workers: int, n: int) -> dict[str, Any]:
+def _delete(cluster: RabbitCluster, queue: str) -> None:
+    conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_urls[0]))
+    conn.channel().queue_delete(queue)  # it would get the next run's readings too
+    conn.close()
+
+
+def startup_cpu(tmp: Path, cluster: RabbitCluster, influx: Influxd) -> float:
+    """CPU seconds a worker spends to start and begin consuming (an empty queue)."""
+    influx.create_database("bench_idle")
+    d = Daemon("ingest", _config(tmp, cluster, influx, "bench_idle", "bench.idle", 0),
+               tmp / "bench.idle-0")
+    try:
+        d.wait_log("consuming", 60)
+        time.sleep(1.0)
+        return _cpu_seconds(d.proc.pid)
+    finally:
+        d.terminate()
+        _delete(cluster, "bench.idle")
+
+
+def run(tmp: Path, cluster: RabbitCluster, influx: Influxd, workers: int, n: int,
+        startup: float) -> dict[str, Any]:
     queue, db = f"bench.ingest.w{workers}", f"bench_w{workers}"
     influx.create_database(db)
     _fill(cluster.amqp_urls[0], queue, n, workers)
     daemons = [Daemon("ingest", _config(tmp, cluster, influx, db, queue, k), tmp / f"{queue}-{k}")
                for k in range(workers)]
     try:
-        for d in daemons:
-            d.wait_log("consuming", 60)
-        cpu0 = sum(_cpu_seconds(d.proc.pid) for d in daemons)
         wait_until("a first row", lambda: _count(influx, db) > 0, 60, 0.05)
         first_at, first = time.monotonic(), _count(influx, db)
         wait_until(f"{n} rows", lambda: _count(influx, db) >= n, 600, 0.1)
         seconds = time.monotonic() - first_at
-        cpu = sum(_cpu_seconds(d.proc.pid) for d in daemons) - cpu0
+        for d in daemons:
+            d.wait_log("consuming", 60)
+        cpu = sum(_cpu_seconds(d.proc.pid) for d in daemons) - workers * startup
     finally:
         for d in daemons:
             d.terminate()
-    conn = pika.BlockingConnection(pika.URLParameters(cluster.amqp_urls[0]))
-    conn.channel().queue_delete(queue)  # it would get the next run's readings too
-    conn.close()
+    _delete(cluster, queue)
     return {"workers": workers, "rate": (n - first) / seconds, "cpu_us": 1e6 * cpu / n}
 
 
@@ -120,15 +141,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cluster-ingest-") as name:
         tmp = Path(name)
         cluster, influx = RabbitCluster(tmp / "rabbitmq"), Influxd(tmp / "influxd")
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers on a kill too
         try:
             cluster.start()
             influx.start()
+            startup = startup_cpu(tmp, cluster, influx)
             print(f"{args.readings} readings drained from one quorum queue (3 nodes) into"
                   " InfluxDB 1.6")
+            print(f"(a worker spends {startup:.2f} s of CPU to start; left out below)")
             print("| workers | drain readings/s | worker CPU us/reading (all workers) |")
             print("|---|---|---|", flush=True)
             for w in args.workers:
-                f = run(tmp, cluster, influx, w, args.readings)
+                f = run(tmp, cluster, influx, w, args.readings, startup)
                 print(f"| {f['workers']} | {f['rate']:.0f} | {f['cpu_us']:.0f} |", flush=True)
         finally:
             cluster.stop()
