@@ -88,7 +88,7 @@ def _metrics(s: IngestService) -> list[Metric]:
             sum_value=s.write_latency.total,
         ),
         gauge(
-            "homevitals_ingest_connected", "1 while connected to the broker", s.watch.connected
+            "homevitals_ingest_connected", "1 while connected to the broker", s.connected
         ),
         *s.broker_watch.metrics(),
     ]

@@ -123,7 +123,10 @@ class IngestService:
 
     @property
     def connected(self) -> bool:
-        """Connected, and paho's thread runs and is not held past the keepalive (the watch)."""
+        """Connected, and paho's thread runs and is not held past the keepalive (the watch); with
+        another source, that source's own conditions hold (e.g. consuming its queue)."""
+        if self.source is not None:
+            return all(c.problem() is None for c in self.source.conditions())
         return self.watch.connected
 
     def workers(self) -> list[Worker]:
@@ -380,7 +383,7 @@ class IngestService:
                 self.trouble.failed(len(batch), exc, delay)
                 wait = delay * random.uniform(0.8, 1.2)
                 self.writer_progress.beat(allow=wait)
-                if self._stop.wait(wait) and not self.watch.connected:
+                if self._stop.wait(wait) and not self.connected:
                     return  # shutting down with no broker: the broker keeps them unacknowledged
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue
