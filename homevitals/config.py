@@ -915,6 +915,7 @@ class Config(_Model):
             yield ("alerts", "notifier"), "twilio needs the alerts.twilio section, which is missing"
         produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
         yield from self._override_problems()
+        yield from self._cluster_problems()
         for i, rule in enumerate(self.rules.definitions):
             at: Loc = ("rules", "definitions", i)
             if (
@@ -925,6 +926,21 @@ class Config(_Model):
                 yield ((*at, "measurement"),
                        f"rule {rule.id} watches {rule.measurement}, which no device produces")
             yield from (((*at, key), msg) for key, msg in _unit_problems(rule))
+
+    def _cluster_problems(self) -> Iterator[tuple[Loc, str]]:
+        """RabbitMQ's MQTT plugin turns each '/' of a topic into '.' in the routing key and leaves
+        a '.' as it is (rabbit_mqtt_util:mqtt2amqp), so in the cluster profile an id with a '.'
+        would become two topic levels: bound to no queue, and dropped (docs/cluster.md)."""
+        if self.ingest.source != "amqp" and not self.mqtt.brokers:
+            return
+        why = "no '.' in the cluster profile (RabbitMQ routing keys separate topic levels by '.')"
+        if "." in self.mqtt.topic_prefix:
+            yield ("mqtt", "topic_prefix"), f"{self.mqtt.topic_prefix!r}: {why}"
+        for hi, h in enumerate(self.homes):
+            named: list[tuple[Loc, str]] = [(("homes", hi, "id"), h.id)]
+            named += [(("homes", hi, "patients", i, "id"), p.id) for i, p in enumerate(h.patients)]
+            named += [(("homes", hi, "devices", i, "id"), d.id) for i, d in enumerate(h.devices)]
+            yield from ((at, f"{ident!r}: {why}") for at, ident in named if "." in ident)
 
     def _override_problems(self) -> Iterator[tuple[Loc, str]]:
         rules = {r.id: r for r in self.rules.definitions}

@@ -1,11 +1,13 @@
 """Readings from a RabbitMQ cluster's quorum queue: ingest's source in the cluster profile.
 
 Gateways publish over MQTT to any node; the MQTT plugin routes each message to ``amq.topic``
-with the topic as routing key ('/' and '.' swapped). Every ingest worker of one InfluxDB replica
-consumes the same durable quorum queue (competing consumers: each message goes to one of them),
-and each replica has a queue of its own, so every replica gets every reading
-(docs/cluster.md). A message is acknowledged only after its batch is written; a worker that dies
-leaves its unacknowledged messages to the broker, which delivers them to another worker.
+with the topic as routing key, each '/' made a '.' (rabbit_mqtt_util:mqtt2amqp; a '.' stays,
+which is why the cluster profile's ids may not contain one: homevitals.config checks that).
+Every ingest worker of one InfluxDB replica consumes the same durable quorum queue (competing
+consumers: each message goes to one of them), and each replica has a queue of its own, so every
+replica gets every reading (docs/cluster.md). A message is acknowledged only after its batch is
+written; a worker that dies leaves its unacknowledged messages to the broker, which delivers them
+to another worker.
 
 Threads: one of ours runs pika's ``BlockingConnection`` (not thread-safe), so the writer's
 acknowledgements and dead letters are handed to it with ``add_callback_threadsafe``. The prefetch
@@ -32,20 +34,20 @@ __all__ = ["AmqpSource", "mqtt_filter_to_binding", "routing_key_to_topic"]
 
 logger = logging.getLogger(__name__)
 
-# The MQTT plugin's mapping between topics and routing keys: '/' <-> '.' swapped.
-_SWAP = str.maketrans("./", "/.")
+# The MQTT plugin's mapping between topics and routing keys (rabbit_mqtt_util:mqtt2amqp).
+_TO_KEY = str.maketrans("/+", ".*")
+_TO_TOPIC = str.maketrans(".", "/")
 _MAX_PREFETCH = 65_535  # AMQP 0-9-1 basic.qos prefetch-count is a short
 _EXPECTED = (pika.exceptions.AMQPError, OSError)
 
 
 def routing_key_to_topic(key: str) -> str:
-    return key.translate(_SWAP)
+    return key.translate(_TO_TOPIC)
 
 
 def mqtt_filter_to_binding(topic_filter: str) -> str:
-    """An MQTT topic filter as an ``amq.topic`` binding key ('+' is '*', '#' stays)."""
-    return "." .join("*" if level == "+" else level.translate(_SWAP)
-                     for level in topic_filter.split("/"))
+    """An MQTT topic (filter) as an ``amq.topic`` routing (binding) key: '+' is '*', '#' stays."""
+    return topic_filter.translate(_TO_KEY)
 
 
 class _Delivered(NamedTuple):
@@ -92,7 +94,7 @@ class AmqpSource:
             self._call(lambda: self._ack_now(pending, self.generation))
 
     def publish(self, topic: str, payload: bytes) -> None:
-        key = topic.translate(_SWAP)
+        key = mqtt_filter_to_binding(topic)
         props = pika.BasicProperties(delivery_mode=2)
         self._call(lambda: self._channel.basic_publish(self.cfg.exchange, key, payload, props))
 

@@ -254,8 +254,9 @@ def test_without_a_majority_a_reading_is_not_acknowledged(
 
 
 def test_cluster_settings_are_checked_at_start() -> None:
-    """A broker list entry that is not host:port, and the amqp source without its section, are
-    named with their file, line and key before anything connects."""
+    """A broker list entry that is not host:port, the amqp source without its section, and an
+    id with a '.' (it would become two routing-key levels) are named with their file, line and
+    key before anything connects."""
     data = {"mqtt": {"protocol": "3.1.1", "brokers": ["10.0.0.11:1883", "10.0.0.12"]},
             "homes": _homes(), "ingest": {"source": "amqp"}}
     text = yaml.safe_dump(data, sort_keys=False)
@@ -266,5 +267,14 @@ def test_cluster_settings_are_checked_at_start() -> None:
         "cluster.yaml:4: mqtt.brokers: broker '10.0.0.12' is not host:port, e.g. 10.0.0.11:1883",
         f"cluster.yaml:{source_line}: ingest: source amqp needs an amqp section (urls, queue)",
     ]
+    homes = _homes()
+    homes[1] = {**homes[1], "id": "home.1"}
+    data = {"mqtt": {"protocol": "3.1.1", "brokers": ["10.0.0.11:1883"]}, "homes": homes}
+    text = yaml.safe_dump(data, sort_keys=False)
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cluster.yaml")
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "homes.1.id: 'home.1': no '.' in the cluster profile (RabbitMQ routing keys separate"
+        " topic levels by '.')"]
     cfg = MqttConfig(brokers=["10.0.0.11:1883", "[fd00::12]:1884"])
     assert cfg.addresses() == [("10.0.0.11", 1883), ("fd00::12", 1884)]
