@@ -111,7 +111,7 @@ class Publisher:
         if reason_failed(rc):
             logger.error("broker refused the connection: %s", rc)
             return
-        logger.info("connected to %s:%d", self.cfg.host, self.cfg.port)
+        logger.info("connected to %s:%d", self.client.host, self.client.port)
         status = GatewayStatus(self.home, GatewayState.ONLINE, self.clock.now())
         retained = [(self.topics.status(self.home), wire.encode(status)),
                     *self.retained_on_connect]

@@ -54,6 +54,7 @@ _Model = Model  # the name simulators/scenario.py builds its own sections on
 
 __all__ = [
     "AlertsConfig",
+    "AmqpSourceConfig",
     "DEVICE_MEASUREMENTS",
     "KINDS",
     "RuleConfig",
@@ -111,6 +112,9 @@ class TlsConfig(Model):
 class MqttConfig(Model):
     host: str = "127.0.0.1"
     port: int = Field(1883, ge=1, le=65535)
+    # The cluster profile (docs/cluster.md): the nodes of a broker cluster, tried in turn, the
+    # next one after a lost connection; empty: host and port alone.
+    brokers: list[str] = Field([], description="host:port of each broker node (a cluster)")
     protocol: Literal["5", "3.1.1"] = "5"
     topic_prefix: str = DEFAULT_PREFIX
     keepalive: int = Field(60, ge=5, le=3600)
@@ -118,6 +122,21 @@ class MqttConfig(Model):
     password_env: str | None = None
     password_file: str | None = None
     tls: TlsConfig = TlsConfig()
+
+    @field_validator("brokers")
+    @classmethod
+    def _host_ports(cls, v: list[str]) -> list[str]:
+        for item in v:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"broker {item!r} is not host:port, e.g. 10.0.0.11:1883")
+        return v
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """Where to connect, in order: ``brokers``, or ``host``:``port`` alone."""
+        if not self.brokers:
+            return [(self.host, self.port)]
+        return [(h.strip("[]"), int(p)) for h, _, p in (b.rpartition(":") for b in self.brokers)]
 
 
 class StoreKind(StrEnum):
@@ -182,8 +201,23 @@ class GatewayConfig(Model):
     home_assistant: HomeAssistantConfig = Field(default_factory=lambda: HomeAssistantConfig())
 
 
+class AmqpSourceConfig(Model):
+    """Ingest's source in the cluster profile (docs/cluster.md): a RabbitMQ quorum queue bound to
+    the MQTT plugin's exchange. One queue per InfluxDB replica; its workers share it."""
+
+    urls: list[str] = Field(min_length=1, description="amqp://user@host:port/vhost of each node")
+    password_env: str | None = None
+    password_file: str | None = None
+    queue: str = Field("homevitals.ingest", min_length=1, description="one per InfluxDB replica")
+    exchange: str = "amq.topic"
+    heartbeat_seconds: int = Field(30, ge=0, le=600)
+
+
 class IngestConfig(Model):
     client_id: str = "homevitals-ingest"
+    # mqtt: this daemon's own MQTT session (the embedded profile); amqp: the cluster profile.
+    source: Literal["mqtt", "amqp"] = "mqtt"
+    amqp: AmqpSourceConfig | None = None
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
@@ -192,6 +226,12 @@ class IngestConfig(Model):
     backlog_max: int = Field(20_000, ge=10)
     retry_initial_seconds: float = Field(0.5, gt=0)
     retry_max_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> IngestConfig:
+        if self.source == "amqp" and self.amqp is None:
+            raise ValueError("source amqp needs an amqp section (urls, queue)")
+        return self
 
 
 Loc = tuple[str | int, ...]
@@ -263,10 +303,26 @@ class Config(Model):
             yield ("alerts", "notifier"), "twilio needs the alerts.twilio section, which is missing"
         produced = {m for h in self.homes for d in h.devices for m in DEVICE_MEASUREMENTS[d.kind]}
         yield from self._override_problems()
+        yield from self._cluster_problems()
         for i, rule in enumerate(self.rules.definitions):
             at: Loc = ("rules", "definitions", i)
             problems = rule.problems(produced if self.homes else None)
             yield from (((*at, key), msg) for key, msg in problems)
+
+    def _cluster_problems(self) -> Iterator[tuple[Loc, str]]:
+        """RabbitMQ's MQTT plugin turns each '/' of a topic into '.' in the routing key and leaves
+        a '.' as it is (rabbit_mqtt_util:mqtt2amqp), so in the cluster profile an id with a '.'
+        would become two topic levels: bound to no queue, and dropped (docs/cluster.md)."""
+        if self.ingest.source != "amqp" and not self.mqtt.brokers:
+            return
+        why = "no '.' in the cluster profile (RabbitMQ routing keys separate topic levels by '.')"
+        if "." in self.mqtt.topic_prefix:
+            yield ("mqtt", "topic_prefix"), f"{self.mqtt.topic_prefix!r}: {why}"
+        for hi, h in enumerate(self.homes):
+            named: list[tuple[Loc, str]] = [(("homes", hi, "id"), h.id)]
+            named += [(("homes", hi, "patients", i, "id"), p.id) for i, p in enumerate(h.patients)]
+            named += [(("homes", hi, "devices", i, "id"), d.id) for i, d in enumerate(h.devices)]
+            yield from ((at, f"{ident!r}: {why}") for at, ident in named if "." in ident)
 
     def _override_problems(self) -> Iterator[tuple[Loc, str]]:
         rules = {r.id: r for r in self.rules.definitions}

@@ -109,8 +109,10 @@ def _quiet_clean_disconnect(record: logging.LogRecord) -> bool:
 
 def connect_async(client: mqtt.Client, cfg: MqttConfig) -> Connection:
     """Start connecting in the background; the ``Connection`` (also ``connection(client)``)
-    reconnects after that, until ``disconnect(client)``."""
+    reconnects after that, until ``disconnect(client)``. With ``cfg.brokers`` (a cluster,
+    docs/cluster.md) it starts at the first node and moves to the next when one is lost."""
     ud = client.user_data_get() or {}
+    props = None
     if cfg.protocol == "5":
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho untyped
         props.SessionExpiryInterval = int(ud.get("session_expiry", 0))
@@ -118,16 +120,19 @@ def connect_async(client: mqtt.Client, cfg: MqttConfig) -> Connection:
             # MQTT 5 Receive Maximum: the broker sends at most this many unacknowledged QoS 1
             # messages, which bounds what a manual-ack consumer holds in memory.
             props.ReceiveMaximum = min(int(ud["receive_maximum"]), 65535)
-        client.connect_async(
-            cfg.host,
-            cfg.port,
-            keepalive=cfg.keepalive,
-            clean_start=bool(ud.get("clean_start", True)),
-            properties=props,
-        )
-    else:
-        client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive)
-    conn = Connection(client, f"{cfg.host}:{cfg.port}", cfg.tls.enabled)
+
+    def target(host: str, port: int) -> None:
+        # paho's connect_async only records where to connect (any state): the next reconnect()
+        # goes there, with the same session settings.
+        if props is None:
+            client.connect_async(host, port, keepalive=cfg.keepalive)
+        else:
+            client.connect_async(host, port, keepalive=cfg.keepalive,
+                                 clean_start=bool(ud.get("clean_start", True)), properties=props)
+
+    host, port = cfg.addresses()[0]
+    target(host, port)
+    conn = Connection(client, f"{host}:{port}", cfg.tls.enabled, cfg.addresses(), target)
     ud["connection"] = conn
     client.user_data_set(ud)
     conn.start()

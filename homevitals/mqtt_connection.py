@@ -17,7 +17,9 @@ as the network thread; callbacks run in it.
 from __future__ import annotations
 
 import logging
+import random
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -36,10 +38,20 @@ _LOOP_SECONDS = 1.0
 
 
 class Connection:
-    def __init__(self, client: mqtt.Client, where: str, tls: bool) -> None:
+    """``addresses``: the broker nodes of a cluster (docs/cluster.md), tried in turn; a failed
+    attempt or a lost connection moves to the next, and a whole round without a CONNACK waits
+    the backoff delay. One address: the single broker, as before."""
+
+    def __init__(self, client: mqtt.Client, where: str, tls: bool,
+                 addresses: list[tuple[str, int]] | None = None,
+                 retarget: Callable[[str, int], None] | None = None) -> None:
         self.client = client
         self.where = where
         self.tls = tls
+        self.addresses = addresses or []
+        self._retarget = retarget  # points the client at another node (homevitals.mqtt)
+        self._next = 0  # index of the address in use
+        self._failed_in_round = 0
         self.backoff = Backoff(RECONNECT_MIN_SECONDS, RECONNECT_MAX_SECONDS)
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name=f"mqtt-{where}", daemon=True)
@@ -52,6 +64,7 @@ class Connection:
             reason = args[1] if len(args) > 1 else None
             if not getattr(reason, "is_failure", bool(reason)):
                 self.backoff.reset()
+                self._failed_in_round = 0
             if previous is not None:
                 previous(c, userdata, *args)
 
@@ -75,7 +88,7 @@ class Connection:
             try:
                 self.client.reconnect()
             except OSError as exc:
-                delay = self.backoff.next()
+                delay = self._failed()
                 logger.warning(
                     "cannot reach the MQTT broker at %s (%s): %s; next attempt in %.1f s",
                     self.where, "TLS" if self.tls else "no TLS", exc, delay,
@@ -86,8 +99,23 @@ class Connection:
             while rc == MQTTErrorCode.MQTT_ERR_SUCCESS and not self._stop.is_set():
                 rc = self.client.loop(_LOOP_SECONDS)
             if not self._stop.is_set():
-                self._stop.wait(self.backoff.next())
+                self._stop.wait(self._failed())
         self._flush()
+
+    def _failed(self) -> float:
+        """Move to the next broker of the list; the delay before trying it: none while the
+        round of the list is not over, the backoff's after a whole round failed."""
+        if len(self.addresses) < 2 or self._retarget is None:
+            return self.backoff.next()
+        self._failed_in_round += 1
+        self._next = (self._next + 1) % len(self.addresses)
+        host, port = self.addresses[self._next]
+        self._retarget(host, port)
+        self.where = f"{host}:{port}"
+        if self._failed_in_round < len(self.addresses):
+            return 0.1 * random.uniform(0.5, 1.5)  # jitter: a fleet must not move in step
+        self._failed_in_round = 0
+        return self.backoff.next()
 
     def _flush(self) -> None:
         """After ``stop``: let the DISCONNECT (and what was queued before it) leave."""

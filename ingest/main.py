@@ -10,11 +10,13 @@ from homevitals.config import Config, StoreConfig, StoreKind, read_secret
 from homevitals.deadletter import SERVER_REASONS
 from homevitals.errors import ConfigError
 from homevitals.ingest.service import IngestService
+from homevitals.ingest.source import Source
 from homevitals.ingest.store import Store
 from homevitals.metrics import Metric, counter, gauge
 from homevitals.runtime import Runner
+from homevitals.topics import Topics
 
-__all__ = ["REJECT_REASONS", "build_store", "run_ingest"]
+__all__ = ["REJECT_REASONS", "build_source", "build_store", "run_ingest"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,14 +88,25 @@ def _metrics(s: IngestService) -> list[Metric]:
             sum_value=s.write_latency.total,
         ),
         gauge(
-            "homevitals_ingest_connected", "1 while connected to the broker", s.watch.connected
+            "homevitals_ingest_connected", "1 while connected to the broker", s.connected
         ),
         *s.broker_watch.metrics(),
     ]
 
 
+def build_source(cfg: Config) -> Source | None:
+    """None: the service's own MQTT session; else the cluster profile's queue (``amqp``)."""
+    if cfg.ingest.source == "mqtt":
+        return None
+    from homevitals.ingest.amqp_source import AmqpSource
+
+    assert cfg.ingest.amqp is not None  # IngestConfig checks it
+    topics = Topics(cfg.mqtt.topic_prefix)
+    return AmqpSource(cfg.ingest.amqp, topics.ingest_subscriptions, cfg.ingest.backlog_max)
+
+
 def run_ingest(cfg: Config) -> None:
-    service = IngestService(cfg, build_store(cfg.store))
+    service = IngestService(cfg, build_store(cfg.store), build_source(cfg))
 
     def stop() -> None:
         service.stop()

@@ -32,6 +32,7 @@ from homevitals.errors import WireError
 from homevitals.ingest.broker_watch import BrokerWatch
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.latency import LatencyHistogram
+from homevitals.ingest.source import Message, Source
 from homevitals.ingest.store import Store
 from homevitals.ingest.write_log import WriteTrouble
 from homevitals.mqtt import (
@@ -73,8 +74,13 @@ _TOPIC_MEMO_MAX = 100_000
 
 
 class IngestService:
-    def __init__(self, cfg: Config, store: Store) -> None:
+    """``source``: where messages come from when not this service's own MQTT session (the
+    cluster profile's broker queues, ingest/source.py); acknowledgements and dead letters then
+    go through it too."""
+
+    def __init__(self, cfg: Config, store: Store, source: Source | None = None) -> None:
         self.cfg = cfg
+        self.source = source
         self.icfg = cfg.ingest
         self.store = store
         self.topics = Topics(cfg.mqtt.topic_prefix)
@@ -117,15 +123,19 @@ class IngestService:
 
     @property
     def connected(self) -> bool:
-        """Connected, and paho's thread runs and is not held past the keepalive (the watch)."""
+        """Connected, and paho's thread runs and is not held past the keepalive (the watch); with
+        another source, that source's own conditions hold (e.g. consuming its queue)."""
+        if self.source is not None:
+            return all(c.problem() is None for c in self.source.conditions())
         return self.watch.connected
 
     def workers(self) -> list[Worker]:
-        return [*self.watch.workers(), thread_worker("ingest-writer", self._writer,
-                                                     self.writer_progress)]
+        feed = self.source.workers() if self.source else self.watch.workers()
+        return [*feed, thread_worker("ingest-writer", self._writer, self.writer_progress)]
 
     def conditions(self) -> list[Condition]:
-        return [*self.watch.conditions(), Condition("store", self._store_problem)]
+        feed = self.source.conditions() if self.source else self.watch.conditions()
+        return [*feed, Condition("store", self._store_problem)]
 
     def _store_problem(self) -> str | None:
         problem = self.trouble.problem  # None while writes work, or none was tried yet
@@ -138,6 +148,9 @@ class IngestService:
 
     def start(self) -> None:
         self._writer.start()
+        if self.source is not None:
+            self.source.start(self.take)
+            return
         self.watch.install(self.client)
         connect_async(self.client, self.mqtt)
         self.broker_watch.start()
@@ -149,6 +162,9 @@ class IngestService:
             time.sleep(0.02)
         self._stop.set()
         self._writer.join(timeout=drain_seconds)
+        if self.source is not None:
+            self.source.stop()
+            return
         disconnect(self.client)
         self.broker_watch.stop()
 
@@ -177,6 +193,10 @@ class IngestService:
             logger.info("ingest disconnected: %s", rc)  # our own disconnect() at shutdown
 
     def _on_message(self, _c: mqtt.Client, _ud: Any, msg: mqtt.MQTTMessage) -> None:
+        self.take(msg, msg.mid, self._generation, msg.qos)
+
+    def take(self, msg: Message, tag: int, generation: int, qos: int = 1) -> None:
+        """One message in, from the source's thread (paho's, or a queue consumer's)."""
         self.counts["received"] += 1
         try:
             value = self._validate(msg)
@@ -185,7 +205,7 @@ class IngestService:
             value = self._reject(msg, "handler_error", str(exc), type(exc).__name__)
         if self._taken - self._released >= self.icfg.backlog_max:
             self._wait_for_room()
-        self.backlog.put(_Item(msg.mid, msg.qos, self._generation, value))
+        self.backlog.put(_Item(tag, qos, generation, value))
         self._taken += 1
 
     @property
@@ -218,7 +238,7 @@ class IngestService:
                 self._topics[topic] = parsed
         return parsed
 
-    def _validate(self, msg: mqtt.MQTTMessage) -> Reading | Event | wire.Reject | AlertDecision:
+    def _validate(self, msg: Message) -> Reading | Event | wire.Reject | AlertDecision:
         try:
             decoded = wire.decode(msg.payload)
         except WireError as exc:
@@ -238,7 +258,7 @@ class IngestService:
         return decoded
 
     def _dead_letter_in(
-        self, msg: mqtt.MQTTMessage, parsed: ParsedTopic | None, reject: wire.Reject
+        self, msg: Message, parsed: ParsedTopic | None, reject: wire.Reject
     ) -> wire.Reject:
         """A dead letter another stage published: a gateway's (under its home) or a server
         stage's; stored as it came, and counted by stage and reason."""
@@ -275,7 +295,7 @@ class IngestService:
         return replace(r, time=r.received_at, flags=(*r.flags, "device_clock_suspect"))
 
     def _reject(
-        self, msg: mqtt.MQTTMessage, reason: str, error: str, error_class: str = ""
+        self, msg: Message, reason: str, error: str, error_class: str = ""
     ) -> wire.Reject:
         """Kept (stored with the batch, so acknowledged only once it is durable), counted by
         reason, and published on the dead-letter topic for anyone watching."""
@@ -296,6 +316,9 @@ class IngestService:
     def _dead_letter(self, reason: str, reject: wire.Reject) -> None:
         """Publish a reject on the dead-letter topic; paho refusing it is logged and counted
         (``homevitals_ingest_deadletter_unpublished_total``), the reject is stored either way."""
+        if self.source is not None:
+            self.source.publish(self.topics.deadletter("ingest", reason), wire.encode(reject))
+            return
         try:
             publish(self.client, self.topics.deadletter("ingest", reason), wire.encode(reject),
                     qos=1)
@@ -360,7 +383,7 @@ class IngestService:
                 self.trouble.failed(len(batch), exc, delay)
                 wait = delay * random.uniform(0.8, 1.2)
                 self.writer_progress.beat(allow=wait)
-                if self._stop.wait(wait) and not self.watch.connected:
+                if self._stop.wait(wait) and not self.connected:
                     return  # shutting down with no broker: the broker keeps them unacknowledged
                 delay = min(delay * 2, self.icfg.retry_max_seconds)
                 continue
@@ -384,6 +407,9 @@ class IngestService:
     def _ack(self, batch: list[_Item]) -> None:
         # A mid from an older connection may name another message now: the broker re-sends
         # those anyway, so skipping their PUBACK loses nothing.
+        if self.source is not None:
+            self.source.ack((i.mid, i.generation) for i in batch)
+            return
         generation = self._generation
         ack_many(self.client, ((i.mid, i.qos) for i in batch if i.generation == generation))
 

@@ -1,0 +1,181 @@
+"""Readings from a RabbitMQ cluster's quorum queue: ingest's source in the cluster profile.
+
+Gateways publish over MQTT to any node; the MQTT plugin routes each message to ``amq.topic``
+with the topic as routing key, each '/' made a '.' (rabbit_mqtt_util:mqtt2amqp; a '.' stays,
+which is why the cluster profile's ids may not contain one: homevitals.config checks that).
+Every ingest worker of one InfluxDB replica consumes the same durable quorum queue (competing
+consumers: each message goes to one of them), and each replica has a queue of its own, so every
+replica gets every reading (docs/cluster.md). A message is acknowledged only after its batch is
+written; a worker that dies leaves its unacknowledged messages to the broker, which delivers them
+to another worker.
+
+Threads: one of ours runs pika's ``BlockingConnection`` (not thread-safe), so the writer's
+acknowledgements and dead letters are handed to it with ``add_callback_threadsafe``. The prefetch
+is the backlog bound, so ``deliver`` never waits for room inside this thread (the acks it would
+wait for run here).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+import pika
+import pika.exceptions
+
+from homevitals.backoff import Backoff
+from homevitals.config import AmqpSourceConfig, read_secret
+from homevitals.ingest.source import Deliver
+from homevitals.runtime import Condition, Progress, Worker, thread_worker
+
+__all__ = ["AmqpSource", "mqtt_filter_to_binding", "routing_key_to_topic"]
+
+logger = logging.getLogger(__name__)
+
+# The MQTT plugin's mapping between topics and routing keys (rabbit_mqtt_util:mqtt2amqp).
+_TO_KEY = str.maketrans("/+", ".*")
+_TO_TOPIC = str.maketrans(".", "/")
+_MAX_PREFETCH = 65_535  # AMQP 0-9-1 basic.qos prefetch-count is a short
+_EXPECTED = (pika.exceptions.AMQPError, OSError)
+
+
+def routing_key_to_topic(key: str) -> str:
+    return key.translate(_TO_TOPIC)
+
+
+def mqtt_filter_to_binding(topic_filter: str) -> str:
+    """An MQTT topic (filter) as an ``amq.topic`` routing (binding) key: '+' is '*', '#' stays."""
+    return topic_filter.translate(_TO_KEY)
+
+
+class _Delivered(NamedTuple):
+    topic: str
+    payload: bytes
+
+
+class AmqpSource:
+    def __init__(self, cfg: AmqpSourceConfig, bindings: Iterable[str], prefetch: int) -> None:
+        self.cfg = cfg
+        self.bindings = [mqtt_filter_to_binding(b) for b in bindings]
+        self.prefetch = min(prefetch, _MAX_PREFETCH)
+        password = read_secret(cfg.password_env, cfg.password_file, "ingest.amqp.password")
+        self.params = [self._params(url, password) for url in cfg.urls]
+        self.generation = 0
+        self.consuming = threading.Event()
+        self.progress = Progress()
+        self._conn: pika.BlockingConnection | None = None
+        self._channel: Any = None
+        self._stop = threading.Event()
+        self._deliver: Deliver | None = None
+        self._thread = threading.Thread(target=self._run, name="ingest-amqp", daemon=True)
+
+    def _params(self, url: str, password: str | None) -> pika.URLParameters:
+        params = pika.URLParameters(url)
+        if password is not None:
+            params.credentials = pika.PlainCredentials(params.credentials.username, password)
+        params.heartbeat = self.cfg.heartbeat_seconds
+        params.blocked_connection_timeout = 60
+        return params
+
+    # --- Source -----------------------------------------------------------------------------
+    def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def ack(self, tags: Iterable[tuple[int, int]]) -> None:
+        pending = [tag for tag, generation in tags if generation == self.generation]
+        if pending:
+            self._call(lambda: self._ack_now(pending, self.generation))
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        key = mqtt_filter_to_binding(topic)
+        props = pika.BasicProperties(delivery_mode=2)
+        self._call(lambda: self._channel.basic_publish(self.cfg.exchange, key, payload, props))
+
+    def workers(self) -> list[Worker]:
+        return [thread_worker("ingest-amqp", self._thread, self.progress)]
+
+    def conditions(self) -> list[Condition]:
+        return [Condition("amqp", lambda: None if self.consuming.is_set()
+                          else "not consuming from the broker")]
+
+    # --- the connection's thread ------------------------------------------------------------
+    def _call(self, fn: Callable[[], None]) -> None:
+        conn = self._conn
+        if conn is None:
+            return  # no connection: unacknowledged messages come again after the next connect
+        try:
+            conn.add_callback_threadsafe(fn)
+        except _EXPECTED as exc:
+            logger.warning("the broker connection is gone (%s); the broker delivers again", exc)
+
+    def _ack_now(self, tags: list[int], generation: int) -> None:
+        if generation != self.generation or self._channel is None:
+            return
+        for tag in tags:
+            self._channel.basic_ack(tag)
+
+    def _run(self) -> None:
+        backoff = Backoff(1.0, 30.0)
+        while not self._stop.is_set():
+            self.progress.beat()
+            try:
+                self._consume()
+                backoff.reset()
+            except _EXPECTED as exc:
+                self._lost()
+                delay = backoff.next()
+                self.progress.beat(allow=delay)
+                logger.warning("AMQP consumer lost its broker (%s: %s); again in %.1f s",
+                               type(exc).__name__, exc, delay)
+                self._stop.wait(delay)
+        self._lost()
+
+    def _lost(self) -> None:
+        self.consuming.clear()
+        self.generation += 1  # delivery tags of the old channel mean nothing now
+        self._channel = None
+        conn, self._conn = self._conn, None
+        if conn is not None and conn.is_open:
+            try:
+                conn.close()
+            except _EXPECTED as exc:
+                logger.debug("closing the old connection: %s", exc)
+
+    def _consume(self) -> None:
+        # pika tries each node of the list in turn (connection_attempts per node).
+        conn = pika.BlockingConnection(self.params)
+        self._conn = conn
+        channel = conn.channel()
+        channel.basic_qos(prefetch_count=self.prefetch)
+        self._declare(channel)
+        self._channel = channel
+        generation = self.generation
+        channel.basic_consume(self.cfg.queue, lambda ch, m, p, body: self._on_message(
+            m, body, generation), auto_ack=False)
+        self.consuming.set()
+        logger.info("consuming %s (one of %s)", self.cfg.queue, ", ".join(
+            f"{p.host}:{p.port}" for p in self.params))
+        while not self._stop.is_set():
+            self.progress.beat()
+            conn.process_data_events(time_limit=1.0)
+
+    def _declare(self, channel: Any) -> None:
+        """The queue outlives its consumers (durable, replicated): readings published while
+        every worker of this replica is down wait in it."""
+        channel.queue_declare(self.cfg.queue, durable=True,
+                              arguments={"x-queue-type": "quorum"})
+        for key in self.bindings:
+            channel.queue_bind(self.cfg.queue, self.cfg.exchange, routing_key=key)
+
+    def _on_message(self, method: Any, body: bytes, generation: int) -> None:
+        assert self._deliver is not None
+        self.progress.beat()
+        topic = routing_key_to_topic(method.routing_key)
+        self._deliver(_Delivered(topic, body), method.delivery_tag, generation)

@@ -1,0 +1,45 @@
+"""Session fixtures of the cluster profile: three RabbitMQ nodes and two InfluxDB replicas.
+
+Started once per session (the broker cluster takes 20-40 s on two shared cores) and stopped by
+PID at the end. Tests that kill a node bring it back before they end, so the next test finds
+the cluster whole. Import the fixtures into a test module (``from cluster_fixtures import ...``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from cluster_servers import RabbitCluster
+from servers import Influxd, ServerError
+
+__all__ = ["influx_replicas", "rabbit_cluster"]
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    try:
+        cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq"))
+        seconds = cluster.start()
+    except ServerError as exc:  # a binary missing or a node that would not start: never a skip
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\nRabbitMQ cluster of 3 started in {seconds:.1f} s")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def influx_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Influxd]]:
+    servers: list[Influxd] = []
+    try:
+        for name in ("influx-a", "influx-b"):
+            server = Influxd(tmp_path_factory.mktemp(name))
+            servers.append(server)
+            server.start()
+    except ServerError as exc:
+        for server in servers:
+            server.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield servers
+    for server in servers:
+        server.stop()
