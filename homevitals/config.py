@@ -2,7 +2,8 @@
 
 The root model (``Config``) assembles the sections, and every name is importable from here. A
 stage's own section may live beside the stage (``rules/config.py`` with the rule kinds of
-``rules/kinds/``, ``alerts/config.py``); the homes, patients and devices are in
+``rules/kinds/``, ``alerts/config.py``, ``ingest/config.py``, ``gateway/config.py``,
+``console/config.py``); the homes, patients and devices are in
 ``homevitals/config_homes.py``; all are built on the shared base in ``homevitals/config_base.py``.
 
 Every error names the file, the line, the key and the problem. Secrets never live in the config
@@ -14,12 +15,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from homevitals.alerts.config import (
     AlertsConfig,
@@ -43,9 +43,10 @@ from homevitals.config_homes import (
     PatientConfig,
     Quirk,
 )
+from homevitals.console.config import ConsoleConfig
 from homevitals.errors import ConfigError
-from homevitals.readings import Severity
-from homevitals.risk_config import RiskConfig
+from homevitals.gateway.config import GatewayConfig, HomeAssistantConfig
+from homevitals.ingest.config import AmqpSourceConfig, IngestConfig, StoreConfig, StoreKind
 from homevitals.rules.config import RulesConfig
 from homevitals.rules.kinds import KINDS, RuleConfig, effective_rule, episode_of
 from homevitals.topics import DEFAULT_PREFIX
@@ -80,6 +81,7 @@ __all__ = [
     "PatientConfig",
     "RulesConfig",
     "StoreConfig",
+    "StoreKind",
     "TwilioConfig",
     "load_config",
     "parse_config",
@@ -139,101 +141,6 @@ class MqttConfig(Model):
         return [(h.strip("[]"), int(p)) for h, _, p in (b.rpartition(":") for b in self.brokers)]
 
 
-class StoreKind(StrEnum):
-    INFLUX_V1 = "influx_v1"
-    INFLUX_V2 = "influx_v2"
-    SQLITE = "sqlite"
-
-
-class StoreConfig(Model):
-    kind: StoreKind = StoreKind.SQLITE
-    # influx_v1 (InfluxDB 1.x, and the /write compatibility API of 2.x / 3.x)
-    url: str = "http://127.0.0.1:8086"
-    database: str = "homevitals"
-    retention_policy: str | None = None
-    create_database: bool = Field(
-        False, description="influx_v1: create the database when a write finds it missing"
-                           " (needs an admin user when InfluxDB has authentication on)")
-    username: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    # influx_v2 (InfluxDB 2.x, 3.x, Cloud, 1.8+ with bucket "db/rp" and token "user:password")
-    org: str = "-"
-    bucket: str = "homevitals"
-    token_env: str | None = None
-    token_file: str | None = None
-    # TLS for either API
-    verify_tls: bool = True
-    ca_file: str | None = None
-    timeout_seconds: float = Field(10.0, gt=0)
-    # sqlite (the embedded store for one household)
-    path: str = "homevitals-store.sqlite"
-
-
-class HomeAssistantConfig(Model):
-    """Home Assistant MQTT discovery: retained config topics so a family's HA shows the
-    devices (https://www.home-assistant.io/integrations/mqtt/#mqtt-discovery). Off by default."""
-
-    enabled: bool = False
-    discovery_prefix: str = "homeassistant"
-
-
-class GatewayConfig(Model):
-    home: str
-    metrics: MetricsConfig | None = None
-    transport: Literal["bleak", "simulated"] = "bleak"
-    queue_path: str = "homevitals-gateway-queue.sqlite"
-    queue_max_messages: int = Field(1_000_000, ge=100)
-    max_inflight: int = Field(100, ge=1, le=1000)
-    heartbeat_seconds: float = Field(60.0, gt=0)
-    client_id: str | None = None
-    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
-    # Deprecated: earlier bleak gateways kept the last RACP sequence number per meter in this
-    # file. The mark now lives in the queue database, committed with the readings; a file
-    # named here is read once at start to carry its marks over (gateway/main.py).
-    sequence_state_path: str | None = None
-    # What happens when queue_max_messages are waiting (the home offline for a long time):
-    # drop_oldest makes room by deleting the oldest messages; drop_new_readings refuses new
-    # readings instead. Call-button events are always queued. Either way every drop is logged
-    # and counted in the heartbeat ("dropped").
-    queue_full: Literal["drop_oldest", "drop_new_readings"] = "drop_oldest"
-    racp_timeout_seconds: float = Field(30.0, gt=0, description="glucose record download")
-    home_assistant: HomeAssistantConfig = Field(default_factory=lambda: HomeAssistantConfig())
-
-
-class AmqpSourceConfig(Model):
-    """Ingest's source in the cluster profile (docs/cluster.md): a RabbitMQ quorum queue bound to
-    the MQTT plugin's exchange. One queue per InfluxDB replica; its workers share it."""
-
-    urls: list[str] = Field(min_length=1, description="amqp://user@host:port/vhost of each node")
-    password_env: str | None = None
-    password_file: str | None = None
-    queue: str = Field("homevitals.ingest", min_length=1, description="one per InfluxDB replica")
-    exchange: str = "amq.topic"
-    heartbeat_seconds: int = Field(30, ge=0, le=600)
-
-
-class IngestConfig(Model):
-    client_id: str = "homevitals-ingest"
-    # mqtt: this daemon's own MQTT session (the embedded profile); amqp: the cluster profile.
-    source: Literal["mqtt", "amqp"] = "mqtt"
-    amqp: AmqpSourceConfig | None = None
-    mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
-    metrics: MetricsConfig | None = None
-    shared_group: str | None = Field(None, description="MQTT 5 shared subscription group")
-    batch_size: int = Field(500, ge=1, le=50_000)
-    batch_seconds: float = Field(0.5, gt=0)
-    backlog_max: int = Field(20_000, ge=10)
-    retry_initial_seconds: float = Field(0.5, gt=0)
-    retry_max_seconds: float = Field(30.0, gt=0)
-
-    @model_validator(mode="after")
-    def _source_settings(self) -> IngestConfig:
-        if self.source == "amqp" and self.amqp is None:
-            raise ValueError("source amqp needs an amqp section (urls, queue)")
-        return self
-
-
 Loc = tuple[str | int, ...]
 
 
@@ -243,33 +150,6 @@ class CrossCheckError(ValueError):
     def __init__(self, problems: list[tuple[Loc, str]]) -> None:
         super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
         self.problems = problems
-
-
-class ConsoleConfig(Model):
-    """The care team's web console (``homevitals console``): accounts, sessions and its audit
-    trail live in its own SQLite file; it reads the alert ledger and the store."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(8090, ge=0, le=65535, description="0: any free port (tests)")
-    db_path: str = "homevitals-console.sqlite"
-    secure_cookies: bool = Field(
-        False, description="mark cookies Secure: set when served behind a TLS proxy"
-    )
-    session_hours: float = Field(12.0, gt=0, le=24 * 30)
-    lockout_failures: int = Field(5, ge=1, le=100)
-    lockout_minutes: float = Field(15.0, gt=0)
-    poll_seconds: float = Field(3.0, gt=0, le=60, description="how often the inbox refreshes")
-    lookback_days: int = Field(14, ge=1, le=366, description="the patient page's period")
-    silent_hours: float = Field(24.0, gt=0, description="a device quiet this long is silent")
-    low_battery_percent: float = Field(20.0, gt=0, le=100)
-    follow_up_hours: dict[Severity, float] = Field(
-        default_factory=lambda: {Severity.CRITICAL: 24.0, Severity.HIGH: 48.0},
-        description="severities that create a follow-up task, and hours until it is due",
-    )
-    follow_up_check_seconds: float = Field(
-        60.0, gt=0, description="how often overdue follow-ups are sent to the health manager"
-    )
-    risk: RiskConfig = Field(default_factory=RiskConfig, description="risk tier rules (issue 15)")
 
 
 class Config(Model):

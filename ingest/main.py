@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from prometheus_client.core import HistogramMetricFamily
-
 from homevitals.config import Config, StoreConfig, StoreKind, read_secret
-from homevitals.deadletter import SERVER_REASONS
 from homevitals.errors import ConfigError
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.source import Source
 from homevitals.ingest.store import Store
-from homevitals.metrics import Metric, counter, gauge
+from homevitals.ingest.telemetry import REJECT_REASONS, ingest_metrics
 from homevitals.runtime import Runner
 from homevitals.topics import Topics
 
@@ -57,43 +54,6 @@ def build_store(cfg: StoreConfig) -> Store:
     )
 
 
-# Every reason ingest dead-letters a message for (docs/wire-format.md), so that each series
-# exists at 0 from the start and the first rejection shows in increase().
-REJECT_REASONS = (*SERVER_REASONS, "store_rejected")
-
-
-def _metrics(s: IngestService) -> list[Metric]:
-    return [
-        counter("homevitals_ingest_received_total", "MQTT messages received", s.counts["received"]),
-        counter("homevitals_ingest_written_total", "items written to the store", s.written),
-        counter(
-            "homevitals_ingest_rejected_total", "messages rejected, by reason",
-            {**dict.fromkeys(REJECT_REASONS, 0), **s.rejects}, "reason"
-        ),
-        counter("homevitals_ingest_write_retries_total", "store writes retried", s.retries),
-        counter(
-            "homevitals_ingest_deadletter_unpublished_total",
-            "rejects paho would not publish on the dead-letter topic (still stored)",
-            s.counts["deadletter_unpublished"],
-        ),
-        gauge(
-            "homevitals_ingest_backlog",
-            "messages received, not yet written and acknowledged",
-            s.held,
-        ),
-        HistogramMetricFamily(
-            "homevitals_ingest_batch_write_seconds",
-            "time to write one batch to the store",
-            buckets=s.write_latency.cumulative(),
-            sum_value=s.write_latency.total,
-        ),
-        gauge(
-            "homevitals_ingest_connected", "1 while connected to the broker", s.connected
-        ),
-        *s.broker_watch.metrics(),
-    ]
-
-
 def build_source(cfg: Config) -> Source | None:
     """None: the service's own MQTT session; else the cluster profile's queue (``amqp``)."""
     if cfg.ingest.source == "mqtt":
@@ -112,4 +72,4 @@ def run_ingest(cfg: Config) -> None:
         service.stop()
         service.store.close()
 
-    Runner(service, cfg.ingest.metrics, lambda: _metrics(service)).run(service.start, stop)
+    Runner(service, cfg.ingest.metrics, lambda: ingest_metrics(service)).run(service.start, stop)

@@ -16,9 +16,9 @@ from test_ingest_resilience import SPAN, _publish, _reading
 
 from homevitals.config import Config
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.ingest.main import _metrics
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Storable
+from homevitals.ingest.telemetry import ingest_metrics as _metrics
 from homevitals.mqtt import connection
 from homevitals.runtime import Runner
 from homevitals.sdnotify import SystemdNotifier
