@@ -182,6 +182,15 @@ class AlertTable(NotificationTable):
             ).fetchall()
         return [AlertRow(*r) for r in rows]
 
+    def next_due(self) -> datetime | None:
+        """When the earliest escalation step or reminder of an open alert is due."""
+        with self._lock:
+            t = self._db.execute(
+                "SELECT min(next_step_at) FROM alerts WHERE next_step_at IS NOT NULL"
+                " AND acked_at IS NULL AND resolved_at IS NULL"
+            ).fetchone()[0]
+        return None if t is None else wire.parse_time(str(t), "next_step_at")
+
     def scheduled(self) -> list[tuple[str, str]]:
         with self._lock:
             return [

@@ -2,10 +2,11 @@
 
 Threads: paho's network thread records each decision in the ledger (SQLite commits) and only then
 acknowledges it; one sender thread calls the notifier (a blocking HTTP request to Twilio) and is
-the only thread that talks to Twilio; APScheduler's one worker runs escalation timers and the
-safety-net sweep (``homevitals.scheduling``); the webhook's HTTP threads take ACK replies and
-delivery reports. They share only the ledger, which locks. Each is declared to the runner
-(``workers``), with the broker session and the subscription as readiness (``conditions``).
+the only thread that talks to Twilio; one timer thread sleeps on the injected clock until the
+next escalation step or reminder is due in the ledger (``alerts/timers.py``); the webhook's HTTP
+threads take ACK replies and delivery reports. They share only the ledger, which locks. Each is
+declared to the runner (``workers``), with the broker session and the subscription as readiness
+(``conditions``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from homevitals.alerts.notifier import FindsSent, Notifier
 from homevitals.alerts.patient_text import patient_reply
 from homevitals.alerts.templates import language
 from homevitals.alerts.text import display_name
+from homevitals.alerts.timers import DueWorker
 from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
 from homevitals.config import Config, PatientConfig
@@ -37,7 +39,6 @@ from homevitals.origin import Registry
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision
 from homevitals.runtime import Condition, Progress, Runner, Worker, thread_worker
-from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
 
@@ -61,17 +62,13 @@ class AlertsApp:
         self.topics = Topics(cfg.mqtt.topic_prefix)
         self.ledger = Ledger(self.acfg.outbox_path, ack_codes)
         self.budget = AlarmBudget(self.acfg.outbox_path, cfg)  # issue 14, same SQLite file
-        self.scheduler = JobScheduler(
-            "alerts",
-            self.acfg.schedule_path or default_path(self.acfg.outbox_path),
-            self._on_timer,
-            clock,
-            tick_seconds=self.acfg.sweep_seconds,
-        )
         self._wake = threading.Event()
         self.escalator = Escalator(
-            cfg, self.ledger, clock, self.scheduler.wake_at, on_new=self._wake.set
+            cfg, self.ledger, clock, lambda *_: self.timers.kick(), on_new=self._wake.set
         )
+        # sweep_seconds: the longest one sleep of the timer lasts, for due times that another
+        # process (the CLI, the console) wrote.
+        self.timers = DueWorker(self.escalator, self.acfg.sweep_seconds, self._wake.set)
         self.registry = Registry(cfg.homes)
         self.sms = {"sent": 0, "failed": 0}  # since start, for /metrics (counters)
         for p in (p for h in cfg.homes for p in h.patients):
@@ -106,7 +103,7 @@ class AlertsApp:
             *self.subscriber.watch.workers(),
             thread_worker("alerts-sender", self._sender, self.sender_progress),
             self.pump.worker(),  # dead letters to the broker
-            self.scheduler.worker(),
+            self.timers.worker(),
         ]
         return out + ([self.webhook.worker()] if self.webhook is not None else [])
 
@@ -167,6 +164,7 @@ class AlertsApp:
             return f"homevitals: no open alert with code {code} for your patients."
         self.ledger.inbound_outcome(sid, f"acknowledged {row.alert_id}")
         self._wake.set()
+        self.timers.kick()  # its due time is gone
         _, patient = self.cfg.patient(row.patient)
         name = display_name(patient.name, patient.id, patient.number, self.cfg.alerts.privacy)
         return f"homevitals: alert ACK {code} for {name} acknowledged. Thank you."
@@ -203,10 +201,6 @@ class AlertsApp:
             if self.escalator.on_dead_end(n.alert_id, n.step, n.kind, f"SMS {status}"):
                 self._wake.set()
 
-    def _on_timer(self, _key: str) -> None:
-        if self.escalator.run_due():
-            self._wake.set()
-
     # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
         for n in self.ledger.interrupted():
@@ -216,9 +210,7 @@ class AlertsApp:
                 n.id,
                 n.recipient,
             )
-        self.scheduler.start()
-        if self.escalator.run_due():  # what came due while the daemon was down
-            self._wake.set()
+        self.timers.start()  # its first pass takes what came due while the daemon was down
         if self.webhook is not None:
             self.webhook.start()
         self._sender.start()
@@ -232,7 +224,7 @@ class AlertsApp:
         self.subscriber.stop()
         if self.webhook is not None:
             self.webhook.stop()
-        self.scheduler.stop()
+        self.timers.stop()
         self._stop.set()
         self._wake.set()
         self._sender.join(timeout=30)
