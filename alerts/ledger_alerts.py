@@ -4,7 +4,8 @@ restart picks the chain up where it stopped."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -181,6 +182,20 @@ class AlertTable(NotificationTable):
                 (wire.format_time(now),),
             ).fetchall()
         return [AlertRow(*r) for r in rows]
+
+    @contextmanager
+    def claim(self, alert_id: str, now: datetime) -> Iterator[AlertRow | None]:
+        """A transaction holding the alert if its next step is still due and no other worker
+        holds it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer): the step
+        taken inside it commits with the claim. None: nothing to do here."""
+        with self._tx() as db:
+            r = db.execute(
+                f"SELECT {ACOLS} FROM alerts WHERE alert_id=? AND next_step_at IS NOT NULL"
+                " AND next_step_at <= ? AND acked_at IS NULL AND resolved_at IS NULL"
+                + db.claim_clause,
+                (alert_id, wire.format_time(now)),
+            ).fetchone()
+            yield None if r is None else AlertRow(*r)
 
     def next_due(self) -> datetime | None:
         """When the earliest escalation step or reminder of an open alert is due."""

@@ -15,7 +15,8 @@ class InboundLog(LedgerBase):
         """True the first time a MessageSid is seen (Twilio retries a webhook that timed out)."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO inbound(message_sid, time, sender, body) VALUES (?,?,?,?)",
+                "INSERT INTO inbound(message_sid, time, sender, body) VALUES (?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (sid, wire.format_time(now), sender, body),
             )
         return bool(cur.rowcount)

@@ -60,8 +60,8 @@ class AlertsApp:
         self.notifier = notifier
         self.clock = clock
         self.topics = Topics(cfg.mqtt.topic_prefix)
-        self.ledger = Ledger(self.acfg.outbox_path, ack_codes)
-        self.budget = AlarmBudget(self.acfg.outbox_path, cfg)  # issue 14, same SQLite file
+        self.ledger = Ledger(self.acfg.ledger_url or self.acfg.outbox_path, ack_codes)
+        self.budget = AlarmBudget(self.ledger.db, cfg)  # issue 14, the ledger's database
         self._wake = threading.Event()
         self.escalator = Escalator(
             cfg, self.ledger, clock, lambda *_: self.timers.kick(), on_new=self._wake.set
@@ -293,7 +293,8 @@ class AlertsApp:
 
     def _send(self, n: Notification) -> None:
         now = self.clock.now()
-        self.ledger.mark_sending(n, now)
+        if not self.ledger.mark_sending(n, now):
+            return  # another alert worker sends it (a shared ledger), or it was cancelled
         try:
             result = self.notifier.send(n.recipient, n.body)
         except NotifyError as exc:

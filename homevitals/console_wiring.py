@@ -277,7 +277,7 @@ def open_accounts(cfg: Config, clock: Clock) -> Accounts:
 
 
 def build_console(cfg: Config, store: Store, clock: Clock) -> tuple[ConsoleServer, Ledger]:
-    ledger = Ledger(cfg.alerts.outbox_path)
+    ledger = Ledger(cfg.alerts.ledger_url or cfg.alerts.outbox_path)
     book = LedgerBook(cfg, ledger, Escalator(cfg, ledger, clock))
     records = StoreRecords(cfg, store, ledger.history, clock)
     hours = {str(k): v for k, v in cfg.console.follow_up_hours.items()}
