@@ -115,10 +115,11 @@ class AlertTable(NotificationTable):
         Runs inside the caller's transaction."""
         t = wire.format_time(now)
         changed = False
-        if self._row(d.alert_id) is None:
-            self._db.execute(
+        # ON CONFLICT: another alert worker may record the same decision at the same moment
+        # (both hear it); the one that commits first opens the alert.
+        if self._row(d.alert_id) is None and self._db.execute(
                 "INSERT INTO alerts(alert_id, home, patient, rule, severity, state, opened_at,"
-                " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?)",
+                " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     d.alert_id,
                     d.home,
@@ -130,7 +131,7 @@ class AlertTable(NotificationTable):
                     wire.encode(d).decode(),
                     self._new_code(now),
                 ),
-            )
+            ).rowcount:
             self._log(d.alert_id, t, f"firing: {d.rule} {d.severity} for {d.patient}: {d.reason}")
             changed = True
         if d.state == "resolved":

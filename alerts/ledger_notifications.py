@@ -111,14 +111,14 @@ class NotificationTable(LedgerBase):
             ).fetchall()
         return [Notification(*r) for r in rows]
 
-    def mark_sending(self, n: Notification, now: datetime) -> bool:
-        """Claim the SMS for this sender: False if another worker took it (or it was
-        cancelled) since it was read as due."""
+    def mark_sending(self, n: Notification, now: datetime, by: str = "") -> bool:
+        """Claim the SMS for this sender (``by``: the worker): False if another worker took it
+        (or it was cancelled) since it was read as due."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE notifications SET state='sending', attempts=attempts+1,"
-                " sending_at=? WHERE id=? AND state='pending'",
-                (wire.format_time(now), n.id),
+                " sending_at=?, sending_by=? WHERE id=? AND state='pending'",
+                (wire.format_time(now), by, n.id),
             )
         return bool(cur.rowcount)
 

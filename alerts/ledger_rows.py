@@ -44,6 +44,7 @@ NOTIFICATIONS = Table(
     Column("sent_at", Text), Column("sid", Text), Column("error", Text),
     Column("step", Integer, nullable=False, server_default="0"),
     Column("sending_at", Text), Column("delivery", Text),
+    Column("sending_by", Text),  # the alert worker that sent it (issue 17)
     # The kind names the step ("firing", "escalation-2", "reminder-1"): a second SMS for the
     # same step to the same person cannot be written, by any worker.
     UniqueConstraint("alert_id", "kind", "recipient"),
@@ -77,6 +78,7 @@ ADDED = {
         ("step", "INTEGER NOT NULL DEFAULT 0"),
         ("sending_at", "TEXT"),
         ("delivery", "TEXT"),
+        ("sending_by", "TEXT"),
     ],
 }
 # Indexes on added columns, made after the ALTERs (``create_all`` skips existing tables).

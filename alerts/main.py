@@ -18,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
+from sqlalchemy.exc import SQLAlchemyError
 
 from homevitals import wire
 from homevitals.alerts.budget import AlarmBudget
@@ -241,24 +242,33 @@ class AlertsApp:
             self.sender_progress.beat()
             self._wake.wait(0.2)
             self._wake.clear()
-            self._reconcile()
-            self.budget.digests(self.clock.now())
-            for n in self.ledger.due(self.clock.now()):
-                if self._stop.is_set():
-                    return
-                self.sender_progress.beat(allow=self.reconcile_after.total_seconds())
-                try:
-                    if self.budget.admit(n, self.clock.now()):  # else folded into a digest
-                        self._send(n)
-                except Exception as exc:  # the sender's edge: one SMS must not end all sending
-                    logger.exception("sending SMS %d failed unexpectedly", n.id)
-                    self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
-                    self.sms["failed"] += 1
+            try:
+                self._send_due()
+            except SQLAlchemyError as exc:  # the database away (a failover): try again
+                logger.warning("alert ledger unavailable, sending waits: %s", exc)
+
+    def _send_due(self) -> None:
+        self._reconcile()
+        self.budget.digests(self.clock.now())
+        for n in self.ledger.due(self.clock.now()):
+            if self._stop.is_set():
+                return
+            self.sender_progress.beat(allow=self.reconcile_after.total_seconds())
+            try:
+                if self.budget.admit(n, self.clock.now()):  # else folded into a digest
+                    self._send(n)
+            except SQLAlchemyError:
+                raise  # the ledger is away: the SMS stays as it is ("sending" is reconciled)
+            except Exception as exc:  # the sender's edge: one SMS must not end all sending
+                logger.exception("sending SMS %d failed unexpectedly", n.id)
+                self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
+                self.sms["failed"] += 1
 
     def _reconcile(self) -> None:
         """Settle SMS left in 'sending' by a crash: sent if Twilio has it, else send again.
 
-        Only this thread sends, so no row in 'sending' is in flight here. Twilio's Messages list
+        A row in 'sending' older than the provider's timeout cannot be in flight any more, here
+        or at another alert worker sharing the ledger (killed mid-send). Twilio's Messages list
         is filtered by To; the date is checked on ``date_created`` because ``date_sent`` stays
         empty while a message is queued (so a DateSent filter would miss exactly these)."""
         now = self.clock.now()
@@ -293,7 +303,7 @@ class AlertsApp:
 
     def _send(self, n: Notification) -> None:
         now = self.clock.now()
-        if not self.ledger.mark_sending(n, now):
+        if not self.ledger.mark_sending(n, now, self.acfg.client_id):
             return  # another alert worker sends it (a shared ledger), or it was cancelled
         try:
             result = self.notifier.send(n.recipient, n.body)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime
 
 from homevitals.alerts.escalation import Escalator
 from homevitals.clock import sleep_until
@@ -25,6 +26,8 @@ from homevitals.runtime import Progress, Worker, thread_worker
 __all__ = ["DueWorker"]
 
 logger = logging.getLogger(__name__)
+
+_RETRY_SECONDS = 1.0
 
 
 class DueWorker:
@@ -59,18 +62,19 @@ class DueWorker:
         while not self._stop.is_set():
             self.progress.beat()
             self._wake.clear()  # before reading: a kick during the pass is not lost
-            self.step()
-            nxt = self.escalator.ledger.next_due()
+            ok, nxt = self.step()
             self.progress.idle()
-            sleep_until(self.escalator.clock, nxt, self._wake, self.cap_seconds)
+            if ok:
+                sleep_until(self.escalator.clock, nxt, self._wake, self.cap_seconds)
+            else:  # the ledger is away (a failover): try again in a second of wall time
+                self._stop.wait(_RETRY_SECONDS)
 
-    def step(self) -> int:
-        """Take everything due now; the number of new SMS."""
+    def step(self) -> tuple[bool, datetime | None]:
+        """Take everything due now: (done, when the next step is due; None: none)."""
         try:
-            new = self.escalator.run_due()
-        except Exception:  # the timer's edge: log, keep the worker alive for the next due time
-            logger.exception("taking due escalation steps failed")
-            return 0
-        if new:
-            self.on_new()
-        return new
+            if self.escalator.run_due():
+                self.on_new()
+            return True, self.escalator.ledger.next_due()
+        except Exception:  # the timer's edge (a failover, a bug): log, keep the worker alive
+            logger.exception("taking due escalation steps failed; trying again")
+            return False, None
