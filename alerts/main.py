@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from homevitals import wire
 from homevitals.alerts.budget import AlarmBudget
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _ACK = re.compile(r"\bACK\s*#?\s*(\d{4,9})\b", re.IGNORECASE)
 _DEAD_DELIVERY = ("failed", "undelivered")
+_DB_RETRY = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)  # 23.5 s: past a Patroni failover (ttl 10 s)
 
 
 class AlertsApp:
@@ -129,8 +131,22 @@ class AlertsApp:
         if mismatch is not None:
             self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
-        if self.escalator.on_decision(d):
+        if self._record(d):
             self._wake.set()
+
+    def _record(self, d: AlertDecision) -> int:
+        """Into the ledger; while the database is unreachable (a PostgreSQL failover takes
+        about Patroni's ttl), try again for a bounded while before the edge dead-letters it."""
+        for delay in (*_DB_RETRY, None):
+            try:
+                return self.escalator.on_decision(d)
+            except OperationalError as exc:
+                if delay is None:
+                    raise
+                logger.warning("alert ledger unreachable (%s); decision %s again in %.1f s",
+                               exc.orig, d.alert_id, delay)
+                time.sleep(delay)
+        return 0  # not reached: the last attempt returns or raises
 
     def on_inbound(self, params: dict[str, str]) -> str | None:
         """An SMS to our number. Only ``ACK <code>`` from a care-team number does anything."""

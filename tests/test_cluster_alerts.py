@@ -199,17 +199,21 @@ def test_patroni_failover_keeps_a_committed_ack_and_the_escalation_goes_on(
         old = cluster.primary()
         killed_at = time.monotonic()
         old.kill()  # kill -9 of the primary: Patroni and its PostgreSQL
+        during = w.decide()  # a decision while no primary is there: recorded once one is back
         try:
             wait_until("the open alert escalated", lambda: w.sms(BACKUP, open_code), 60)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{w.logs()}") from exc
         resumed = time.monotonic() - killed_at
+        wait_until("the alert decided during the failover told", lambda: w.sql(
+            "SELECT 1 FROM notifications WHERE alert_id=:a AND state='sent'", a=during), 60)
         new = wait_until("a new primary", lambda: next(
             (n for n in cluster.nodes if n is not old and n.role() in ("master", "primary")),
             None), 60)
         rows = w.sql("SELECT acked_by FROM alerts WHERE ack_code=:c", c=acked)
         print(f"\ncluster alerts: primary {old.name} killed; {new.name} primary; escalation"
-              f" resumed after {resumed:.1f} s; the ACK before the kill: {rows}")
+              f" resumed after {resumed:.1f} s; the ACK before the kill: {rows}; a decision"
+              " published right after the kill was told")
         assert rows and rows[0][0] and "Dr. Marko Kranjc" in rows[0][0]
         assert w.sms(BACKUP, acked) == []  # the acknowledged alert never escalates
         assert resumed < 30
