@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import re
 import secrets
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
+import yaml
 from daemons import Daemon, wait_until, write_config
 from pg_servers import PatroniCluster, Postgres
 from servers import free_port
@@ -32,6 +34,10 @@ from twilio.request_validator import RequestValidator
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
 from homevitals import wire
+from homevitals.alerts.escalation import Escalator
+from homevitals.alerts.ledger import Ledger
+from homevitals.clock import SimulatedClock
+from homevitals.config import parse_config
 from homevitals.readings import AlertDecision
 from homevitals.topics import Topics
 
@@ -115,12 +121,7 @@ class Workers:
                 if m.to == number and (code is None or f"ACK {code}" in (m.body or ""))]
 
     def sql(self, q: str, **args: Any) -> list[Any]:
-        engine = create_engine(self.url)
-        try:
-            with engine.connect() as c:
-                return list(c.execute(text(q), args).fetchall())
-        finally:
-            engine.dispose()
+        return sql(self.url, q, **args)
 
     def ack(self, worker: str, code: str) -> tuple[int, str]:
         params = {"MessageSid": "SM" + secrets.token_hex(16), "From": DOCTOR, "To": SENDER,
@@ -133,6 +134,15 @@ class Workers:
                      "Content-Type": "application/x-www-form-urlencoded"})
         with urllib.request.urlopen(req, timeout=30) as resp:
             return resp.status, resp.read().decode()
+
+
+def sql(url: str, q: str, **args: Any) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return list(c.execute(text(q), args).fetchall())
+    finally:
+        engine.dispose()
 
 
 def code_of(body: str) -> str:
@@ -220,3 +230,59 @@ def test_patroni_failover_keeps_a_committed_ack_and_the_escalation_goes_on(
     finally:
         w.stop()
         cluster.cleanup()
+
+
+def _worker(url: str, clock: SimulatedClock) -> Escalator:
+    """One alert worker's decision side, in this process, on the shared ledger."""
+    cfg = parse_config(yaml.safe_dump({
+        "alerts": {"routes": [{"chain": ["family_doctor", "backup_doctor"],
+                               "escalate_after_minutes": 10}]},
+        "homes": [{"id": "home-novak", "timezone": "Europe/Ljubljana", "patients": [{
+            "id": "ana", "name": "Ana Novak", "care_team": [
+                {"name": "Dr. Marko Kranjc", "role": "family_doctor", "phone": DOCTOR},
+                {"name": "Dr. Nina Zupan", "role": "backup_doctor", "phone": BACKUP},
+            ]}]}]}))
+    return Escalator(cfg, Ledger(url), clock)
+
+
+def test_a_late_ack_cannot_race_a_step_and_a_claimed_step_is_skipped(tmp_path: Path) -> None:
+    pg = Postgres().start()
+    clock = SimulatedClock(datetime(2026, 11, 21, 2, 0, tzinfo=UTC))
+    a, b = _worker(pg.url, clock), _worker(pg.url, clock)
+    try:
+        d = AlertDecision(
+            alert_id="a" + secrets.token_hex(15), state="firing",  # type: ignore[arg-type]
+            home="home-novak", patient="ana", rule="call-button",
+            severity="critical", reason="Call for help from home",  # type: ignore[arg-type]
+            time=clock.now(), measurement="event", field="call_button",
+            observed_at=clock.now())
+        assert a.on_decision(d) == 1 and b.on_decision(d) == 0  # both heard it: recorded once
+        clock.advance(timedelta(minutes=10))
+        row = a.ledger.alert(d.alert_id)
+        assert row is not None and row.ack_code
+        acked: list[object] = []
+        with a.ledger.claim(d.alert_id, clock.now()) as claimed:  # worker A takes the step ...
+            assert claimed is not None
+            t0 = time.monotonic()
+            assert b.run_due() == 0  # ... B skips the locked row instead of waiting for it
+            skipped = time.monotonic() - t0
+            late = threading.Thread(target=lambda: acked.append(
+                b.acknowledge(row.ack_code or "", "Dr. Marko Kranjc", "SMS reply", DOCTOR)))
+            late.start()  # ... and the doctor's ACK arrives at B meanwhile: it waits
+            late.join(1.0)
+            assert late.is_alive(), "the ACK did not wait for the step's transaction"
+            assert a._advance(claimed, clock.now()) == 1  # the backup's SMS, queued
+        late.join(10)
+        assert acked and acked[0] is not None
+        states = dict(sql(
+            pg.url, "SELECT kind, state FROM notifications WHERE alert_id=:a AND recipient=:r",
+            a=d.alert_id, r=BACKUP))
+        print(f"\ncluster alerts: a locked due step skipped in {skipped * 1000:.0f} ms; the late"
+              f" ACK waited for the step, then: {states}")
+        assert states == {"escalation-1": "cancelled"}  # queued by the step, never sent
+        clock.advance(timedelta(hours=1))
+        assert a.run_due() == 0 and b.run_due() == 0  # acknowledged: nothing more is due
+    finally:
+        a.ledger.close()
+        b.ledger.close()
+        pg.cleanup()
