@@ -89,8 +89,7 @@ def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Confi
                 update={
                     "outbox_path": str(workdir / "alerts-ledger.sqlite"),
                     "notifier": "console",
-                    "schedule_path": str(workdir / "alerts-jobs.sqlite"),
-                    "sweep_seconds": 1e9,
+                    "sweep_seconds": 1e9,  # the timer wakes as the simulated clock moves
                     "webhook": None,
                 }
             ),
