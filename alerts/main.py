@@ -56,8 +56,11 @@ _DB_RETRY = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)  # 23.5 s: past a Patroni failover (t
 class AlertsApp:
     def __init__(
         self, cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None,
-        ack_codes: Callable[[int], int] | None = None,
+        ack_codes: Callable[[int], int] | None = None, timer_thread: bool = True,
     ) -> None:
+        """``timer_thread=False``: a driver takes the timer's passes itself (``timers.step``,
+        a replay at its scheduler ticks) instead of the thread that sleeps on the clock."""
+        self.timer_thread = timer_thread
         self.cfg = cfg
         self.acfg = cfg.alerts
         self.notifier = notifier
@@ -106,7 +109,7 @@ class AlertsApp:
             *self.subscriber.watch.workers(),
             thread_worker("alerts-sender", self._sender, self.sender_progress),
             self.pump.worker(),  # dead letters to the broker
-            self.timers.worker(),
+            *([self.timers.worker()] if self.timer_thread else []),
         ]
         return out + ([self.webhook.worker()] if self.webhook is not None else [])
 
@@ -227,7 +230,8 @@ class AlertsApp:
                 n.id,
                 n.recipient,
             )
-        self.timers.start()  # its first pass takes what came due while the daemon was down
+        if self.timer_thread:
+            self.timers.start()  # its first pass takes what came due while the daemon was down
         if self.webhook is not None:
             self.webhook.start()
         self._sender.start()

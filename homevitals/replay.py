@@ -89,7 +89,7 @@ def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Confi
                 update={
                     "outbox_path": str(workdir / "alerts-ledger.sqlite"),
                     "notifier": "console",
-                    "sweep_seconds": 1e9,  # the timer wakes as the simulated clock moves
+                    "sweep_seconds": 1e9,
                     "webhook": None,
                 }
             ),
@@ -127,7 +127,11 @@ class Pipeline:
         self.rules = RulesApp(cfg, clock)
         # Acknowledgement codes from the scenario's seed, so the SMS texts are reproducible.
         codes = None if seed is None else random.Random(f"ack-codes\x1f{seed}").randrange
-        self.alerts = AlertsApp(cfg, ConsoleNotifier(sms), clock, ack_codes=codes)
+        # The alerts' timer takes its passes at the driver's ticks (``tick``), after everything
+        # else of that moment, as the scenarios' expectations are written: the same code as the
+        # timer thread's (``DueWorker.step``), on the simulated clock.
+        self.alerts = AlertsApp(cfg, ConsoleNotifier(sms), clock, ack_codes=codes,
+                                timer_thread=False)
         self.ingest_seen, self.rules_seen, self.alerts_seen = (_Seen(topics) for _ in range(3))
         # Counting wrappers around each stage's message handler: the composition root's view of
         # "handled", without a hook in the stages themselves.
@@ -184,8 +188,6 @@ class Pipeline:
             return "rules have not seen every heartbeat"
         if len(self.rules.outbox) or sum(a.values()) < self.rules.pump.acked:
             return "alert decisions in flight"
-        if self.alerts.ledger.due_alerts(self.clock.now()):
-            return "escalation step due"
         if self.alerts.ledger.due(self.clock.now()):
             return "SMS due"
         if self.alerts.budget.digest_due(self.clock.now()):
@@ -210,20 +212,10 @@ class Pipeline:
 
     def tick(self) -> None:
         """Scheduled work at the simulated now: missing data and silent gateways (rules; ``fire``
-        runs the owner's handler in this thread). Escalations and reminders need no tick: the
-        alerts' timer sleeps on this clock and takes each step as the clock passes its due time
-        (``advance_to``)."""
+        runs the owner's handler in this thread), escalations and reminders (one pass of the
+        alerts' timer, ``DueWorker.step``)."""
         scheduling.fire("rules", "tick")
-
-    def advance_to(self, at: datetime) -> None:
-        """Move the clock to ``at`` through every escalation due before it, each taken at its
-        own time and settled, so that what a step sends comes before later values."""
-        while (due := self.alerts.ledger.next_due()) is not None and self.clock.now() < due < at:
-            self.clock.set(due)
-            self.settle()
-        if at > self.clock.now():
-            self.clock.set(at)
-        self.settle()
+        self.alerts.timers.step()
 
     def reply(self, n: int, phone: str, text: str) -> tuple[str, str | None]:
         """A care-team SMS reply, as the Twilio webhook hands it over once its signature checked.
@@ -312,7 +304,7 @@ class Replay:
             t += self.tl.tick
         for at, _, step in sorted(steps, key=lambda s: (s[0], s[1])):
             if at > self.clock.now():
-                await asyncio.to_thread(self.pipeline.advance_to, at)
+                self.clock.set(at)
             await self._step(step)
         await asyncio.to_thread(self.pipeline.settle)
         for h in self.homes.values():
