@@ -14,67 +14,72 @@ not N an hour of trickling digests. The digest counts against the budget too.
 Folding does not stop an escalation: the chain moves on when nobody acknowledges, and the next
 person has a budget of their own.
 
-State is two tables in the ledger's SQLite file (WAL, synchronous=FULL, ``BEGIN IMMEDIATE`` per
-decision, as ``alerts/ledger.py`` does), so the count survives a restart mid-hour. Each SMS is
-charged once, by its notification id: a retry or a resend after a crash is not charged again.
+State is two tables in the ledger's database, written in the ledger's transactions
+(``alerts/ledger_db.py``: SQLite or PostgreSQL), so the count survives a restart mid-hour.
+Each SMS is charged once, by its notification id: a retry or a resend after a crash is not
+charged again.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import Column, Index, Integer, MetaData, Table, Text
+
 from homevitals import wire
 from homevitals.alerts.errors import AlertsError
-from homevitals.alerts.ledger import Notification
+from homevitals.alerts.ledger import LedgerDb, Notification
+from homevitals.alerts.ledger_db import SQLAlchemyError
 from homevitals.alerts.text import digest_line, digest_text, display_name
 from homevitals.config import Config
 from homevitals.readings import AlertDecision, Severity
-from homevitals.sqlite_tx import immediate, open_wal
 
 __all__ = ["AlarmBudget"]
 
 logger = logging.getLogger(__name__)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sms_budget (
-    notification_id INTEGER PRIMARY KEY,
-    recipient TEXT NOT NULL, patient TEXT NOT NULL, at TEXT NOT NULL,
-    digest INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS sms_budget_window ON sms_budget(recipient, patient, at);
-CREATE TABLE IF NOT EXISTS sms_folded (
-    notification_id INTEGER PRIMARY KEY,
-    recipient TEXT NOT NULL, patient TEXT NOT NULL, alert_id TEXT NOT NULL, at TEXT NOT NULL,
-    line TEXT NOT NULL, digest_id INTEGER
-);
-CREATE INDEX IF NOT EXISTS sms_folded_open ON sms_folded(digest_id, recipient, patient);
-"""
+_META = MetaData()
+Table(
+    "sms_budget", _META,
+    Column("notification_id", Integer, primary_key=True, autoincrement=False),
+    Column("recipient", Text, nullable=False), Column("patient", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Column("digest", Integer, nullable=False, server_default="0"),
+    Index("sms_budget_window", "recipient", "patient", "at"),
+)
+Table(
+    "sms_folded", _META,
+    Column("notification_id", Integer, primary_key=True, autoincrement=False),
+    Column("recipient", Text, nullable=False), Column("patient", Text, nullable=False),
+    Column("alert_id", Text, nullable=False), Column("at", Text, nullable=False),
+    Column("line", Text, nullable=False), Column("digest_id", Integer),
+    Index("sms_folded_open", "digest_id", "recipient", "patient"),
+)
 _WINDOW = timedelta(hours=1)
 _KEEP = timedelta(days=1)  # charges older than this cannot matter (retries end well before)
 _DIGEST = "digest-"
 
 
 class AlarmBudget:
-    def __init__(self, path: str | Path, cfg: Config) -> None:
+    def __init__(self, where: LedgerDb | str | Path, cfg: Config) -> None:
+        """``where``: the ledger's database (shared), or a SQLite file of its own."""
         self.cfg = cfg
         self.per_hour = cfg.alerts.sms_per_hour
-        self._lock = threading.RLock()
+        self._own = not isinstance(where, LedgerDb)
         try:
-            # busy_timeout: the ledger's connection writes too
-            self._db = open_wal(path, busy_timeout_ms=10000)
-            self._db.executescript(_SCHEMA)
-        except sqlite3.Error as exc:
-            raise AlertsError(f"cannot open the alarm budget in {path}: {exc}") from exc
+            self._db = where if isinstance(where, LedgerDb) else LedgerDb(where)
+            self._lock = self._db.lock
+            _META.create_all(self._db.engine)
+        except SQLAlchemyError as exc:
+            raise AlertsError(f"cannot open the alarm budget in {where}: {exc}") from exc
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with immediate(self._db, self._lock) as db:
+    def _tx(self) -> Iterator[LedgerDb]:
+        with self._db.tx() as db:
             yield db
 
     def _spent(self, recipient: str, patient: str, now: datetime) -> tuple[int, int]:
@@ -97,8 +102,8 @@ class AlarmBudget:
         self, n_id: int, recipient: str, patient: str, now: datetime, digest: bool = False
     ) -> None:
         self._db.execute(
-            "INSERT OR IGNORE INTO sms_budget(notification_id, recipient, patient, at, digest)"
-            " VALUES (?,?,?,?,?)",
+            "INSERT INTO sms_budget(notification_id, recipient, patient, at, digest)"
+            " VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             (n_id, recipient, patient, wire.format_time(now), int(digest)),
         )
 
@@ -150,8 +155,8 @@ class AlarmBudget:
         home, p = self.cfg.patient(patient)
         line = digest_line(d, n.kind, code, now, home.zone, glucose_unit=p.glucose_unit)
         self._db.execute(
-            "INSERT OR IGNORE INTO sms_folded(notification_id, recipient, patient, alert_id, at,"
-            " line) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO sms_folded(notification_id, recipient, patient, alert_id, at,"
+            " line) VALUES (?,?,?,?,?,?) ON CONFLICT DO NOTHING",
             (n.id, n.recipient, patient, n.alert_id, wire.format_time(now), line),
         )
         self._log(
@@ -189,7 +194,7 @@ class AlarmBudget:
                     made += self._digest(db, recipient, patient, now)
         return made
 
-    def _digest(self, db: sqlite3.Connection, recipient: str, patient: str, now: datetime) -> int:
+    def _digest(self, db: LedgerDb, recipient: str, patient: str, now: datetime) -> int:
         folded = db.execute(
             "SELECT f.notification_id, f.alert_id, f.line, n.name, n.role FROM sms_folded f"
             " JOIN notifications n ON n.id = f.notification_id WHERE f.digest_id IS NULL"
@@ -203,15 +208,15 @@ class AlarmBudget:
         body = digest_text(name, [str(f[2]) for f in folded], self.per_hour)
         first, last_alert, who, role = folded[0][0], folded[-1][1], folded[-1][3], folded[-1][4]
         t = wire.format_time(now)
-        cur = db.execute(
-            "INSERT OR IGNORE INTO notifications(alert_id, kind, recipient, name, role, body,"
-            " step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,0,?,?)",
+        made = db.one(
+            "INSERT INTO notifications(alert_id, kind, recipient, name, role, body,"
+            " step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,0,?,?)"
+            " ON CONFLICT DO NOTHING RETURNING id",
             (last_alert, f"{_DIGEST}{first}", recipient, who, role, body, t, t),
         )
-        if not cur.rowcount:
+        if made is None:
             return 0
-        digest_id = cur.lastrowid
-        assert digest_id is not None
+        digest_id = int(made[0])
         self._charge(digest_id, recipient, patient, now, digest=True)
         ids = [f[0] for f in folded]
         marks = ",".join("?" * len(ids))
@@ -234,5 +239,5 @@ class AlarmBudget:
             return int(self._db.execute("SELECT COUNT(*) FROM sms_folded").fetchone()[0])
 
     def close(self) -> None:
-        with self._lock:
+        if self._own:
             self._db.close()

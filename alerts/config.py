@@ -174,6 +174,10 @@ class AlertsConfig(Model):
     notifier: Literal["twilio", "console"] = "console"
     twilio: TwilioConfig | None = None
     outbox_path: str = "homevitals-alerts-outbox.sqlite"
+    ledger_url: str | None = Field(
+        None, description="the alert ledger in PostgreSQL (postgresql+psycopg://...), shared by"
+        " several alert workers (docs/cluster.md); default: SQLite in outbox_path",
+    )
     retry_initial_seconds: float = Field(1.0, gt=0)
     retry_max_seconds: float = Field(300.0, gt=0)
     max_attempts: int = Field(8, ge=1)
@@ -186,8 +190,12 @@ class AlertsConfig(Model):
         None, description="patient's local time; holds low severity only"
     )
     webhook: WebhookConfig | None = None
-    schedule_path: str | None = None  # APScheduler's job store; default: next to outbox_path
-    sweep_seconds: float = Field(30.0, gt=0, description="safety-net check for due escalations")
+    schedule_path: str | None = None  # unused since issue 16 (due times are ledger rows); kept
+    # so that an older config still loads
+    sweep_seconds: float = Field(
+        30.0, gt=0, description="the longest the escalation timer sleeps before it looks at the"
+        " ledger again (for due times another process wrote)",
+    )
     # Issue 14, the alarm budget (alerts/budget.py): at most this many SMS per recipient and
     # patient in any 60 minutes; more are folded into one digest SMS. Critical always goes
     # through (and counts). 4 lets one real episode's whole story through untouched (first SMS,

@@ -186,7 +186,11 @@ class Escalator:
         new = 0
         with self._lock:
             for row in self.ledger.due_alerts(now):
-                new += self._advance(row, now)
+                # The check and the step are one transaction: an ACK committed first leaves
+                # nothing to claim; an ACK after waits for the step and cancels what it queued.
+                with self.ledger.claim(row.alert_id, now) as claimed:
+                    if claimed is not None:  # else another worker has it, or it is not due
+                        new += self._advance(claimed, now)
         return new
 
     def _advance(self, row: AlertRow, now: datetime) -> int:

@@ -16,43 +16,62 @@ alerts (ledger_alerts.py), notifications (ledger_notifications.py), inbound SMS
 from __future__ import annotations
 
 import secrets
-import sqlite3
-import threading
 from collections.abc import Callable
 from pathlib import Path
+
+from sqlalchemy import inspect
 
 from homevitals.alerts.errors import AlertsError
 from homevitals.alerts.history import format_history
 from homevitals.alerts.ledger_alerts import AlertTable
 from homevitals.alerts.ledger_audit import AuditTrail
+from homevitals.alerts.ledger_db import LedgerDb, SQLAlchemyError
 from homevitals.alerts.ledger_inbound import InboundLog
-from homevitals.alerts.ledger_rows import ADDED, INDEXES, SCHEMA, AlertRow, Note, Notification
-from homevitals.sqlite_tx import open_wal
+from homevitals.alerts.ledger_rows import (
+    ADDED,
+    INDEXES,
+    AlertRow,
+    Note,
+    Notification,
+    create_tables,
+)
 
-__all__ = ["AlertRow", "Ledger", "Note", "Notification", "format_history"]
+__all__ = ["AlertRow", "Ledger", "LedgerDb", "Note", "Notification", "format_history"]
 
 
 class Ledger(AlertTable, InboundLog, AuditTrail):
-    def __init__(self, path: str | Path, randbelow: Callable[[int], int] | None = None) -> None:
+    """``where``: a SQLite file (the embedded default) or a SQLAlchemy URL
+    (``postgresql+psycopg://...``, the cluster profile: docs/cluster.md)."""
+
+    def __init__(
+        self, where: str | Path, randbelow: Callable[[int], int] | None = None
+    ) -> None:
         # Acknowledgement codes must be unguessable in production (secrets); a replay passes a
         # seeded source so that the same scenario gives the same SMS texts.
         self._randbelow = randbelow or secrets.randbelow
-        self._lock = threading.RLock()
         try:
-            self._db = open_wal(path, busy_timeout_ms=10000)  # the CLI writes acks alongside
-            self._db.executescript(SCHEMA)
+            self._db = LedgerDb(where)  # busy timeout: the CLI writes acks alongside
+            self._lock = self._db.lock
+            create_tables(self._db.engine)
             self._migrate()
-            self._db.executescript(INDEXES)
-        except sqlite3.Error as exc:
-            raise AlertsError(f"cannot open the alert ledger {path}: {exc}") from exc
+        except SQLAlchemyError as exc:
+            raise AlertsError(f"cannot open the alert ledger {where}: {exc}") from exc
+
+    @property
+    def db(self) -> LedgerDb:
+        """The database, shared with the alarm budget (alerts/budget.py)."""
+        return self._db
 
     def _migrate(self) -> None:
-        for table, cols in ADDED.items():
-            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            for name, decl in cols:
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+        insp = inspect(self._db.engine)
+        with self._tx() as db:
+            for table, cols in ADDED.items():
+                have = {c["name"] for c in insp.get_columns(table)}
+                for name, decl in cols:
+                    if name not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            for sql in INDEXES:
+                db.execute(sql)
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self._db.close()

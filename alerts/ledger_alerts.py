@@ -4,7 +4,8 @@ restart picks the chain up where it stopped."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -114,10 +115,11 @@ class AlertTable(NotificationTable):
         Runs inside the caller's transaction."""
         t = wire.format_time(now)
         changed = False
-        if self._row(d.alert_id) is None:
-            self._db.execute(
+        # ON CONFLICT: another alert worker may record the same decision at the same moment
+        # (both hear it); the one that commits first opens the alert.
+        if self._row(d.alert_id) is None and self._db.execute(
                 "INSERT INTO alerts(alert_id, home, patient, rule, severity, state, opened_at,"
-                " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?)",
+                " decision, ack_code) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     d.alert_id,
                     d.home,
@@ -129,7 +131,7 @@ class AlertTable(NotificationTable):
                     wire.encode(d).decode(),
                     self._new_code(now),
                 ),
-            )
+            ).rowcount:
             self._log(d.alert_id, t, f"firing: {d.rule} {d.severity} for {d.patient}: {d.reason}")
             changed = True
         if d.state == "resolved":
@@ -181,6 +183,29 @@ class AlertTable(NotificationTable):
                 (wire.format_time(now),),
             ).fetchall()
         return [AlertRow(*r) for r in rows]
+
+    @contextmanager
+    def claim(self, alert_id: str, now: datetime) -> Iterator[AlertRow | None]:
+        """A transaction holding the alert if its next step is still due and no other worker
+        holds it (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite has one writer): the step
+        taken inside it commits with the claim. None: nothing to do here."""
+        with self._tx() as db:
+            r = db.execute(
+                f"SELECT {ACOLS} FROM alerts WHERE alert_id=? AND next_step_at IS NOT NULL"
+                " AND next_step_at <= ? AND acked_at IS NULL AND resolved_at IS NULL"
+                + db.claim_clause,
+                (alert_id, wire.format_time(now)),
+            ).fetchone()
+            yield None if r is None else AlertRow(*r)
+
+    def next_due(self) -> datetime | None:
+        """When the earliest escalation step or reminder of an open alert is due."""
+        with self._lock:
+            t = self._db.execute(
+                "SELECT min(next_step_at) FROM alerts WHERE next_step_at IS NOT NULL"
+                " AND acked_at IS NULL AND resolved_at IS NULL"
+            ).fetchone()[0]
+        return None if t is None else wire.parse_time(str(t), "next_step_at")
 
     def scheduled(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -18,7 +18,7 @@ class AuditTrail(LedgerBase):
             args = (patient,)
         with self._lock:
             cur = self._db.execute(q, args)
-            cols = [c[0] for c in cur.description]
+            cols = list(cur.keys())
             rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
             logs = self._db.execute("SELECT alert_id, time, entry FROM log ORDER BY id").fetchall()
         by_alert: dict[str, list[str]] = {}

@@ -12,13 +12,19 @@ __all__ = ["InboundLog"]
 
 class InboundLog(LedgerBase):
     def inbound_first(self, sid: str, sender: str, body: str, now: datetime) -> bool:
-        """True the first time a MessageSid is seen (Twilio retries a webhook that timed out)."""
+        """True the first time a MessageSid is seen (Twilio retries a webhook that timed out),
+        and again while no outcome was recorded for it: an attempt that died half-way (the
+        database failed over between the two) is handled by Twilio's retry."""
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO inbound(message_sid, time, sender, body) VALUES (?,?,?,?)",
+                "INSERT INTO inbound(message_sid, time, sender, body) VALUES (?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (sid, wire.format_time(now), sender, body),
             )
-        return bool(cur.rowcount)
+            if cur.rowcount:
+                return True
+            row = db.execute("SELECT outcome FROM inbound WHERE message_sid=?", (sid,)).fetchone()
+        return row is not None and row[0] is None
 
     def inbound_outcome(self, sid: str, outcome: str) -> None:
         with self._tx() as db:

@@ -18,8 +18,9 @@ class NotificationTable(LedgerBase):
         new = 0
         for n in notes:
             cur = self._db.execute(
-                "INSERT OR IGNORE INTO notifications(alert_id, kind, recipient, name, role,"
-                " body, step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO notifications(alert_id, kind, recipient, name, role,"
+                " body, step, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT DO NOTHING",
                 (
                     alert_id,
                     n.kind,
@@ -47,11 +48,12 @@ class NotificationTable(LedgerBase):
         folded by the alarm budget counts: its digest tells them (alerts/budget.py)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT recipient, name, role FROM notifications WHERE alert_id=? AND "
+                "SELECT recipient, name, role FROM notifications WHERE id IN (SELECT min(id)"
+                " FROM notifications WHERE alert_id=? AND "
                 + LIVE_KINDS
                 + " AND state IN ('pending','sending','sent','folded','digested')"
                 " AND coalesce(delivery, '') NOT IN"
-                " ('failed','undelivered') GROUP BY recipient ORDER BY min(id)",
+                " ('failed','undelivered') GROUP BY recipient) ORDER BY id",
                 (alert_id,),
             ).fetchall()
         return [(str(a), str(b), str(c)) for a, b, c in rows]
@@ -109,15 +111,16 @@ class NotificationTable(LedgerBase):
             ).fetchall()
         return [Notification(*r) for r in rows]
 
-    def mark_sending(self, n: Notification, now: datetime) -> None:
-        self._set(
-            n,
-            now,
-            "UPDATE notifications SET state='sending', attempts=attempts+1,"
-            " sending_at=? WHERE id=?",
-            (wire.format_time(now), n.id),
-            None,
-        )
+    def mark_sending(self, n: Notification, now: datetime, by: str = "") -> bool:
+        """Claim the SMS for this sender (``by``: the worker): False if another worker took it
+        (or it was cancelled) since it was read as due."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE notifications SET state='sending', attempts=attempts+1,"
+                " sending_at=?, sending_by=? WHERE id=? AND state='pending'",
+                (wire.format_time(now), by, n.id),
+            )
+        return bool(cur.rowcount)
 
     def mark_sent(self, n: Notification, sid: str, now: datetime, how: str = "sent") -> None:
         with self._tx() as db:
@@ -146,7 +149,8 @@ class NotificationTable(LedgerBase):
 
     def mark_unsent(self, n: Notification, now: datetime, why: str) -> None:
         """Back to pending after a crash mid-send, once Twilio confirmed it never got it."""
-        self._set(n, now, "UPDATE notifications SET state='pending' WHERE id=?", (n.id,), why)
+        self._set(n, now, "UPDATE notifications SET state='pending' WHERE id=? AND"
+                  " state='sending'", (n.id,), why)
 
     def mark_failed(self, n: Notification, error: str, now: datetime) -> None:
         self._set(

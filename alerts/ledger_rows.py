@@ -4,37 +4,66 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Column, Engine, Integer, MetaData, Table, Text, UniqueConstraint
 
 from homevitals import wire
 from homevitals.readings import AlertDecision
 
-__all__ = ["ACOLS", "ADDED", "INDEXES", "LIVE_KINDS", "NCOLS", "SCHEMA", "AlertRow", "Note",
-           "Notification"]
+__all__ = ["ACOLS", "ADDED", "INDEXES", "LIVE_KINDS", "NCOLS", "AlertRow", "Note",
+           "Notification", "create_tables"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS alerts (
-    alert_id TEXT PRIMARY KEY,
-    home TEXT NOT NULL, patient TEXT NOT NULL, rule TEXT NOT NULL, severity TEXT NOT NULL,
-    state TEXT NOT NULL, opened_at TEXT NOT NULL, resolved_at TEXT, decision TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS notifications (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    alert_id TEXT NOT NULL, kind TEXT NOT NULL,
-    recipient TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL, body TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at TEXT NOT NULL, created_at TEXT NOT NULL, sent_at TEXT, sid TEXT, error TEXT,
-    UNIQUE (alert_id, kind, recipient)
-);
-CREATE TABLE IF NOT EXISTS log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL, alert_id TEXT NOT NULL, entry TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS inbound (
-    message_sid TEXT PRIMARY KEY, time TEXT NOT NULL, sender TEXT NOT NULL, body TEXT NOT NULL,
-    outcome TEXT
-);
-"""
-# Columns added by issue 6; ALTERed into a ledger written by an older version.
+_META = MetaData()
+_ID: dict[str, Any] = {"sqlite_autoincrement": True}  # SQLite: never reuse an id, as before
+
+# Times are ISO-8601 text in UTC (``wire.format_time``): they sort as they compare.
+ALERTS = Table(
+    "alerts", _META,
+    Column("alert_id", Text, primary_key=True),
+    Column("home", Text, nullable=False), Column("patient", Text, nullable=False),
+    Column("rule", Text, nullable=False), Column("severity", Text, nullable=False),
+    Column("state", Text, nullable=False), Column("opened_at", Text, nullable=False),
+    Column("resolved_at", Text), Column("decision", Text, nullable=False),
+    Column("ack_code", Text), Column("acked_at", Text), Column("acked_by", Text),
+    # The due time of the alert's next escalation step or reminder: the timer's row.
+    Column("step", Integer, nullable=False, server_default="0"),
+    Column("reminders", Integer, nullable=False, server_default="0"),
+    Column("next_step_at", Text),
+    Column("patient_acked_at", Text),  # issue 20: the patient's OK (their step only)
+)
+NOTIFICATIONS = Table(
+    "notifications", _META,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("alert_id", Text, nullable=False), Column("kind", Text, nullable=False),
+    Column("recipient", Text, nullable=False), Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False), Column("body", Text, nullable=False),
+    Column("state", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Text, nullable=False), Column("created_at", Text, nullable=False),
+    Column("sent_at", Text), Column("sid", Text), Column("error", Text),
+    Column("step", Integer, nullable=False, server_default="0"),
+    Column("sending_at", Text), Column("delivery", Text),
+    Column("sending_by", Text),  # the alert worker that sent it (issue 17)
+    # The kind names the step ("firing", "escalation-2", "reminder-1"): a second SMS for the
+    # same step to the same person cannot be written, by any worker.
+    UniqueConstraint("alert_id", "kind", "recipient"),
+    **_ID,
+)
+LOG = Table(
+    "log", _META,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Text, nullable=False), Column("alert_id", Text, nullable=False),
+    Column("entry", Text, nullable=False),
+    **_ID,
+)
+INBOUND = Table(
+    "inbound", _META,
+    Column("message_sid", Text, primary_key=True), Column("time", Text, nullable=False),
+    Column("sender", Text, nullable=False), Column("body", Text, nullable=False),
+    Column("outcome", Text),
+)
+# Columns added by issue 6 and 20; ALTERed into a ledger written by an older version.
 ADDED = {
     "alerts": [
         ("ack_code", "TEXT"),
@@ -43,19 +72,26 @@ ADDED = {
         ("step", "INTEGER NOT NULL DEFAULT 0"),
         ("reminders", "INTEGER NOT NULL DEFAULT 0"),
         ("next_step_at", "TEXT"),
-        ("patient_acked_at", "TEXT"),  # issue 20: the patient's OK (their step only)
+        ("patient_acked_at", "TEXT"),
     ],
     "notifications": [
         ("step", "INTEGER NOT NULL DEFAULT 0"),
         ("sending_at", "TEXT"),
         ("delivery", "TEXT"),
+        ("sending_by", "TEXT"),
     ],
 }
-INDEXES = """
-CREATE INDEX IF NOT EXISTS alerts_due ON alerts(next_step_at);
-CREATE INDEX IF NOT EXISTS notifications_sid ON notifications(sid);
-CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at);
-"""
+# Indexes on added columns, made after the ALTERs (``create_all`` skips existing tables).
+INDEXES = [
+    "CREATE INDEX IF NOT EXISTS alerts_due ON alerts(next_step_at)",
+    "CREATE INDEX IF NOT EXISTS notifications_sid ON notifications(sid)",
+    "CREATE INDEX IF NOT EXISTS notifications_due ON notifications(state, next_attempt_at)",
+]
+
+
+def create_tables(engine: Engine) -> None:
+    _META.create_all(engine)
+
 
 NCOLS = "id, alert_id, kind, recipient, name, role, body, attempts, step, sending_at"
 ACOLS = (

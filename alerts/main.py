@@ -2,10 +2,11 @@
 
 Threads: paho's network thread records each decision in the ledger (SQLite commits) and only then
 acknowledges it; one sender thread calls the notifier (a blocking HTTP request to Twilio) and is
-the only thread that talks to Twilio; APScheduler's one worker runs escalation timers and the
-safety-net sweep (``homevitals.scheduling``); the webhook's HTTP threads take ACK replies and
-delivery reports. They share only the ledger, which locks. Each is declared to the runner
-(``workers``), with the broker session and the subscription as readiness (``conditions``).
+the only thread that talks to Twilio; one timer thread sleeps on the injected clock until the
+next escalation step or reminder is due in the ledger (``alerts/timers.py``); the webhook's HTTP
+threads take ACK replies and delivery reports. They share only the ledger, which locks. Each is
+declared to the runner (``workers``), with the broker session and the subscription as readiness
+(``conditions``).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from homevitals import wire
 from homevitals.alerts.budget import AlarmBudget
@@ -27,6 +30,7 @@ from homevitals.alerts.notifier import FindsSent, Notifier
 from homevitals.alerts.patient_text import patient_reply
 from homevitals.alerts.templates import language
 from homevitals.alerts.text import display_name
+from homevitals.alerts.timers import DueWorker
 from homevitals.alerts.webhook import Webhook
 from homevitals.clock import Clock
 from homevitals.config import Config, PatientConfig
@@ -37,7 +41,6 @@ from homevitals.origin import Registry
 from homevitals.outbox import DurableQueue, OutboxPump
 from homevitals.readings import AlertDecision
 from homevitals.runtime import Condition, Progress, Runner, Worker, thread_worker
-from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
 
@@ -47,31 +50,31 @@ logger = logging.getLogger(__name__)
 
 _ACK = re.compile(r"\bACK\s*#?\s*(\d{4,9})\b", re.IGNORECASE)
 _DEAD_DELIVERY = ("failed", "undelivered")
+_DB_RETRY = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)  # 23.5 s: past a Patroni failover (ttl 10 s)
 
 
 class AlertsApp:
     def __init__(
         self, cfg: Config, notifier: Notifier, clock: Clock, *, auth_token: str | None = None,
-        ack_codes: Callable[[int], int] | None = None,
+        ack_codes: Callable[[int], int] | None = None, timer_thread: bool = True,
     ) -> None:
+        """``timer_thread=False``: a driver takes the timer's passes itself (``timers.step``,
+        a replay at its scheduler ticks) instead of the thread that sleeps on the clock."""
+        self.timer_thread = timer_thread
         self.cfg = cfg
         self.acfg = cfg.alerts
         self.notifier = notifier
         self.clock = clock
         self.topics = Topics(cfg.mqtt.topic_prefix)
-        self.ledger = Ledger(self.acfg.outbox_path, ack_codes)
-        self.budget = AlarmBudget(self.acfg.outbox_path, cfg)  # issue 14, same SQLite file
-        self.scheduler = JobScheduler(
-            "alerts",
-            self.acfg.schedule_path or default_path(self.acfg.outbox_path),
-            self._on_timer,
-            clock,
-            tick_seconds=self.acfg.sweep_seconds,
-        )
+        self.ledger = Ledger(self.acfg.ledger_url or self.acfg.outbox_path, ack_codes)
+        self.budget = AlarmBudget(self.ledger.db, cfg)  # issue 14, the ledger's database
         self._wake = threading.Event()
         self.escalator = Escalator(
-            cfg, self.ledger, clock, self.scheduler.wake_at, on_new=self._wake.set
+            cfg, self.ledger, clock, lambda *_: self.timers.kick(), on_new=self._wake.set
         )
+        # sweep_seconds: the longest one sleep of the timer lasts, for due times that another
+        # process (the CLI, the console) wrote.
+        self.timers = DueWorker(self.escalator, self.acfg.sweep_seconds, self._wake.set)
         self.registry = Registry(cfg.homes)
         self.sms = {"sent": 0, "failed": 0}  # since start, for /metrics (counters)
         for p in (p for h in cfg.homes for p in h.patients):
@@ -106,7 +109,7 @@ class AlertsApp:
             *self.subscriber.watch.workers(),
             thread_worker("alerts-sender", self._sender, self.sender_progress),
             self.pump.worker(),  # dead letters to the broker
-            self.scheduler.worker(),
+            *([self.timers.worker()] if self.timer_thread else []),
         ]
         return out + ([self.webhook.worker()] if self.webhook is not None else [])
 
@@ -131,8 +134,22 @@ class AlertsApp:
         if mismatch is not None:
             self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
-        if self.escalator.on_decision(d):
+        if self._record(d):
             self._wake.set()
+
+    def _record(self, d: AlertDecision) -> int:
+        """Into the ledger; while the database is unreachable (a PostgreSQL failover takes
+        about Patroni's ttl), try again for a bounded while before the edge dead-letters it."""
+        for delay in (*_DB_RETRY, None):
+            try:
+                return self.escalator.on_decision(d)
+            except OperationalError as exc:
+                if delay is None:
+                    raise
+                logger.warning("alert ledger unreachable (%s); decision %s again in %.1f s",
+                               exc.orig, d.alert_id, delay)
+                time.sleep(delay)
+        return 0  # not reached: the last attempt returns or raises
 
     def on_inbound(self, params: dict[str, str]) -> str | None:
         """An SMS to our number. Only ``ACK <code>`` from a care-team number does anything."""
@@ -167,6 +184,7 @@ class AlertsApp:
             return f"homevitals: no open alert with code {code} for your patients."
         self.ledger.inbound_outcome(sid, f"acknowledged {row.alert_id}")
         self._wake.set()
+        self.timers.kick()  # its due time is gone
         _, patient = self.cfg.patient(row.patient)
         name = display_name(patient.name, patient.id, patient.number, self.cfg.alerts.privacy)
         return f"homevitals: alert ACK {code} for {name} acknowledged. Thank you."
@@ -203,10 +221,6 @@ class AlertsApp:
             if self.escalator.on_dead_end(n.alert_id, n.step, n.kind, f"SMS {status}"):
                 self._wake.set()
 
-    def _on_timer(self, _key: str) -> None:
-        if self.escalator.run_due():
-            self._wake.set()
-
     # --- life cycle ---------------------------------------------------------------------------
     def start(self) -> None:
         for n in self.ledger.interrupted():
@@ -216,9 +230,8 @@ class AlertsApp:
                 n.id,
                 n.recipient,
             )
-        self.scheduler.start()
-        if self.escalator.run_due():  # what came due while the daemon was down
-            self._wake.set()
+        if self.timer_thread:
+            self.timers.start()  # its first pass takes what came due while the daemon was down
         if self.webhook is not None:
             self.webhook.start()
         self._sender.start()
@@ -232,7 +245,7 @@ class AlertsApp:
         self.subscriber.stop()
         if self.webhook is not None:
             self.webhook.stop()
-        self.scheduler.stop()
+        self.timers.stop()
         self._stop.set()
         self._wake.set()
         self._sender.join(timeout=30)
@@ -249,24 +262,33 @@ class AlertsApp:
             self.sender_progress.beat()
             self._wake.wait(0.2)
             self._wake.clear()
-            self._reconcile()
-            self.budget.digests(self.clock.now())
-            for n in self.ledger.due(self.clock.now()):
-                if self._stop.is_set():
-                    return
-                self.sender_progress.beat(allow=self.reconcile_after.total_seconds())
-                try:
-                    if self.budget.admit(n, self.clock.now()):  # else folded into a digest
-                        self._send(n)
-                except Exception as exc:  # the sender's edge: one SMS must not end all sending
-                    logger.exception("sending SMS %d failed unexpectedly", n.id)
-                    self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
-                    self.sms["failed"] += 1
+            try:
+                self._send_due()
+            except SQLAlchemyError as exc:  # the database away (a failover): try again
+                logger.warning("alert ledger unavailable, sending waits: %s", exc)
+
+    def _send_due(self) -> None:
+        self._reconcile()
+        self.budget.digests(self.clock.now())
+        for n in self.ledger.due(self.clock.now()):
+            if self._stop.is_set():
+                return
+            self.sender_progress.beat(allow=self.reconcile_after.total_seconds())
+            try:
+                if self.budget.admit(n, self.clock.now()):  # else folded into a digest
+                    self._send(n)
+            except SQLAlchemyError:
+                raise  # the ledger is away: the SMS stays as it is ("sending" is reconciled)
+            except Exception as exc:  # the sender's edge: one SMS must not end all sending
+                logger.exception("sending SMS %d failed unexpectedly", n.id)
+                self.ledger.mark_failed(n, f"{type(exc).__name__}: {exc}", self.clock.now())
+                self.sms["failed"] += 1
 
     def _reconcile(self) -> None:
         """Settle SMS left in 'sending' by a crash: sent if Twilio has it, else send again.
 
-        Only this thread sends, so no row in 'sending' is in flight here. Twilio's Messages list
+        A row in 'sending' older than the provider's timeout cannot be in flight any more, here
+        or at another alert worker sharing the ledger (killed mid-send). Twilio's Messages list
         is filtered by To; the date is checked on ``date_created`` because ``date_sent`` stays
         empty while a message is queued (so a DateSent filter would miss exactly these)."""
         now = self.clock.now()
@@ -301,7 +323,8 @@ class AlertsApp:
 
     def _send(self, n: Notification) -> None:
         now = self.clock.now()
-        self.ledger.mark_sending(n, now)
+        if not self.ledger.mark_sending(n, now, self.acfg.client_id):
+            return  # another alert worker sends it (a shared ledger), or it was cancelled
         try:
             result = self.notifier.send(n.recipient, n.body)
         except NotifyError as exc:

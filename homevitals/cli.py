@@ -103,7 +103,7 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
         if args.patient is not None:
             _known_patient(cfg, args.patient)
-        ledger = Ledger(cfg.alerts.outbox_path)
+        ledger = Ledger(cfg.alerts.ledger_url or cfg.alerts.outbox_path)
         print(format_history(ledger.history(args.patient)))
         return 0
     if args.action == "ack":
@@ -139,7 +139,7 @@ def _alerts_ack(cfg: Config, args: argparse.Namespace) -> int:
             f" homevitals alerts -c {args.config} ack 4821"])
     if not args.code.isdigit():
         raise ConfigError([f"alerts ack: an alert's code is digits, e.g. 4821 (got {args.code!r})"])
-    ledger = Ledger(cfg.alerts.outbox_path)
+    ledger = Ledger(cfg.alerts.ledger_url or cfg.alerts.outbox_path)
     by = args.by or getpass.getuser()
     row = Escalator(cfg, ledger, SystemClock()).acknowledge(args.code, by, "the command line")
     ledger.close()

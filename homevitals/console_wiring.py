@@ -108,7 +108,7 @@ def open_accounts(cfg: Config, clock: Clock) -> Accounts:
 
 
 def build_console(cfg: Config, store: Store, clock: Clock) -> tuple[ConsoleServer, Ledger]:
-    ledger = Ledger(cfg.alerts.outbox_path)
+    ledger = Ledger(cfg.alerts.ledger_url or cfg.alerts.outbox_path)
     book = LedgerBook(cfg, ledger, Escalator(cfg, ledger, clock))
     records = StoreRecords(cfg, store, partial(history_with_readings, ledger), clock,
                            build_summaries(cfg, store))

@@ -90,7 +90,6 @@ def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Confi
                 update={
                     "outbox_path": str(workdir / "alerts-ledger.sqlite"),
                     "notifier": "console",
-                    "schedule_path": str(workdir / "alerts-jobs.sqlite"),
                     "sweep_seconds": 1e9,
                     "webhook": None,
                 }
@@ -129,10 +128,11 @@ class Pipeline:
         self.rules = RulesApp(cfg, clock)
         # Acknowledgement codes from the scenario's seed, so the SMS texts are reproducible.
         codes = None if seed is None else random.Random(f"ack-codes\x1f{seed}").randrange
-        self.alerts = AlertsApp(cfg, ConsoleNotifier(sms), clock, ack_codes=codes)
-        # Escalation timers are mapped onto wall time by the scheduler; in a replay the driver's
-        # simulated ticks run them instead (``tick``), so none fires at a wall-clock moment.
-        self.alerts.escalator.wake_at = lambda *_: None
+        # The alerts' timer takes its passes at the driver's ticks (``tick``), after everything
+        # else of that moment, as the scenarios' expectations are written: the same code as the
+        # timer thread's (``DueWorker.step``), on the simulated clock.
+        self.alerts = AlertsApp(cfg, ConsoleNotifier(sms), clock, ack_codes=codes,
+                                timer_thread=False)
         self.ingest_seen, self.rules_seen, self.alerts_seen = (_Seen(topics) for _ in range(3))
         # Counting wrappers around each stage's message handler: the composition root's view of
         # "handled", without a hook in the stages themselves.
@@ -212,10 +212,11 @@ class Pipeline:
         return True
 
     def tick(self) -> None:
-        """Scheduled work at the simulated now: missing data and silent gateways (rules),
-        escalations and reminders (alerts). ``fire`` runs the owner's handler in this thread."""
+        """Scheduled work at the simulated now: missing data and silent gateways (rules; ``fire``
+        runs the owner's handler in this thread), escalations and reminders (one pass of the
+        alerts' timer, ``DueWorker.step``)."""
         scheduling.fire("rules", "tick")
-        scheduling.fire("alerts", "tick")
+        self.alerts.timers.step()
 
     def reply(self, n: int, phone: str, text: str) -> tuple[str, str | None]:
         """A care-team SMS reply, as the Twilio webhook hands it over once its signature checked.

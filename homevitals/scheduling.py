@@ -1,8 +1,12 @@
-"""Persistent timers for the server-side stages: APScheduler 3.11 with a SQLite job store.
+"""The rules' fixed-interval tick: APScheduler 3.11 with a SQLite job store.
+
+The alerts stage has no job store since issue 16: its due times are ledger rows and one timer
+thread waits on the injected clock (``alerts/timers.py``). Here, APScheduler keeps the role it is
+the better tool for, a fixed-interval tick (a server extra, never imported on the Pi).
 
 Design (docs/rules-and-alerts.md, "Timers"): APScheduler decides *when to wake up*; the stage's
 own durable state and its injected ``Clock`` decide *what is due*. A job only names an owner and a
-key ("alerts", an alert id); when it fires, the owner re-reads its state and acts only on what the
+key ("rules", "tick"); when it fires, the owner re-reads its state and acts only on what the
 clock says is due, so a job that fires twice, late, or after a restart does no harm. Jobs live in
 a ``SQLAlchemyJobStore`` on SQLite and so survive a restart; ``misfire_grace_time=None`` makes a
 job that came due while the process was down run as soon as it is back (APScheduler 3.x user

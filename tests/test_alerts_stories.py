@@ -1,8 +1,11 @@
 """The alert service's stories as a doctor lives them: real daemon processes, a real Mosquitto,
 the real twilio client against the Twilio stand-in, signed webhooks, SIGKILL and restart.
 
-Intervals are seconds (escalate_after_minutes: 0.05 = 3 s) so the stories run quickly; every wait
-is bounded and generous, never a tight wall-clock assertion.
+Where a story waits for an escalation or a reminder, the alert service runs in this process on a
+simulated clock (``Story.here``) and the test moves the clock past the due time instead of
+sleeping until it (issue 16). The daemon stories keep intervals of seconds
+(escalate_after_minutes: 0.05 = 3 s); every wait is bounded and generous, never a tight
+wall-clock assertion.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import re
 import secrets
 import sqlite3
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +30,10 @@ from twilio.request_validator import RequestValidator
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
 from homevitals import wire
+from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.twilio_notifier import TwilioNotifier
+from homevitals.clock import SimulatedClock
+from homevitals.config import Config
 from homevitals.readings import AlertDecision, FieldValue, Reading
 from homevitals.topics import Topics
 from homevitals.units import Unit
@@ -94,6 +100,8 @@ class Story:
         }
         self.config = write_config(tmp / "homevitals.yaml", self.data)
         self.daemons: list[Daemon] = []
+        self.app: AlertsApp | None = None
+        self.clock = SimulatedClock(datetime.now(UTC))
 
     def start(self, name: str = "alerts") -> Daemon:
         d = Daemon(name, self.config, self.tmp, env=ENV)
@@ -101,7 +109,31 @@ class Story:
         d.wait_log("ready: subscribed")
         return d
 
+    def here(self) -> AlertsApp:
+        """The alert service in this process, on ``self.clock``, with the real twilio client
+        against the stand-in and the signed webhook, as the daemon wires them."""
+        cfg = Config.model_validate(self.data)
+        notifier = TwilioNotifier(TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, from_number=SENDER,
+                                  api_base_url=self.standin.base_url, timeout=3)
+        self.app = AlertsApp(cfg, notifier, self.clock, auth_token=TEST_AUTH_TOKEN)
+        self.app.start()
+        assert self.app.subscriber.subscribed.wait(20)
+        return self.app
+
+    def advance(self, minutes: float) -> None:
+        """Move the clock on, then wait until the service has taken and sent all that is due."""
+        self.clock.advance(timedelta(minutes=minutes))
+        self.quiet()
+
+    def quiet(self) -> None:
+        app = self.app
+        assert app is not None
+        wait_until("nothing due and nothing left to send", lambda: not app.ledger.due_alerts(
+            self.clock.now()) and app.ledger.pending_count() == 0)
+
     def stop(self) -> None:
+        if self.app is not None:
+            self.app.stop()
         for d in self.daemons:
             d.kill()
 
@@ -189,24 +221,32 @@ def test_overnight_low_reaches_the_doctor_with_flags_and_an_ack_code(story: Stor
     _, clear = story.wait_sms(DOCTOR, 2)
     assert clear.startswith("homevitals ALL CLEAR: Ana Novak: glucose 5.8 mmol/L at 07:30.")
     assert f"(alert ACK {ack_code(low)})" in clear
-    time.sleep(1.0)
+    wait_until("nothing left to send", lambda: story.ledger(
+        "SELECT COUNT(*) FROM notifications WHERE state IN ('pending','sending')") == [(0,)])
     assert len(story.sms_to(DOCTOR)) == 2
     assert story.standin.violations == []
 
 
 def test_unacknowledged_alert_escalates_twice_then_reminds(story: Story) -> None:
-    story.start()
+    story.data["alerts"]["routes"][0].update(escalate_after_minutes=10, renotify_minutes=15)
+    story.here()
     story.decide()
     [first] = story.wait_sms(DOCTOR)
     assert first.startswith("homevitals CRITICAL: Ana Novak pressed the call button at ")
+    story.advance(9.9)
+    assert story.sms_to(BACKUP) == []  # not yet
+    story.advance(0.1)
     [second] = story.wait_sms(BACKUP)
     assert second.startswith("ESCALATED, not acknowledged by Dr. Marko Kranjc. homevitals"
                              " CRITICAL: Ana Novak pressed the call button")
+    story.advance(10)
     [third] = story.wait_sms(MANAGER)
     assert third.startswith("ESCALATED, not acknowledged by Dr. Marko Kranjc, Dr. Nina Zupan.")
+    story.advance(15)
     for number in (DOCTOR, BACKUP, MANAGER):  # max_reminders: 1, to everyone told
         assert story.wait_sms(number, 2)[1].startswith("REMINDER 1, still not acknowledged.")
-    time.sleep(4)  # the chain has ended: nothing more
+    story.advance(15)
+    story.advance(24 * 60)  # the chain has ended: nothing more, however long
     counts = Counter(m.to for m in story.standin.messages)
     assert counts == {DOCTOR: 2, BACKUP: 2, MANAGER: 2}, counts  # never the family member
     out = story.history()
@@ -218,9 +258,8 @@ def test_unacknowledged_alert_escalates_twice_then_reminds(story: Story) -> None
 def test_ack_by_signed_sms_stops_the_escalation_and_a_forged_one_is_rejected(
     story: Story,
 ) -> None:
-    story.data["alerts"]["routes"][0]["escalate_after_minutes"] = 0.1  # 6 s
-    write_config(story.config, story.data)
-    story.start()
+    story.data["alerts"]["routes"][0]["escalate_after_minutes"] = 10
+    story.here()
     story.decide()
     [body] = story.wait_sms(DOCTOR)
     code = ack_code(body)
@@ -241,7 +280,7 @@ def test_ack_by_signed_sms_stops_the_escalation_and_a_forged_one_is_rejected(
     assert status == 200
     assert f"<Message>homevitals: alert ACK {code} for Ana Novak acknowledged." in reply
     assert story.post("/inbound", ack)[1].endswith("<Response></Response>")  # same MessageSid
-    time.sleep(8)  # past the 6 s escalation: nobody else is woken
+    story.advance(60)  # past the escalation: nobody else is woken
     assert [m.to for m in story.standin.messages] == [DOCTOR]
     out = story.history()
     assert "acknowledged by Dr. Marko Kranjc (family_doctor, +15550100001) via SMS reply" in out
@@ -261,7 +300,9 @@ def test_alert_service_killed_mid_escalation_continues_and_sends_nothing_twice(
     alerts.proc.wait(10)
     restarted = story.start()
     story.wait_sms(MANAGER, timeout=40)  # the chain goes on after the restart
-    time.sleep(2)
+    wait_until("the backup's SMS settled", lambda: story.ledger(
+        "SELECT state FROM notifications WHERE recipient=? AND kind LIKE 'escalation-%'",
+        BACKUP) == [("sent",)])
     firsts = Counter(m.to for m in story.standin.messages if not (m.body or "").startswith(
         "REMINDER"))
     assert firsts == {DOCTOR: 1, BACKUP: 1, MANAGER: 1}, firsts
@@ -272,6 +313,9 @@ def test_alert_service_killed_mid_escalation_continues_and_sends_nothing_twice(
 
 
 def test_twilio_429_and_500_are_retried_with_growing_delay(story: Story) -> None:
+    # No escalation or reminder while the retries run, however slow the machine is.
+    story.data["alerts"]["routes"][0]["escalate_after_minutes"] = 10
+    write_config(story.config, story.data)
     story.standin.fail_next(status=429)
     story.standin.fail_next(status=500)
     story.start()
@@ -282,8 +326,9 @@ def test_twilio_429_and_500_are_retried_with_growing_delay(story: Story) -> None
     retries = story.ledger("SELECT time, entry FROM log WHERE entry LIKE '%will be retried%'")
     assert len(retries) == 2
     assert "HTTP 429" in retries[0][1] and "HTTP 500" in retries[1][1]
-    assert story.ledger("SELECT attempts, state FROM notifications WHERE recipient=?", DOCTOR) == [
-        (3, "sent")]
+    # The stand-in has the SMS a moment before the service has recorded Twilio's answer.
+    wait_until("the SMS recorded as sent", lambda: story.ledger(
+        "SELECT attempts, state FROM notifications WHERE recipient=?", DOCTOR) == [(3, "sent")])
 
 
 @pytest.mark.parametrize(
@@ -327,17 +372,18 @@ def test_undelivered_status_callback_escalates_and_is_recorded(story: Story) -> 
 
 
 def test_ack_from_the_command_line_and_history(story: Story) -> None:
-    story.start()
+    story.here()
     story.decide()
     code = ack_code(story.wait_sms(DOCTOR)[0])
     ack = Daemon("alerts", story.config, story.tmp, "ack", code, "--by", "Nurse Eva", env=ENV)
     assert ack.wait(30) == 0, ack.log()
     assert "acknowledged alert" in ack.log() and "by Nurse Eva" in ack.log()
+    story.advance(1)  # the command line wrote its SMS at its own (wall) time: catch up with it
     # The doctor who was told hears that it is taken care of; nobody is escalated to.
     [_, told] = story.wait_sms(DOCTOR, 2)
     assert told.startswith("homevitals: Nurse Eva acknowledged the CRITICAL alert about Ana Novak"
                            f" (ACK {code})")
-    time.sleep(4)
+    story.advance(60)
     assert story.sms_to(BACKUP) == []
     again = Daemon("alerts", story.config, story.tmp, "ack", code, env=ENV)
     assert again.wait(30) == 1 and f"error: no open alert has the code {code}" in again.log()

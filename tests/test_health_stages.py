@@ -178,7 +178,7 @@ def test_alerts_sender_webhook_and_handler(tmp_path: Path, mosquitto: Any) -> No
                          abstract=False) as (port, systemd):
             assert "STATUS=alive and ready" in systemd.wait_for("READY=1").split("\n")
             wait_status(port, "/healthz", 200, "mqtt-network: ok", "mqtt-handler: ok",
-                        "alerts-sender: ok", "scheduler-alerts: ok", "twilio-webhook: ok")
+                        "alerts-sender: ok", "alerts-timers: ok", "twilio-webhook: ok")
             assert systemd.pings(1.5) >= 2
 
             send.open.clear()

@@ -1,0 +1,288 @@
+"""Alert state in the cluster profile (issue 17, docs/cluster.md "Alert state"): the alert ledger
+in PostgreSQL, shared by two alert workers that run active-active.
+
+Real processes throughout: PostgreSQL 15 (and Patroni over etcd with a synchronous replica),
+Mosquitto, two ``homevitals alerts`` daemons, the real twilio client against the Twilio stand-in.
+Both workers hear every decision and record it once (the ledger's keys); a due step is claimed
+with ``FOR UPDATE SKIP LOCKED``; an SMS is claimed before it is sent. Each test prints its
+figures. Intervals are seconds (escalate_after_minutes: 0.05 = 3 s): these are daemons on the
+wall clock, as in production.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.publish as mqtt_publish
+import pytest
+import yaml
+from daemons import Daemon, wait_until, write_config
+from pg_servers import PatroniCluster, Postgres
+from servers import free_port
+from sqlalchemy import create_engine, text
+from twilio.request_validator import RequestValidator
+from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
+
+from homevitals import wire
+from homevitals.alerts.escalation import Escalator
+from homevitals.alerts.ledger import Ledger
+from homevitals.clock import SimulatedClock
+from homevitals.config import parse_config
+from homevitals.readings import AlertDecision
+from homevitals.topics import Topics
+
+DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100002", "+15550100003"
+SENDER = "+15550109999"
+PUBLIC_URL = "https://alerts.health-centre.example/twilio"
+ENV = {"TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN}
+# What one unacknowledged episode sends on one node (tests/test_alerts_stories.py): the chain of
+# three, then one reminder to each.
+SINGLE_NODE = {DOCTOR: 2, BACKUP: 2, MANAGER: 2}
+
+
+@pytest.fixture
+def standin() -> Iterator[TwilioStandin]:
+    with TwilioStandin() as s:
+        yield s
+
+
+class Workers:
+    """Alert workers sharing one ledger URL, each with its own directory, client id, dead-letter
+    file and webhook port."""
+
+    def __init__(self, tmp: Path, mqtt_port: int, standin: TwilioStandin, url: str) -> None:
+        self.tmp, self.port, self.standin, self.url = tmp, mqtt_port, standin, url
+        self.daemons: dict[str, Daemon] = {}
+        self.webhooks: dict[str, int] = {}
+
+    def start(self, name: str) -> Daemon:
+        work = self.tmp / name
+        work.mkdir(exist_ok=True)
+        self.webhooks[name] = free_port()
+        data = {
+            "mqtt": {"host": "127.0.0.1", "port": self.port},
+            "homes": [{"id": "home-novak", "timezone": "Europe/Ljubljana", "patients": [{
+                "id": "ana", "name": "Ana Novak", "care_team": [
+                    {"name": "Dr. Marko Kranjc", "role": "family_doctor", "phone": DOCTOR},
+                    {"name": "Dr. Nina Zupan", "role": "backup_doctor", "phone": BACKUP},
+                    {"name": "Maja Kos", "role": "health_manager", "phone": MANAGER},
+                ]}]}],
+            "alerts": {
+                "client_id": f"alerts-{name}-{secrets.token_hex(3)}",
+                "notifier": "twilio", "ledger_url": self.url,
+                "outbox_path": str(work / "dead-letters.sqlite"), "sweep_seconds": 1,
+                "twilio": {"from_number": SENDER, "api_base_url": self.standin.base_url,
+                           "timeout_seconds": 3},
+                "webhook": {"host": "127.0.0.1", "port": self.webhooks[name],
+                            "public_url": PUBLIC_URL},
+                "routes": [{"chain": ["family_doctor", "backup_doctor", "health_manager"],
+                            "escalate_after_minutes": 0.05, "renotify_minutes": 0.05,
+                            "max_reminders": 1}],
+            },
+        }
+        config = write_config(work / "homevitals.yaml", data)
+        d = Daemon("alerts", config, work, env=ENV)
+        self.daemons[name] = d
+        d.wait_log("ready: subscribed", 60)
+        return d
+
+    def stop(self) -> None:
+        for d in self.daemons.values():
+            d.kill()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n}\n{d.log()[-3000:]}" for n, d in self.daemons.items())
+
+    def decide(self) -> str:
+        aid = "a" + secrets.token_hex(15)
+        now = datetime.now(UTC)
+        d = AlertDecision(
+            alert_id=aid, state="firing", home="home-novak", patient="ana",  # type: ignore[arg-type]
+            rule="call-button", severity="critical",  # type: ignore[arg-type]
+            reason="Call for help from home", time=now, measurement="event",
+            field="call_button", observed_at=now,
+        )
+        mqtt_publish.single(Topics().alert("home-novak", "ana"), wire.encode(d), qos=1,
+                            hostname="127.0.0.1", port=self.port)
+        return aid
+
+    def sms(self, number: str, code: str | None = None) -> list[str]:
+        return [m.body or "" for m in self.standin.messages
+                if m.to == number and (code is None or f"ACK {code}" in (m.body or ""))]
+
+    def sql(self, q: str, **args: Any) -> list[Any]:
+        return sql(self.url, q, **args)
+
+    def ack(self, worker: str, code: str) -> tuple[int, str]:
+        params = {"MessageSid": "SM" + secrets.token_hex(16), "From": DOCTOR, "To": SENDER,
+                  "Body": f"ACK {code}", "AccountSid": TEST_ACCOUNT_SID}
+        sig = RequestValidator(TEST_AUTH_TOKEN).compute_signature(PUBLIC_URL + "/inbound", params)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.webhooks[worker]}/twilio/inbound",
+            data=urllib.parse.urlencode(params).encode(), method="POST",
+            headers={"X-Twilio-Signature": sig,
+                     "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read().decode()
+
+
+def sql(url: str, q: str, **args: Any) -> list[Any]:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            return list(c.execute(text(q), args).fetchall())
+    finally:
+        engine.dispose()
+
+
+def code_of(body: str) -> str:
+    found = re.search(r"Reply ACK (\d+)", body)
+    assert found, body
+    return found.group(1)
+
+
+def test_two_workers_one_killed_mid_escalation_send_each_sms_once(
+    tmp_path: Path, mosquitto: Any, standin: TwilioStandin
+) -> None:
+    pg = Postgres().start()
+    w = Workers(tmp_path, mosquitto.port, standin, pg.url)
+    try:
+        w.start("w1")
+        w.start("w2")
+        aid = w.decide()
+        wait_until("the doctor's SMS", lambda: w.sms(DOCTOR), 30)
+        # The backup's SMS hangs at Twilio (accepted, not yet answered) ...
+        standin.delay_next(4.0)
+        [(victim,)] = wait_until("the backup's SMS in flight", lambda: w.sql(
+            "SELECT sending_by FROM notifications WHERE recipient=:r AND state='sending'",
+            r=BACKUP), 30)
+        name = next(n for n, d in w.daemons.items() if victim.startswith(f"alerts-{n}-"))
+        killed_at = time.monotonic()
+        w.daemons[name].proc.kill()  # ... and the worker sending it dies (SIGKILL)
+        w.daemons[name].proc.wait(10)
+        wait_until("the manager's SMS", lambda: w.sms(MANAGER), 30)
+        resumed = time.monotonic() - killed_at
+        wait_until("the end of the chain", lambda: w.sql(
+            "SELECT 1 FROM alerts WHERE alert_id=:a AND next_step_at IS NULL", a=aid) and not
+            w.sql("SELECT 1 FROM notifications WHERE state IN ('pending','sending')"), 60)
+        counts = Counter(m.to for m in standin.messages)
+        how = w.sql("SELECT entry FROM log WHERE entry LIKE '%found at Twilio%'")
+        print(f"\ncluster alerts: worker {name} killed mid-send; escalation resumed after"
+              f" {resumed:.1f} s; SMS per recipient {dict(counts)} (single node:"
+              f" {SINGLE_NODE}); interrupted SMS found at Twilio, not resent: {len(how)}")
+        assert counts == SINGLE_NODE, counts
+        assert len(how) == 1, how  # the crash window: Twilio had it, the ledger did not
+        assert resumed < 30
+        assert standin.violations == []
+    finally:
+        w.stop()
+        pg.cleanup()
+
+
+def test_patroni_failover_keeps_a_committed_ack_and_the_escalation_goes_on(
+    tmp_path: Path, mosquitto: Any, standin: TwilioStandin
+) -> None:
+    cluster = PatroniCluster().start()
+    w = Workers(tmp_path, mosquitto.port, standin, cluster.url)
+    try:
+        w.start("w1")
+        w.start("w2")
+        w.decide()
+        [first] = wait_until("the first alert's SMS", lambda: w.sms(DOCTOR), 30)
+        acked = code_of(first)
+        status, reply = w.ack("w1", acked)
+        assert status == 200 and "acknowledged" in reply, reply  # committed on both nodes
+        w.decide()
+        second = wait_until("the second alert's SMS", lambda: [
+            b for b in w.sms(DOCTOR) if "Reply ACK" in b and code_of(b) != acked], 30)
+        open_code = code_of(second[0])
+        old = cluster.primary()
+        killed_at = time.monotonic()
+        old.kill()  # kill -9 of the primary: Patroni and its PostgreSQL
+        during = w.decide()  # a decision while no primary is there: recorded once one is back
+        try:
+            wait_until("the open alert escalated", lambda: w.sms(BACKUP, open_code), 60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{w.logs()}") from exc
+        resumed = time.monotonic() - killed_at
+        wait_until("the alert decided during the failover told", lambda: w.sql(
+            "SELECT 1 FROM notifications WHERE alert_id=:a AND state='sent'", a=during), 60)
+        new = wait_until("a new primary", lambda: next(
+            (n for n in cluster.nodes if n is not old and n.role() in ("master", "primary")),
+            None), 60)
+        rows = w.sql("SELECT acked_by FROM alerts WHERE ack_code=:c", c=acked)
+        print(f"\ncluster alerts: primary {old.name} killed; {new.name} primary; escalation"
+              f" resumed after {resumed:.1f} s; the ACK before the kill: {rows}; a decision"
+              " published right after the kill was told")
+        assert rows and rows[0][0] and "Dr. Marko Kranjc" in rows[0][0]
+        assert w.sms(BACKUP, acked) == []  # the acknowledged alert never escalates
+        assert resumed < 30
+    finally:
+        w.stop()
+        cluster.cleanup()
+
+
+def _worker(url: str, clock: SimulatedClock) -> Escalator:
+    """One alert worker's decision side, in this process, on the shared ledger."""
+    cfg = parse_config(yaml.safe_dump({
+        "alerts": {"routes": [{"chain": ["family_doctor", "backup_doctor"],
+                               "escalate_after_minutes": 10}]},
+        "homes": [{"id": "home-novak", "timezone": "Europe/Ljubljana", "patients": [{
+            "id": "ana", "name": "Ana Novak", "care_team": [
+                {"name": "Dr. Marko Kranjc", "role": "family_doctor", "phone": DOCTOR},
+                {"name": "Dr. Nina Zupan", "role": "backup_doctor", "phone": BACKUP},
+            ]}]}]}))
+    return Escalator(cfg, Ledger(url), clock)
+
+
+def test_a_late_ack_cannot_race_a_step_and_a_claimed_step_is_skipped(tmp_path: Path) -> None:
+    pg = Postgres().start()
+    clock = SimulatedClock(datetime(2026, 11, 21, 2, 0, tzinfo=UTC))
+    a, b = _worker(pg.url, clock), _worker(pg.url, clock)
+    try:
+        d = AlertDecision(
+            alert_id="a" + secrets.token_hex(15), state="firing",  # type: ignore[arg-type]
+            home="home-novak", patient="ana", rule="call-button",
+            severity="critical", reason="Call for help from home",  # type: ignore[arg-type]
+            time=clock.now(), measurement="event", field="call_button",
+            observed_at=clock.now())
+        assert a.on_decision(d) == 1 and b.on_decision(d) == 0  # both heard it: recorded once
+        clock.advance(timedelta(minutes=10))
+        row = a.ledger.alert(d.alert_id)
+        assert row is not None and row.ack_code
+        acked: list[object] = []
+        with a.ledger.claim(d.alert_id, clock.now()) as claimed:  # worker A takes the step ...
+            assert claimed is not None
+            t0 = time.monotonic()
+            assert b.run_due() == 0  # ... B skips the locked row instead of waiting for it
+            skipped = time.monotonic() - t0
+            late = threading.Thread(target=lambda: acked.append(
+                b.acknowledge(row.ack_code or "", "Dr. Marko Kranjc", "SMS reply", DOCTOR)))
+            late.start()  # ... and the doctor's ACK arrives at B meanwhile: it waits
+            late.join(1.0)
+            assert late.is_alive(), "the ACK did not wait for the step's transaction"
+            assert a._advance(claimed, clock.now()) == 1  # the backup's SMS, queued
+        late.join(10)
+        assert acked and acked[0] is not None
+        states = dict(sql(
+            pg.url, "SELECT kind, state FROM notifications WHERE alert_id=:a AND recipient=:r",
+            a=d.alert_id, r=BACKUP))
+        print(f"\ncluster alerts: a locked due step skipped in {skipped * 1000:.0f} ms; the late"
+              f" ACK waited for the step, then: {states}")
+        assert states == {"escalation-1": "cancelled"}  # queued by the step, never sent
+        clock.advance(timedelta(hours=1))
+        assert a.run_due() == 0 and b.run_due() == 0  # acknowledged: nothing more is due
+    finally:
+        a.ledger.close()
+        b.ledger.close()
+        pg.cleanup()
