@@ -36,8 +36,8 @@ from homevitals.simulators.scenario import (
     ScenarioError,
     ScenarioHome,
     ScenarioPatient,
-    UvaPadovaSpec,
 )
+from homevitals.simulators.scenario_profiles import UvaPadovaSpec
 
 __all__ = ["Expected", "ExpectedReadings", "Outage", "ScriptedReply", "Timeline", "TimedValue",
            "build_timeline"]
