@@ -290,7 +290,7 @@ def _row(s: Score) -> str:
 def rescenario(tru: Path, name: str, seed: int, out: Path) -> Path:
     """The scenario of a kept run (its true-BG file) with today's shipped rules: rules can be
     tuned without running simglucose again (the mistakes in the header comments are lost)."""
-    from homevitals.simulators import uva_padova
+    from homevitals.simulators import uva_padova, uva_padova_files
 
     with tru.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -300,14 +300,14 @@ def rescenario(tru: Path, name: str, seed: int, out: Path) -> Path:
                              [float(r["cgm_mmol_l"]) for r in rows], uva_padova.Plan())
     out.mkdir(parents=True, exist_ok=True)
     path = out / tru.name.replace(".truth.csv", ".yaml")
-    rules = uva_padova.cgm_rules(uva_padova.load_rules())
-    path.write_text(uva_padova.scenario_text(trace, seed, rules), encoding="utf-8")
+    rules = uva_padova_files.cgm_rules(uva_padova_files.load_rules())
+    path.write_text(uva_padova_files.scenario_text(trace, seed, rules), encoding="utf-8")
     return path
 
 
 def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | None,
         work: Path, broker: str) -> None:
-    from homevitals.simulators import uva_padova
+    from homevitals.simulators import uva_padova, uva_padova_files
 
     print(f"\n== UVA/Padova virtual patients (simglucose), {days} days each, seed {seed},"
           " shipped default rules and routes, nobody acknowledges ==")
@@ -323,7 +323,7 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
             if tru is not None and tru.exists():
                 scen = rescenario(tru, name, seed, work / "uva")
             else:
-                scen, tru = uva_padova.write_patient(name, work / "uva", days, seed)
+                scen, tru = uva_padova_files.write_patient(name, work / "uva", days, seed)
             s = score(replay(scen, work / stem, broker), truth(tru), name)
             scores.append(s)
             print(_row(s), flush=True)

@@ -148,12 +148,12 @@ def score(trace: Trace, decisions: list[AlertDecision]) -> Tally:
 
 
 def load_trace(name: str, days: int, seed: int, cache: Path) -> Trace:
-    from homevitals.simulators import uva_padova
+    from homevitals.simulators import uva_padova, uva_padova_files
 
     path = cache / f"{name.replace('#', '-')}-{days}d-{seed}.csv"
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
-        uva_padova.write_truth(uva_padova.simulate(name, days, seed), path)
+        uva_padova_files.write_truth(uva_padova.simulate(name, days, seed), path)
     rows = path.read_text("utf-8").splitlines()[1:]
     out = []
     for row in rows:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from homevitals.replay import run_replay
-from homevitals.simulators import uva_padova
+from homevitals.simulators import uva_padova, uva_padova_files
 from homevitals.simulators.scenario import ScenarioError, load_scenario
 
 NAME = "child#003"
@@ -26,7 +26,7 @@ def _t(s: str) -> datetime:
 
 
 def test_one_day_replays_with_cgm_every_5_minutes_and_true_bg_alongside(tmp_path: Path) -> None:
-    scenario, truth = uva_padova.write_patient(NAME, tmp_path / "gen", days=1, seed=7)
+    scenario, truth = uva_padova_files.write_patient(NAME, tmp_path / "gen", days=1, seed=7)
     assert scenario.name == "uva-padova-child-003.yaml"
     sc = load_scenario(scenario)  # valid: the same loader as `homevitals replay`
     assert sc.model.duration == timedelta(days=1)
@@ -57,9 +57,9 @@ def test_one_day_replays_with_cgm_every_5_minutes_and_true_bg_alongside(tmp_path
 
 
 def test_same_seed_same_files_and_another_seed_another_day(tmp_path: Path) -> None:
-    a = uva_padova.write_patient(NAME, tmp_path / "a", days=1, seed=7)
-    b = uva_padova.write_patient(NAME, tmp_path / "b", days=1, seed=7)
-    c = uva_padova.write_patient(NAME, tmp_path / "c", days=1, seed=8)
+    a = uva_padova_files.write_patient(NAME, tmp_path / "a", days=1, seed=7)
+    b = uva_padova_files.write_patient(NAME, tmp_path / "b", days=1, seed=7)
+    c = uva_padova_files.write_patient(NAME, tmp_path / "c", days=1, seed=8)
     for fa, fb in zip(a, b, strict=True):
         assert fa.read_bytes() == fb.read_bytes()
     assert a[1].read_bytes() != c[1].read_bytes()
