@@ -20,16 +20,15 @@ import random
 import threading
 import time
 from collections import Counter
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
 from homevitals import wire
 from homevitals.config import Config
-from homevitals.errors import WireError
 from homevitals.ingest.broker_watch import BrokerWatch
+from homevitals.ingest.checks import IngestChecks
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.latency import LatencyHistogram
 from homevitals.ingest.source import Message, Source
@@ -48,16 +47,13 @@ from homevitals.mqtt_watch import MqttWatch
 from homevitals.origin import Registry
 from homevitals.readings import AlertDecision, Event, Reading
 from homevitals.runtime import Condition, Progress, Worker, thread_worker
-from homevitals.topics import ParsedTopic, Topics
+from homevitals.topics import Topics
 
 __all__ = ["IngestService"]
 
 logger = logging.getLogger(__name__)
 
 SESSION_EXPIRY_SECONDS = 7 * 24 * 3600
-# A device clock more than this ahead of the gateway's, or before this year, is not trusted.
-_CLOCK_AHEAD_LIMIT = timedelta(hours=1)
-_CLOCK_EPOCH_YEAR = 2015
 # Statuses that mean "fix the configuration" (credentials, database name), not "bad data".
 _CONFIG_STATUSES = (401, 403, 404)
 
@@ -69,8 +65,6 @@ class _Item(NamedTuple):  # a tuple: built once per message on the network threa
     value: Reading | Event | wire.Reject | AlertDecision
 
 
-# Parsed topics remembered (a district has a few thousand devices); cleared past this bound.
-_TOPIC_MEMO_MAX = 100_000
 
 
 class IngestService:
@@ -92,7 +86,6 @@ class IngestService:
         # counts out; each counter has one writer, so no lock is needed.
         self._taken = 0
         self._released = 0
-        self._topics: dict[str, ParsedTopic] = {}
         self.counts: Counter[str] = Counter()
         self.rejects: Counter[str] = Counter()
         self.written = 0
@@ -117,6 +110,8 @@ class IngestService:
         self.client.on_subscribe = self._on_subscribe
         self.subscribed = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.checks = IngestChecks(self.topics, self.registry, self.counts, self.rejects,
+                                   self._dead_letter)
         self.broker_watch = BrokerWatch(self.mqtt, self.icfg.client_id)  # $SYS drop counter
         self.watch = MqttWatch(self.mqtt)
         self.writer_progress = Progress()
@@ -199,10 +194,10 @@ class IngestService:
         """One message in, from the source's thread (paho's, or a queue consumer's)."""
         self.counts["received"] += 1
         try:
-            value = self._validate(msg)
+            value = self.checks.validate(msg)
         except Exception as exc:  # the handler's edge: any message ends stored or dead-lettered
             logger.exception("handling a message on %.200s failed; dead-lettered", msg.topic)
-            value = self._reject(msg, "handler_error", str(exc), type(exc).__name__)
+            value = self.checks.reject(msg, "handler_error", str(exc), type(exc).__name__)
         if self._taken - self._released >= self.icfg.backlog_max:
             self._wait_for_room()
         self.backlog.put(_Item(tag, qos, generation, value))
@@ -227,91 +222,6 @@ class IngestService:
             # Waiting for the writer on purpose: progress as long as the writer makes it (the
             # writer's own stamp tells whether it does), while the watch sees the thread held.
             self.watch.handler.beat()
-
-    def _parse_topic(self, topic: str) -> ParsedTopic | None:
-        parsed = self._topics.get(topic)
-        if parsed is None:
-            parsed = self.topics.parse(topic)
-            if parsed is not None:
-                if len(self._topics) >= _TOPIC_MEMO_MAX:
-                    self._topics.clear()
-                self._topics[topic] = parsed
-        return parsed
-
-    def _validate(self, msg: Message) -> Reading | Event | wire.Reject | AlertDecision:
-        try:
-            decoded = wire.decode(msg.payload)
-        except WireError as exc:
-            return self._reject(msg, exc.reason, str(exc))
-        parsed = self._parse_topic(msg.topic)
-        if isinstance(decoded, wire.Reject):
-            return self._dead_letter_in(msg, parsed, decoded)
-        if not isinstance(decoded, Reading | Event | AlertDecision):
-            return self._reject(
-                msg, "wrong_topic", f"a {type(decoded).__name__} message on topic {msg.topic}"
-            )
-        mismatch = self.registry.check(parsed, decoded)
-        if mismatch is not None:
-            return self._reject(msg, mismatch.reason, mismatch.error)
-        if isinstance(decoded, Reading):
-            return self._check_clock(decoded)
-        return decoded
-
-    def _dead_letter_in(
-        self, msg: Message, parsed: ParsedTopic | None, reject: wire.Reject
-    ) -> wire.Reject:
-        """A dead letter another stage published: a gateway's (under its home) or a server
-        stage's; stored as it came, and counted by stage and reason."""
-        if parsed is not None and parsed.kind == "deadletter":
-            home = reject.get("home", parsed.home)
-            mismatch = self.registry.check_home(parsed, "deadletter", str(home))
-            if mismatch is not None:
-                return self._reject(msg, mismatch.reason, mismatch.error)
-            self.rejects[f"gateway:{reject.get('reason', 'unknown')}"] += 1
-            return reject
-        if parsed is not None and parsed.kind == "server_deadletter" and parsed.leaf != "ingest":
-            self.rejects[f"{parsed.leaf}:{reject.get('reason', 'unknown')}"] += 1
-            return reject
-        return self._reject(msg, "wrong_topic", f"a dead letter on topic {msg.topic}")
-
-    def _check_clock(self, r: Reading) -> Reading:
-        """A device clock far in the future, or reset to its epoch (year 2000 and the like after
-        a battery change), would file the reading in the wrong place. The reading is kept, stored
-        at the gateway's receive time, and flagged so that doctors and reports can see it."""
-        if r.device_time is None:
-            return r
-        ahead = r.device_time - r.received_at
-        if ahead <= _CLOCK_AHEAD_LIMIT and r.device_time.year >= _CLOCK_EPOCH_YEAR:
-            return r
-        self.counts["device_clock_suspect"] += 1
-        logger.warning(
-            "reading %s from %s: device time %s is implausible (received %s); stored at"
-            " the receive time and flagged",
-            r.reading_id,
-            r.device,
-            r.device_time.isoformat(),
-            r.received_at.isoformat(),
-        )
-        return replace(r, time=r.received_at, flags=(*r.flags, "device_clock_suspect"))
-
-    def _reject(
-        self, msg: Message, reason: str, error: str, error_class: str = ""
-    ) -> wire.Reject:
-        """Kept (stored with the batch, so acknowledged only once it is durable), counted by
-        reason, and published on the dead-letter topic for anyone watching."""
-        self.rejects[reason] += 1
-        logger.error("rejected message on %.200s: %s", msg.topic, error[:500])
-        reject = wire.make_reject(
-            stage="ingest",
-            reason=reason,
-            error=error,
-            error_class=error_class,
-            topic=msg.topic,
-            payload=msg.payload,
-            time=datetime.now(UTC),
-        )
-        self._dead_letter(reason, reject)
-        return reject
 
     def _dead_letter(self, reason: str, reject: wire.Reject) -> None:
         """Publish a reject on the dead-letter topic; paho refusing it is logged and counted
