@@ -6,7 +6,7 @@ notification is a row with a state (pending -> sending -> sent | failed | cancel
 and after the provider is called, unique per (alert, kind, recipient): a redelivered decision or a
 timer that fires twice can never create a second SMS. Twilio has no idempotency key for Messages,
 so a row found in ``sending`` after a crash is looked up at Twilio before anything is resent
-(``alerts/main.py``). Every step is written to ``log`` in the same transaction.
+(``alerts/app.py``). Every step is written to ``log`` in the same transaction.
 
 The concerns live in their own modules, joined here into the one ``Ledger`` every caller uses:
 alerts (ledger_alerts.py), notifications (ledger_notifications.py), inbound SMS

@@ -39,7 +39,7 @@ class Notifier(Protocol):
 @runtime_checkable
 class FindsSent(Protocol):
     """Optional: a provider that can be asked whether it already took an SMS (Twilio). Without
-    it, an SMS interrupted by a crash mid-send is sent again (alerts/main.py ``_reconcile``).
+    it, an SMS interrupted by a crash mid-send is sent again (alerts/app.py ``_reconcile``).
     Raises ``NotifyError`` when it cannot be asked now."""
 
     def find_sent(self, to: str, body: str, since: datetime) -> SendResult | None: ...

@@ -32,7 +32,7 @@ class GatewayConfig(Model):
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     # Deprecated: earlier bleak gateways kept the last RACP sequence number per meter in this
     # file. The mark now lives in the queue database, committed with the readings; a file
-    # named here is read once at start to carry its marks over (gateway/main.py).
+    # named here is read once at start to carry its marks over (gateway/app.py).
     sequence_state_path: str | None = None
     # What happens when queue_max_messages are waiting (the home offline for a long time):
     # drop_oldest makes room by deleting the oldest messages; drop_new_readings refuses new

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.app import AlertsApp
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, StoreKind
 from homevitals.embedded import EmbeddedBroker

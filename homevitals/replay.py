@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 
 from homevitals import scheduling
-from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, StoreKind

@@ -26,8 +26,9 @@ import yaml
 from daemons import wait_until
 
 from homevitals import wire
-from homevitals.alerts.main import AlertsApp, _metrics
+from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
+from homevitals.alerts.telemetry import alerts_metrics as _metrics
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config, MetricsConfig
 from homevitals.readings import AlertDecision

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.alerts.main import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.alerts.templates import TemplateError
 from homevitals.clock import SimulatedClock

@@ -30,7 +30,7 @@ from twilio.request_validator import RequestValidator
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
 from homevitals import wire
-from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.twilio_notifier import TwilioNotifier
 from homevitals.clock import SimulatedClock
 from homevitals.config import Config

@@ -19,9 +19,9 @@ from servers import free_port
 from test_health_ingest import WEDGE_TOPIC, _publish_raw, _wedge_on_topic
 
 from homevitals import wire
-from homevitals.alerts.main import AlertsApp
-from homevitals.alerts.main import _metrics as alerts_metrics
+from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
+from homevitals.alerts.telemetry import alerts_metrics
 from homevitals.clock import SystemClock
 from homevitals.config import Config
 from homevitals.gateway.app import GatewayApp

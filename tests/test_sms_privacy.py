@@ -12,7 +12,7 @@ from daemons import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
 from homevitals import wire
-from homevitals.alerts.main import AlertsApp
+from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SystemClock
 from homevitals.config import Config
