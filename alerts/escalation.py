@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 
 from homevitals.alerts.ledger import AlertRow, Ledger, Note
 from homevitals.alerts.patient_text import direction_of, patient_text
+from homevitals.alerts.routing import CARER_ROLES, Recipient, Router, gap
 from homevitals.alerts.routing import PATIENT_ROLE as _PATIENT
-from homevitals.alerts.routing import Recipient, Router, gap
 from homevitals.alerts.text import (
     ack_text,
     alert_text,
@@ -110,7 +110,7 @@ class Escalator:
             nxt = at + timedelta(minutes=gap(route, steps, 0))
             lay = self._lay(
                 "alert", d, (home, patient), code,
-                doctor_told=any(not m.is_patient for m in steps[0]),
+                doctor_told=any(not m.is_carer for m in steps[0]),
             )
             notes = [
                 Note(m.phone, m.name, m.role, lay if m.is_patient else body, "firing", 0, at)
@@ -150,8 +150,8 @@ class Escalator:
             new = [] if row.acked_at is not None else [m for m in steps[0] if m.phone not in phones]
             lay = self._lay(
                 "update", d, (home, patient), row.ack_code or "",
-                doctor_told=any(role != _PATIENT for _, _, role in told)
-                or any(not m.is_patient for m in new),
+                doctor_told=any(role not in CARER_ROLES for _, _, role in told)
+                or any(not m.is_carer for m in new),
             )
             notes = [
                 Note(r, n, role, lay if role == _PATIENT else body, kind, row.step, at)

@@ -17,13 +17,14 @@ from datetime import datetime, timedelta
 from homevitals.config import CareRole, Config, HomeConfig, PatientConfig, RouteConfig
 from homevitals.readings import Severity
 
-__all__ = ["PATIENT_ROLE", "Recipient", "Router", "gap"]
+__all__ = ["CARER_ROLES", "PATIENT_ROLE", "Recipient", "Router", "gap"]
 
 logger = logging.getLogger(__name__)
 
 _FALLBACK = RouteConfig(chain=[CareRole.FAMILY_DOCTOR])
 PATIENT_ROLE = str(CareRole.PATIENT)
 _FAMILY = str(CareRole.FAMILY_MEMBER)
+CARER_ROLES = (PATIENT_ROLE, _FAMILY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,11 @@ class Recipient:
     @property
     def is_patient(self) -> bool:
         return self.role == PATIENT_ROLE
+
+    @property
+    def is_carer(self) -> bool:
+        """The person or their family, who treat a low themselves (not a clinician)."""
+        return self.role in CARER_ROLES
 
 
 def _holders(patient: PatientConfig, role: CareRole, event: bool) -> list[Recipient]:
@@ -52,7 +58,7 @@ def gap(route: RouteConfig, steps: list[list[Recipient]], k: int) -> float:
     """Minutes from step ``k`` to the next one (or to the first reminder after the last)."""
     if k + 1 >= len(steps):
         return route.renotify_minutes
-    if all(r.is_patient or r.role == _FAMILY for r in steps[k]):
+    if all(r.is_carer for r in steps[k]):
         # The person and their family act on a low themselves (rule of 15): their step waits
         # ``escalate_after_patient_minutes`` whether the family shares it or not.
         return route.escalate_after_patient_minutes

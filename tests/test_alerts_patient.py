@@ -118,6 +118,8 @@ def test_with_a_family_member_a_level_1_low_never_reaches_a_doctor(tmp_path: Pat
     esc = Escalator(cfg, ledger, clock)
     esc.on_decision(low())
     assert sms(ledger) == [(PATIENT, "patient", "firing"), (family, "family_member", "firing")]
+    lay = str(ledger.history()[0]["body"])  # the person's own SMS: no doctor is told yet
+    assert lay.startswith("homevitals: your glucose is low") and "doctor" not in lay, lay
     for _ in range(8):
         clock.advance(timedelta(hours=1))
         esc.run_due()
