@@ -60,11 +60,16 @@ class RabbitNode(_Process):
         self.binary = _require(RABBIT_SERVER, "rabbitmq-server")
         self.index = index
         self.node = f"rabbit{index}@localhost"
-        self.amqp_port, self.mqtt_port, self.dist_port = free_port(), free_port(), free_port()
-        self.home, self.epmd_port = home, epmd_port
+        self.home, self.epmd_port, self.peers = home, epmd_port, peers
         self.conf_path = self.workdir / "rabbitmq.conf"
-        self.conf_path.write_text(self._config(peers), encoding="utf-8")
+        self.new_ports()
         (self.workdir / "enabled_plugins").write_text(f"[{','.join(PLUGINS)}].\n")
+
+    def new_ports(self) -> None:
+        """Free loopback ports, picked again on a rebuild: a killed node's old port may by then
+        be the local end of some client's connection (the kernel's ephemeral range)."""
+        self.amqp_port, self.mqtt_port, self.dist_port = free_port(), free_port(), free_port()
+        self.conf_path.write_text(self._config(self.peers), encoding="utf-8")
 
     def _config(self, peers: list[str]) -> str:
         nodes = "".join(
@@ -195,12 +200,15 @@ class RabbitCluster:
         self.wait_clustered()
 
     def rebuild(self) -> float:
-        """Stop every node, wipe their data and start a new cluster on the same ports: the way
+        """Stop every node, wipe their data and start a new cluster (on new ports): the way
         back after a majority was lost (docs/cluster.md: RabbitMQ 3.10's MQTT plugin did not
         start again on returning nodes then)."""
         self.stop()
+        self.epmd.port = free_port()
         for node in self.nodes:
             shutil.rmtree(node.workdir / "mnesia", ignore_errors=True)
+            node.epmd_port = self.epmd.port
+            node.new_ports()
         return self.start()
 
     def delete_queues(self, *names: str) -> None:
