@@ -1,8 +1,9 @@
-"""Session fixtures of the cluster profile: three RabbitMQ nodes and two InfluxDB replicas.
+"""Fixtures of the cluster profile: three RabbitMQ nodes and two InfluxDB replicas.
 
-Started once per session (the broker cluster takes 20-40 s on two shared cores) and stopped by
-PID at the end. Tests that kill a node bring it back before they end, so the next test finds
-the cluster whole. Import the fixtures into a test module (``from cluster_fixtures import ...``).
+Started once per module (the broker cluster takes 20-40 s on two shared cores) and stopped by
+PID after it, also when the start fails, so that the rest of the suite has the cores. Tests that
+kill a node bring it back before they end, so the next test finds the cluster whole. Import the
+fixtures into a test module (``from cluster_fixtures import ...``).
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ from servers import Influxd, ServerError
 __all__ = ["influx_replicas", "rabbit_cluster"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitCluster]:
+    cluster = None
     try:
         cluster = RabbitCluster(tmp_path_factory.mktemp("rabbitmq"))
         seconds = cluster.start()
     except ServerError as exc:  # a binary missing or a node that would not start: never a skip
+        if cluster is not None:
+            cluster.stop()  # the nodes that did start: none is left behind
         pytest.fail(str(exc), pytrace=False)
     print(f"\nRabbitMQ cluster of 3 started in {seconds:.1f} s")
     yield cluster
     cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def influx_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Influxd]]:
     servers: list[Influxd] = []
     try:
