@@ -80,18 +80,18 @@ def test_a_low_that_deepens_after_the_patients_ok_tells_the_doctor_at_once(
     sms, alerts = _replay("patient-low-deepens", tmp_path)
     assert _sent(sms) == [
         ("02:00", PATIENT, "firing"),
-        ("02:10", PATIENT, "update-high"), ("02:10", DOCTOR, "update-high"),
-        ("02:15", PATIENT, "acknowledged"),
+        ("02:15", PATIENT, "update-high"), ("02:15", DOCTOR, "update-high"),
+        ("02:20", PATIENT, "acknowledged"),
         ("02:35", PATIENT, "resolved"), ("02:35", DOCTOR, "resolved"),
     ]
     code = str(alerts[0]["ack_code"])
     assert sms[1]["text"] == (
-        "homevitals: your glucose is lower now: 2.9 mmol/L at 03:10. Take 15 g of fast"
+        "homevitals: your glucose is lower now: 2.8 mmol/L at 03:15. Take 15 g of fast"
         " sugar (4 glucose tablets or 150 ml juice), check again in 15 min. Your doctor is being"
         f" told. Reply OK or ACK {code}"
     )
-    assert sms[2]["text"].startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.9 mmol/L")
-    assert sms[3]["text"] == "homevitals: at 03:15 your care team saw the alert and is on it."
+    assert sms[2]["text"].startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L")
+    assert sms[3]["text"] == "homevitals: at 03:20 your care team saw the alert and is on it."
     assert str(alerts[0]["acked_by"]).startswith("Dr. Marko Kranjc (family_doctor")
 
 

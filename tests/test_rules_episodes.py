@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from rules_helpers import CRISIS, DEFAULTS, GLUCOSE, ROOT, arrive, config, engine, story
+from rules_helpers import CRISIS, DEFAULTS, GLUCOSE, ROOT, T0, arrive, cgm, config, engine, story
 
 from homevitals import wire
 from homevitals.errors import ConfigError
@@ -56,6 +56,30 @@ def test_level_2_on_the_first_reading_opens_the_episode_at_level_2(tmp_path: Pat
     got = story(e, [6.5, 2.7, 2.6, 4.6])
     assert [(m, str(d.state), d.rule) for m, d in got] == [
         (5, "firing", "hypo-level-2"), (15, "resolved", "hypo-level-1")]
+
+
+def test_level_2_on_a_cgm_needs_a_second_reading_unless_fast_or_urgent(tmp_path: Path) -> None:
+    # Issue 14, fourth tuning round: one CGM reading below 3.0 on a slow drift is not level 2.
+    e = engine(tmp_path, config(GLUCOSE))
+    drift = [4.2, 3.8, 3.6, 3.4, 3.3, 3.2, 3.2, 2.9, 3.2, 3.3, 2.8, 2.7, 3.0, 4.5]
+    got = story(e, drift)
+    assert [(m, str(d.state), d.rule, str(d.severity)) for m, d in got] == [
+        (20, "firing", "hypo-level-1", "medium"),  # 15 minutes below 3.9 on the CGM
+        (55, "updated", "hypo-level-2", "high"),  # 2.8 then 2.7: not at 2.9 alone (35)
+        (65, "resolved", "hypo-level-1", "high"),
+    ]
+    # One reading below 2.2 mmol/L (iCGM error below level 2) is level 2 at once.
+    (tmp_path / "urgent").mkdir()
+    e = engine(tmp_path / "urgent", config(GLUCOSE))
+    got = story(e, [3.6, 3.5, 3.4, 3.3, 3.2, 3.1, 2.1])
+    assert [(m, str(d.state), d.rule) for m, d in got] == [
+        (15, "firing", "hypo-level-1"), (30, "updated", "hypo-level-2-urgent")]
+
+
+def test_level_2_from_the_meter_is_never_confirmed(tmp_path: Path) -> None:
+    e = engine(tmp_path, config(GLUCOSE))
+    [d] = arrive(e, cgm(T0, 2.8, device="meter-1"))  # a finger-stick the person took on purpose
+    assert (str(d.state), d.rule, str(d.severity)) == ("firing", "hypo-level-2", "high")
 
 
 def test_fast_fall_alone_pages_nobody(tmp_path: Path) -> None:
@@ -121,14 +145,23 @@ def test_a_decision_from_before_episodes_still_decodes() -> None:
 def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
     by_id = {r["id"]: r for r in DEFAULTS}
     assert {r["id"] for r in GLUCOSE} == {"hypo-level-1", "hypo-level-2", "glucose-falling-fast",
-                                          "glucose-low-predicted"}  # issue 19
+                                          "glucose-low-predicted",  # issue 19
+                                          "hypo-level-2-urgent"}  # issue 14, fourth round
     assert {r["id"] for r in CRISIS} == {"hypertensive-crisis-systolic",
                                          "hypertensive-crisis-diastolic"}
     assert by_id["glucose-falling-fast"]["opens_episode"] is False
     assert by_id["hypo-level-1"]["for_minutes"] == 15
     assert by_id["hypo-level-1"]["sustain_devices"] == ["cgm"]
-    assert "for_minutes" not in by_id["hypo-level-2"]  # level 2 is never delayed
+    # Level 2 on a CGM: a second reading, never more (fourth round); no wait below 2.2 mmol/L,
+    # on a fast fall or for a finger-stick.
+    assert "for_minutes" not in by_id["hypo-level-2"]
+    assert by_id["hypo-level-2"]["n_of_m"] == {"n": 2, "m": 2}
+    assert by_id["hypo-level-2"]["sustain_devices"] == ["cgm"]
+    assert by_id["hypo-level-2"]["sustain_waived_by"] == ["glucose-falling-fast"]
+    assert by_id["hypo-level-2-urgent"]["below"] == 2.2
+    assert "n_of_m" not in by_id["hypo-level-2-urgent"]
     text = (ROOT / "configs/rules-defaults.yaml").read_text()
     for source in ("International Consensus on Time in Range", "2019;42:1593-1603",
+                   "21 CFR 862.1355",
                    "Danne et al., Diabetes Care 2017;40:1631", "ACC/AHA"):
         assert source in text
