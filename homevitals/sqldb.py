@@ -135,18 +135,28 @@ class SqlDb:
 
     def execute(self, sql: str, args: Sequence[object] = ()) -> Cursor:
         """One statement: in the thread's transaction, else on its own (read) connection."""
-        stmt, params = _qmarks_to_named(sql, args)
         conn: Connection | None = getattr(self._local, "conn", None)
         if conn is not None:
-            return cast(Cursor, conn.execute(text(stmt), params))
+            return cast(Cursor, self._run(conn, sql, args))
         with self.lock, self.engine.connect() as own:
-            result = own.execute(text(stmt), params)
+            result = self._run(own, sql, args)
             if not result.returns_rows:
                 own.commit()
                 return cast(Cursor, result)
             rows = Rows(list(result.keys()), list(result.fetchall()))
             own.rollback()  # a read: nothing to keep
         return rows
+
+    def _run(self, conn: Connection, sql: str, args: Sequence[object]) -> Any:
+        # SQLite takes the ``?`` as they are, without a compile per statement (several times
+        # faster on the rules' path: a reading is some 30 statements); PostgreSQL's driver
+        # speaks another paramstyle, which SQLAlchemy renders from named parameters.
+        if self.sqlite:
+            if sql.count("?") != len(args):
+                raise ValueError(f"{sql.count('?')} placeholders, {len(args)} values: {sql}")
+            return conn.exec_driver_sql(sql, tuple(args)) if args else conn.exec_driver_sql(sql)
+        stmt, params = _qmarks_to_named(sql, args)
+        return conn.execute(text(stmt), params)
 
     def all(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
         return list(self.execute(sql, args).fetchall())
