@@ -10,7 +10,8 @@ The state lives next to the outbox of decisions (SQLite, or PostgreSQL: ``rules/
 both change in one transaction: a crash can neither lose a decision nor repeat one. Each rule
 judges what it cares about through its kind's hooks (``rules/kinds/``): readings (``on_reading``:
 thresholds, rates, forecasts), events; the absence of readings (missing data, a silent gateway,
-``rules/watch.py``) is judged on the engine's clock when messages arrive and on a clock tick.
+``rules/watch.py``) is judged on the engine's clock when messages arrive and when a check comes
+due (``run_due``, driven by the one timer in ``rules/timers.py``).
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ PARKED = Table(
     Column("reason", Text, nullable=False),
 )
 _MINE = "(owner = ? OR owner IS NULL)"
+_CHUNK = 500
 
 
 class RulesStore:
@@ -131,16 +132,17 @@ class RulesStore:
     def adopt(self, topics: Sequence[str]) -> int:
         """Pending messages on ``topics`` written by another worker become this one's, with new
         sequence numbers (after everything its pump has read), in their order. Returns how many."""
-        if not topics:
-            return 0
-        marks = ",".join("?" * len(topics))
-        where = f"topic IN ({marks}) AND (owner IS NULL OR owner <> ?)"
         with self.db.tx() as db:
-            rows = db.all(
-                f"SELECT seq, topic, payload, qos, retain, message_id FROM outbox WHERE {where}"
-                f" ORDER BY seq{self.db.claim_clause}",
-                (*topics, self.owner),
-            )
+            rows: list[Any] = []
+            for i in range(0, len(topics), _CHUNK):  # SQLite's bound on parameters
+                part = topics[i:i + _CHUNK]
+                where = f"topic IN ({','.join('?' * len(part))}) AND (owner IS NULL OR owner <> ?)"
+                rows += db.all(
+                    f"SELECT seq, topic, payload, qos, retain, message_id FROM outbox WHERE"
+                    f" {where}{self.db.claim_clause}",
+                    (*part, self.owner),
+                )
+            rows.sort(key=lambda r: int(r[0]))
             for _seq, topic, payload, qos, retain, mid in rows:
                 db.execute(
                     "INSERT INTO outbox(topic, payload, qos, retain, message_id, owner)"

@@ -48,14 +48,13 @@ def _engine(store: RulesStore, cfg: Config, clock: SimulatedClock, owner: str) -
 
 
 def test_a_silent_cgm_fires_when_its_check_comes_due_on_the_clock(tmp_path: Path) -> None:
-    clock = SimulatedClock(datetime(2026, 11, 21, 1, 0, tzinfo=ZONE))
+    last = datetime(2026, 11, 21, 2, 0, tzinfo=ZONE)
+    clock = SimulatedClock(last)
     store = RulesStore(tmp_path / "rules.sqlite")
     e = _engine(store, config([NIGHT_GAP, GATEWAY]), clock, "rules")
     timer = RulesTimer(e, cap_seconds=3600, on_new=lambda: None)  # never wakes on wall time
     timer.start()
     try:
-        last = datetime(2026, 11, 21, 2, 0, tzinfo=ZONE)
-        clock.set(last)
         e.on_reading(cgm(last, 6.0))
         e.on_heartbeat("home-1", last, {})
         # Due: the gateway check 10 minutes after the home was last heard, the CGM's at 02:30.
