@@ -16,7 +16,7 @@ from collections.abc import Callable
 from homevitals import wire
 from homevitals.clock import Clock
 from homevitals.origin import ORIGIN_REASONS
-from homevitals.outbox import DurableQueue
+from homevitals.outbox import MessageQueue
 from homevitals.topics import Topics
 
 __all__ = ["DeadLetters", "SERVER_REASONS"]
@@ -29,7 +29,7 @@ SERVER_REASONS = (*wire.WIRE_REASONS, *ORIGIN_REASONS, "handler_error")
 
 
 class DeadLetters:
-    def __init__(self, stage: str, outbox: DurableQueue, topics: Topics, clock: Clock) -> None:
+    def __init__(self, stage: str, outbox: MessageQueue, topics: Topics, clock: Clock) -> None:
         self.stage = stage
         self.outbox = outbox
         self.topics = topics

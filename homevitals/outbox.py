@@ -21,14 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Any
+from typing import Any, Protocol
 
 from homevitals.errors import HomevitalsError
 from homevitals.mqtt import PublishError, publish
 from homevitals.runtime import Progress, Worker, thread_worker
 from homevitals.sqlite_tx import immediate, open_wal
 
-__all__ = ["DurableQueue", "OutboxError", "OutboxPump", "QueuedMessage"]
+__all__ = ["DurableQueue", "MessageQueue", "OutboxError", "OutboxPump", "QueuedMessage"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,22 @@ class QueuedMessage:
     payload: bytes
     qos: int
     retain: bool
+
+
+class MessageQueue(Protocol):
+    """What the pump and the dead letters need of a queue: this module's ``DurableQueue``, or
+    the rules' store on SQLAlchemy (``rules/store.py``)."""
+
+    def put(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False,
+            message_id: str | None = None) -> int: ...
+
+    def peek(self, limit: int, after: int = 0) -> list[QueuedMessage]: ...
+
+    def ack(self, seq: int) -> None: ...
+
+    def park(self, seq: int, reason: str) -> None: ...
+
+    def __len__(self) -> int: ...
 
 
 class DurableQueue:
@@ -193,7 +209,7 @@ class OutboxPump:
     """
 
     def __init__(
-        self, client: Any, queue: DurableQueue, max_inflight: int = 100, name: str = "outbox"
+        self, client: Any, queue: MessageQueue, max_inflight: int = 100, name: str = "outbox"
     ) -> None:
         self.client = client
         self.queue = queue

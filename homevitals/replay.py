@@ -32,7 +32,6 @@ from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 
-from homevitals import scheduling
 from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.clock import SimulatedClock
@@ -67,8 +66,9 @@ SETTLE_SECONDS = 30.0  # per step; a stall is logged and counted, never fatal
 def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Config:
     """``cfg`` pointed at the embedded broker, with every database in ``workdir``.
 
-    Wall-clock timers are switched off (rules' tick): the replay driver fires them in simulated
-    time instead. Ingest writes each message at once instead of waiting to fill a batch."""
+    Wall-clock timers are switched off (the rules' and the alerts' timer threads): the replay
+    driver takes their passes in simulated time instead. Ingest writes each message at once
+    instead of waiting to fill a batch."""
     store = cfg.store
     if store.kind == StoreKind.SQLITE:
         store = store.model_copy(update={"path": str(workdir / "store.sqlite")})
@@ -83,7 +83,6 @@ def server_config(cfg: Config, workdir: Path, port: int, protocol: str) -> Confi
                 update={
                     "state_path": str(workdir / "rules-state.sqlite"),
                     "tick_seconds": 0.0,
-                    "schedule_path": str(workdir / "rules-jobs.sqlite"),
                 }
             ),
             "alerts": cfg.alerts.model_copy(
@@ -125,7 +124,7 @@ class Pipeline:
         topics = Topics(cfg.mqtt.topic_prefix)
         self.store = build_store(cfg.store)
         self.ingest = IngestService(cfg, self.store)
-        self.rules = RulesApp(cfg, clock)
+        self.rules = RulesApp(cfg, clock, timer_thread=False)
         # Acknowledgement codes from the scenario's seed, so the SMS texts are reproducible.
         codes = None if seed is None else random.Random(f"ack-codes\x1f{seed}").randrange
         # The alerts' timer takes its passes at the driver's ticks (``tick``), after everything
@@ -212,10 +211,10 @@ class Pipeline:
         return True
 
     def tick(self) -> None:
-        """Scheduled work at the simulated now: missing data and silent gateways (rules; ``fire``
-        runs the owner's handler in this thread), escalations and reminders (one pass of the
-        alerts' timer, ``DueWorker.step``)."""
-        scheduling.fire("rules", "tick")
+        """Scheduled work at the simulated now: missing data and silent gateways (one pass of the
+        rules' timer), escalations and reminders (one pass of the alerts' timer): each the same
+        code as the timer thread's (``DueWorker.step``), on the simulated clock."""
+        self.rules.timers.step()
         self.alerts.timers.step()
 
     def reply(self, n: int, phone: str, text: str) -> tuple[str, str | None]:

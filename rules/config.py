@@ -18,11 +18,18 @@ class RulesConfig(Model):
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     state_path: str = "homevitals-rules-state.sqlite"
+    state_url: str | None = Field(
+        None, description="the rules' state in PostgreSQL (postgresql+psycopg://...), shared by"
+        " the rules workers of a cluster (docs/cluster.md); default: SQLite in state_path",
+    )
     definitions: list[RuleConfig] = []
-    # APScheduler's job store (SQLite); default: next to state_path.
+    # Unused since the checks' due times are rows of the state (issue 16); kept so that a
+    # configuration naming APScheduler's old job store still loads.
     schedule_path: str | None = None
     tick_seconds: float = Field(
-        30.0, ge=0, description="missing-data checks on the clock; 0: only on message times"
+        30.0, ge=0, description="the timer of missing-data checks looks at their due times at"
+        " least this often in wall time (rows another worker wrote); 0: no timer, only on"
+        " message times",
     )
 
     @model_validator(mode="after")

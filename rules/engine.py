@@ -6,23 +6,24 @@ evaluated as code. Each rule's *condition* holds or not per patient; related con
 one ACK code, one escalation. The first condition opens the episode (``firing``), a condition of
 higher severity raises it (``updated``, one update SMS), and the episode resolves only when its
 last condition clears. A rule with ``opens_episode: false`` (a fast fall) never opens one alone.
-The state lives in SQLite next to the outbox of decisions, and both change in one transaction: a
-crash can neither lose a decision nor repeat one. Each rule judges what it cares about through its
-kind's hooks (``rules/kinds/``): readings (``on_reading``: thresholds, rates, forecasts), events;
-the absence of readings (missing data, a silent gateway, ``rules/watch.py``) is judged on the
-engine's clock when messages arrive and on a clock tick.
+The state lives next to the outbox of decisions (SQLite, or PostgreSQL: ``rules/store.py``), and
+both change in one transaction: a crash can neither lose a decision nor repeat one. Each rule
+judges what it cares about through its kind's hooks (``rules/kinds/``): readings (``on_reading``:
+thresholds, rates, forecasts), events; the absence of readings (missing data, a silent gateway,
+``rules/watch.py``) is judged on the engine's clock when messages arrive and when a check comes
+due (``run_due``, driven by the one timer in ``rules/timers.py``).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime
 
 from homevitals import wire
 from homevitals.clock import Clock, SystemClock
 from homevitals.config import HomeConfig, PatientConfig
-from homevitals.outbox import DurableQueue
 from homevitals.readings import (
     SEVERITY_RANK,
     AlertDecision,
@@ -33,7 +34,7 @@ from homevitals.readings import (
 from homevitals.rules.device_clock import DeviceClocks
 from homevitals.rules.episodes import Episodes, Subject, alert_id
 from homevitals.rules.kinds import RuleConfig, RuleModel, effective_rule
-from homevitals.rules.state import SCHEMA, OpenAlert, State
+from homevitals.rules.state import SCHEMA, DecisionOutbox, OpenAlert, State
 from homevitals.rules.watch import Watch
 from homevitals.topics import Topics
 
@@ -47,9 +48,10 @@ class RuleEngine:
         self,
         rules: list[RuleConfig],
         homes: list[HomeConfig],
-        outbox: DurableQueue,
+        outbox: DecisionOutbox,
         topics: Topics,
         clock: Clock | None = None,
+        owner: str = "rules",
     ) -> None:
         self.subjects = {
             p.id: Subject(h, p, _rules_for(rules, p)) for h in homes for p in h.patients
@@ -58,6 +60,8 @@ class RuleEngine:
         self.outbox = outbox
         self.topics = topics
         self.clock = clock or SystemClock()
+        self.owner = owner  # this worker's name on the due checks it keeps
+        self.owned: set[str] | None = None  # None: every patient (one worker); ``take_over``
         self.counts: Counter[str] = Counter()
         self.started = self.clock.now()  # the grace baseline for data never seen yet
         self.device_kinds = {d.id: d.kind for h in homes for d in h.devices}
@@ -138,6 +142,52 @@ class RuleEngine:
         """Judge missing data and silent gateways as of ``now`` (default: the clock)."""
         with self.outbox.transaction() as db:
             return self.watch.tick(State(db), now or self.clock.now())
+
+    def run_due(self, now: datetime | None = None) -> list[AlertDecision]:
+        """Judge the homes whose silence checks (this worker's) are due at ``now``."""
+        now = now or self.clock.now()
+        out: list[AlertDecision] = []
+        with self.outbox.transaction() as db:
+            st = State(db)
+            due = set(st.due_patients(now, self.owner))
+            for s in self.subjects.values():  # in the configured order, as the tick judges
+                if s.patient.id in due and self.owns(s.patient.id):
+                    out += self.watch.judge_due(st, s, now)
+        return out
+
+    def next_due(self) -> datetime | None:
+        """When this worker's earliest silence check is due (None: it keeps none)."""
+        with self.outbox.transaction() as db:
+            return State(db).next_due(self.owner)
+
+    def take_over(self, patients: Iterable[str] | None = None) -> list[Subject]:
+        """This worker now owns ``patients`` (None: every configured patient; unknown ids are
+        ignored): their state is read from the database from here on (what memory held of
+        them is dropped), and their silence checks become this worker's, scheduled from that
+        state. Returns the subjects taken. ``RulesApp.take_over`` adds their pending decisions."""
+        wanted = [self.subjects[p] for p in (self.subjects if patients is None else patients)
+                  if p in self.subjects]
+        homes = {s.home.id: s.home for s in wanted}
+        now = self.clock.now()
+        with self.outbox.transaction() as db:  # the lock the message handlers hold too
+            if patients is None:
+                self.owned = None
+            else:
+                self.owned = (self.owned or set()) | {s.patient.id for s in wanted}
+            self.watch.forget({s.patient.id for s in wanted}, set(homes))
+            st = State(db)
+            for home in homes.values():
+                self.watch.schedule(st, home, now, force=True, judged=False)
+        return wanted
+
+    def give_up(self, patients: Iterable[str]) -> None:
+        """Another worker owns ``patients`` now: stop scheduling and judging their checks."""
+        with self.outbox.transaction():
+            mine = set(self.subjects) if self.owned is None else self.owned
+            self.owned = mine - set(patients)
+
+    def owns(self, patient: str) -> bool:
+        return self.owned is None or patient in self.owned
 
     def subjects_of(self, home: str) -> list[Subject]:
         return [s for s in self.subjects.values() if s.home.id == home]

@@ -1,14 +1,17 @@
 """The rules daemon's one entry point: subscription -> engine -> durable outbox -> MQTT.
 
 Threads: paho's network thread checks each message (``homevitals.rules.intake``) and runs the
-engine (one SQLite commit, then the PUBACK); the outbox pump publishes decisions; APScheduler's
-one worker runs the clock tick that judges missing data and silent gateways. The engine's
-transactions serialise them. All are declared to the runner (``workers``, ``conditions``).
+engine (one commit, then the PUBACK); the outbox pump publishes decisions; the rules' timer
+(``rules/timers.py``) judges missing data and silent gateways when their checks come due. The
+engine's transactions serialise them. All are declared to the runner (``workers``,
+``conditions``). The state is SQLite (``rules.state_path``) or PostgreSQL (``rules.state_url``,
+``rules/store.py``); ``take_over`` is what a worker calls when it becomes the owner of patients.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -17,12 +20,13 @@ from homevitals.clock import Clock, SystemClock
 from homevitals.config import Config
 from homevitals.deadletter import DeadLetters
 from homevitals.origin import Registry
-from homevitals.outbox import DurableQueue, OutboxPump
+from homevitals.outbox import OutboxPump
 from homevitals.rules.engine import RuleEngine
 from homevitals.rules.intake import Intake
+from homevitals.rules.store import RulesStore
 from homevitals.rules.telemetry import rules_metrics
+from homevitals.rules.timers import RulesTimer
 from homevitals.runtime import Condition, Runner, Worker
-from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
 
@@ -32,13 +36,17 @@ logger = logging.getLogger(__name__)
 
 
 class RulesApp:
-    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+    def __init__(self, cfg: Config, clock: Clock | None = None, timer_thread: bool = True
+                 ) -> None:
+        """``timer_thread=False``: a driver takes the timer's passes itself (``timers.step``,
+        the replay)."""
         self.cfg = cfg
         self.clock = clock or SystemClock()
         self.topics = Topics(cfg.mqtt.topic_prefix)
-        self.outbox = DurableQueue(cfg.rules.state_path)
+        self.outbox = RulesStore(cfg.rules.state_url or cfg.rules.state_path, cfg.rules.client_id)
         self.engine = RuleEngine(
-            list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics, self.clock
+            list(cfg.rules.definitions), cfg.homes, self.outbox, self.topics, self.clock,
+            owner=cfg.rules.client_id,
         )
         self.dead = DeadLetters("rules", self.outbox, self.topics, self.clock)
         self.intake = Intake(self.engine, Registry(cfg.homes), self.dead, self.topics,
@@ -54,34 +62,46 @@ class RulesApp:
         self.dead.on_kept = self.pump.notify
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = self._on_publish
-        self.scheduler = JobScheduler(
-            "rules",
-            cfg.rules.schedule_path or default_path(cfg.rules.state_path),
-            self._on_timer,
-            self.clock,
-            tick_seconds=cfg.rules.tick_seconds,
-        )
+        self.timers = RulesTimer(self.engine, cfg.rules.tick_seconds, self.pump.notify)
+        self.engine.watch.kick = self.timers.kick
+        self.timer_thread = timer_thread and cfg.rules.tick_seconds > 0
 
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, rc: Any, _p: Any = None) -> None:
         self.pump.on_publish(mid, rc)
 
-    def _on_timer(self, key: str) -> None:
-        if self.engine.tick():
-            self.pump.notify()
+    def take_over(self, patients: Iterable[str] | None = None) -> int:
+        """This worker now owns ``patients`` (None: all): their state is read from the database,
+        their silence checks are this worker's timer's, and their decisions still waiting in
+        the outbox (written by a worker that died) are published by this worker's pump. Call it
+        before handling their messages (docs/cluster.md, "Rules ownership"). Returns how many
+        pending decisions were adopted."""
+        taken = self.engine.take_over(patients)
+        adopted = self.outbox.adopt([self.topics.alert(s.home.id, s.patient.id) for s in taken])
+        self.timers.kick()
+        self.pump.notify()
+        return adopted
+
+    def give_up(self, patients: Iterable[str]) -> None:
+        """Another worker owns ``patients`` now (docs/cluster.md, "Rules ownership")."""
+        self.engine.give_up(patients)
 
     def workers(self) -> list[Worker]:
-        return [*self.subscriber.watch.workers(), self.pump.worker(), self.scheduler.worker()]
+        timers = [self.timers.worker()] if self.timer_thread else []
+        return [*self.subscriber.watch.workers(), self.pump.worker(), *timers]
 
     def conditions(self) -> list[Condition]:
         return self.subscriber.watch.conditions()
 
     def start(self) -> None:
+        if self.cfg.rules.state_url is None:  # one worker: it owns every patient
+            self.take_over()
         self.pump.start()
-        self.scheduler.start()
+        if self.timer_thread:
+            self.timers.start()  # its first pass judges what came due while the daemon was down
         self.subscriber.start()
 
     def stop(self, drain_seconds: float = 5.0) -> None:
-        self.scheduler.stop()
+        self.timers.stop()
         if self.pump.connected.is_set():
             self.pump.drain(drain_seconds)
         self.pump.stop()

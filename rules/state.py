@@ -1,20 +1,23 @@
-"""The rule engine's durable state, in the same SQLite database as its outbox of decisions.
+"""The rule engine's durable state, in the same database as its outbox of decisions: SQLite by
+default, PostgreSQL in the cluster profile (``rules/store.py``).
 
-Everything here is read and written inside ``DurableQueue.transaction()``, together with the
+Everything here is read and written inside the outbox's ``transaction()``, together with the
 decisions it leads to: a crash can neither lose a decision nor repeat one, and a restart neither
 re-alerts nor forgets an open condition, a window of recent samples or when data was last seen.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from homevitals import wire
 from homevitals.rules.conditions import Window
 
-__all__ = ["SCHEMA", "HomeSeen", "OpenAlert", "OpenEpisode", "State"]
+__all__ = ["SCHEMA", "DecisionOutbox", "Executor", "HomeSeen", "OpenAlert", "OpenEpisode", "State"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS open_alerts (
@@ -48,6 +51,12 @@ CREATE TABLE IF NOT EXISTS recovering (
 CREATE TABLE IF NOT EXISTS batteries (
     device TEXT PRIMARY KEY, patient TEXT NOT NULL, percent REAL NOT NULL, time TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS due_checks (
+    patient TEXT NOT NULL, rule TEXT NOT NULL, home TEXT NOT NULL, due_at TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    PRIMARY KEY (patient, rule)
+);
+CREATE INDEX IF NOT EXISTS due_checks_by_worker ON due_checks (worker, due_at);
 """
 
 
@@ -78,10 +87,43 @@ def _t(value: str | None) -> datetime | None:
     return None if value is None else wire.parse_time(value, "state")
 
 
+class Executor(Protocol):
+    """One open transaction: a ``sqlite3.Connection`` or ``homevitals.sqldb.SqlDb`` (``?``
+    placeholders; every statement here is one both SQLite and PostgreSQL speak)."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...
+
+
+class DecisionOutbox(Protocol):
+    """Where the state lives with the decisions it leads to: ``rules/store.py``'s ``RulesStore``
+    (the daemon's), or the gateway's ``DurableQueue`` on SQLite."""
+
+    def ensure_schema(self, sql: str) -> None: ...
+
+    def transaction(self) -> AbstractContextManager[Executor]: ...
+
+    def put_in(self, db: Any, topic: str, payload: bytes, *, qos: int = 1) -> None: ...
+
+
+def _upsert(table: str, keys: str, cols: str) -> str:
+    """INSERT, or on a conflict of ``keys`` overwrite ``cols`` (for SQLite's INSERT OR REPLACE,
+    which PostgreSQL does not speak)."""
+    sets = ", ".join(f"{c}=excluded.{c}" for c in cols.split(","))
+    n = len(keys.split(",")) + len(cols.split(","))
+    marks = ",".join("?" * n)
+    return f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT({keys}) DO UPDATE SET {sets}"
+
+
+def _later(table: str, col: str) -> str:
+    """The later of the stored and the new time (ISO text sorts as it compares)."""
+    return (f"{col}=CASE WHEN excluded.{col} > {table}.{col} THEN excluded.{col}"
+            f" ELSE {table}.{col} END")
+
+
 class State:
     """Typed access to the tables above through one open transaction's connection."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: Executor) -> None:
         self.db = db
 
     # conditions: one per patient and rule, each in an episode's alert (alert_id '': in none yet)
@@ -94,7 +136,7 @@ class State:
 
     def open(self, patient: str, rule: str, alert_id: str, at: datetime) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO open_alerts VALUES (?,?,?,?)",
+            _upsert("open_alerts", "patient,rule", "alert_id,opened_at"),
             (patient, rule, alert_id, wire.format_time(at)),
         )
 
@@ -134,7 +176,7 @@ class State:
         self, patient: str, episode: str, alert_id: str, at: datetime, severity: str, rule: str
     ) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO episodes VALUES (?,?,?,?,?,?)",
+            _upsert("episodes", "patient,episode", "alert_id,opened_at,severity,rule"),
             (patient, episode, alert_id, wire.format_time(at), severity, rule),
         )
 
@@ -160,9 +202,10 @@ class State:
         self, patient: str, rule: str, since: datetime, restart: bool = False
     ) -> None:
         """Remember when data came back (kept unless ``restart``: it fell silent again)."""
-        verb = "INSERT OR REPLACE" if restart else "INSERT OR IGNORE"
+        then = "DO UPDATE SET since=excluded.since" if restart else "DO NOTHING"
         self.db.execute(
-            f"{verb} INTO recovering VALUES (?,?,?)", (patient, rule, wire.format_time(since))
+            f"INSERT INTO recovering VALUES (?,?,?) ON CONFLICT(patient, rule) {then}",
+            (patient, rule, wire.format_time(since)),
         )
 
     # windows of recent samples
@@ -174,7 +217,7 @@ class State:
 
     def save_window(self, patient: str, rule: str, w: Window) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO rule_windows VALUES (?,?,?)", (patient, rule, w.dumps())
+            _upsert("rule_windows", "patient,rule", "samples"), (patient, rule, w.dumps())
         )
 
     # when data was last seen
@@ -188,7 +231,7 @@ class State:
         # max(): a late delivery of an old reading must not move "last seen" back in time.
         self.db.execute(
             "INSERT INTO last_seen VALUES (?,?,?) ON CONFLICT(patient, measurement)"
-            " DO UPDATE SET time=max(time, excluded.time)",
+            " DO UPDATE SET " + _later("last_seen", "time"),
             (patient, measurement, wire.format_time(at)),
         )
 
@@ -207,7 +250,7 @@ class State:
         t = wire.format_time(at)
         self.db.execute(
             "INSERT INTO homes_seen VALUES (?,?,?,NULL) ON CONFLICT(home)"
-            " DO UPDATE SET last_alive=max(last_alive, excluded.last_alive), offline_since=NULL",
+            " DO UPDATE SET " + _later("homes_seen", "last_alive") + ", offline_since=NULL",
             (home, t, t),
         )
 
@@ -222,7 +265,7 @@ class State:
     # device batteries
     def battery(self, device: str, patient: str, percent: float, at: datetime) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO batteries VALUES (?,?,?,?)",
+            _upsert("batteries", "device", "patient,percent,time"),
             (device, patient, percent, wire.format_time(at)),
         )
 
@@ -231,3 +274,29 @@ class State:
             "SELECT device, percent FROM batteries WHERE patient=? ORDER BY device", (patient,)
         ).fetchall()
         return {str(d): float(p) for d, p in rows}
+
+    # due times of the silence checks (missing data, a silent gateway): the rules' timer's rows
+    def set_due(
+        self, patient: str, rule: str, home: str, at: datetime | None, worker: str
+    ) -> None:
+        if at is None:
+            self.db.execute("DELETE FROM due_checks WHERE patient=? AND rule=?", (patient, rule))
+            return
+        self.db.execute(
+            _upsert("due_checks", "patient,rule", "home,due_at,worker"),
+            (patient, rule, home, wire.format_time(at), worker),
+        )
+
+    def due_patients(self, now: datetime, worker: str) -> list[str]:
+        """The patients with a check of this worker's due at ``now``."""
+        rows = self.db.execute(
+            "SELECT DISTINCT patient FROM due_checks WHERE worker=? AND due_at <= ?",
+            (worker, wire.format_time(now)),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def next_due(self, worker: str) -> datetime | None:
+        row = self.db.execute(
+            "SELECT MIN(due_at) FROM due_checks WHERE worker=?", (worker,)
+        ).fetchone()
+        return None if row is None else _t(row[0])

@@ -6,8 +6,11 @@ the time stamp a device or gateway put on it. A device whose clock lags an hour 
 make a missing-data rule fire and clear on every reading. Absence has no message to trigger on, so
 these rules are judged at a point in time ``now``:
 - on every message from a home, at the moment it arrives, and
-- on a clock tick (APScheduler, ``rules.tick_seconds``), which is what notices a home that has
-  gone completely silent.
+- when a check comes due, which is what notices a home that has gone completely silent: after
+  each message the watch writes, per patient and silence rule, when the rule could next fire if
+  nothing arrives (the kind's ``next_check``) as a row of the state (``due_checks``); the rules'
+  one timer (``rules/timers.py``) sleeps on the injected clock until the earliest and judges the
+  homes whose checks are due (``judge_due``). ``tick`` judges every home at once (tests, tools).
 They clear only once data has flowed again for ``clear_after_minutes`` (and is still flowing), so
 one stray reading in a dead night does not send an all clear. Both paths run the same code against
 the durable state in ``rules/state.py``. What each rule makes of it is its kind's (the ``on_clock``,
@@ -17,16 +20,17 @@ when each home and measurement was last heard from and calls them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from homevitals.config import HomeConfig
 from homevitals.readings import AlertDecision, GatewayState, GatewayStatus, Measurement, Reading
-from homevitals.rules.state import OpenAlert, State
+from homevitals.rules.kinds import RuleModel
+from homevitals.rules.state import HomeSeen, OpenAlert, State
 
 if TYPE_CHECKING:
     from homevitals.rules.engine import RuleEngine, Subject
-    from homevitals.rules.kinds import RuleModel
 
 __all__ = ["Watch"]
 
@@ -36,6 +40,9 @@ __all__ = ["Watch"]
 # in memory as well and judged with, so the throttle never makes an alert early; a crash loses at
 # most this much precision of the durable copy.
 WRITE_EVERY = timedelta(seconds=10)
+# A check judged at its due time that is still due (a condition that holds but cannot fire)
+# is looked at again this much later, as the fixed tick did, never in a loop.
+RECHECK = timedelta(seconds=30)
 
 
 class Watch:
@@ -52,6 +59,8 @@ class Watch:
         }
         self._latest: dict[tuple[str, str], datetime] = {}
         self._written: dict[tuple[str, str], datetime] = {}
+        self._due: dict[tuple[str, str], datetime | None] = {}  # as written to due_checks
+        self.kick: Callable[[], None] = lambda: None  # a due time moved earlier: wake the timer
 
     def _fresh(self, key: tuple[str, str], at: datetime) -> bool:
         """Remember ``at``; True when the durable copy is due for a write."""
@@ -98,10 +107,12 @@ class Watch:
         fresh = self._fresh(("", home.id), at)
         if seen is None or seen.offline_since is not None or fresh:
             st.home_alive(home.id, at)
-        return self._gateway_back(st, home, at, prev) + self._judge_home(st, home, at)
+        out = self._gateway_back(st, home, at, prev) + self._judge_home(st, home, at)
+        self.schedule(st, home, at)
+        return out
 
     def on_status(self, st: State, status: GatewayStatus) -> list[AlertDecision]:
-        home = self._home(status.home)
+        home = self.home(status.home)
         if home is None:
             return []
         if status.state == GatewayState.ONLINE:
@@ -113,12 +124,14 @@ class Watch:
         since = seen.last_alive if seen is not None else self.engine.clock.now()
         since = max(since, self._latest.get(("", home.id), since))
         st.home_offline(home.id, since)
-        return self._judge_home(st, home, since)
+        out = self._judge_home(st, home, since)
+        self.schedule(st, home, self.engine.clock.now(), judged=False)  # judged at ``since``
+        return out
 
     def on_heartbeat(
         self, st: State, home_id: str, at: datetime, batteries: dict[str, float]
     ) -> list[AlertDecision]:
-        home = self._home(home_id)
+        home = self.home(home_id)
         if home is None:
             return []
         out: list[AlertDecision] = []
@@ -137,15 +150,72 @@ class Watch:
             out += self._judge_home(st, home, now)
         return out
 
+    def judge_due(self, st: State, s: Subject, now: datetime) -> list[AlertDecision]:
+        """A silence check of the patient's is due at ``now``: judge all of them (as the tick
+        does) and write when they are next due."""
+        seen = st.home(s.home.id)
+        out = self._judge(st, s, now, seen)
+        self._schedule(st, s, now, seen, force=True, judged=True)
+        return out
+
+    # --- due times ----------------------------------------------------------------------------
+    def schedule(
+        self, st: State, home: HomeConfig, now: datetime, force: bool = False,
+        judged: bool = True,
+    ) -> None:
+        """Write when each silence check of the home's patients (those this worker owns) is
+        next due; ``judged``: their checks were just judged at ``now``."""
+        seen = st.home(home.id)
+        for s in self.engine.subjects_of(home.id):
+            if self.engine.owns(s.patient.id):
+                self._schedule(st, s, now, seen, force, judged)
+
+    def _schedule(
+        self, st: State, s: Subject, now: datetime, seen: HomeSeen | None, force: bool,
+        judged: bool,
+    ) -> None:
+        """Like "last seen", a due time that moved later by less than WRITE_EVERY is not
+        rewritten: the row is never later than the truth, and an early look decides nothing."""
+        for rule in s.rules:
+            if type(rule).next_check is RuleModel.next_check:
+                continue
+            due = rule.next_check(self.engine, st, s, seen)
+            if judged and due is not None and due <= now:
+                due = now + RECHECK
+            key = (s.patient.id, rule.id)
+            old = self._due.get(key)
+            if not force and key in self._due and (
+                old == due or (old and due and timedelta(0) < due - old < WRITE_EVERY)
+            ):
+                continue
+            self._due[key] = due
+            if due is not None and (old is None or due < old):
+                self.kick()
+            st.set_due(s.patient.id, rule.id, s.home.id, due, self.engine.owner)
+
+    def forget(self, patients: set[str], homes: set[str]) -> None:
+        """Drop what memory holds of these patients and homes (another worker may have changed
+        them): from here on their durable state is what counts."""
+        for cache in (self._latest, self._written, self._due):
+            for key in [k for k in cache if k[0] in patients or (k[0] == "" and k[1] in homes)]:
+                del cache[key]
+
     # --- judgement ----------------------------------------------------------------------------
     def _judge_home(self, st: State, home: HomeConfig, now: datetime) -> list[AlertDecision]:
         seen = st.home(home.id)
         out: list[AlertDecision] = []
         for s in self.engine.subjects_of(home.id):
-            for rule in s.rules:
-                d = rule.on_clock(self.engine, st, s, now, seen)
-                if d is not None:
-                    out.append(d)
+            out += self._judge(st, s, now, seen)
+        return out
+
+    def _judge(
+        self, st: State, s: Subject, now: datetime, seen: HomeSeen | None
+    ) -> list[AlertDecision]:
+        out: list[AlertDecision] = []
+        for rule in s.rules:
+            d = rule.on_clock(self.engine, st, s, now, seen)
+            if d is not None:
+                out.append(d)
         return out
 
     def recovery(
@@ -191,5 +261,5 @@ class Watch:
         out = [rule.on_batteries(self.engine, st, s, at) for rule in s.rules]
         return [d for d in out if d is not None]
 
-    def _home(self, home_id: str) -> HomeConfig | None:
+    def home(self, home_id: str) -> HomeConfig | None:
         return next((s.home for s in self.engine.subjects.values() if s.home.id == home_id), None)

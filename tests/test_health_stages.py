@@ -94,7 +94,7 @@ def _recovers(port: int, systemd: NotifySocket, *lines: str) -> None:
     assert systemd.pings(1.5) >= 2
 
 
-def test_rules_handler_pump_scheduler_and_paho_thread(tmp_path: Path, mosquitto: Any) -> None:
+def test_rules_handler_pump_timer_and_paho_thread(tmp_path: Path, mosquitto: Any) -> None:
     base = _base(tmp_path, mosquitto.port)
     base["rules"].update(state_path=str(tmp_path / "rules.sqlite"), tick_seconds=0.5,
                          client_id=f"rules-{tmp_path.name}", metrics=METRICS)
@@ -103,13 +103,13 @@ def test_rules_handler_pump_scheduler_and_paho_thread(tmp_path: Path, mosquitto:
     release, pump, tick = threading.Event(), Gate(), Gate()
     held = _wedge_on_topic(app.subscriber.client, release)
     app.pump.client = GatedClient(pump.around(app.pump.client.publish))
-    app.engine.tick = tick.around(app.engine.tick)  # type: ignore[method-assign]
+    app.timers.run_due = tick.around(app.timers.run_due)
     app.start()
     try:
         with _supervised(app, cfg.rules.metrics, lambda: rules_metrics(app)) as (port, systemd):
             systemd.wait_for("READY=1")
             body = wait_status(port, "/healthz", 200, "mqtt-network: ok", "mqtt-handler: ok",
-                               "pump-rules: ok", "scheduler-rules: ok")
+                               "pump-rules: ok", "rules-timers: ok")
             assert systemd.pings(1.5) >= 2 and body.startswith("ok\n")
             wait_status(port, "/readyz", 200, "broker: ok", "subscription: ok")
 
@@ -129,9 +129,9 @@ def test_rules_handler_pump_scheduler_and_paho_thread(tmp_path: Path, mosquitto:
 
             tick.open.clear()
             assert tick.entered.wait(10)
-            _stalls(port, systemd, "scheduler-rules: stuck in job 'tick' for")
+            _stalls(port, systemd, "rules-timers: no progress for")
             tick.open.set()
-            _recovers(port, systemd, "scheduler-rules: ok")
+            _recovers(port, systemd, "rules-timers: ok")
 
             connection(app.subscriber.client).halt()
             _stalls(port, systemd, "mqtt-network: not running (the thread has ended)")

@@ -98,6 +98,14 @@ class RuleModel(Model):
         """Judged at ``now`` without a message: on a clock tick and on any message of the home."""
         return None
 
+    def next_check(
+        self, engine: RuleEngine, st: State, s: Subject, seen: HomeSeen | None
+    ) -> datetime | None:
+        """When ``on_clock`` could next decide something if nothing arrives until then (None:
+        never): the due time the rules' timer keeps for this rule and patient. Never later
+        than that moment (earlier only costs a look)."""
+        return None
+
     def on_home_heard(
         self, engine: RuleEngine, st: State, s: Subject, at: datetime, prev: datetime | None
     ) -> AlertDecision | None:

@@ -38,10 +38,7 @@ class GatewayRuleConfig(RuleModel):
     def on_clock(
         self, engine: RuleEngine, st: State, s: Subject, now: datetime, seen: HomeSeen | None
     ) -> AlertDecision | None:
-        alive = max(
-            seen.last_alive if seen else engine.started,
-            engine.watch.latest_alive(s.home.id) or engine.started,
-        )
+        alive = _alive(engine, s, seen)
         offline = seen.offline_since if seen else None
         silent = now - alive >= timedelta(minutes=self.heartbeat_missed_minutes)
         gone = offline is not None and now - offline >= timedelta(
@@ -57,6 +54,16 @@ class GatewayRuleConfig(RuleModel):
             measurement="gateway", field="offline" if gone else "silent", observed_at=since,
         )
 
+    def next_check(
+        self, engine: RuleEngine, st: State, s: Subject, seen: HomeSeen | None
+    ) -> datetime | None:
+        if st.open_alert(s.patient.id, self.id) is not None:
+            return None
+        due = _alive(engine, s, seen) + timedelta(minutes=self.heartbeat_missed_minutes)
+        if seen is not None and seen.offline_since is not None:
+            due = min(due, seen.offline_since + timedelta(minutes=self.offline_grace_minutes))
+        return due
+
     def on_home_heard(
         self, engine: RuleEngine, st: State, s: Subject, at: datetime, prev: datetime | None
     ) -> AlertDecision | None:
@@ -67,6 +74,14 @@ class GatewayRuleConfig(RuleModel):
             st, s, self, current, at, prev, self.heartbeat_missed_minutes, self.clear_after_minutes,
             "the home gateway has been back online", measurement="gateway", observed_at=at,
         )
+
+
+def _alive(engine: RuleEngine, s: Subject, seen: HomeSeen | None) -> datetime:
+    """The last moment the home was heard from (the start of the engine: never yet)."""
+    return max(
+        seen.last_alive if seen else engine.started,
+        engine.watch.latest_alive(s.home.id) or engine.started,
+    )
 
 
 MODEL = GatewayRuleConfig

@@ -4,7 +4,7 @@ once readings have flowed again for ``clear_after_minutes``."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -73,10 +73,29 @@ class MissingDataRuleConfig(RuleModel):
             measurement=str(self.measurement), observed_at=since,
         )
 
+    def next_check(
+        self, engine: RuleEngine, st: State, s: Subject, seen: HomeSeen | None
+    ) -> datetime | None:
+        if not self._watched(s) or st.open_alert(s.patient.id, self.id) is not None:
+            return None
+        last = engine.watch.last_seen(st, s.patient.id, str(self.measurement))
+        since = last or (seen.first_seen if seen else None) or engine.started
+        due = since + timedelta(minutes=self.after_minutes)
+        return due if self.window is None else _window_open(self.window, due, s.home.zone)
+
     def _watched(self, s: Subject) -> bool:
         """Only patients with a device that produces the measurement can miss it."""
         kinds = [d.kind for d in s.home.devices if d.patient == s.patient.id]
         return any(self.measurement in DEVICE_MEASUREMENTS.get(k, ()) for k in kinds)
+
+
+def _window_open(window: TimeWindow, t: datetime, zone: tzinfo) -> datetime:
+    """``t`` if the window is open then, else the window's next opening (local wall time)."""
+    local = t.astimezone(zone)
+    if window.contains(local.time()):
+        return t
+    day = local.date() if local.time() < window.start else local.date() + timedelta(days=1)
+    return datetime.combine(day, window.start, tzinfo=zone).astimezone(t.tzinfo)
 
 
 MODEL = MissingDataRuleConfig
