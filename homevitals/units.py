@@ -13,6 +13,7 @@ __all__ = [
     "MGDL_PER_MMOLL",
     "Unit",
     "glucose_kg_per_l_to_mmol_per_l",
+    "glucose_limit",
     "glucose_mg_per_dl_to_mmol_per_l",
     "glucose_mol_per_l_to_mmol_per_l",
     "kpa_to_mmhg",
@@ -65,6 +66,27 @@ def glucose_mol_per_l_to_mmol_per_l(value: float) -> float:
 
 def glucose_mg_per_dl_to_mmol_per_l(value: float) -> float:
     return value / MGDL_PER_MMOLL
+
+
+# A glucose limit is stated twice by the consensus (ADA; Battelino 2019): in mmol/L and in mg/dL
+# (<3.0 and <54, <3.9 and <70, >10.0 and >180, >13.9 and >250), and the two differ a little (54
+# mg/dL is 2.9974 mmol/L). A CGM reports whole mg/dL and the gateway stores it in mmol/L to 3
+# decimals (54 -> 2.997). So a value is below a limit only when it is below it in both units, as
+# the device showed it, and above only when above in both: 54 mg/dL and 3.0 mmol/L are not
+# "below 3.0", 70 mg/dL and 3.9 mmol/L are not "below 3.9", 180 mg/dL and 10.0 mmol/L are not
+# "above 10.0". Values are compared exactly, never rounded (2.98 is below 3.0, 10.01 above 10.0).
+_EPS = 1e-9  # unit conversions leave float noise on a limit, never on a real value
+_HALF_STEP = 0.0005  # half the gateway's storage step (3 decimals of mmol/L)
+
+
+def glucose_limit(limit_mmol: float, *, below: bool) -> float:
+    """The mmol/L value to compare with (``<`` it for ``below``, ``>`` it otherwise) that puts
+    both device grids where the limit means them (see above): the limit in mg/dL is taken
+    within half a storage step, so 54 mg/dL stored as 2.997 is 54 mg/dL."""
+    mg_dl = round(limit_mmol * MGDL_PER_MMOLL) / MGDL_PER_MMOLL
+    if below:
+        return min(limit_mmol, mg_dl - _HALF_STEP) - _EPS
+    return max(limit_mmol, mg_dl + _HALF_STEP) + _EPS
 
 
 def kpa_to_mmhg(value: float) -> float:

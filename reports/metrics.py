@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.units import MGDL_PER_MMOLL, glucose_limit
 
 __all__ = [
     "AGP_MIN_DAYS",
@@ -164,17 +164,14 @@ def empty_days(times: pd.Series, zone: ZoneInfo, start: datetime, end: datetime)
     return gaps
 
 
-# [TIR] states each limit twice: in mg/dL (<54, <70, 70-180, >180, >250) and in mmol/L (<3.0,
-# <3.9, 3.9-10.0, >10.0, >13.9). The two forms differ a little (70 mg/dL is 3.886 mmol/L), so a
-# value is compared exactly, never rounded (a rounded 10.01 would pass as 10.0, a rounded 2.98 as
-# 3.0): it is low only when it is below the limit in both units, high only when it is above the
-# limit in both. Both device grids then land where the tables put them: 70 mg/dL and 3.9 mmol/L
-# are in range, 54 mg/dL and 3.0 mmol/L are not "very low", 180 mg/dL and 10.0 mmol/L are in range.
-_EPS = 1e-9  # unit conversions (kg/L -> mmol/L) leave float noise on a limit, never a real value
-LOW_2 = min(3.0, 54 / MGDL_PER_MMOLL) - _EPS
-LOW_1 = min(3.9, 70 / MGDL_PER_MMOLL) - _EPS
-HIGH_1 = max(10.0, 180 / MGDL_PER_MMOLL) + _EPS
-HIGH_2 = max(13.9, 250 / MGDL_PER_MMOLL) + _EPS
+# [TIR] states each limit twice, in mg/dL and in mmol/L: a value is low only when it is below
+# the limit in both units as the device showed it, high only when above it in both
+# (homevitals.units.glucose_limit), so 70 mg/dL and 3.9 mmol/L are in range, 54 mg/dL and
+# 3.0 mmol/L are not "very low", 180 mg/dL and 10.0 mmol/L are in range.
+LOW_2 = glucose_limit(3.0, below=True)
+LOW_1 = glucose_limit(3.9, below=True)
+HIGH_1 = glucose_limit(10.0, below=False)
+HIGH_2 = glucose_limit(13.9, below=False)
 
 
 def _ranges(values: np.ndarray) -> dict[str, float]:

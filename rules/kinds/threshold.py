@@ -16,7 +16,7 @@ from homevitals.readings import Measurement
 from homevitals.rules import values
 from homevitals.rules.conditions import Sample, Window
 from homevitals.rules.kinds.base import Problem, RuleModel
-from homevitals.units import Unit
+from homevitals.units import Unit, glucose_limit
 
 if TYPE_CHECKING:
     from homevitals.readings import AlertDecision, Reading
@@ -104,16 +104,25 @@ class ThresholdRuleConfig(RuleModel):
     # --- arithmetic ---------------------------------------------------------------------------
     def breaches(self, value: float) -> bool:
         if self.below is not None:
-            return value < self.below
-        return self.above is not None and value > self.above
+            return value < self._limit(self.below, below=True)
+        return self.above is not None and value > self._limit(self.above, below=False)
 
     def clears(self, value: float) -> bool:
         """Back in range, past the hysteresis band (``clear_at``), so a hovering value cannot
         flap."""
         if self.below is not None:
-            return value >= (self.clear_at if self.clear_at is not None else self.below)
+            bound = self.clear_at if self.clear_at is not None else self.below
+            return not value < self._limit(bound, below=True)
         assert self.above is not None
-        return value <= (self.clear_at if self.clear_at is not None else self.above)
+        bound = self.clear_at if self.clear_at is not None else self.above
+        return not value > self._limit(bound, below=False)
+
+    def _limit(self, bound: float, *, below: bool) -> float:
+        """A glucose bound holds in mmol/L and in mg/dL alike (54 mg/dL is not below 3.0:
+        ``homevitals.units.glucose_limit``); any other bound is compared as written."""
+        if self.measurement == Measurement.GLUCOSE and self.unit == Unit.MMOL_PER_L:
+            return glucose_limit(bound, below=below)
+        return bound
 
     def needs_history(self) -> bool:
         """A plain bound judges each reading alone; only sustained conditions keep a window."""
