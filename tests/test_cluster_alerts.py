@@ -27,6 +27,7 @@ import paho.mqtt.publish as mqtt_publish
 import pytest
 import yaml
 from daemons import Daemon, wait_until, write_config
+from paho.mqtt.client import MQTTv311
 from pg_servers import PatroniCluster, Postgres
 from servers import free_port
 from sqlalchemy import create_engine, text
@@ -58,19 +59,29 @@ def standin() -> Iterator[TwilioStandin]:
 
 class Workers:
     """Alert workers sharing one ledger URL, each with its own directory, client id, dead-letter
-    file and webhook port."""
+    file and webhook port. On one Mosquitto (``mqtt_port``), or on the RabbitMQ cluster
+    (``brokers``: MQTT 3.1.1, each worker starting at another node of the list, as
+    docs/cluster.md advises)."""
 
-    def __init__(self, tmp: Path, mqtt_port: int, standin: TwilioStandin, url: str) -> None:
+    def __init__(self, tmp: Path, mqtt_port: int, standin: TwilioStandin, url: str,
+                 brokers: list[str] | None = None) -> None:
         self.tmp, self.port, self.standin, self.url = tmp, mqtt_port, standin, url
+        self.brokers = brokers
         self.daemons: dict[str, Daemon] = {}
         self.webhooks: dict[str, int] = {}
+
+    def _mqtt(self, k: int) -> dict[str, Any]:
+        if self.brokers is None:
+            return {"host": "127.0.0.1", "port": self.port}
+        k %= len(self.brokers)
+        return {"protocol": "3.1.1", "brokers": self.brokers[k:] + self.brokers[:k]}
 
     def start(self, name: str) -> Daemon:
         work = self.tmp / name
         work.mkdir(exist_ok=True)
         self.webhooks[name] = free_port()
         data = {
-            "mqtt": {"host": "127.0.0.1", "port": self.port},
+            "mqtt": self._mqtt(len(self.daemons)),
             "homes": [{"id": "home-novak", "timezone": "Europe/Ljubljana", "patients": [{
                 "id": "ana", "name": "Ana Novak", "care_team": [
                     {"name": "Dr. Marko Kranjc", "role": "family_doctor", "phone": DOCTOR},
@@ -112,8 +123,12 @@ class Workers:
             reason="Call for help from home", time=now, measurement="event",
             field="call_button", observed_at=now,
         )
+        host, port = "127.0.0.1", self.port
+        if self.brokers is not None:  # a node still up: the last of the list (see the tests)
+            host, _, p = self.brokers[-1].rpartition(":")
+            port = int(p)
         mqtt_publish.single(Topics().alert("home-novak", "ana"), wire.encode(d), qos=1,
-                            hostname="127.0.0.1", port=self.port)
+                            hostname=host, port=port, protocol=MQTTv311)
         return aid
 
     def sms(self, number: str, code: str | None = None) -> list[str]:
@@ -227,6 +242,56 @@ def test_patroni_failover_keeps_a_committed_ack_and_the_escalation_goes_on(
         assert rows and rows[0][0] and "Dr. Marko Kranjc" in rows[0][0]
         assert w.sms(BACKUP, acked) == []  # the acknowledged alert never escalates
         assert resumed < 30
+    finally:
+        w.stop()
+        cluster.cleanup()
+
+
+def test_a_decision_with_no_primary_for_over_30_s_is_held_then_recorded_and_told_once(
+    tmp_path: Path, mosquitto: Any, standin: TwilioStandin
+) -> None:
+    """Both PostgreSQL nodes down (kill -9) for longer than any failover: each worker holds the
+    decision on its own disk and acknowledges the broker; once the nodes are back, the decision
+    is recorded once (both workers held it) and its episode sends exactly what one node sends.
+    Nothing is dead-lettered."""
+    cluster = PatroniCluster().start()
+    w = Workers(tmp_path, mosquitto.port, standin, cluster.url)
+    try:
+        w.start("w1")
+        w.start("w2")
+        for node in cluster.nodes:
+            node.kill()  # no primary at all
+        down_at = time.monotonic()
+        aid = w.decide()
+        for d in w.daemons.values():
+            d.wait_log("held on disk until it is back", 30)
+        time.sleep(max(0.0, 32.0 - (time.monotonic() - down_at)))
+        assert w.sms(DOCTOR) == []  # nothing can be sent before it is recorded
+        for node in cluster.nodes:
+            node.start()
+        back_at = time.monotonic()
+        wait_until("a primary again", lambda: any(
+            n.role() in ("master", "primary") for n in cluster.nodes), 90, 0.5)
+        primary_after = time.monotonic() - back_at
+        try:
+            wait_until("the held decision told", lambda: w.sms(DOCTOR), 60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{w.logs()}") from exc
+        told_after = time.monotonic() - back_at
+        wait_until("the end of the chain", lambda: w.sql(
+            "SELECT 1 FROM alerts WHERE alert_id=:a AND next_step_at IS NULL", a=aid) and not
+            w.sql("SELECT 1 FROM notifications WHERE state IN ('pending','sending')"), 60)
+        counts = Counter(m.to for m in standin.messages)
+        rows = w.sql("SELECT COUNT(*) FROM alerts WHERE alert_id=:a", a=aid)
+        logs = w.logs()
+        print(f"\ncluster alerts: no PostgreSQL primary for {back_at - down_at:.1f} s; the"
+              f" decision was held by {len(w.daemons)} workers; a primary {primary_after:.1f} s"
+              f" after the nodes were started, the doctor told {told_after:.1f} s after; SMS per"
+              f" recipient {dict(counts)} (single node: {SINGLE_NODE})")
+        assert rows == [(1,)]
+        assert counts == SINGLE_NODE, counts
+        assert "dead-lettered" not in logs, logs
+        assert back_at - down_at > 30
     finally:
         w.stop()
         cluster.cleanup()
