@@ -220,7 +220,7 @@ def test_kill_a_broker_node_an_ingest_worker_and_a_replica_loses_and_doubles_not
         cluster.delete_queues("ingest.a", "ingest.b")  # no consumer from now on
 
 
-def test_without_a_majority_a_reading_is_not_acknowledged(
+def test_without_a_majority_a_reading_waits_on_the_gateway_until_it_is_back(
     tmp_path: Path, rabbit_cluster: RabbitCluster, influx_replicas: list[Influxd]  # noqa: F811
 ) -> None:
     """A PUBACK means a majority of the broker nodes has the reading: with two of three nodes
