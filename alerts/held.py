@@ -65,7 +65,11 @@ class HeldDecisions:
         self.on_recorded = on_recorded
         self.dead_letter = dead_letter
         outbox.ensure_schema(_SCHEMA)
-        self.held_total = 0  # since start, for the log and tests
+        # How many are held, kept in memory so that a decision costs no extra SQLite
+        # transaction while nothing is held (the embedded profile's ledger shares the file).
+        self._lock = threading.Lock()
+        with outbox.transaction() as db:
+            self._held = int(db.execute("SELECT COUNT(*) FROM held_decisions").fetchone()[0])
         self.progress = Progress()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -84,8 +88,8 @@ class HeldDecisions:
             self._thread.join(timeout=10)
 
     def count(self) -> int:
-        with self.outbox.transaction() as db:
-            return int(db.execute("SELECT COUNT(*) FROM held_decisions").fetchone()[0])
+        with self._lock:
+            return self._held
 
     def offer(self, d: AlertDecision, topic: str, payload: bytes | bytearray) -> int:
         """Record ``d`` (the ledger's count of new rows), or hold it on disk and return 0.
@@ -99,10 +103,10 @@ class HeldDecisions:
                                " it is back", exc.orig, d.alert_id)
         else:
             logger.info("decision %s held behind earlier ones waiting for the ledger", d.alert_id)
-        with self.outbox.transaction() as db:
+        with self._lock, self.outbox.transaction() as db:
             db.execute("INSERT INTO held_decisions(alert_id, topic, payload) VALUES (?, ?, ?)",
                        (d.alert_id, topic, bytes(payload)))
-        self.held_total += 1
+            self._held += 1
         self._wake.set()
         return 0
 
@@ -113,8 +117,9 @@ class HeldDecisions:
         return None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
 
     def _forget(self, seq: int) -> None:
-        with self.outbox.transaction() as db:
-            db.execute("DELETE FROM held_decisions WHERE seq = ?", (seq,))
+        with self._lock, self.outbox.transaction() as db:
+            if db.execute("DELETE FROM held_decisions WHERE seq = ?", (seq,)).rowcount:
+                self._held -= 1
 
     def _run(self) -> None:
         delay = _RETRY_INITIAL
@@ -123,7 +128,7 @@ class HeldDecisions:
             if self._record_oldest():
                 delay = _RETRY_INITIAL
                 continue
-            if self._oldest() is None:
+            if self.count() == 0:
                 self.progress.idle()
                 self._wake.wait()
                 self._wake.clear()
