@@ -34,17 +34,14 @@ from paho.mqtt.client import MQTTv311
 from pg_servers import PatroniCluster, Postgres
 from servers import free_port
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 from twilio.request_validator import RequestValidator
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
 from homevitals import wire
 from homevitals.alerts.escalation import Escalator
-from homevitals.alerts.held import HeldDecisions
 from homevitals.alerts.ledger import Ledger
 from homevitals.clock import SimulatedClock
 from homevitals.config import parse_config
-from homevitals.outbox import DurableQueue
 from homevitals.readings import AlertDecision
 from homevitals.topics import Topics
 
@@ -390,52 +387,3 @@ def test_a_late_ack_cannot_race_a_step_and_a_claimed_step_is_skipped(tmp_path: P
         a.ledger.close()
         b.ledger.close()
         pg.cleanup()
-
-
-def test_held_decisions_keep_their_order_and_survive_a_restart(tmp_path: Path) -> None:
-    """While the ledger is away a firing is held on the worker's disk; its resolved, arriving
-    when the ledger answers again, is held behind it rather than overtaking it. The worker
-    restarts before either is recorded: its thread records both, in order, from the file."""
-    clock = SimulatedClock(datetime(2026, 11, 21, 2, 0, tzinfo=UTC))
-    escalator = _worker(str(tmp_path / "ledger.sqlite"), clock)
-    down = [True]
-
-    def record(d: AlertDecision) -> int:
-        if down[0]:
-            raise OperationalError("INSERT INTO alerts", {}, OSError("no primary"))
-        return escalator.on_decision(d)
-
-    aid, dead = "a" + secrets.token_hex(15), []
-    topic = Topics().alert("home-novak", "ana")
-    firing, resolved = (AlertDecision(
-        alert_id=aid, state=state, home="home-novak", patient="ana",  # type: ignore[arg-type]
-        rule="call-button", severity="critical",  # type: ignore[arg-type]
-        reason="Call for help from home", time=clock.now(), measurement="event",
-        field="call_button", observed_at=clock.now()) for state in ("firing", "resolved"))
-    outbox = DurableQueue(tmp_path / "local.sqlite")
-    held = HeldDecisions(outbox, record, lambda: None, lambda *a: dead.append(a))
-    assert held.offer(firing, topic, wire.encode(firing)) == 0
-    down[0] = False
-    assert held.offer(resolved, topic, wire.encode(resolved)) == 0  # behind the firing
-    assert held.count() == 2 and escalator.ledger.alert(aid) is None
-    outbox.close()  # the worker restarts
-
-    outbox = DurableQueue(tmp_path / "local.sqlite")
-    recorded: list[int] = []
-    held = HeldDecisions(outbox, record, lambda: recorded.append(1), lambda *a: dead.append(a))
-    held.start()
-    try:
-        wait_until("both recorded", lambda: len(recorded) == 2, 10)
-        kinds = sql(f"sqlite:///{tmp_path / 'ledger.sqlite'}",
-                    "SELECT kind FROM notifications WHERE alert_id=:a AND recipient=:r"
-                    " ORDER BY id", a=aid, r=DOCTOR)
-        row = escalator.ledger.alert(aid)
-        print(f"\nheld decisions after a restart, recorded in order: {[k for (k,) in kinds]}")
-        assert [k for (k,) in kinds] == ["firing", "resolved"]  # the doctor hears both, in order
-        assert row is not None and row.state == "resolved"
-        assert held.count() == 0 and dead == []
-    finally:
-        held.stop()
-        outbox.close()
-        escalator.ledger.close()
-
