@@ -4,10 +4,11 @@ entry point is ``alerts/main.py``).
 Threads: paho's network thread records each decision in the ledger (SQLite commits) and only then
 acknowledges it; one sender thread calls the notifier (a blocking HTTP request to Twilio) and is
 the only thread that talks to Twilio; one timer thread sleeps on the injected clock until the
-next escalation step or reminder is due in the ledger (``alerts/timers.py``); the webhook's HTTP
-threads take ACK replies and delivery reports. They share only the ledger, which locks. Each is
-declared to the runner (``workers``), with the broker session and the subscription as readiness
-(``conditions``).
+next escalation step or reminder is due in the ledger (``alerts/timers.py``); one thread records
+the decisions that were held on disk while the ledger was unreachable (``alerts/held.py``); the
+webhook's HTTP threads take ACK replies and delivery reports. They share only the ledger, which
+locks. Each is declared to the runner (``workers``), with the broker session and the subscription
+as readiness (``conditions``).
 """
 
 from __future__ import annotations
@@ -15,17 +16,17 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from homevitals import wire
 from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
+from homevitals.alerts.held import HeldDecisions
 from homevitals.alerts.ledger import Ledger, Notification
 from homevitals.alerts.notifier import FindsSent, Notifier
 from homevitals.alerts.patient_text import patient_reply
@@ -50,7 +51,6 @@ logger = logging.getLogger(__name__)
 
 _ACK = re.compile(r"\bACK\s*#?\s*(\d{4,9})\b", re.IGNORECASE)
 _DEAD_DELIVERY = ("failed", "undelivered")
-_DB_RETRY = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0)  # 23.5 s: past a Patroni failover (ttl 10 s)
 
 
 class AlertsApp:
@@ -88,6 +88,8 @@ class AlertsApp:
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="alerts")
         self.dead.on_kept = self.pump.notify
+        self.held = HeldDecisions(self.outbox, self.escalator.on_decision, self._on_held_recorded,
+                                  self.dead.keep)
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = (
             lambda _c, _ud, mid, rc, _p=None: self.pump.on_publish(mid, rc)
@@ -109,6 +111,7 @@ class AlertsApp:
             *self.subscriber.watch.workers(),
             thread_worker("alerts-sender", self._sender, self.sender_progress),
             self.pump.worker(),  # dead letters to the broker
+            self.held.worker(),  # decisions that wait for the ledger
             *([self.timers.worker()] if self.timer_thread else []),
         ]
         return out + ([self.webhook.worker()] if self.webhook is not None else [])
@@ -134,22 +137,14 @@ class AlertsApp:
         if mismatch is not None:
             self.dead.keep(msg.topic, msg.payload, mismatch.reason, mismatch.error)
             return
-        if self._record(d):
+        # Into the ledger, or, while the database is unreachable (a PostgreSQL failover, or no
+        # primary at all), held on this worker's disk until it is back (alerts/held.py).
+        if self.held.offer(d, msg.topic, msg.payload):
             self._wake.set()
 
-    def _record(self, d: AlertDecision) -> int:
-        """Into the ledger; while the database is unreachable (a PostgreSQL failover takes
-        about Patroni's ttl), try again for a bounded while before the edge dead-letters it."""
-        for delay in (*_DB_RETRY, None):
-            try:
-                return self.escalator.on_decision(d)
-            except OperationalError as exc:
-                if delay is None:
-                    raise
-                logger.warning("alert ledger unreachable (%s); decision %s again in %.1f s",
-                               exc.orig, d.alert_id, delay)
-                time.sleep(delay)
-        return 0  # not reached: the last attempt returns or raises
+    def _on_held_recorded(self) -> None:
+        self._wake.set()
+        self.timers.kick()
 
     def on_inbound(self, params: dict[str, str]) -> str | None:
         """An SMS to our number. Only ``ACK <code>`` from a care-team number does anything."""
@@ -236,6 +231,7 @@ class AlertsApp:
             self.webhook.start()
         self._sender.start()
         self.pump.start()
+        self.held.start()
         self.subscriber.start()
 
     def stop(self) -> None:
@@ -243,6 +239,7 @@ class AlertsApp:
             self.pump.drain(5.0)
         self.pump.stop()
         self.subscriber.stop()
+        self.held.stop()
         if self.webhook is not None:
             self.webhook.stop()
         self.timers.stop()
