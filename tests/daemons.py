@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from homevitals.clock import TEST_CLOCK_ENV
+
 HOMEVITALS = [sys.executable, "-m", "homevitals.cli"]
 
 
@@ -89,6 +91,27 @@ class Daemon:
             self.proc.kill()
             self.proc.wait(10)
         self._log.close()
+
+
+class TestClock:
+    """Moves the clock of daemons started with ``env()`` (``homevitals.clock.OffsetFileClock``):
+    a test advances their time instead of sleeping until a timer is due."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "test-clock-offset"
+        self.seconds = 0.0
+        self.path.write_text("0", encoding="utf-8")
+
+    def env(self) -> dict[str, str]:
+        return {TEST_CLOCK_ENV: str(self.path)}
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(repr(self.seconds), encoding="utf-8")
+        tmp.replace(self.path)  # atomic: a daemon never reads half a number
 
 
 def wait_until(what: str, check: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
