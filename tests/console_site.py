@@ -73,13 +73,13 @@ class Site:
         self.port = self.data["console"]["port"]
         self.daemon: Daemon | None = None
 
-    def start(self) -> Site:
+    def start(self, env: dict[str, str] | None = None) -> Site:
         for name, role, phone in (("doca", "doctor", DOC_A), ("docb", "doctor", DOC_B),
                                   ("admin", "admin", None)):
             done = adduser(self.config, name, role, phone)
             assert done.returncode == 0, done.stderr
-        self.daemon = Daemon("console", self.config, self.tmp)
-        self.daemon.wait_log("ready: console")
+        self.daemon = Daemon("console", self.config, self.tmp, env=env)
+        self.daemon.wait_log("ready: console", 60)  # a loaded 2-core machine: slow imports
         return self
 
     def stop(self) -> None:
