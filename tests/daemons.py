@@ -67,7 +67,7 @@ class Daemon:
                 raise AssertionError(
                     f"{self.command} exited ({self.proc.returncode}) before {text!r}:\n{self.log()}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.05)  # a wait-until poll of the log
         raise AssertionError(
             f"{self.command} did not log {text!r} within {timeout} s:\n{self.log()}"
         )
@@ -121,5 +121,5 @@ def wait_until(what: str, check: Any, timeout: float = 30.0, interval: float = 0
         last = check()
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # a wait-until poll
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

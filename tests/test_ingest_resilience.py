@@ -258,7 +258,7 @@ def test_backlog_stays_bounded_while_influxdb_is_down(
         while time.monotonic() < deadline:
             deepest = max(deepest, svc.held)
             assert svc.backlog.qsize() <= svc.held
-            time.sleep(0.005)
+            time.sleep(0.005)  # sampling the backlog's depth over the window
         assert deepest == 50, f"the backlog reached {deepest} with a bound of 50"
         assert svc.counts["received"] <= 50 + 1  # + the one that waits for room, on 3.1.1
         influx.start()
