@@ -109,10 +109,10 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     if args.action == "ack":
         return _alerts_ack(cfg, args)
     from homevitals.alerts.main import run_alerts
-    from homevitals.clock import SystemClock
+    from homevitals.clock import daemon_clock
 
     token = _twilio_token(cfg) if cfg.alerts.webhook is not None else None
-    run_alerts(cfg, _notifier(cfg), SystemClock(), auth_token=token)
+    run_alerts(cfg, _notifier(cfg), daemon_clock(), auth_token=token)
     return 0
 
 
@@ -232,7 +232,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_console(args: argparse.Namespace) -> int:
     """The care team's web console (issue 15); ``adduser`` creates an account."""
-    from homevitals.clock import SystemClock
+    from homevitals.clock import SystemClock, daemon_clock
     from homevitals.console_wiring import add_account, run_console
     from homevitals.ingest.main import build_store
 
@@ -248,7 +248,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         return 0
     store = build_store(cfg.store)
     try:
-        run_console(cfg, store, SystemClock())
+        run_console(cfg, store, daemon_clock())
     finally:
         store.close()
     return 0

@@ -7,12 +7,29 @@ sleeping (issue 16, "One model of time")."""
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "SimulatedClock", "SystemClock", "WaitingClock", "sleep_until"]
+__all__ = [
+    "Clock",
+    "OffsetFileClock",
+    "SimulatedClock",
+    "SystemClock",
+    "TEST_CLOCK_ENV",
+    "WaitingClock",
+    "daemon_clock",
+    "sleep_until",
+]
+
+logger = logging.getLogger(__name__)
+
+# Test-only: names a file whose number (seconds) is added to the wall time of a daemon's clock.
+# Never set in production; a daemon that sees it says so in its log.
+TEST_CLOCK_ENV = "HOMEVITALS_TEST_CLOCK_FILE"
 
 
 class Clock(Protocol):
@@ -76,6 +93,48 @@ class SimulatedClock:
         finally:
             with self._lock:
                 self._sleepers.discard(wake)
+
+
+class OffsetFileClock:
+    """Wall time plus an offset read from a file: how a test moves a daemon's clock (a separate
+    process) forward instead of sleeping. Moving it wakes sleepers within ``_LOOK_SECONDS``, as a
+    SimulatedClock wakes its own; a missing or empty file is no offset."""
+
+    _LOOK_SECONDS = 0.05
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def offset(self) -> timedelta:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                text = f.read().strip()
+        except FileNotFoundError:
+            return timedelta()
+        return timedelta(seconds=float(text or 0))
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + self.offset()
+
+    def sleep_until(self, due: datetime | None, wake: threading.Event, cap: float) -> None:
+        end = time.monotonic() + cap
+        while not wake.is_set():
+            left = end - time.monotonic()
+            if due is not None:
+                left = min(left, (due - self.now()).total_seconds())
+            if left <= 0:
+                return
+            wake.wait(min(left, self._LOOK_SECONDS))  # the test may have moved the offset
+
+
+def daemon_clock() -> SystemClock | OffsetFileClock:
+    """The clock a daemon runs on: the system's, unless a test named an offset file."""
+    path = os.environ.get(TEST_CLOCK_ENV)
+    if not path:
+        return SystemClock()
+    logger.warning("test clock: wall time plus the offset in %s (%s is for tests only)",
+                   path, TEST_CLOCK_ENV)
+    return OffsetFileClock(path)
 
 
 def sleep_until(clock: Clock, due: datetime | None, wake: threading.Event, cap: float) -> None:

@@ -23,6 +23,7 @@ from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
 from homevitals.clock import SystemClock
 from homevitals.config import load_config
+from homevitals.console_wiring import add_account
 from homevitals.ingest.sqlite_store import SqliteStore
 from homevitals.readings import AlertDecision, FieldValue, Reading
 from homevitals.units import Unit
@@ -73,13 +74,14 @@ class Site:
         self.port = self.data["console"]["port"]
         self.daemon: Daemon | None = None
 
-    def start(self) -> Site:
+    def start(self, env: dict[str, str] | None = None) -> Site:
+        # What `homevitals console adduser` does, in this process: three interpreter starts
+        # fewer per site (the command itself is tested in test_console_security).
         for name, role, phone in (("doca", "doctor", DOC_A), ("docb", "doctor", DOC_B),
                                   ("admin", "admin", None)):
-            done = adduser(self.config, name, role, phone)
-            assert done.returncode == 0, done.stderr
-        self.daemon = Daemon("console", self.config, self.tmp)
-        self.daemon.wait_log("ready: console")
+            add_account(self.cfg, SystemClock(), name, name.title(), role, phone, PASSWORD)
+        self.daemon = Daemon("console", self.config, self.tmp, env=env)
+        self.daemon.wait_log("ready: console", 60)  # a loaded 2-core machine: slow imports
         return self
 
     def stop(self) -> None:

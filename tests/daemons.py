@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from homevitals.clock import TEST_CLOCK_ENV
+
 HOMEVITALS = [sys.executable, "-m", "homevitals.cli"]
 
 
@@ -65,7 +67,7 @@ class Daemon:
                 raise AssertionError(
                     f"{self.command} exited ({self.proc.returncode}) before {text!r}:\n{self.log()}"
                 )
-            time.sleep(0.05)
+            time.sleep(0.05)  # a wait-until poll of the log
         raise AssertionError(
             f"{self.command} did not log {text!r} within {timeout} s:\n{self.log()}"
         )
@@ -91,6 +93,27 @@ class Daemon:
         self._log.close()
 
 
+class TestClock:
+    """Moves the clock of daemons started with ``env()`` (``homevitals.clock.OffsetFileClock``):
+    a test advances their time instead of sleeping until a timer is due."""
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, workdir: Path) -> None:
+        self.path = workdir / "test-clock-offset"
+        self.seconds = 0.0
+        self.path.write_text("0", encoding="utf-8")
+
+    def env(self) -> dict[str, str]:
+        return {TEST_CLOCK_ENV: str(self.path)}
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(repr(self.seconds), encoding="utf-8")
+        tmp.replace(self.path)  # atomic: a daemon never reads half a number
+
+
 def wait_until(what: str, check: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     last = None
@@ -98,5 +121,5 @@ def wait_until(what: str, check: Any, timeout: float = 30.0, interval: float = 0
         last = check()
         if last:
             return last
-        time.sleep(interval)
+        time.sleep(interval)  # a wait-until poll
     raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")

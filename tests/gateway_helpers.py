@@ -71,7 +71,7 @@ class Rig:
                     raise AssertionError(f"timed out after {timeout} s; have"
                                          f" {len(self.glucose())} glucose readings,"
                                          f" rejects {dict(self.gateway.rejects)}")
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # a wait-until poll
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -54,14 +54,27 @@ class NotifySocket:
                     return msg
             if time.monotonic() >= deadline:
                 raise AssertionError(f"no {line!r} within {timeout} s; got {self.received}")
-            time.sleep(0.05)
+            time.sleep(0.05)  # a wait-until poll
 
-    def pings(self, seconds: float) -> int:
-        """How many WATCHDOG=1 arrive in the next ``seconds``."""
-        start = time.monotonic()
-        time.sleep(seconds)
+    def _pings_since(self, start: float) -> int:
         return sum(1 for at, msg in list(self.received)
                    if at >= start and "WATCHDOG=1" in msg.split("\n"))
+
+    def pings(self, seconds: float) -> int:
+        """How many WATCHDOG=1 arrive in the next ``seconds``: for a silence that must last (a
+        window, not a wait for a timer; ``wait_pings`` waits for pings that must come)."""
+        start = time.monotonic()
+        time.sleep(seconds)  # the window in which the watchdog must stay silent
+        return self._pings_since(start)
+
+    def wait_pings(self, n: int, within: float) -> None:
+        """``n`` WATCHDOG=1 arrive within ``within`` seconds from now; returns when they have."""
+        start = time.monotonic()
+        while self._pings_since(start) < n:
+            if time.monotonic() - start >= within:
+                raise AssertionError(f"{self._pings_since(start)} WATCHDOG=1 in {within} s,"
+                                     f" wanted {n}; got {self.received[-5:]}")
+            time.sleep(0.02)  # a wait-until poll
 
     def close(self) -> None:
         self.sock.shutdown(socket.SHUT_RDWR)
@@ -94,5 +107,5 @@ def wait_status(port: int, path: str, status: int, *lines: str, timeout: float =
             any(b.startswith(line) for b in body_lines) for line in lines
         ):
             return answer[1]
-        time.sleep(0.1)
+        time.sleep(0.1)  # a wait-until poll
     raise AssertionError(f"{path}: wanted {status} with {lines}, last answer {answer}")

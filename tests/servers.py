@@ -98,7 +98,7 @@ class _Process:
                 raise ServerError(f"{self.name} exited with {self.proc.returncode}:\n{self.log()}")
             if callable(ready) and ready():
                 return
-            time.sleep(0.05)
+            time.sleep(0.05)  # a wait-until poll: the server is ready
         self.stop()
         raise ServerError(f"{self.name} not ready after {timeout} s:\n{self.log()}")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 from console_site import DOC_A, MANAGER, PASSWORD, Client, Site
-from daemons import wait_until
+from daemons import TestClock, wait_until
 
 from homevitals.alerts.ledger import Ledger
 from homevitals.clock import SimulatedClock
@@ -113,23 +112,29 @@ def test_the_patient_list_reads_the_last_reading_from_influxdb(influx_site: Site
 
 def test_an_overdue_follow_up_goes_to_the_health_manager_by_sms_once(tmp_path: Path) -> None:
     site = Site(tmp_path)
-    site.data["console"].update(follow_up_hours={"high": 0.001}, follow_up_check_seconds=0.3)
+    site.data["console"].update(follow_up_hours={"high": 1}, follow_up_check_seconds=0.3)
     site.config.write_text(json.dumps(site.data), encoding="utf-8")
-    site.start()
+    clock = TestClock(tmp_path)  # the console's: moved past the follow-up's due time
+    site.start(env=clock.env())
     try:
         alert = site.fire("ana", severity="high")
 
-        def overdue_sms() -> list[dict[str, object]]:
+        def overdue_sms(patient: str = "ana") -> list[dict[str, object]]:
             ledger = Ledger(site.cfg.alerts.outbox_path)
-            rows = [h for h in ledger.history("ana")
-                    if h["alert_id"] == alert and h["kind"] == "follow-up-overdue"]
+            rows = [h for h in ledger.history(patient) if h["kind"] == "follow-up-overdue"]
             ledger.close()
             return rows
 
+        clock.advance(61 * 60)
         sms = wait_until("the overdue SMS in the outbox", overdue_sms, timeout=20)
         assert [(s["recipient"], s["role"]) for s in sms] == [(MANAGER, "health_manager")]
+        assert sms[0]["alert_id"] == alert
         assert "is not done. Assigned to Dr. 1 (family_doctor)" in str(sms[0]["body"])
-        time.sleep(1)  # several more checks: still one SMS
+        # Bor's follow-up, overdue an hour after his alert, is the control: once his SMS is
+        # out, the checker has run again since Ana's, and told nobody of hers a second time.
+        site.fire("bor", severity="high")
+        clock.advance(61 * 60)
+        wait_until("Bor's overdue SMS", lambda: overdue_sms("bor"), timeout=20)
         assert len(overdue_sms()) == 1
         c = Client(site.port)
         c.sign_in("doca")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any
 
 import paho.mqtt.publish as mqtt_publish
 import pytest
-from console_site import DOC_A, MANAGER, PASSWORD, Site
-from daemons import Daemon, wait_until
+from console_site import DOC_A, DOC_B, MANAGER, PASSWORD, Site
+from daemons import Daemon, TestClock, wait_until
 from playwright.sync_api import Browser, sync_playwright
 
 from homevitals import wire
@@ -49,35 +48,41 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def story(tmp_path: Path, mosquitto: Any) -> Iterator[tuple[Site, Daemon]]:
-    route = {"chain": ["family_doctor", "health_manager"], "escalate_after_minutes": 0.1,
-             "renotify_minutes": 0.1, "max_reminders": 1}
+def story(tmp_path: Path, mosquitto: Any) -> Iterator[tuple[Site, Daemon, TestClock]]:
+    route = {"chain": ["family_doctor", "health_manager"], "escalate_after_minutes": 10,
+             "renotify_minutes": 10, "max_reminders": 1}
     site = Site(tmp_path, mosquitto.port, notifier="console", routes=[route])
-    alerts = Daemon("alerts", site.config, tmp_path)
+    clock = TestClock(tmp_path)  # the alerts daemon's: the test moves it past the escalation
+    alerts = Daemon("alerts", site.config, tmp_path, env=clock.env())
     site.glucose(hours=6 * 24)
     site.start()
     alerts.wait_log("ready: subscribed")
-    yield site, alerts
+    yield site, alerts, clock
     alerts.terminate()
     site.stop()
 
 
-def _publish(site: Site, port: int) -> str:
+def _publish(site: Site, port: int, home: str = "home-a", patient: str = "ana") -> str:
     now = datetime.now(UTC)
     d = AlertDecision(
-        alert_id="a" + secrets.token_hex(15), state="firing", home="home-a",  # type: ignore[arg-type]
-        patient="ana", rule="night-low-glucose", severity="high",  # type: ignore[arg-type]
+        alert_id="a" + secrets.token_hex(15), state="firing", home=home,  # type: ignore[arg-type]
+        patient=patient, rule="night-low-glucose", severity="high",  # type: ignore[arg-type]
         reason="Night-time low glucose (below 3.9 mmol/L)", time=now, measurement="glucose",
         field="glucose", value=3.1, unit="mmol/L", observed_at=now, trend=-0.12)
-    mqtt_publish.single(Topics().alert("home-a", "ana"), wire.encode(d), qos=1,
+    mqtt_publish.single(Topics().alert(home, patient), wire.encode(d), qos=1,
                         hostname="127.0.0.1", port=port)
     return d.alert_id
 
 
+def _sms_to(log: str, phone: str) -> list[str]:
+    """The console notifier's SMS to ``phone`` in a daemon's log, each with its body."""
+    return [b for b in log.split("SMS to ")[1:] if b.startswith(f"{phone} (sid")]
+
+
 def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
-    story: tuple[Site, Daemon], browser: Browser, mosquitto: Any, tmp_path: Path
+    story: tuple[Site, Daemon, TestClock], browser: Browser, mosquitto: Any, tmp_path: Path
 ) -> None:
-    site, alerts = story
+    site, alerts, clock = story
     shots = ARTEFACTS
     shots.mkdir(parents=True, exist_ok=True)
     page = browser.new_page(viewport=PHONE)
@@ -110,11 +115,18 @@ def test_a_doctor_acknowledges_a_live_alert_from_the_phone(
     ledger = Ledger(site.cfg.alerts.outbox_path)
     row = ledger.alert(alert)
     assert row is not None and row.state == "acknowledged" and row.next_step_at is None
-    time.sleep(8)  # past the health manager's step (6 s): it must never come
+    # Bor's alert, not acknowledged, is the control: when the clock passes both alerts' next
+    # step (10 min), his reaches the health manager, so the timer has run past Ana's step.
+    _publish(site, mosquitto.port, "home-b", "bor")
+    wait_until("Bor's doctor's SMS", lambda: _sms_to(alerts.log(), DOC_B), timeout=10)
+    clock.advance(11 * 60)
+    told = wait_until("Bor's alert at the health manager",
+                      lambda: _sms_to(alerts.log(), MANAGER), timeout=15)
+    assert "Bor Zupan" in told[0]
     kinds = {h["kind"] for h in ledger.history("ana") if h["alert_id"] == alert}
     ledger.close()
     assert kinds == {"firing"}
-    assert f"SMS to {MANAGER}" not in alerts.log()
+    assert not [sms for sms in _sms_to(alerts.log(), MANAGER) if "Ana Novak" in sms]
 
     page.goto(site.url + "/followups")  # the high alert asks for a call or visit in 48 h
     task = page.locator(f"li[data-task='{alert}']")

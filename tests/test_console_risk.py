@@ -54,12 +54,15 @@ def readings() -> list[Reading]:
     return out
 
 
-@pytest.fixture(params=["sqlite", "influx_v1"])
-def site(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Site]:
-    s = Site(tmp_path)
+@pytest.fixture(scope="module", params=["sqlite", "influx_v1"])
+def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[Site]:
+    """One console per store for the module: a test adds alerts, which set no risk tier."""
+    s = Site(tmp_path_factory.mktemp("risk"))
     if request.param == "influx_v1":
         influxd = request.getfixturevalue("influxd")
-        db = request.getfixturevalue("influx_db")
+        db = f"console_risk_{secrets.token_hex(4)}"
+        influxd.create_database(db)
         s.data["store"] = {"kind": "influx_v1", "url": influxd.url, "database": db}
         s.config.write_text(json.dumps(s.data), encoding="utf-8")  # JSON is YAML
         store: Any = InfluxV1Store(influxd.url, db)

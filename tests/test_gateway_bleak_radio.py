@@ -7,7 +7,6 @@ connection (a device's last breath before it sleeps) does not start a connection
 from __future__ import annotations
 
 import asyncio
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -32,7 +31,7 @@ def test_first_advertisement_is_enough_to_connect() -> None:
     async def story() -> bool:
         radio = BleakRadio()
         waiting = asyncio.ensure_future(_returns(radio, 1.0))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the waiter starts waiting first (an order, not a timer)
         radio.sighted(SimpleNamespace(address=ADDRESS))
         return await waiting
 
@@ -42,15 +41,17 @@ def test_first_advertisement_is_enough_to_connect() -> None:
 def test_an_advertisement_right_after_hanging_up_is_not_a_call_back(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bleak_transport, "SETTLE_SECONDS", 0.5)
+    now = [1000.0]  # BleakRadio's monotonic clock, moved by the test instead of slept through
+    monkeypatch.setattr(bleak_transport, "time", SimpleNamespace(monotonic=lambda: now[0]))
 
     async def story() -> tuple[bool, bool]:
         radio = BleakRadio()
-        radio._ended[ADDRESS] = time.monotonic()  # noqa: SLF001 - a connection just ended
+        radio._ended[ADDRESS] = now[0]  # noqa: SLF001 - a connection just ended
         radio.sighted(SimpleNamespace(address=ADDRESS))  # its trailing advertisement
         trailing = await _returns(radio, 0.3)
         waiting = asyncio.ensure_future(_returns(radio, 2.0))
-        await asyncio.sleep(0.4)  # past the settle time
+        await asyncio.sleep(0)  # the waiter starts waiting
+        now[0] += bleak_transport.SETTLE_SECONDS + 0.1  # past the settle time
         radio.sighted(SimpleNamespace(address=ADDRESS))  # it advertises again: call it
         return trailing, await waiting
 

@@ -61,7 +61,7 @@ def test_itag_press_while_connected(tmp_path: Path) -> None:
         before = datetime.now(UTC)
 
         async def press_soon() -> None:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the press comes while the run is going (an order)
             assert tag.press()
 
         press = asyncio.create_task(press_soon())
@@ -84,15 +84,15 @@ def test_gpio_button_press_with_gpiozero_mock_pins(tmp_path: Path) -> None:
     async def scenario() -> None:
         task = asyncio.create_task(watcher.run(rig.home.devices, rig.gateway.deliver))
         while "wall-button" not in watcher.buttons:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a wait-until poll
         pin = factory.pin(17)
         pressed_at.append(datetime.now(UTC))
         pin.drive_low()  # pulled up; a press connects the pin to ground
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the press lasts 50 ms (gpiozero debounces on the wall)
         pin.drive_high()
         deadline = time.monotonic() + 5
         while not rig.events() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # a wait-until poll
         task.cancel()
 
     asyncio.run(scenario())

@@ -154,7 +154,7 @@ def test_heartbeat_and_home_assistant_discovery(tmp_path: Path, mosquitto: Any) 
         run = asyncio.create_task(app.run(stop, drain_seconds=5))
         deadline = time.monotonic() + 30
         while beat_with_everyone() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)  # a wait-until poll for the heartbeat with everyone
         stop.set()
         await run
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import logging
 import secrets
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from daemons import Daemon, wait_until
-from test_ingest_resilience import SPAN, _config, _publish, _reading
+from servers import free_port
+from test_ingest_resilience import SPAN, _config, _metric, _publish, _reading
 
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.influx_v1 import InfluxV1Store
@@ -30,8 +30,9 @@ def test_missing_database_says_once_what_to_run_then_recovers(
     tmp_path: Path, mosquitto: Any, influxd: Any
 ) -> None:
     db = f"nodb_{secrets.token_hex(4)}"
+    port = free_port()
     cfg = _config(tmp_path, mosquitto.port, influxd, db, retry_initial_seconds=0.1,
-                  retry_max_seconds=0.2)
+                  retry_max_seconds=0.2, metrics={"port": port})
     readings = [_reading(i, "nodb") for i in range(50)]
     ingest = Daemon("ingest", cfg, tmp_path)
     try:
@@ -40,7 +41,8 @@ def test_missing_database_says_once_what_to_run_then_recovers(
         command = (f"curl -XPOST '{influxd.url}/query' --data-urlencode"
                    f" 'q=CREATE DATABASE \"{db}\"'")
         ingest.wait_log(command, 30)
-        time.sleep(2)  # about ten more attempts
+        wait_until("ten more attempts", lambda: _metric(
+            port, "homevitals_ingest_write_retries_total") >= 11, timeout=30)
         log = ingest.log()
         assert log.count("database not found") == 1, log
         assert ("(logged again if the problem changes, else every 10 min): InfluxDB at"

@@ -48,7 +48,7 @@ def test_ready_waits_for_readiness_and_the_watchdog_for_progress() -> None:
         with runner.serving():
             assert runner.health is not None
             port = runner.health.port
-            assert systemd.pings(1.5) >= 2  # alive, not ready: the watchdog is fed ...
+            systemd.wait_pings(2, 1.5)  # alive, not ready: the watchdog is fed ...
             assert not any("READY=1" in m for _, m in systemd.received)  # ... READY=1 is not
             assert wait_status(port, "/readyz", 503, "broker: waiting for the broker")
             app.ready = None

@@ -154,12 +154,14 @@ class _Client:
         self.got: list[str] = []
         self.acks: dict[int, Any] = {}
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"t-{user}", protocol=mqtt.MQTTv5
         )
         self.c.username_pw_set(user, PASSWORDS[user])
         self.c.tls_set(ca_certs=str(tls[0]))
         self.c.on_connect = lambda *_a: self.connected.set()
+        self.c.on_subscribe = lambda *_a: self.subscribed.set()
         self.c.on_message = lambda _c, _u, m: self.got.append(m.topic)
         self.c.on_publish = lambda _c, _u, mid, rc, _p: self.acks.__setitem__(mid, rc)
         self.c.connect("127.0.0.1", broker.tls_port)
@@ -177,7 +179,7 @@ def test_acl_keeps_each_gateway_in_its_own_home(secured: Any) -> None:
     gateway = _Client(broker, tls, "gw-home-novak")
     try:
         ingest.c.subscribe("homevitals/v1/home/+/reading/+", qos=1)
-        time.sleep(0.5)
+        assert ingest.subscribed.wait(10)  # the SUBACK: the broker delivers from now on
         own = gateway.c.publish("homevitals/v1/home/home-novak/reading/bp-1", b"{}", qos=1)
         foreign = gateway.c.publish("homevitals/v1/home/home-other/reading/bp-9", b"{}", qos=1)
         own.wait_for_publish(5)

@@ -203,7 +203,7 @@ class TwilioStandin:
             return rejection
         scripted = self._next_scripted()
         if scripted is not None:
-            time.sleep(scripted.delay)
+            time.sleep(scripted.delay)  # a scripted slow answer from "Twilio"
             if scripted.status is not None:
                 return _error(scripted.status, scripted.code, scripted.message)
         reply = self._serve(match.template, method, match.params, form, query)

@@ -57,7 +57,7 @@ class BloodPressureMonitor:
             self.confirmed.append(value.hex())
             self.v.note(f"indication confirmed {value.hex()}")
         self.done.set()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the device stays on the line a moment, as a real one does
         if self.v.connection is not None:
             await self.v.connection.disconnect()
         await asyncio.sleep(0.2)  # auto_restart re-advertises on disconnection: then go quiet
@@ -118,7 +118,7 @@ class GlucoseMeter:
                 # Give BlueZ time to hand the records already sent to the gateway, so the
                 # resume point is known (16); the drop itself comes in the middle of the
                 # transfer, before the RACP answer.
-                await asyncio.sleep(1.0)
+                await asyncio.sleep(1.0)  # in the VM's device: see the comment above
                 self.v.note(f"dropping the link after sequence {self.sent[-1]}")
                 await connection.disconnect()
                 return
@@ -182,5 +182,5 @@ class CallButton:
                 await self.v.readvertise(adv)
             self.sent.append(data.hex())
             self.v.note(f"advertising {data.hex()}")
-            await asyncio.sleep(seconds_each)
+            await asyncio.sleep(seconds_each)  # how long each press advertises
         await self.v.device.stop_advertising()

@@ -89,7 +89,7 @@ async def bluez_adapter(timeout: float = 30.0) -> str:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"BlueZ published no powered adapter in {timeout:.0f} s "
                                    f"(objects: {sorted(objects)})")
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # a wait-until poll for BlueZ's adapter
     finally:
         bus.disconnect()
 
