@@ -35,7 +35,7 @@ from homevitals.alerts.text import (
 )
 from homevitals.clock import Clock
 from homevitals.config import Config, HomeConfig, PatientConfig, RouteConfig
-from homevitals.readings import AlertDecision, AlertState
+from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState
 
 __all__ = ["Escalator", "Recipient", "Router"]
 
@@ -68,7 +68,9 @@ class Escalator:
     def _steps(self, patient: PatientConfig, route: RouteConfig, d: AlertDecision) -> list[
         list[Recipient]
     ]:
-        return self.router.steps(patient, route, event=d.measurement == "event")
+        return self.router.steps(
+            patient, route, event=d.measurement == "event", conditions=(d.rule, *d.conditions)
+        )
 
     def _lay(
         self, kind: str, d: AlertDecision, who: tuple[HomeConfig, PatientConfig], code: str,
@@ -86,6 +88,11 @@ class Escalator:
     def on_decision(self, d: AlertDecision) -> int:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
         if d.state == AlertState.UPDATED:
+            row = self.ledger.alert(d.alert_id)
+            if row is not None and SEVERITY_RANK[d.severity] < SEVERITY_RANK[
+                row.decoded().severity
+            ]:
+                return self._on_fall(d)
             return self._on_update(d)
         home, patient = self._who(d.patient)
         now = self.clock.now()
@@ -125,6 +132,14 @@ class Escalator:
             if nxt is not None:
                 self.wake_at(d.alert_id, nxt, now)
         return new
+
+    def _on_fall(self, d: AlertDecision) -> int:
+        """The episode fell back to a lower severity (level 2 -> level 1): no SMS (no storm),
+        a line in the audit trail, and the higher chain's next steps (the doctor's delayed
+        first SMS, the backup doctor, reminders) are not taken."""
+        with self._lock:
+            self.ledger.record_fall(d, self.clock.now())
+        return 0
 
     def _on_update(self, d: AlertDecision) -> int:
         """The episode's severity rose: one update SMS to everyone told so far and to the first

@@ -29,13 +29,17 @@ def test_a_cgm_low_is_one_episode_with_one_update_and_one_all_clear(tmp_path: Pa
     assert [(m, str(d.state), d.rule, str(d.severity)) for m, d in got] == [
         (30, "firing", "hypo-level-1", "medium"),  # fast fall: no 15-minute wait
         (40, "updated", "hypo-level-2", "high"),
-        (75, "resolved", "hypo-level-1", "high"),  # 4.6: past level 1's clear_at 4.4
+        # 4.0: past level 2's clear_at 3.9, level 1 holds: the episode falls (issue 14, fifth
+        # round; the alerts stage sends no SMS for it and stops the doctor's steps)
+        (70, "updated", "hypo-level-1", "medium"),
+        (75, "resolved", "hypo-level-1", "medium"),  # 4.6: past level 1's clear_at 4.4
     ]
     assert len({d.alert_id for _, d in got}) == 1
     assert {d.episode for _, d in got} == {"glucose-low"}
     assert got[0][1].conditions == ("glucose-falling-fast", "hypo-level-1")
     assert got[1][1].conditions == ("glucose-falling-fast", "hypo-level-1", "hypo-level-2")
-    assert got[1][1].value == 2.8 and got[2][1].conditions == ()
+    assert got[1][1].value == 2.8 and got[3][1].conditions == ()
+    assert got[2][1].conditions == ("hypo-level-1",) and got[2][1].value == 4.0
     # The trend for the SMS: the slope of the last 15 minutes (0.4 mmol/L per 5 minutes).
     assert got[0][1].trend == pytest.approx(-0.08) and got[1][1].trend == pytest.approx(-0.08)
     # The decisions cross MQTT; the new fields survive the wire.
