@@ -126,7 +126,7 @@ def default_routes() -> list[RouteConfig]:
             # only if the low is still at level 2 then (a treated low is not theirs to hear of),
             # and at once for an urgent low (docs/rules-and-alerts.md, "Tuning, fifth round").
             doctor_after_minutes=10,
-            doctor_at_once_rules=["hypo-level-2-urgent"],
+            doctor_at_once_rules=["hypo-level-2-urgent", "hypo-level-2-meter"],
         ),
         # A hypertensive crisis: the person and the doctor at once, escalating as a level-2 low.
         RouteConfig(

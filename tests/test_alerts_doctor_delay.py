@@ -122,3 +122,10 @@ def test_an_urgent_low_tells_the_doctor_at_once(tmp_path: Path) -> None:
     esc.on_decision(low("firing", "hypo-level-2-urgent", "high", 2.1,
                         "hypo-level-1", "hypo-level-2-urgent"))
     assert sms(ledger) == [(PATIENT, "firing"), (FAMILY, "firing"), (DOCTOR, "firing")]
+
+
+def test_a_finger_stick_below_3_tells_the_doctor_at_once(tmp_path: Path) -> None:
+    esc, ledger, _ = setup(tmp_path)
+    esc.on_decision(low("firing", "hypo-level-2", "high", 2.8,
+                        "hypo-level-1", "hypo-level-2", "hypo-level-2-meter"))
+    assert sms(ledger) == [(PATIENT, "firing"), (FAMILY, "firing"), (DOCTOR, "firing")]
