@@ -225,6 +225,12 @@ class Escalator:
                 d, self._name(patient), home.zone, code, before, glucose_unit=patient.glucose_unit,
                 answered_ok=self._name(patient) if ok else None,
             )
+            if k == 1 and route.doctor_after_minutes is not None and all(
+                m.is_carer for m in steps[0]
+            ):  # the doctor's first SMS, 10 minutes after the family's: the alert itself
+                body = alert_text(
+                    d, self._name(patient), home.zone, code, glucose_unit=patient.glucose_unit
+                )
             lay = self._lay("alert", d, (home, patient), code)
             notes = [
                 Note(m.phone, m.name, m.role, lay if m.is_patient else body, f"escalation-{k}", k,

@@ -67,8 +67,9 @@ def test_the_doctor_hears_of_a_level_2_low_10_minutes_after_the_family(tmp_path:
     assert at(clock, esc, 9) == 0
     assert at(clock, esc, 10) == 1  # still at level 2: the doctor now
     assert sms(ledger)[-1] == (DOCTOR, "escalation-1")
-    body = str(ledger.history()[-1]["body"])
-    assert "2.8 mmol/L" in body and "4821" in body
+    body = str(ledger.history()[-1]["body"])  # his first SMS: the alert, in one segment
+    assert body.startswith("homevitals HIGH: Ana Novak: glucose 2.8 mmol/L") and "4821" in body
+    assert len(body) <= 160
     assert at(clock, esc, 25) == 1  # then the backup doctor, 15 minutes later
     assert sms(ledger)[-1] == (BACKUP, "escalation-2")
 
