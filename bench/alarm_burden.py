@@ -354,12 +354,13 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
         lead = f"{statistics.median(tot.doc_leads):+.0f}m" if tot.doc_leads else "-"
         print(f"{cohort}: level-2 lows a doctor heard of {tot.doc_alerted}/{tot.lows}, median"
               f" first true BG below 3.0 to the doctor's first SMS {lead}")
-        # Every level-2 episode tells a doctor at once and ends with an all clear to them: the
-        # doctor's SMS can be no fewer than twice these, before any escalation or reminder.
+        # Were every level-2 episode to tell a doctor at once, with an all clear to them, the
+        # doctor's SMS could be no fewer than twice these (the fifth round tells the doctor only
+        # of those still at level 2 after 10 minutes).
         print(f"{cohort}: {tot.urgent_eps} level-2 (or critical) episodes,"
               f" {tot.urgent_eps / tot.weeks:.1f}/pw: at least"
               f" {2 * tot.urgent_eps / tot.weeks:.1f} doctor SMS/pw (first SMS and all clear)"
-              " before any escalation")
+              " if each told a doctor at once")
 
 
 def _total(scores: list[Score], cohort: str) -> Score:
