@@ -35,7 +35,7 @@ from homevitals.alerts.text import (
 )
 from homevitals.clock import Clock
 from homevitals.config import Config, HomeConfig, PatientConfig, RouteConfig
-from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState
+from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 
 __all__ = ["Escalator", "Recipient", "Router"]
 
@@ -210,6 +210,12 @@ class Escalator:
 
     def _advance(self, row: AlertRow, now: datetime) -> int:
         d = row.decoded()
+        if SEVERITY_RANK[d.severity] < SEVERITY_RANK[Severity(row.severity)]:
+            # Fallen (level 2 back at level 1, issue 14): the higher chain's step is not taken.
+            # ``record_fall`` clears the due time; this check runs in the claim's transaction.
+            self.ledger.add(row.alert_id, [], now, expect=(row.step, row.reminders),
+                            next_step_at=None, entry=f"not taken: back at {d.severity}")
+            return 0
         home, patient = self._who(row.patient)
         route = self.router.route(row.severity, d.rule, d.episode)
         steps = self._steps(patient, route, d)

@@ -130,3 +130,18 @@ def test_a_finger_stick_below_3_tells_the_doctor_at_once(tmp_path: Path) -> None
     esc.on_decision(low("firing", "hypo-level-2", "high", 2.8,
                         "hypo-level-1", "hypo-level-2", "hypo-level-2-meter"))
     assert sms(ledger) == [(PATIENT, "firing"), (FAMILY, "firing"), (DOCTOR, "firing")]
+
+
+def test_a_step_made_due_after_the_fall_is_still_not_taken(tmp_path: Path) -> None:
+    # The family's SMS fails for good after the fall: the dead end makes the next step due now,
+    # but the timer checks the alert's current severity in the step's transaction.
+    esc, ledger, clock = setup(tmp_path)
+    esc.on_decision(level2())
+    clock.set(T0 + timedelta(minutes=5))
+    esc.on_decision(low("updated", "hypo-level-1", "medium", 3.4, "hypo-level-1"))
+    assert ledger.expedite(AID, clock.now(), "nobody at step 1 reachable")
+    assert esc.run_due() == 0
+    assert DOCTOR not in {r for r, _ in sms(ledger)}
+    log = ledger.history()[0]["log"]
+    assert isinstance(log, list) and "not taken: back at medium" in log[-1]
+    assert ledger.scheduled() == []
