@@ -75,13 +75,13 @@ class Episodes:
             yield out
         finally:
             held, self._deferred = self._deferred, None
+            fell, self._fell = self._fell, {}
         over = {d.alert_id for d in held if d.state == AlertState.RESOLVED}
-        fell, self._fell = self._fell, {}
         for d in held:
             if d.alert_id in over and d.alert_id in fell:
                 if d.state == AlertState.UPDATED:
                     continue  # fell and then cleared in one reading: the all clear alone,
-                d = replace(d, severity=fell[d.alert_id])  # at the severity it had
+                d = replace(d, severity=fell[d.alert_id])  # at the severity it had before
             if d.state != AlertState.RESOLVED:
                 d = replace(d, conditions=tuple(st.holding(d.patient, d.alert_id)))
             self.emit(st, d)
