@@ -58,6 +58,15 @@ class RouteConfig(Model):
     # Issue 14 tuning: the family is the person's backup for a low they treat themselves; the
     # steps after one that reaches a family member are for a person who has none.
     end_at_family: bool = Field(False, description="no steps after one with a family member")
+    # Issue 14, fifth round: the person and family treat a low within minutes, a doctor cannot.
+    doctor_after_minutes: float | None = Field(
+        None, gt=0, description="the first step's clinicians are told this many minutes after"
+        " the person and family, and only if the alert is still at this route's severity;"
+        " None: all at once",
+    )
+    doctor_at_once_rules: list[str] = Field(
+        [], description="conditions (rule ids) that tell the clinicians at once (an urgent low)"
+    )
 
     def matches(self, severity: str, rule: str, episode: str = "") -> bool:
         """``rules`` may name a rule or an episode (issue 14)."""
@@ -113,6 +122,11 @@ def default_routes() -> list[RouteConfig]:
             escalate_after_minutes=15,
             renotify_minutes=60,
             max_reminders=2,
+            # Issue 14, fifth round: the person and family first; the doctor 10 minutes later,
+            # only if the low is still at level 2 then (a treated low is not theirs to hear of),
+            # and at once for an urgent low (docs/rules-and-alerts.md, "Tuning, fifth round").
+            doctor_after_minutes=10,
+            doctor_at_once_rules=["hypo-level-2-urgent", "hypo-level-2-meter"],
         ),
         # A hypertensive crisis: the person and the doctor at once, escalating as a level-2 low.
         RouteConfig(

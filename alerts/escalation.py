@@ -35,7 +35,7 @@ from homevitals.alerts.text import (
 )
 from homevitals.clock import Clock
 from homevitals.config import Config, HomeConfig, PatientConfig, RouteConfig
-from homevitals.readings import AlertDecision, AlertState
+from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 
 __all__ = ["Escalator", "Recipient", "Router"]
 
@@ -68,7 +68,9 @@ class Escalator:
     def _steps(self, patient: PatientConfig, route: RouteConfig, d: AlertDecision) -> list[
         list[Recipient]
     ]:
-        return self.router.steps(patient, route, event=d.measurement == "event")
+        return self.router.steps(
+            patient, route, event=d.measurement == "event", conditions=(d.rule, *d.conditions)
+        )
 
     def _lay(
         self, kind: str, d: AlertDecision, who: tuple[HomeConfig, PatientConfig], code: str,
@@ -86,6 +88,11 @@ class Escalator:
     def on_decision(self, d: AlertDecision) -> int:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
         if d.state == AlertState.UPDATED:
+            row = self.ledger.alert(d.alert_id)
+            if row is not None and SEVERITY_RANK[d.severity] < SEVERITY_RANK[
+                row.decoded().severity
+            ]:
+                return self._on_fall(d)
             return self._on_update(d)
         home, patient = self._who(d.patient)
         now = self.clock.now()
@@ -125,6 +132,14 @@ class Escalator:
             if nxt is not None:
                 self.wake_at(d.alert_id, nxt, now)
         return new
+
+    def _on_fall(self, d: AlertDecision) -> int:
+        """The episode fell back to a lower severity (level 2 -> level 1): no SMS (no storm),
+        a line in the audit trail, and the higher chain's next steps (the doctor's delayed
+        first SMS, the backup doctor, reminders) are not taken."""
+        with self._lock:
+            self.ledger.record_fall(d, self.clock.now())
+        return 0
 
     def _on_update(self, d: AlertDecision) -> int:
         """The episode's severity rose: one update SMS to everyone told so far and to the first
@@ -195,6 +210,12 @@ class Escalator:
 
     def _advance(self, row: AlertRow, now: datetime) -> int:
         d = row.decoded()
+        if SEVERITY_RANK[d.severity] < SEVERITY_RANK[Severity(row.severity)]:
+            # Fallen (level 2 back at level 1, issue 14): the higher chain's step is not taken.
+            # ``record_fall`` clears the due time; this check runs in the claim's transaction.
+            self.ledger.add(row.alert_id, [], now, expect=(row.step, row.reminders),
+                            next_step_at=None, entry=f"not taken: back at {d.severity}")
+            return 0
         home, patient = self._who(row.patient)
         route = self.router.route(row.severity, d.rule, d.episode)
         steps = self._steps(patient, route, d)
@@ -210,6 +231,12 @@ class Escalator:
                 d, self._name(patient), home.zone, code, before, glucose_unit=patient.glucose_unit,
                 answered_ok=self._name(patient) if ok else None,
             )
+            if k == 1 and route.doctor_after_minutes is not None and all(
+                m.is_carer for m in steps[0]
+            ):  # the doctor's first SMS, 10 minutes after the family's: the alert itself
+                body = alert_text(
+                    d, self._name(patient), home.zone, code, glucose_unit=patient.glucose_unit
+                )
             lay = self._lay("alert", d, (home, patient), code)
             notes = [
                 Note(m.phone, m.name, m.role, lay if m.is_patient else body, f"escalation-{k}", k,

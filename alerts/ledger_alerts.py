@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from homevitals import wire
 from homevitals.alerts.ledger_notifications import NotificationTable
 from homevitals.alerts.ledger_rows import ACOLS, AlertRow, Note
-from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
+from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState
 
 __all__ = ["AlertTable"]
 
@@ -71,7 +71,8 @@ class AlertTable(NotificationTable):
             row = self._row(d.alert_id)
             if row is None:
                 return None, 0
-            if row.resolved or SEVERITY_RANK[d.severity] <= SEVERITY_RANK[Severity(row.severity)]:
+            now_at = row.decoded().severity  # below row.severity after a fall (record_fall)
+            if row.resolved or SEVERITY_RANK[d.severity] <= SEVERITY_RANK[now_at]:
                 return row, 0
             stored = wire.encode(replace(d, state=AlertState.FIRING)).decode()
             # ``rule`` stays the one that opened the alert (its name in the history); the decision
@@ -81,7 +82,7 @@ class AlertTable(NotificationTable):
                 (str(d.severity), stored, d.alert_id),
             )
             self._log(
-                d.alert_id, t, f"updated: {row.severity} -> {d.severity} by {d.rule}: {d.reason}"
+                d.alert_id, t, f"updated: {now_at} -> {d.severity} by {d.rule}: {d.reason}"
             )
             row = self._row(d.alert_id)
             assert row is not None
@@ -109,6 +110,31 @@ class AlertTable(NotificationTable):
                     f" next step at {wire.format_time(next_step_at)}",
                 )
         return row, new
+
+    def record_fall(self, d: AlertDecision, now: datetime) -> bool:
+        """The episode fell to a lower severity (issue 14, fifth round): one transaction for
+        the decision stored (its severity is the alert's current one; ``severity`` stays the
+        highest reached) and the end of its chain (the next step and reminders belong to the
+        higher severity; a rise re-times them). No SMS. False: unknown, resolved, or not lower
+        than now."""
+        t = wire.format_time(now)
+        with self._tx() as db:
+            row = self._row(d.alert_id)
+            if row is None or row.resolved:
+                return False
+            was = row.decoded().severity
+            if SEVERITY_RANK[d.severity] >= SEVERITY_RANK[was]:
+                return False
+            stored = wire.encode(replace(d, state=AlertState.FIRING)).decode()
+            db.execute(
+                "UPDATE alerts SET decision=?, next_step_at=NULL WHERE alert_id=?",
+                (stored, d.alert_id),
+            )
+            self._log(
+                d.alert_id, t, f"fell: {was} -> {d.severity} ({d.reason}): no SMS;"
+                f" the {was} chain's next steps are not taken",
+            )
+        return True
 
     def _ensure(self, d: AlertDecision, now: datetime) -> tuple[AlertRow, bool]:
         """The alert's row, created (with its ACK code) or resolved by ``d``; True if changed.

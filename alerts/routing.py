@@ -5,7 +5,10 @@ step are the care-team members holding its roles, and for the role ``patient`` t
 ``phone``: skipped when there is none, and always for the call button (the patient just pressed
 it). Roles nobody holds are skipped; with nobody at all, the family doctor is told. A route with
 ``end_at_family`` stops at the first step that reaches a family member (issue 14 tuning: a level-1
-low goes to the doctor only for a person with no family on the care team).
+low goes to the doctor only for a person with no family on the care team). A route with
+``doctor_after_minutes`` tells the first step's clinicians in a step of their own, that many
+minutes after the person and family, unless the alert names a condition of
+``doctor_at_once_rules`` (issue 14, fifth round).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ def gap(route: RouteConfig, steps: list[list[Recipient]], k: int) -> float:
     if k + 1 >= len(steps):
         return route.renotify_minutes
     if all(r.is_carer for r in steps[k]):
+        if route.doctor_after_minutes is not None:
+            return route.doctor_after_minutes  # the clinicians' own step (``Router.steps``)
         # The person and their family act on a low themselves (rule of 15): their step waits
         # ``escalate_after_patient_minutes`` whether the family shares it or not.
         return route.escalate_after_patient_minutes
@@ -75,16 +80,25 @@ class Router:
         )
 
     def steps(
-        self, patient: PatientConfig, route: RouteConfig, event: bool = False
+        self, patient: PatientConfig, route: RouteConfig, event: bool = False,
+        conditions: tuple[str, ...] = (),
     ) -> list[list[Recipient]]:
         """The chain as people; roles nobody holds are skipped (the patient without a phone,
         and always for the call button). Never empty: with nobody in the chain the family
-        doctor (always configured) is told, with a warning."""
+        doctor (always configured) is told, with a warning. ``conditions``: what holds in the
+        alert (``doctor_at_once_rules``)."""
         steps = [
             [r for role in roles for r in _holders(patient, role, event)]
             for roles in route.step_roles()
         ]
         steps = [s for s in steps if s]
+        if steps and route.doctor_after_minutes is not None and not (
+            set(conditions) & set(route.doctor_at_once_rules)
+        ):
+            carers = [r for r in steps[0] if r.is_carer]
+            others = [r for r in steps[0] if not r.is_carer]
+            if carers and others:
+                steps[:1] = [carers, others]
         if route.end_at_family:
             family = next((k for k, s in enumerate(steps) if any(r.role == _FAMILY for r in s)),
                           None)

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -242,6 +242,8 @@ class Score:
     held: int = 0
     urgent_eps: int = 0  # episodes that reached high (a CGM level 2) or critical
     false_told: int = 0  # as false, judged at the doctor's first SMS instead of the opening
+    doc_alerted: int = 0  # level-2 lows a doctor heard of (issue 14, fifth round)
+    doc_leads: list[float] = field(default_factory=list)  # true low to the doctor's first SMS
 
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
@@ -250,11 +252,18 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
                     and n.get("severity") in ("high", "critical")
                     and not str(n.get("kind")).startswith(NOT_ALERTING))
     alerted, leads = 0, []
+    doc_urgent = sorted(_t(n["time"]) for n in run.notes if n.get("time")
+                        and n.get("role") in DOCTORS and n.get("severity") in ("high", "critical")
+                        and not str(n.get("kind")).startswith(NOT_ALERTING))
+    doc_leads: list[float] = []
     for start, end in lows:
         hits = [t for t in urgent if start - timedelta(minutes=30) <= t <= end]
         if hits:
             alerted += 1
             leads.append((hits[0] - start).total_seconds() / 60)
+        doc = [t for t in doc_urgent if start - timedelta(minutes=30) <= t <= end]
+        if doc:
+            doc_leads.append((doc[0] - start).total_seconds() / 60)
     false_rules: dict[str, int] = {}
     doc_alerts = false_told = 0
     for a in run.alerts:
@@ -276,7 +285,7 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
     urgent_eps = sum(1 for a in run.alerts if a.get("severity") in ("high", "critical"))
     return Score(name, run.patient_weeks, len(lows), alerted, leads, sum(false_rules.values()),
                  false_rules, doc, len(run.notes), min(v for _, v in bg), doc_alerts, run.held,
-                 urgent_eps, false_told)
+                 urgent_eps, false_told, len(doc_leads), doc_leads)
 
 
 def _row(s: Score) -> str:
@@ -342,12 +351,16 @@ def uva(cohorts: list[str], patients: int, days: int, seed: int, src: Path | Non
               " alarm budget (not counted)")
         print(f"{cohort}: false doctor alerts judged at the doctor's first SMS (not at the"
               f" episode's opening): {tot.false_told / tot.weeks:.1f}/pw")
-        # Every level-2 episode tells a doctor at once and ends with an all clear to them: the
-        # doctor's SMS can be no fewer than twice these, before any escalation or reminder.
+        lead = f"{statistics.median(tot.doc_leads):+.0f}m" if tot.doc_leads else "-"
+        print(f"{cohort}: level-2 lows a doctor heard of {tot.doc_alerted}/{tot.lows}, median"
+              f" first true BG below 3.0 to the doctor's first SMS {lead}")
+        # Were every level-2 episode to tell a doctor at once, with an all clear to them, the
+        # doctor's SMS could be no fewer than twice these (the fifth round tells the doctor only
+        # of those still at level 2 after 10 minutes).
         print(f"{cohort}: {tot.urgent_eps} level-2 (or critical) episodes,"
               f" {tot.urgent_eps / tot.weeks:.1f}/pw: at least"
               f" {2 * tot.urgent_eps / tot.weeks:.1f} doctor SMS/pw (first SMS and all clear)"
-              " before any escalation")
+              " if each told a doctor at once")
 
 
 def _total(scores: list[Score], cohort: str) -> Score:
@@ -360,7 +373,8 @@ def _total(scores: list[Score], cohort: str) -> Score:
                  sum(s.false for s in scores), rules, sum(s.doc_sms for s in scores),
                  sum(s.sms for s in scores), min(s.min_bg for s in scores),
                  sum(s.doc_alerts for s in scores), sum(s.held for s in scores),
-                 sum(s.urgent_eps for s in scores), sum(s.false_told for s in scores))
+                 sum(s.urgent_eps for s in scores), sum(s.false_told for s in scores),
+                 sum(s.doc_alerted for s in scores), [x for s in scores for x in s.doc_leads])
 
 
 def main() -> int:

@@ -82,7 +82,7 @@ class GatewayState(StrEnum):
 
 class AlertState(StrEnum):
     FIRING = "firing"
-    UPDATED = "updated"  # issue 14: the episode's severity rose (one update SMS, not an alert)
+    UPDATED = "updated"  # issue 14: the episode's severity rose (one update SMS) or fell (none)
     RESOLVED = "resolved"
 
 

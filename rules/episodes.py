@@ -9,7 +9,10 @@ own): the glucose lows, a hypertensive crisis. People are told about episodes, n
   never a second alert; one of equal or lower severity joins it silently;
 - a rule with ``opens_episode: false`` (a fast fall) never opens one: its condition waits,
   unattached, and joins the episode when another condition opens it;
-- the episode resolves (``resolved``, the one all clear) only when its last condition clears.
+- the episode resolves (``resolved``, the one all clear) only when its last condition clears;
+- when the conditions of its severity clear while others hold (level 2 back at level 1), it
+  falls: ``updated`` with the lower severity (issue 14, fifth round), which the alerts stage
+  records without an SMS and which ends the steps of the higher severity's chain.
 
 Within one reading the decisions are collected and emitted together (``batch``), so each lists
 every condition that holds after the whole reading was judged.
@@ -60,6 +63,7 @@ class Episodes:
         self.counts = counts
         self.emit = emit
         self._deferred: list[AlertDecision] | None = None
+        self._fell: dict[str, Severity] = {}  # alert id: its severity before a fall (``batch``)
 
     @contextmanager
     def batch(self, st: State) -> Iterator[list[AlertDecision]]:
@@ -71,7 +75,13 @@ class Episodes:
             yield out
         finally:
             held, self._deferred = self._deferred, None
+            fell, self._fell = self._fell, {}
+        over = {d.alert_id for d in held if d.state == AlertState.RESOLVED}
         for d in held:
+            if d.alert_id in over and d.alert_id in fell:
+                if d.state == AlertState.UPDATED:
+                    continue  # fell and then cleared in one reading: the all clear alone,
+                d = replace(d, severity=fell[d.alert_id])  # at the severity it had before
             if d.state != AlertState.RESOLVED:
                 d = replace(d, conditions=tuple(st.holding(d.patient, d.alert_id)))
             self.emit(st, d)
@@ -120,15 +130,41 @@ class Episodes:
         st.close(pid, rule.id)
         if not current.alert_id:
             return None  # it never joined an episode
-        if st.holding(pid, current.alert_id):
+        held = st.holding(pid, current.alert_id)
+        if held:
             self.counts["held_by_episode"] += 1  # no all clear while anything still holds
-            return None
+            return self._fall(st, s, name, current.alert_id, held, why, **kw)
         ep = st.episode(pid, name)
         severity = rule.severity if ep is None else Severity(ep.severity)
         st.close_episode(pid, name)
         d = self._decision(
             current.alert_id, AlertState.RESOLVED, s, rule, f"{rule.reason}: {why}", severity,
             name, (), **kw,
+        )
+        self._emit(st, d)
+        return d
+
+    def _fall(
+        self, st: State, s: Subject, name: str, aid: str, held: list[str], why: str,
+        **kw: object,
+    ) -> AlertDecision | None:
+        """The episode's severity falls to the highest that still holds, if lower: an update
+        of lower severity (no SMS; the alerts stage stops the higher chain's steps)."""
+        pid = s.patient.id
+        ep = st.episode(pid, name)
+        rules = [r for r in s.rules if r.id in held]
+        if ep is None or not rules:
+            return None
+        top = max(rules, key=lambda r: SEVERITY_RANK[r.severity])
+        if SEVERITY_RANK[top.severity] >= SEVERITY_RANK[Severity(ep.severity)]:
+            return None
+        st.raise_episode(pid, name, str(top.severity), top.id)
+        if self._deferred is not None:
+            self._fell.setdefault(aid, Severity(ep.severity))
+        self.counts["fell"] += 1
+        reason = f"{top.reason}: the higher level cleared ({why})"
+        d = self._decision(
+            aid, AlertState.UPDATED, s, top, reason, top.severity, name, tuple(held), **kw
         )
         self._emit(st, d)
         return d

@@ -127,17 +127,33 @@ def test_with_a_family_member_a_level_1_low_never_reaches_a_doctor(tmp_path: Pat
     assert [s[2] for s in sms(ledger) if s[0] == family] == [
         "firing", "reminder-1", "reminder-2", "reminder-3"]
     esc.on_decision(replace(low("hypo-level-2", "high", 2.8), state="updated"))  # type: ignore[arg-type]
-    assert (DOCTOR, "family_doctor", "update-high") in sms(ledger)  # level 2: at once
+    assert DOCTOR not in {s[0] for s in sms(ledger)}  # level 2: the family first (fifth round)
+    clock.advance(timedelta(minutes=10))
+    esc.run_due()
+    assert (DOCTOR, "family_doctor", "escalation-1") in sms(ledger)  # still level 2: the doctor
 
 
-def test_a_level_2_low_goes_to_the_patient_and_the_doctor_at_once(tmp_path: Path) -> None:
+def test_a_level_2_low_goes_to_the_patient_and_the_doctor_10_minutes_later(
+    tmp_path: Path,
+) -> None:
     ledger = Ledger(tmp_path / "ledger.sqlite", lambda n: 4821 - 1000)
-    esc = Escalator(config(), ledger, SimulatedClock(T0))
+    clock = SimulatedClock(T0)
+    esc = Escalator(config(), ledger, clock)
     esc.on_decision(low("hypo-level-2", "high", 2.8))
-    assert sms(ledger) == [(PATIENT, "patient", "firing"), (DOCTOR, "family_doctor", "firing")]
+    assert sms(ledger) == [(PATIENT, "patient", "firing")]  # issue 14, fifth round
     lay = str(ledger.history()[0]["body"])
     assert lay.startswith("homevitals: your glucose is low: 2.8 mmol/L at 03:00. Take 15 g")
-    assert "Your doctor is being told." in lay
+    assert "doctor" not in lay  # he is told only if it lasts
+    clock.advance(timedelta(minutes=10))
+    esc.run_due()
+    assert sms(ledger)[-1] == (DOCTOR, "family_doctor", "escalation-1")
+    # An urgent low (one CGM reading below 2.2) tells the patient and the doctor at once.
+    urgent = replace(low("hypo-level-2-urgent", "high", 2.1), alert_id="a" + "3" * 31,
+                     conditions=("hypo-level-2-urgent",))
+    esc.on_decision(urgent)
+    assert sms(ledger)[-2:] == [(PATIENT, "patient", "firing"), (DOCTOR, "family_doctor", "firing")]
+    told = [h for h in ledger.history() if h["kind"]]
+    assert "Your doctor is being told." in str(told[-2]["body"])
 
 
 @pytest.mark.parametrize(

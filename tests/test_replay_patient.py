@@ -74,24 +74,24 @@ def test_a_low_the_patient_does_not_answer_goes_to_the_doctor_after_30_minutes(
         assert "MEDIUM" not in n["text"] and "hypo" not in n["text"] and "level" not in n["text"]
 
 
-def test_a_low_that_deepens_after_the_patients_ok_tells_the_doctor_at_once(
+def test_a_low_that_deepens_after_the_patients_ok_tells_the_doctor_if_it_lasts(
     tmp_path: Path,
 ) -> None:
     sms, alerts = _replay("patient-low-deepens", tmp_path)
     assert _sent(sms) == [
         ("02:00", PATIENT, "firing"),
-        ("02:15", PATIENT, "update-high"), ("02:15", DOCTOR, "update-high"),
-        ("02:20", PATIENT, "acknowledged"),
-        ("02:35", PATIENT, "resolved"), ("02:35", DOCTOR, "resolved"),
+        ("02:15", PATIENT, "update-high"), ("02:25", DOCTOR, "escalation-1"),
+        ("02:28", PATIENT, "acknowledged"),
+        ("02:45", PATIENT, "resolved"), ("02:45", DOCTOR, "resolved"),
     ]
     code = str(alerts[0]["ack_code"])
     assert sms[1]["text"] == (
         "homevitals: your glucose is lower now: 2.8 mmol/L at 03:15. Take 15 g of fast"
-        " sugar (4 glucose tablets or 150 ml juice), check again in 15 min. Your doctor is being"
-        f" told. Reply OK or ACK {code}"
+        " sugar (4 glucose tablets or 150 ml juice), check again in 15 min."
+        f" Reply OK or ACK {code}"  # the doctor: only if it lasts 10 minutes (fifth round)
     )
-    assert sms[2]["text"].startswith("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L")
-    assert sms[3]["text"] == "homevitals: at 03:20 your care team saw the alert and is on it."
+    assert sms[2]["text"].startswith("homevitals HIGH: Ana Novak: glucose 2.8 mmol/L")
+    assert sms[3]["text"] == "homevitals: at 03:28 your care team saw the alert and is on it."
     assert str(alerts[0]["acked_by"]).startswith("Dr. Marko Kranjc (family_doctor")
 
 

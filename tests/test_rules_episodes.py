@@ -29,13 +29,17 @@ def test_a_cgm_low_is_one_episode_with_one_update_and_one_all_clear(tmp_path: Pa
     assert [(m, str(d.state), d.rule, str(d.severity)) for m, d in got] == [
         (30, "firing", "hypo-level-1", "medium"),  # fast fall: no 15-minute wait
         (40, "updated", "hypo-level-2", "high"),
-        (75, "resolved", "hypo-level-1", "high"),  # 4.6: past level 1's clear_at 4.4
+        # 3.2: back above level 2's 3.0 (its clear_at since the fifth round), level 1 holds:
+        # the episode falls (the alerts stage sends no SMS for it and stops the doctor's steps)
+        (60, "updated", "hypo-level-1", "medium"),
+        (75, "resolved", "hypo-level-1", "medium"),  # 4.6: past level 1's clear_at 4.4
     ]
     assert len({d.alert_id for _, d in got}) == 1
     assert {d.episode for _, d in got} == {"glucose-low"}
     assert got[0][1].conditions == ("glucose-falling-fast", "hypo-level-1")
     assert got[1][1].conditions == ("glucose-falling-fast", "hypo-level-1", "hypo-level-2")
-    assert got[1][1].value == 2.8 and got[2][1].conditions == ()
+    assert got[1][1].value == 2.8 and got[3][1].conditions == ()
+    assert got[2][1].conditions == ("hypo-level-1",) and got[2][1].value == 3.2
     # The trend for the SMS: the slope of the last 15 minutes (0.4 mmol/L per 5 minutes).
     assert got[0][1].trend == pytest.approx(-0.08) and got[1][1].trend == pytest.approx(-0.08)
     # The decisions cross MQTT; the new fields survive the wire.
@@ -66,7 +70,8 @@ def test_level_2_on_a_cgm_needs_a_second_reading_unless_fast_or_urgent(tmp_path:
     assert [(m, str(d.state), d.rule, str(d.severity)) for m, d in got] == [
         (20, "firing", "hypo-level-1", "medium"),  # 15 minutes below 3.9 on the CGM
         (55, "updated", "hypo-level-2", "high"),  # 2.8 then 2.7: not at 2.9 alone (35)
-        (65, "resolved", "hypo-level-1", "high"),
+        (60, "updated", "hypo-level-1", "medium"),  # 3.0: not level 2 (fifth round: a fall)
+        (65, "resolved", "hypo-level-1", "medium"),
     ]
     # One reading below 2.2 mmol/L (iCGM error below level 2) is level 2 at once.
     (tmp_path / "urgent").mkdir()
@@ -80,6 +85,21 @@ def test_level_2_from_the_meter_is_never_confirmed(tmp_path: Path) -> None:
     e = engine(tmp_path, config(GLUCOSE))
     [d] = arrive(e, cgm(T0, 2.8, device="meter-1"))  # a finger-stick the person took on purpose
     assert (str(d.state), d.rule, str(d.severity)) == ("firing", "hypo-level-2", "high")
+    # Fifth round: the meter's own level-2 condition, which tells the doctor at once (routes).
+    assert "hypo-level-2-meter" in d.conditions
+    assert e.open_alert("ana", "hypo-level-2-meter") is not None
+    assert arrive(e, cgm(T0 + timedelta(minutes=5), 2.7)) == []  # the CGM agrees: no change
+    assert e.open_alert("ana", "hypo-level-2-meter") is not None
+    [up] = arrive(e, cgm(T0 + timedelta(minutes=10), 3.5))  # the CGM back above 3.0: level 1
+    assert (str(up.state), str(up.severity)) == ("updated", "medium")
+    assert e.open_alert("ana", "hypo-level-2-meter") is None
+
+
+def test_a_cgm_reading_never_fires_the_meter_rule(tmp_path: Path) -> None:
+    e = engine(tmp_path, config(GLUCOSE))
+    story(e, [3.6, 3.5, 3.4, 3.3, 3.2, 3.1, 2.1, 2.0])
+    assert e.open_alert("ana", "hypo-level-2-urgent") is not None
+    assert e.open_alert("ana", "hypo-level-2-meter") is None
 
 
 def test_fast_fall_alone_pages_nobody(tmp_path: Path) -> None:
@@ -146,7 +166,8 @@ def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
     by_id = {r["id"]: r for r in DEFAULTS}
     assert {r["id"] for r in GLUCOSE} == {"hypo-level-1", "hypo-level-2", "glucose-falling-fast",
                                           "glucose-low-predicted",  # issue 19
-                                          "hypo-level-2-urgent"}  # issue 14, fourth round
+                                          "hypo-level-2-urgent",  # issue 14, fourth round
+                                          "hypo-level-2-meter"}  # issue 14, fifth round
     assert {r["id"] for r in CRISIS} == {"hypertensive-crisis-systolic",
                                          "hypertensive-crisis-diastolic"}
     assert by_id["glucose-falling-fast"]["opens_episode"] is False
@@ -160,6 +181,9 @@ def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
     assert by_id["hypo-level-2"]["sustain_waived_by"] == ["glucose-falling-fast"]
     assert by_id["hypo-level-2-urgent"]["below"] == 2.2
     assert "n_of_m" not in by_id["hypo-level-2-urgent"]
+    # Fifth round: level 2 holds while below 3.0 (the doctor's steps stop above it).
+    assert by_id["hypo-level-2"]["clear_at"] == by_id["hypo-level-2-urgent"]["clear_at"] == 3.0
+    assert by_id["hypo-level-2-meter"]["fire_devices"] == ["glucose_meter"]
     text = (ROOT / "configs/rules-defaults.yaml").read_text()
     for source in ("International Consensus on Time in Range", "2019;42:1593-1603",
                    "21 CFR 862.1355",

@@ -65,6 +65,10 @@ class ThresholdRuleConfig(RuleModel):
         " (a CGM); a reading from any other device (a finger-stick) is judged alone",
     )
     opens_episode: bool = Field(True, description="false: only joins an open episode")
+    fire_devices: list[DeviceKind] | None = Field(
+        None, description="fire only on readings from these device kinds (a finger-stick); a"
+        " reading from any device may clear it",
+    )
     sustain_waived_by: list[str] = Field(
         [], description="rule ids: while one of their conditions holds, do not wait to sustain"
     )
@@ -185,6 +189,9 @@ class ThresholdRuleConfig(RuleModel):
         if current is None:
             alone = self._judged_alone(engine, st, s, r)
             fires = self.breaches(value) if alone else self.fires(w)
+            kinds = self.fire_devices
+            if kinds is not None and engine.device_kinds.get(r.device) not in kinds:
+                fires = False
             if values.in_window(s, self.window, r.time) and fires:
                 trend = values.trend(st, s, r, self.field)
                 return engine.fire(
