@@ -53,12 +53,19 @@ def test_the_urgent_low_is_below_40_mg_dl() -> None:
     assert not rule("hypo-level-2-urgent").breaches(as_stored(40))
 
 
-def test_a_level_2_low_clears_at_70_mg_dl_and_3_9_mmol_l() -> None:
-    r = rule("hypo-level-2")  # clear_at 3.9
-    assert not r.clears(as_stored(69))
-    assert r.clears(as_stored(70))
-    assert r.clears(3.9)
-    assert not r.clears(3.88)
+def test_a_level_2_low_clears_at_54_mg_dl_and_3_0_mmol_l() -> None:
+    r = rule("hypo-level-2")  # clear_at 3.0 since the fifth round: "still level 2" is below 3.0
+    assert not r.clears(as_stored(53))
+    assert r.clears(as_stored(54))
+    assert r.clears(3.0)
+    assert not r.clears(2.98)
+
+
+def test_a_level_1_low_clears_at_4_4_in_either_unit() -> None:
+    r = rule("hypo-level-1")  # clear_at 4.4, i.e. 79 mg/dL (79.3 rounded): 78 is below it
+    assert not r.clears(as_stored(78))
+    assert r.clears(as_stored(79))
+    assert r.clears(4.4)
 
 
 def test_mmol_l_values_keep_their_exact_meaning() -> None:
