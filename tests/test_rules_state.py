@@ -152,7 +152,9 @@ def test_a_second_worker_takes_over_a_patient_with_its_state(
         for i, v in enumerate([3.6, 4.2, 4.8, 5.2]):
             clock.set(t0 + timedelta(minutes=25 + 5 * i))
             out += w2.engine.on_reading(cgm(clock.now(), v))
-        assert [(d.state, d.alert_id) for d in out] == [("resolved", fired.alert_id)]
+        # 3.6: back at level 1 (the fall, an update of lower severity); 4.8: the one all clear.
+        assert [(d.state, d.severity, d.alert_id) for d in out] == [
+            ("updated", "medium", fired.alert_id), ("resolved", "medium", fired.alert_id)]
         # Silence after that: worker 2's check comes due; worker 1's timer has none.
         clock.set(t0 + timedelta(minutes=40 + 31))
         assert w1.engine.run_due() == []
