@@ -128,7 +128,8 @@ def test_a_predicted_low_opens_the_episode_and_level_2_updates_it(tmp_path: Path
         (85, "firing", "glucose-low-predicted", "medium"),  # 3.7 now, 2.5 predicted
         # 2.8 twice (level 2 on a CGM: a second reading, issue 14): the same alert, one update
         (105, "updated", "hypo-level-2", "high"),
-        (130, "resolved", "hypo-level-1", "high"),  # 4.5: every condition clear
+        (115, "updated", "hypo-level-1", "medium"),  # 3.2: back at level 1 (fifth round)
+        (130, "resolved", "hypo-level-1", "medium"),  # 4.5: every condition clear
     ]
     assert len({d.alert_id for _, d in got}) == 1
     first = got[0][1]
