@@ -4,12 +4,17 @@ Threads: paho's network thread checks each message (``homevitals.rules.intake``)
 engine (one SQLite commit, then the PUBACK); the outbox pump publishes decisions; APScheduler's
 one worker runs the clock tick that judges missing data and silent gateways. The engine's
 transactions serialise them. All are declared to the runner (``workers``, ``conditions``).
+
+With ``rules.source: amqp`` (the cluster profile, docs/cluster.md "Rules ownership") the messages
+come from partitions of a RabbitMQ cluster instead (``homevitals.rules.amqp_source``, its own
+thread), and the MQTT session only publishes decisions.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -25,6 +30,9 @@ from homevitals.runtime import Condition, Runner, Worker
 from homevitals.scheduling import JobScheduler, default_path
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
+
+if TYPE_CHECKING:
+    from homevitals.rules.amqp_source import RulesAmqpSource
 
 __all__ = ["RulesApp", "run_rules"]
 
@@ -43,16 +51,23 @@ class RulesApp:
         self.dead = DeadLetters("rules", self.outbox, self.topics, self.clock)
         self.intake = Intake(self.engine, Registry(cfg.homes), self.dead, self.topics,
                              lambda: self.pump.notify())
+        amqp = cfg.rules.source == "amqp"
         self.subscriber = Subscriber(
             cfg.mqtt_for("rules"),
             cfg.rules.client_id,
-            list(self.topics.rules_subscriptions),
+            [] if amqp else list(self.topics.rules_subscriptions),
             self.intake.handle,
             self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
         self.dead.on_kept = self.pump.notify
-        self.subscriber.on_connected.append(self.pump.set_connected)
+        self.source = _amqp_source(self) if amqp else None
+        if self.source is None:
+            self.subscriber.on_connected.append(self.pump.set_connected)
+        else:
+            gate = _LeadGate(self.pump)
+            self.subscriber.on_connected.append(gate.connected)
+            self.source.on_leading.append(gate.leading)
         self.subscriber.client.on_publish = self._on_publish
         self.scheduler = JobScheduler(
             "rules",
@@ -65,28 +80,75 @@ class RulesApp:
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, rc: Any, _p: Any = None) -> None:
         self.pump.on_publish(mid, rc)
 
+    def takeover(self, partition: int) -> None:
+        """The patients of ``partition`` are this worker's from now on, and their state must be
+        here before their first message is handled. The engine reads every piece of it from
+        ``rules.state_path`` inside each transaction (one SQLite file the workers of one host
+        share), so there is nothing to load yet; a store that caches per patient loads them
+        here. The device clocks are memory only and relearned (rules/device_clock.py)."""
+        logger.info("partition %d: its patients' state is read from %s", partition,
+                    self.cfg.rules.state_path)
+
     def _on_timer(self, key: str) -> None:
         if self.engine.tick():
             self.pump.notify()
 
     def workers(self) -> list[Worker]:
-        return [*self.subscriber.watch.workers(), self.pump.worker(), self.scheduler.worker()]
+        own = [] if self.source is None else self.source.workers()
+        return [*self.subscriber.watch.workers(), self.pump.worker(), self.scheduler.worker(),
+                *own]
 
     def conditions(self) -> list[Condition]:
-        return self.subscriber.watch.conditions()
+        if self.source is None:
+            return self.subscriber.watch.conditions()
+        return [*self.subscriber.watch.conditions(subscribed=False), *self.source.conditions()]
 
     def start(self) -> None:
         self.pump.start()
         self.scheduler.start()
         self.subscriber.start()
+        if self.source is not None:
+            self.source.start()
 
     def stop(self, drain_seconds: float = 5.0) -> None:
         self.scheduler.stop()
         if self.pump.connected.is_set():
             self.pump.drain(drain_seconds)
         self.pump.stop()
+        if self.source is not None:
+            self.source.stop()
         self.subscriber.stop()
         self.outbox.close()
+
+
+def _amqp_source(app: RulesApp) -> RulesAmqpSource:
+    from homevitals.rules.amqp_source import RulesAmqpSource  # pika: the cluster extra
+
+    assert app.cfg.rules.amqp is not None  # RulesConfig checks it
+    return RulesAmqpSource(app.cfg.rules.amqp, app.topics, app.intake.handle, app.dead.keep,
+                           app.takeover)
+
+
+class _LeadGate:
+    """In the cluster profile the workers of one host share the outbox (``rules.state_path``),
+    so decisions leave through one worker at a time: the one that leads (holds the partitioner),
+    while its MQTT session is up. A decision another worker committed waits for the leader's
+    pump (it looks at the outbox at least every second)."""
+
+    def __init__(self, pump: OutboxPump) -> None:
+        self.pump = pump
+        self._lock = threading.Lock()
+        self._connected = self._leading = False
+
+    def connected(self, up: bool) -> None:
+        with self._lock:
+            self._connected = up
+            self.pump.set_connected(self._connected and self._leading)
+
+    def leading(self, lead: bool) -> None:
+        with self._lock:
+            self._leading = lead
+            self.pump.set_connected(self._connected and self._leading)
 
 
 def run_rules(cfg: Config, clock: Clock | None = None) -> None:
