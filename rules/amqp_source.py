@@ -6,17 +6,24 @@ idempotent):
 
 - ``<queue>`` (default ``homevitals.rules.in``): a quorum queue bound to ``amq.topic`` for the
   rules' topics, with ``x-single-active-consumer``.
-- the **partitioner**: the worker that holds the lead (an exclusive queue
-  ``<partition_exchange>.lead``: the broker gives it to one connection at a time and drops it
-  with that connection) consumes ``<queue>`` and republishes each message to the
-  consistent-hash exchange ``<partition_exchange>`` with the *home* as routing key and the topic
-  in a header, waits for the publisher confirm, and only then acknowledges the input. The
-  consistent-hash exchange hashes the whole routing key, and the MQTT plugin's key carries the
-  device too; keyed by the home alone, every device of a patient lands in one partition. One
-  partitioner at a time, handling one message after the other, keeps each home's order.
+- the **partitioner**: every worker consumes ``<queue>``, the broker delivers it to one (single
+  active consumer), which republishes each message to the consistent-hash exchange
+  ``<partition_exchange>`` with the *home* as routing key and the topic in a header, waits for
+  the publisher confirm, and only then acknowledges the input. The consistent-hash exchange
+  hashes the whole routing key, and the MQTT plugin's key carries the device too; keyed by the
+  home alone, every device of a patient lands in one partition. One partitioner at a time,
+  handling one message after the other, keeps each home's order.
 - ``partitions`` quorum queues ``<partition_exchange>.p<i>``, each bound with weight 1 and
   ``x-single-active-consumer``: every worker consumes every partition, the broker delivers each
   partition to one of them, and promotes another when that one's connection goes.
+
+- ``<partition_exchange>.lead``: a single-active-consumer queue holding one token message that
+  its active consumer never acknowledges. The worker holding the token *leads*: its pump alone
+  publishes the decisions of the outbox the workers share (rules/main.py). AMQP 0-9-1 does not
+  tell a consumer that it became the active one; receiving the token does. When the leader's
+  connection goes, the broker hands the token to the next consumer. (RabbitMQ 3.10 quorum queues
+  have no delivery limit; from 3.13 on the default limit of 20 would drop the token after 20
+  hand-overs: declare the queue with ``x-delivery-limit`` raised there.)
 
 A partition's message is acknowledged only after ``handle`` returned, i.e. after the engine's
 transaction committed. The first message a worker gets from a partition calls ``on_takeover``
@@ -56,6 +63,11 @@ __all__ = ["RulesAmqpSource"]
 logger = logging.getLogger(__name__)
 
 _QUORUM_SAC = {"x-queue-type": "quorum", "x-single-active-consumer": True}
+# One unacknowledged message per consumer: when a consumer's connection goes, a quorum queue
+# (RabbitMQ 3.10) gives its unacknowledged messages back, but not always in their order
+# (rabbitmq-server#6804; seen here with a backlog of 100: a home's reading overtook the one
+# before it). With one, there is nothing to reorder. It costs a round trip per message.
+_PREFETCH = 1
 _TOPIC_HEADER = "topic"
 
 
@@ -144,17 +156,21 @@ class RulesAmqpSource:
         self._conn = conn
         channel = conn.channel()
         self._declare(channel)
-        channel.basic_qos(prefetch_count=self.cfg.prefetch)
+        channel.basic_qos(prefetch_count=_PREFETCH)  # per consumer: each partition
         for i in range(self.cfg.partitions):
             channel.basic_consume(self.partition_queue(i), self._partition_callback(i),
                                   auto_ack=False)
+        self._publish_channel = conn.channel()
+        self._publish_channel.confirm_delivery()
+        source = conn.channel()
+        source.basic_qos(prefetch_count=_PREFETCH)
+        source.basic_consume(self.cfg.queue, self._partition_one, auto_ack=False)
+        self._declare_lead(conn.channel())
         self.consuming.set()
-        logger.info("consuming %d partitions of %s", self.cfg.partitions,
+        logger.info("consuming %s and %d partitions of %s", self.cfg.queue, self.cfg.partitions,
                     self.cfg.partition_exchange)
         while not self._stop.is_set():
             self.progress.beat()
-            if not self.leading.is_set():
-                self._try_lead(conn)
             conn.process_data_events(time_limit=1.0)
 
     def _declare(self, channel: Any) -> None:
@@ -170,28 +186,25 @@ class RulesAmqpSource:
             channel.queue_bind(self.partition_queue(i), self.cfg.partition_exchange,
                                routing_key="1")
 
-    def _try_lead(self, conn: pika.BlockingConnection) -> None:
-        """Take the lead if no other worker holds it: declaring an exclusive queue another
-        connection holds is refused (405 RESOURCE_LOCKED) and closes only that channel."""
-        try:
-            conn.channel().queue_declare(self.lead_queue, exclusive=True, auto_delete=True)
-        except pika.exceptions.ChannelClosedByBroker as exc:
-            if exc.reply_code != 405:
-                raise
-            return
-        publish = conn.channel()
-        publish.confirm_delivery()
-        self._publish_channel = publish
-        source = conn.channel()
-        source.basic_qos(prefetch_count=self.cfg.prefetch)
-        source.basic_consume(self.cfg.queue, self._partition_one, auto_ack=False)
-        logger.info("leading: partitioning %s by home into %s", self.cfg.queue,
-                    self.cfg.partition_exchange)
-        self._set_leading(True)
+    def _declare_lead(self, channel: Any) -> None:
+        """The lead token, put in by the first worker that finds the queue empty and unwatched
+        (two starting at once may both put one in: the active consumer then holds both)."""
+        ok = channel.queue_declare(self.lead_queue, durable=True, arguments=_QUORUM_SAC)
+        if ok.method.message_count == 0 and ok.method.consumer_count == 0:
+            channel.basic_publish("", self.lead_queue, b"lead",
+                                  pika.BasicProperties(delivery_mode=2))
+        channel.basic_consume(self.lead_queue, self._on_lead, auto_ack=False)
+
+    def _on_lead(self, _channel: Any, _method: Any, _props: Any, _body: bytes) -> None:
+        if not self.leading.is_set():  # never acknowledged: held while this connection lives
+            logger.info("leading: this worker publishes the decisions")
+            self._set_leading(True)
 
     # --- the partitioner ----------------------------------------------------------------------
     def _partition_one(self, channel: Any, method: Any, _props: Any, body: bytes) -> None:
         self.progress.beat()
+        if not self.counts["partitioned"]:
+            logger.info("partitioning %s by home", self.cfg.queue)
         topic = routing_key_to_topic(method.routing_key)
         parsed = self.topics.parse(topic)
         key = parsed.home if parsed is not None and parsed.home else topic

@@ -24,7 +24,6 @@ class RulesAmqpConfig(AmqpConnection):
     queue: str = Field("homevitals.rules.in", min_length=1, description="the partitioner's input")
     partition_exchange: str = Field("homevitals.rules", min_length=1)
     partitions: int = Field(8, ge=1, le=1024, description="queues <partition_exchange>.p<i>")
-    prefetch: int = Field(100, ge=1, le=65_535)
 
 
 class RulesConfig(Model):
