@@ -7,7 +7,8 @@ partitions) and is stopped; ``--readings`` readings of ``--homes`` homes are the
 partitioner (one publisher confirm per message) and the engine (one SQLite commit per reading)
 in its one AMQP thread. Figures: readings/s from the worker's start to empty queues, and the
 worker's CPU seconds (user + system, /proc/PID/stat) per reading, less what it spends to start
-(measured on empty queues).
+(measured on empty queues). For comparison, the same readings through the rule engine alone, in
+this process, on its own SQLite file (what one worker costs without the broker).
 
     .venv/bin/python bench/cluster_rules.py [--readings 2000] [--homes 50]
 """
@@ -33,7 +34,10 @@ from daemons import Daemon, write_config  # noqa: E402
 
 from homevitals import wire  # noqa: E402
 from homevitals.amqp import mqtt_filter_to_binding  # noqa: E402
+from homevitals.config import load_config  # noqa: E402
+from homevitals.outbox import DurableQueue  # noqa: E402
 from homevitals.readings import FieldValue, Measurement, Reading  # noqa: E402
+from homevitals.rules.engine import RuleEngine  # noqa: E402
 from homevitals.topics import Topics  # noqa: E402
 from homevitals.units import Unit  # noqa: E402
 
@@ -51,7 +55,9 @@ def _cpu_seconds(pid: int) -> float:
 def _config(tmp: Path, cluster: RabbitCluster, homes: int) -> Path:
     data: dict[str, Any] = {
         "mqtt": {"protocol": "3.1.1", "brokers": cluster.mqtt_brokers},
-        "homes": [{"id": f"home-{k}", "patients": [{"id": f"pat-{k}", "name": f"P {k}"}],
+        "homes": [{"id": f"home-{k}", "timezone": "Europe/Ljubljana",
+                   "patients": [{"id": f"pat-{k}", "name": f"P {k}", "care_team": [
+                       {"name": "Dr. K", "role": "family_doctor", "phone": "+15550100001"}]}],
                    "devices": [{"id": f"cgm-{k}", "kind": "cgm", "patient": f"pat-{k}"}]}
                   for k in range(homes)],
         "rules": {"source": "amqp", "tick_seconds": 0, "definitions": [RULE],
@@ -62,16 +68,35 @@ def _config(tmp: Path, cluster: RabbitCluster, homes: int) -> Path:
     return write_config(tmp / "rules" / "hv.yaml", data)
 
 
-def _fill(url: str, n: int, homes: int) -> None:
-    topics = Topics()
-    conn = pika.BlockingConnection(pika.URLParameters(url))
-    ch = conn.channel()
+def _readings(n: int, homes: int) -> list[Reading]:
+    out = []
     for i in range(n):
         k, step = i % homes, i // homes
         t = T0 + timedelta(minutes=5 * step)
-        r = Reading(f"r{i}", f"home-{k}", f"pat-{k}", f"cgm-{k}", Measurement.GLUCOSE,
-                    {"glucose": FieldValue(5.0 + (step % 10) / 10, Unit.MMOL_PER_L)}, t, t)
-        key = mqtt_filter_to_binding(topics.reading(f"home-{k}", f"cgm-{k}"))
+        out.append(Reading(f"r{i}", f"home-{k}", f"pat-{k}", f"cgm-{k}", Measurement.GLUCOSE,
+                           {"glucose": FieldValue(5.0 + (step % 10) / 10, Unit.MMOL_PER_L)},
+                           t, t))
+    return out
+
+
+def _engine_alone(tmp: Path, cfg: Path, readings: list[Reading]) -> tuple[float, float]:
+    """Readings/s and CPU us per reading of the rule engine in this process."""
+    config = load_config(cfg)
+    engine = RuleEngine(list(config.rules.definitions), config.homes,
+                        DurableQueue(tmp / "engine-alone.sqlite"), Topics())
+    wall, cpu = time.monotonic(), time.process_time()
+    for r in readings:
+        engine.on_reading(r)
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    return len(readings) / wall, 1e6 * cpu / len(readings)
+
+
+def _fill(url: str, readings: list[Reading]) -> None:
+    topics = Topics()
+    conn = pika.BlockingConnection(pika.URLParameters(url))
+    ch = conn.channel()
+    for r in readings:
+        key = mqtt_filter_to_binding(topics.reading(r.home, r.device))
         ch.basic_publish("amq.topic", key, wire.encode(r), pika.BasicProperties(delivery_mode=2))
     conn.close()
 
@@ -113,7 +138,10 @@ def main() -> None:
             cfg = _config(tmp, cluster, args.homes)
             url = cluster.amqp_urls[0]
             _, idle_cpu = _drain(tmp, cfg, url, 0)  # declares the queues; the start's CPU
-            _fill(url, args.readings, args.homes)
+            readings = _readings(args.readings, args.homes)
+            rate, cpu_us = _engine_alone(tmp, cfg, readings)
+            print(f"the engine alone: {rate:.0f} readings/s, CPU {cpu_us:.0f} us per reading")
+            _fill(url, readings)
             print(f"{_waiting(url)} readings wait in homevitals.rules.in")
             seconds, cpu = _drain(tmp, cfg, url, args.readings)
             print(f"1 worker, {PARTITIONS} partitions: {args.readings} readings drained in"
