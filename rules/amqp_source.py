@@ -26,9 +26,11 @@ idempotent):
   hand-overs: declare the queue with ``x-delivery-limit`` raised there.)
 
 A partition's message is acknowledged only after ``handle`` returned, i.e. after the engine's
-transaction committed. The first message a worker gets from a partition calls ``on_takeover``
-first (the new owner's state for those patients). The handler's edge is the Subscriber's: a
-failure becomes a dead letter, then the message is acknowledged.
+transaction committed. The first message of a home that a worker gets calls ``take_over`` with
+the home first (its patients' state must be there before their first message); when the
+connection goes, ``give_up`` gets every home it had (the broker hands their partitions on). The
+handler's edge is the Subscriber's: a failure becomes a dead letter, then the message is
+acknowledged.
 
 Threads: one of ours runs pika's ``BlockingConnection`` and everything on it (pika's blocking
 adapter is not thread-safe); the engine runs inside its callbacks.
@@ -73,14 +75,17 @@ _TOPIC_HEADER = "topic"
 
 class RulesAmqpSource:
     def __init__(self, cfg: RulesAmqpConfig, topics: Topics, handle: Callable[[Delivered], None],
-                 dead_letter: DeadLetterSink, on_takeover: Callable[[int], None]) -> None:
+                 dead_letter: DeadLetterSink, take_over: Callable[[str], None],
+                 give_up: Callable[[set[str]], None]) -> None:
         self.cfg = cfg
         self.topics = topics
         self.bindings = [mqtt_filter_to_binding(b) for b in topics.rules_subscriptions]
         self.params = connection_params(cfg, "rules.amqp.password")
-        self.handle, self.dead_letter, self.on_takeover = handle, dead_letter, on_takeover
+        self.handle, self.dead_letter = handle, dead_letter
+        self.take_over, self.give_up = take_over, give_up
         self.on_leading: list[Callable[[bool], None]] = []
         self.owned: set[int] = set()  # partitions this worker has had a message from
+        self.homes: set[str] = set()  # homes this worker has taken over (a partition's key)
         self.consuming = threading.Event()
         self.leading = threading.Event()
         self.progress = Progress()
@@ -135,7 +140,9 @@ class RulesAmqpSource:
         self._set_leading(False)
         if self.owned:
             logger.warning("partitions %s are no longer ours", sorted(self.owned))
+            self.give_up(set(self.homes))
         self.owned.clear()
+        self.homes.clear()
         self._publish_channel = None
         conn, self._conn = self._conn, None
         close_quietly(conn)
@@ -225,9 +232,12 @@ class RulesAmqpSource:
         self.progress.beat()
         if i not in self.owned:
             logger.info("partition %d: taking over", i)
-            self.on_takeover(i)  # the patients' state before their first message
             self.owned.add(i)
             self.counts["takeovers"] += 1
+        home = method.routing_key  # the partitioner's key
+        if home not in self.homes:
+            self.take_over(home)  # its patients' state before their first message
+            self.homes.add(home)
         headers = props.headers or {}
         topic = headers.get(_TOPIC_HEADER) or routing_key_to_topic(method.routing_key)
         if self._handled(str(topic), body):

@@ -80,14 +80,28 @@ class RulesApp:
     def _on_publish(self, _c: mqtt.Client, _ud: Any, mid: int, rc: Any, _p: Any = None) -> None:
         self.pump.on_publish(mid, rc)
 
-    def takeover(self, partition: int) -> None:
-        """The patients of ``partition`` are this worker's from now on, and their state must be
-        here before their first message is handled. The engine reads every piece of it from
-        ``rules.state_path`` inside each transaction (one SQLite file the workers of one host
-        share), so there is nothing to load yet; a store that caches per patient loads them
-        here. The device clocks are memory only and relearned (rules/device_clock.py)."""
-        logger.info("partition %d: its patients' state is read from %s", partition,
+    def take_over_home(self, home: str) -> None:
+        """The source's hook: the patients of ``home`` are this worker's from now on."""
+        patients = [p.id for h in self.cfg.homes if h.id == home for p in h.patients]
+        self.take_over(patients)
+
+    def give_up_homes(self, homes: set[str]) -> None:
+        """The source's hook: another worker owns these homes now."""
+        self.give_up([p.id for h in self.cfg.homes if h.id in homes for p in h.patients])
+
+    def take_over(self, patients: list[str]) -> int:
+        """Stand-in with the signature of branch rstate's ``RulesApp.take_over``, which loads
+        the patients' state and adopts their pending decisions: here the engine reads all of
+        it from ``rules.state_path`` inside each transaction (one SQLite file the workers of
+        one host share), so there is nothing to load; device clocks are memory only and
+        relearned (rules/device_clock.py). Returns the decisions adopted."""
+        logger.info("taking over %s: their state is read from %s", ", ".join(patients),
                     self.cfg.rules.state_path)
+        return 0
+
+    def give_up(self, patients: list[str]) -> None:
+        """Stand-in with the signature of branch rstate's ``RulesApp.give_up``."""
+        logger.info("no longer the owner of %s", ", ".join(patients))
 
     def _on_timer(self, key: str) -> None:
         if self.engine.tick():
@@ -126,14 +140,16 @@ def _amqp_source(app: RulesApp) -> RulesAmqpSource:
 
     assert app.cfg.rules.amqp is not None  # RulesConfig checks it
     return RulesAmqpSource(app.cfg.rules.amqp, app.topics, app.intake.handle, app.dead.keep,
-                           app.takeover)
+                           app.take_over_home, app.give_up_homes)
 
 
 class _LeadGate:
-    """In the cluster profile the workers of one host share the outbox (``rules.state_path``),
-    so decisions leave through one worker at a time: the one that leads (holds the partitioner),
-    while its MQTT session is up. A decision another worker committed waits for the leader's
-    pump (it looks at the outbox at least every second)."""
+    """In the cluster profile the workers of one host share the outbox (``rules.state_path``), so
+    decisions leave through one worker at a time: the one that leads (holds the lead token),
+    while its MQTT session is up. (With outbox rows that name their worker, as on branch
+    rstate's ``rules.state_url``, each pump publishes its own rows and this gate must go.) A
+    decision another worker committed waits for the leader's pump (it looks at the outbox at
+    least every second)."""
 
     def __init__(self, pump: OutboxPump) -> None:
         self.pump = pump
