@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pika
+import pytest
 import yaml
 from cluster_fixtures import rabbit_cluster  # noqa: F401 - fixture
 from cluster_servers import RabbitCluster
@@ -27,6 +28,7 @@ from homevitals import wire
 from homevitals.amqp import mqtt_filter_to_binding
 from homevitals.clock import SystemClock
 from homevitals.config import MqttConfig, parse_config
+from homevitals.errors import ConfigError
 from homevitals.gateway.publisher import Publisher
 from homevitals.outbox import DurableQueue
 from homevitals.readings import AlertDecision, FieldValue, Measurement, Reading
@@ -255,3 +257,23 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
             worker.kill()
         decisions.stop.set()
         decisions.join(5)
+
+
+def test_rules_cluster_settings_are_checked_at_start() -> None:
+    """``rules.source: amqp`` without its section, and an id with a '.' (two routing-key levels:
+    the partitioner would key the home wrongly), are named with their file, line and key."""
+    data = {"homes": _homes(), "rules": {"source": "amqp"}}
+    text = yaml.safe_dump(data, sort_keys=False)
+    line = text.splitlines().index("  source: amqp") + 1
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "cluster.yaml")
+    assert err.value.problems == [
+        f"cluster.yaml:{line}: rules: source amqp needs an amqp section (urls)"]
+    homes = _homes()
+    homes[1] = {**homes[1], "id": "home.1"}
+    data = {"homes": homes, "rules": {"source": "amqp", "amqp": {"urls": ["amqp://h:5672/%2F"]}}}
+    with pytest.raises(ConfigError) as err:
+        parse_config(yaml.safe_dump(data, sort_keys=False), "cluster.yaml")
+    assert [p.split(": ", 1)[1] for p in err.value.problems] == [
+        "homes.1.id: 'home.1': no '.' in the cluster profile (RabbitMQ routing keys separate"
+        " topic levels by '.')"]
