@@ -130,6 +130,9 @@ class RulesApp:
             self.pump.drain(drain_seconds)
         self.pump.stop()
         if self.source is not None:
+            # After the pump: the lead token moves on when this connection closes, and a
+            # decision committed meanwhile waits in the shared outbox for the next leader's
+            # pump (two pumps never publish at once).
             self.source.stop()
         self.subscriber.stop()
         self.outbox.close()
