@@ -12,6 +12,7 @@ import re
 import signal
 import threading
 import time
+import urllib.request
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ import yaml
 from cluster_fixtures import rabbit_cluster  # noqa: F401 - fixture
 from cluster_servers import RabbitCluster
 from daemons import Daemon, wait_until, write_config
+from servers import free_port
 
 from homevitals import wire
 from homevitals.amqp import mqtt_filter_to_binding
@@ -74,7 +76,7 @@ def _rotated(items: list[str], k: int) -> list[str]:
     return items[k % len(items):] + items[:k % len(items)]
 
 
-def _worker_config(tmp: Path, cluster: RabbitCluster, k: int) -> Path:
+def _worker_config(tmp: Path, cluster: RabbitCluster, k: int, metrics_port: int) -> Path:
     data = {
         "mqtt": {"protocol": "3.1.1", "brokers": _rotated(cluster.mqtt_brokers, k)},
         "homes": _homes(),
@@ -85,6 +87,7 @@ def _worker_config(tmp: Path, cluster: RabbitCluster, k: int) -> Path:
             "state_path": str(tmp / "rules-state.sqlite"),  # shared by both workers (WAL)
             "schedule_path": str(tmp / f"rules-{k}-schedule.sqlite"),
             "tick_seconds": 0,
+            "metrics": {"port": metrics_port},
             "definitions": RULES,
         },
     }
@@ -171,6 +174,16 @@ def _active_consumers(cluster: RabbitCluster) -> dict[str, list[str]]:
     return out
 
 
+def _ownership(port: int) -> tuple[int, int]:
+    """(partitions owned, leading) as the worker's /metrics shows them to an operator."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        page = r.read().decode()
+    values = dict(re.findall(r"^(homevitals_rules_(?:partitions_owned|leading)) (\S+)$", page,
+                             re.M))
+    return (int(float(values["homevitals_rules_partitions_owned"])),
+            int(float(values["homevitals_rules_leading"])))
+
+
 def _taken_over(log: str) -> set[int]:
     return {int(m) for m in re.findall(r"partition (\d+): taking over", log)}
 
@@ -193,14 +206,16 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
     cluster = rabbit_cluster
     expected = _single_node(tmp_path)
     assert sum(len(v) for v in expected.values()) >= HOMES * CYCLES * 4  # the run has episodes
-    workers = [Daemon("rules", _worker_config(tmp_path, cluster, 0), tmp_path / "rules-0")]
+    ports = [free_port(), free_port()]
+    workers = [Daemon("rules", _worker_config(tmp_path, cluster, 0, ports[0]),
+                      tmp_path / "rules-0")]
     decisions = Decisions(cluster, f"test.decisions.{tmp_path.name}")
     decisions.start()
     publishers: list[tuple[DurableQueue, Publisher]] = []
     figures: dict[str, float] = {}
     try:
         workers[0].wait_log("leading", 60)  # worker 0 first: it is active on every queue
-        workers.append(Daemon("rules", _worker_config(tmp_path, cluster, 1),
+        workers.append(Daemon("rules", _worker_config(tmp_path, cluster, 1, ports[1]),
                               tmp_path / "rules-1"))
         workers[1].wait_log("consuming", 60)
         publishers = _publishers(tmp_path, cluster)
@@ -217,6 +232,9 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
                 assert all(sorted(flags) == ["false", "true"] for flags in active.values()), active
                 assert len(active) == PARTITIONS
                 assert "taking over" not in workers[1].log()  # a standby so far
+                owned = _ownership(ports[0])
+                assert owned[1] == 1 and owned[0] >= 1, owned
+                assert _ownership(ports[1]) == (0, 0)
                 workers[0].proc.send_signal(signal.SIGKILL)
                 killed_at = time.monotonic()
                 workers[0].wait(10)
@@ -231,6 +249,7 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
         # the partitions with a home in them: the killed worker's, and then the other's
         before, after = _taken_over(workers[0].log()), _taken_over(workers[1].log())
         assert before and after == before, (before, after)
+        assert _ownership(ports[1]) == (len(before), 1)
 
         got = decisions.by_patient()
         for patient, want_list in expected.items():
