@@ -11,7 +11,8 @@ command -v influxd >/dev/null || missing+=(influxdb)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies configs/systemd/
 command -v dbus-daemon >/dev/null || missing+=(dbus)  # the pairing agent on a private bus
 command -v curl >/dev/null || missing+=(curl)  # tests/test_server_guide.py runs docs/server.md
-# tests/test_cluster_ingest.py: a three-node RabbitMQ cluster (docs/cluster.md);
+# tests/test_cluster_ingest.py, tests/test_cluster_rules.py: a three-node RabbitMQ cluster
+# (docs/cluster.md);
 # bench/cluster_brokers.py also compares NATS JetStream.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
