@@ -17,18 +17,15 @@ idempotent):
   ``x-single-active-consumer``: every worker consumes every partition, the broker delivers each
   partition to one of them, and promotes another when that one's connection goes.
 
-- ``<partition_exchange>.lead``: a single-active-consumer queue holding one token message that
-  its active consumer never acknowledges. The worker holding the token *leads*: its pump alone
-  publishes the decisions of the outbox the workers share (rules/main.py). AMQP 0-9-1 does not
-  tell a consumer that it became the active one; receiving the token does. When the leader's
-  connection goes, the broker hands the token to the next consumer. (RabbitMQ 3.10 quorum queues
-  have no delivery limit; from 3.13 on the default limit of 20 would drop the token after 20
-  hand-overs: declare the queue with ``x-delivery-limit`` raised there.)
+Each worker's pump publishes only the decisions it wrote (``rules/store.py``: outbox rows name
+their worker), so no worker needs to lead.
 
 A partition's message is acknowledged only after ``handle`` returned, i.e. after the engine's
 transaction committed. The first message of a home that a worker gets calls ``take_over`` with
 the home first (its patients' state must be there before their first message); when the
-connection goes, ``give_up`` gets every home it had (the broker hands their partitions on). The
+connection goes, ``give_up`` gets every home it had (the broker hands their partitions on).
+``take_over`` also adopts the home's decisions a dead owner left unpublished, so they wait for the
+home's next message (AMQP 0-9-1 does not tell a consumer that it became the active one). The
 handler's edge is the Subscriber's: a failure becomes a dead letter, then the message is
 acknowledged.
 
@@ -83,11 +80,9 @@ class RulesAmqpSource:
         self.params = connection_params(cfg, "rules.amqp.password")
         self.handle, self.dead_letter = handle, dead_letter
         self.take_over, self.give_up = take_over, give_up
-        self.on_leading: list[Callable[[bool], None]] = []
         self.owned: set[int] = set()  # partitions this worker has had a message from
         self.homes: set[str] = set()  # homes this worker has taken over (a partition's key)
         self.consuming = threading.Event()
-        self.leading = threading.Event()
         self.progress = Progress()
         self.counts = {"partitioned": 0, "handled": 0, "takeovers": 0, "errors": 0}
         self._conn: pika.BlockingConnection | None = None
@@ -97,10 +92,6 @@ class RulesAmqpSource:
 
     def partition_queue(self, i: int) -> str:
         return f"{self.cfg.partition_exchange}.p{i}"
-
-    @property
-    def lead_queue(self) -> str:
-        return f"{self.cfg.partition_exchange}.lead"
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -134,10 +125,9 @@ class RulesAmqpSource:
         self._lost()
 
     def _lost(self) -> None:
-        """Everything held on the connection is gone with it: the lead, the partitions (the
-        broker gives them to another worker) and the unacknowledged messages."""
+        """Everything held on the connection is gone with it: the partitions (the broker gives
+        them to another worker) and the unacknowledged messages."""
         self.consuming.clear()
-        self._set_leading(False)
         if self.owned:
             logger.warning("partitions %s are no longer ours", sorted(self.owned))
             self.give_up(set(self.homes))
@@ -146,16 +136,6 @@ class RulesAmqpSource:
         self._publish_channel = None
         conn, self._conn = self._conn, None
         close_quietly(conn)
-
-    def _set_leading(self, leading: bool) -> None:
-        if leading == self.leading.is_set():
-            return
-        if leading:
-            self.leading.set()
-        else:
-            self.leading.clear()
-        for cb in self.on_leading:
-            cb(leading)
 
     # --- the connection -----------------------------------------------------------------------
     def _consume(self) -> None:
@@ -172,7 +152,6 @@ class RulesAmqpSource:
         source = conn.channel()
         source.basic_qos(prefetch_count=_PREFETCH)
         source.basic_consume(self.cfg.queue, self._partition_one, auto_ack=False)
-        self._declare_lead(conn.channel())
         self.consuming.set()
         logger.info("consuming %s and %d partitions of %s", self.cfg.queue, self.cfg.partitions,
                     self.cfg.partition_exchange)
@@ -192,20 +171,6 @@ class RulesAmqpSource:
             # rabbitmq_consistent_hash_exchange: the binding key is the partition's weight.
             channel.queue_bind(self.partition_queue(i), self.cfg.partition_exchange,
                                routing_key="1")
-
-    def _declare_lead(self, channel: Any) -> None:
-        """The lead token, put in by the first worker that finds the queue empty and unwatched
-        (two starting at once may both put one in: the active consumer then holds both)."""
-        ok = channel.queue_declare(self.lead_queue, durable=True, arguments=_QUORUM_SAC)
-        if ok.method.message_count == 0 and ok.method.consumer_count == 0:
-            channel.basic_publish("", self.lead_queue, b"lead",
-                                  pika.BasicProperties(delivery_mode=2))
-        channel.basic_consume(self.lead_queue, self._on_lead, auto_ack=False)
-
-    def _on_lead(self, _channel: Any, _method: Any, _props: Any, _body: bytes) -> None:
-        if not self.leading.is_set():  # never acknowledged: held while this connection lives
-            logger.info("leading: this worker publishes the decisions")
-            self._set_leading(True)
 
     # --- the partitioner ----------------------------------------------------------------------
     def _partition_one(self, channel: Any, method: Any, _props: Any, body: bytes) -> None:

@@ -53,6 +53,10 @@ class RulesConfig(Model):
     def _source_settings(self) -> RulesConfig:
         if self.source == "amqp" and self.amqp is None:
             raise ValueError("source amqp needs an amqp section (urls)")
+        if self.source == "amqp" and self.state_url is None:
+            # Workers that hand patients to each other share their state: one SQLite file per
+            # worker would lose it at each takeover (docs/cluster.md "Rules ownership").
+            raise ValueError("source amqp needs state_url (the workers' shared PostgreSQL)")
         return self
 
     @model_validator(mode="after")

@@ -40,8 +40,6 @@ def _partition_metrics(app: RulesApp) -> list[Metric]:
         gauge("homevitals_rules_partitions_owned",
               "partitions this worker has handled a message of since it connected",
               len(source.owned)),
-        gauge("homevitals_rules_leading", "1 while this worker holds the lead (its pump"
-              " publishes the decisions)", source.leading.is_set()),
         counter("homevitals_rules_partitioned_total",
                 "messages this worker re-keyed by home into the partitions",
                 source.counts["partitioned"]),
