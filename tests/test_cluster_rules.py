@@ -6,7 +6,8 @@ devices of a patient share a partition, and each partition has one active consum
 killed with SIGKILL while lows are in progress: the other worker takes over every partition with
 the patients' state (``RulesApp.take_over``: their state from the database, the decisions the
 dead worker left unpublished), and the decisions are exactly those of one rules engine that saw
-every reading in order."""
+every reading in order. One ``homevitals alerts`` daemon on the same broker sends the SMS through
+the real twilio client to the Twilio stand-in: as many per episode as one node's alerts send."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,10 +30,13 @@ from cluster_servers import RabbitCluster
 from daemons import Daemon, wait_until, write_config
 from pg_servers import Postgres
 from servers import free_port
+from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
 from homevitals import wire
+from homevitals.alerts.escalation import Escalator
+from homevitals.alerts.ledger import Ledger
 from homevitals.amqp import mqtt_filter_to_binding
-from homevitals.clock import SystemClock
+from homevitals.clock import SimulatedClock, SystemClock
 from homevitals.config import MqttConfig, parse_config
 from homevitals.errors import ConfigError
 from homevitals.gateway.publisher import Publisher
@@ -64,16 +68,27 @@ RULES: list[dict[str, Any]] = [
      "field": "systolic", "above": 179, "clear_at": 160, "unit": "mmHg", "severity": "high",
      "reason": "Hypertensive crisis"},
 ]
+# The family doctor only, and no escalation, reminder or budget within the run: SMS then follow
+# from the decisions alone, so one node's count does not depend on timing.
+ALERTS: dict[str, Any] = {
+    "routes": [{"chain": ["family_doctor"], "escalate_after_minutes": 600,
+                "renotify_minutes": 600, "max_reminders": 0}],
+    "sms_per_hour": 1000,
+}
 
 
 def _homes() -> list[dict[str, Any]]:
     return [{
         "id": f"home-{k}", "timezone": "Europe/Ljubljana",
         "patients": [{"id": f"pat-{k}", "name": f"Patient {k}", "care_team": [
-            {"name": "Dr. K", "role": "family_doctor", "phone": "+15550100001"}]}],
+            {"name": "Dr. K", "role": "family_doctor", "phone": _phone(k)}]}],
         "devices": [{"id": f"cgm-{k}", "kind": "cgm", "patient": f"pat-{k}"},
                     {"id": f"bp-{k}", "kind": "blood_pressure", "patient": f"pat-{k}"}],
     } for k in range(HOMES)]
+
+
+def _phone(k: int) -> str:
+    return f"+155501000{10 + k}"
 
 
 def _rotated(items: list[str], k: int) -> list[str]:
@@ -87,6 +102,12 @@ def postgres() -> Iterator[Postgres]:
         yield pg
     finally:
         pg.cleanup()
+
+
+@pytest.fixture
+def standin() -> Iterator[TwilioStandin]:
+    with TwilioStandin() as s:
+        yield s
 
 
 def _worker_config(tmp: Path, cluster: RabbitCluster, state_url: str, k: int,
@@ -124,17 +145,59 @@ def _readings(k: int, step: int) -> list[tuple[str, Reading]]:
     return [(Topics().reading(home, device), r) for device, r in out]
 
 
-def _single_node(tmp: Path) -> dict[str, list[tuple[str, str, str, str]]]:
+def _single_node(tmp: Path) -> list[AlertDecision]:
     """What one rules engine decides from every reading, in order: the reference."""
     cfg = parse_config(yaml.safe_dump({"homes": _homes(), "rules": {"definitions": RULES}}))
     engine = RuleEngine(list(cfg.rules.definitions), cfg.homes,
                         DurableQueue(tmp / "single-node.sqlite"), Topics())
+    return [d for step in range(CYCLES * len(CGM)) for k in range(HOMES)
+            for _topic, r in _readings(k, step) for d in engine.on_reading(r)]
+
+
+def _by_patient(decisions: list[AlertDecision]) -> dict[str, list[tuple[str, str, str, str]]]:
     out: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
-    for step in range(CYCLES * len(CGM)):
-        for k in range(HOMES):
-            for _topic, r in _readings(k, step):
-                out[r.patient] += [_key(d) for d in engine.on_reading(r)]
+    for d in decisions:
+        out[d.patient].append(_key(d))
     return out
+
+
+def _sms_per_episode(ledger: Ledger) -> Counter[str]:
+    """SMS per alert (one per episode) in an alerts ledger."""
+    return Counter(str(h["alert_id"]) for h in ledger.history() if h["kind"])
+
+
+def _single_node_sms(tmp: Path, decisions: list[AlertDecision]) -> Counter[str]:
+    """What one node's alerts stage sends for the reference decisions."""
+    cfg = parse_config(yaml.safe_dump({"homes": _homes(), "alerts": ALERTS}))
+    ledger = Ledger(tmp / "single-node-alerts.sqlite")
+    esc = Escalator(cfg, ledger, SimulatedClock(datetime.now(UTC)))
+    for d in decisions:
+        esc.on_decision(d)
+    try:
+        return _sms_per_episode(ledger)
+    finally:
+        ledger.close()
+
+
+def _alert_ids(decisions: list[AlertDecision], k: int) -> set[str]:
+    return {d.alert_id for d in decisions if d.patient == f"pat-{k}"}
+
+
+def _alerts_daemon(tmp: Path, cluster: RabbitCluster, standin: TwilioStandin) -> Daemon:
+    work = tmp / "alerts"
+    work.mkdir()
+    data = {
+        "mqtt": {"protocol": "3.1.1", "brokers": cluster.mqtt_brokers},
+        "homes": _homes(),
+        "alerts": {**ALERTS, "client_id": f"alerts-{tmp.name}", "notifier": "twilio",
+                   "outbox_path": str(work / "alerts.sqlite"),
+                   "twilio": {"from_number": "+15550109999",
+                              "api_base_url": standin.base_url, "timeout_seconds": 3}},
+    }
+    env = {"TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN}
+    d = Daemon("alerts", write_config(work / "hv.yaml", data), work, env=env)
+    d.wait_log("ready: subscribed", 60)
+    return d
 
 
 def _step(reading_id: str) -> int:
@@ -170,10 +233,7 @@ class Decisions(threading.Thread):
         self.conn.close()
 
     def by_patient(self) -> dict[str, list[tuple[str, str, str, str]]]:
-        out: dict[str, list[tuple[str, str, str, str]]] = defaultdict(list)
-        for _t, d in self.seen:
-            out[d.patient].append(_key(d))
-        return out
+        return _by_patient([d for _t, d in self.seen])
 
 
 def _active_consumers(cluster: RabbitCluster) -> dict[str, list[str]]:
@@ -212,11 +272,15 @@ def _publishers(tmp: Path, cluster: RabbitCluster) -> list[tuple[DurableQueue, P
 
 
 def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
-    tmp_path: Path, rabbit_cluster: RabbitCluster, postgres: Postgres  # noqa: F811
+    tmp_path: Path, rabbit_cluster: RabbitCluster, postgres: Postgres,  # noqa: F811
+    standin: TwilioStandin,
 ) -> None:
     cluster = rabbit_cluster
-    expected = _single_node(tmp_path)
+    reference = _single_node(tmp_path)
+    expected = _by_patient(reference)
     assert sum(len(v) for v in expected.values()) >= HOMES * CYCLES * 4  # the run has episodes
+    sms_expected = _single_node_sms(tmp_path, reference)
+    alerts: Daemon | None = None
     ports = [free_port(), free_port()]
     workers = [Daemon("rules", _worker_config(tmp_path, cluster, postgres.url, 0, ports[0]),
                       tmp_path / "rules-0")]
@@ -225,6 +289,7 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
     publishers: list[tuple[DurableQueue, Publisher]] = []
     figures: dict[str, float] = {}
     try:
+        alerts = _alerts_daemon(tmp_path, cluster, standin)
         workers[0].wait_log("consuming", 60)  # worker 0 first: it is active on every queue
         workers.append(Daemon("rules", _worker_config(tmp_path, cluster, postgres.url, 1, ports[1]),
                               tmp_path / "rules-1"))
@@ -272,9 +337,22 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
                 and row[0].startswith(("homevitals.rules.p", "homevitals.rules.in"))}
         assert len(left) == PARTITIONS + 1
         assert set(left.values()) == {"0"}, left  # every reading handled and acknowledged
+        wait_until("every SMS", lambda: len(standin.messages) >= sum(sms_expected.values()),
+                   30, 0.2)
+        time.sleep(1.0)  # room for a second SMS, were there one
+        sent = Ledger(tmp_path / "alerts" / "alerts.sqlite")
+        try:
+            assert _sms_per_episode(sent) == sms_expected, "SMS per episode differ from one node's"
+        finally:
+            sent.close()
+        per_phone = Counter(m.to for m in standin.messages)
+        assert per_phone == {_phone(k): sum(n for a, n in sms_expected.items() if a in ids)
+                             for k in range(HOMES) for ids in [_alert_ids(reference, k)]}
+        assert standin.violations == []
         print(f"\npartitions with a home: {sorted(before)}, taken over after the kill")
         print(f"{HOMES} patients x {CYCLES * len(CGM)} steps (CGM + cuff), "
-              f"{sum(want.values())} decisions = one node's; readings lost to rules 0")
+              f"{sum(want.values())} decisions = one node's; readings lost to rules 0; "
+              f"{len(standin.messages)} SMS in {len(sms_expected)} episodes = one node's")
         for what, value in figures.items():
             print(f"  {what}: {value:.1f}")
         assert figures["alerting resumed after the kill, s"] < RESUME_LIMIT_S
@@ -282,7 +360,7 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
         for queue, pub in publishers:
             pub.stop(flush_seconds=1)
             queue.close()
-        for worker in workers:
+        for worker in [*workers, *([alerts] if alerts else [])]:
             worker.kill()
         decisions.stop.set()
         decisions.join(5)
