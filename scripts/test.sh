@@ -16,7 +16,8 @@ command -v curl >/dev/null || missing+=(curl)  # tests/test_server_guide.py runs
 # bench/cluster_brokers.py also compares NATS JetStream.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
-# tests/test_cluster_alerts.py: the alert ledger on PostgreSQL, and Patroni over etcd (pg_servers.py)
+# tests/test_cluster_alerts.py, tests/test_cluster_rules.py: the alert ledger and the rules' state on
+# PostgreSQL, and Patroni over etcd (pg_servers.py)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 command -v patroni >/dev/null || missing+=(patroni)
 command -v etcd >/dev/null || missing+=(etcd-server)
