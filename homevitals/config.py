@@ -193,7 +193,7 @@ class Config(Model):
         """RabbitMQ's MQTT plugin turns each '/' of a topic into '.' in the routing key and leaves
         a '.' as it is (rabbit_mqtt_util:mqtt2amqp), so in the cluster profile an id with a '.'
         would become two topic levels: bound to no queue, and dropped (docs/cluster.md)."""
-        if self.ingest.source != "amqp" and not self.mqtt.brokers:
+        if "amqp" not in (self.ingest.source, self.rules.source) and not self.mqtt.brokers:
             return
         why = "no '.' in the cluster profile (RabbitMQ routing keys separate topic levels by '.')"
         if "." in self.mqtt.topic_prefix:

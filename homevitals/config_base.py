@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from homevitals.readings import Measurement, Severity
 
 __all__ = [
-    "DEVICE_MEASUREMENTS", "E164", "DeviceKind", "MetricsConfig", "Model", "MqttLogin",
+    "DEVICE_MEASUREMENTS", "E164", "AmqpConnection", "DeviceKind", "MetricsConfig", "Model",
+    "MqttLogin",
     "RuleOverride", "TimeWindow",
 ]
 
@@ -38,6 +39,17 @@ class MqttLogin(Model):
     username: str
     password_env: str | None = None
     password_file: str | None = None
+
+
+class AmqpConnection(Model):
+    """How a daemon of the cluster profile reaches the RabbitMQ nodes over AMQP 0-9-1
+    (docs/cluster.md); the stages' ``amqp`` sections add their queues to it."""
+
+    urls: list[str] = Field(min_length=1, description="amqp://user@host:port/vhost of each node")
+    password_env: str | None = None
+    password_file: str | None = None
+    exchange: str = "amq.topic"
+    heartbeat_seconds: int = Field(30, ge=0, le=600)
 
 
 class MetricsConfig(Model):

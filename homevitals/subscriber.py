@@ -82,7 +82,8 @@ class Subscriber:
         if reason_failed(rc):
             logger.error("broker refused the connection: %s", rc)
             return
-        client.subscribe([(t, 1) for t in self.topics])
+        if self.topics:  # none: a session that only publishes (rules in the cluster profile)
+            client.subscribe([(t, 1) for t in self.topics])
         for cb in self.on_connected:
             cb(True)
 

@@ -1,13 +1,11 @@
 """Readings from a RabbitMQ cluster's quorum queue: ingest's source in the cluster profile.
 
 Gateways publish over MQTT to any node; the MQTT plugin routes each message to ``amq.topic``
-with the topic as routing key, each '/' made a '.' (rabbit_mqtt_util:mqtt2amqp; a '.' stays,
-which is why the cluster profile's ids may not contain one: homevitals.config checks that).
-Every ingest worker of one InfluxDB replica consumes the same durable quorum queue (competing
-consumers: each message goes to one of them), and each replica has a queue of its own, so every
-replica gets every reading (docs/cluster.md). A message is acknowledged only after its batch is
-written; a worker that dies leaves its unacknowledged messages to the broker, which delivers them
-to another worker.
+(``homevitals.amqp``: the mapping, the connection parameters). Every ingest worker of one
+InfluxDB replica consumes the same durable quorum queue (competing consumers: each message goes
+to one of them), and each replica has a queue of its own, so every replica gets every reading
+(docs/cluster.md). A message is acknowledged only after its batch is written; a worker that dies
+leaves its unacknowledged messages to the broker, which delivers them to another worker.
 
 Threads: one of ours runs pika's ``BlockingConnection`` (not thread-safe), so the writer's
 acknowledgements and dead letters are handed to it with ``add_callback_threadsafe``. The prefetch
@@ -20,13 +18,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
 import pika
-import pika.exceptions
 
+from homevitals.amqp import (
+    EXPECTED,
+    MAX_PREFETCH,
+    Delivered,
+    close_quietly,
+    connection_params,
+    mqtt_filter_to_binding,
+    routing_key_to_topic,
+)
 from homevitals.backoff import Backoff
-from homevitals.config import AmqpSourceConfig, read_secret
+from homevitals.config import AmqpSourceConfig
 from homevitals.ingest.source import Deliver
 from homevitals.runtime import Condition, Progress, Worker, thread_worker
 
@@ -34,34 +40,15 @@ __all__ = ["AmqpSource", "mqtt_filter_to_binding", "routing_key_to_topic"]
 
 logger = logging.getLogger(__name__)
 
-# The MQTT plugin's mapping between topics and routing keys (rabbit_mqtt_util:mqtt2amqp).
-_TO_KEY = str.maketrans("/+", ".*")
-_TO_TOPIC = str.maketrans(".", "/")
-_MAX_PREFETCH = 65_535  # AMQP 0-9-1 basic.qos prefetch-count is a short
-_EXPECTED = (pika.exceptions.AMQPError, OSError)
-
-
-def routing_key_to_topic(key: str) -> str:
-    return key.translate(_TO_TOPIC)
-
-
-def mqtt_filter_to_binding(topic_filter: str) -> str:
-    """An MQTT topic (filter) as an ``amq.topic`` routing (binding) key: '+' is '*', '#' stays."""
-    return topic_filter.translate(_TO_KEY)
-
-
-class _Delivered(NamedTuple):
-    topic: str
-    payload: bytes
+_EXPECTED = EXPECTED
 
 
 class AmqpSource:
     def __init__(self, cfg: AmqpSourceConfig, bindings: Iterable[str], prefetch: int) -> None:
         self.cfg = cfg
         self.bindings = [mqtt_filter_to_binding(b) for b in bindings]
-        self.prefetch = min(prefetch, _MAX_PREFETCH)
-        password = read_secret(cfg.password_env, cfg.password_file, "ingest.amqp.password")
-        self.params = [self._params(url, password) for url in cfg.urls]
+        self.prefetch = min(prefetch, MAX_PREFETCH)
+        self.params = connection_params(cfg, "ingest.amqp.password")
         self.generation = 0
         self.consuming = threading.Event()
         self.progress = Progress()
@@ -70,14 +57,6 @@ class AmqpSource:
         self._stop = threading.Event()
         self._deliver: Deliver | None = None
         self._thread = threading.Thread(target=self._run, name="ingest-amqp", daemon=True)
-
-    def _params(self, url: str, password: str | None) -> pika.URLParameters:
-        params = pika.URLParameters(url)
-        if password is not None:
-            params.credentials = pika.PlainCredentials(params.credentials.username, password)
-        params.heartbeat = self.cfg.heartbeat_seconds
-        params.blocked_connection_timeout = 60
-        return params
 
     # --- Source -----------------------------------------------------------------------------
     def start(self, deliver: Deliver) -> None:
@@ -142,11 +121,7 @@ class AmqpSource:
         self.generation += 1  # delivery tags of the old channel mean nothing now
         self._channel = None
         conn, self._conn = self._conn, None
-        if conn is not None and conn.is_open:
-            try:
-                conn.close()
-            except _EXPECTED as exc:
-                logger.debug("closing the old connection: %s", exc)
+        close_quietly(conn)
 
     def _consume(self) -> None:
         # pika tries each node of the list in turn (connection_attempts per node).
@@ -178,4 +153,4 @@ class AmqpSource:
         assert self._deliver is not None
         self.progress.beat()
         topic = routing_key_to_topic(method.routing_key)
-        self._deliver(_Delivered(topic, body), method.delivery_tag, generation)
+        self._deliver(Delivered(topic, body), method.delivery_tag, generation)

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.config_base import MetricsConfig, Model, MqttLogin
+from homevitals.config_base import AmqpConnection, MetricsConfig, Model, MqttLogin
 
 __all__ = ["AmqpSourceConfig", "IngestConfig", "StoreConfig", "StoreKind"]
 
@@ -44,16 +44,11 @@ class StoreConfig(Model):
     path: str = "homevitals-store.sqlite"
 
 
-class AmqpSourceConfig(Model):
+class AmqpSourceConfig(AmqpConnection):
     """Ingest's source in the cluster profile (docs/cluster.md): a RabbitMQ quorum queue bound to
     the MQTT plugin's exchange. One queue per InfluxDB replica; its workers share it."""
 
-    urls: list[str] = Field(min_length=1, description="amqp://user@host:port/vhost of each node")
-    password_env: str | None = None
-    password_file: str | None = None
     queue: str = Field("homevitals.ingest", min_length=1, description="one per InfluxDB replica")
-    exchange: str = "amq.topic"
-    heartbeat_seconds: int = Field(30, ge=0, le=600)
 
 
 class IngestConfig(Model):

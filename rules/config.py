@@ -4,17 +4,34 @@ definitions, each of one of the kinds in ``rules/kinds/``. Pure pydantic: the ro
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
-from homevitals.config_base import MetricsConfig, Model, MqttLogin
+from homevitals.config_base import AmqpConnection, MetricsConfig, Model, MqttLogin
 from homevitals.readings import check_id
 from homevitals.rules.kinds import RuleConfig, episode_of
 
-__all__ = ["RulesConfig"]
+__all__ = ["RulesAmqpConfig", "RulesConfig"]
+
+
+class RulesAmqpConfig(AmqpConnection):
+    """The rules' source in the cluster profile (docs/cluster.md "Rules ownership"): one input
+    queue bound to the MQTT plugin's exchange, a partitioner that re-keys each message by its
+    home, and ``partitions`` single-active-consumer queues behind a consistent-hash exchange.
+    Every worker of one deployment must name the same queues and the same ``partitions``."""
+
+    queue: str = Field("homevitals.rules.in", min_length=1, description="the partitioner's input")
+    partition_exchange: str = Field("homevitals.rules", min_length=1)
+    partitions: int = Field(8, ge=1, le=1024, description="queues <partition_exchange>.p<i>")
 
 
 class RulesConfig(Model):
     client_id: str = "homevitals-rules"
+    # mqtt: its own MQTT subscription (the embedded profile); amqp: partitions of a RabbitMQ
+    # cluster (the cluster profile). Decisions go out over MQTT either way.
+    source: Literal["mqtt", "amqp"] = "mqtt"
+    amqp: RulesAmqpConfig | None = None
     mqtt: MqttLogin | None = None  # this daemon's broker user (MqttLogin)
     metrics: MetricsConfig | None = None
     state_path: str = "homevitals-rules-state.sqlite"
@@ -31,6 +48,16 @@ class RulesConfig(Model):
         " least this often in wall time (rows another worker wrote); 0: no timer, only on"
         " message times",
     )
+
+    @model_validator(mode="after")
+    def _source_settings(self) -> RulesConfig:
+        if self.source == "amqp" and self.amqp is None:
+            raise ValueError("source amqp needs an amqp section (urls)")
+        if self.source == "amqp" and self.state_url is None:
+            # Workers that hand patients to each other share their state: one SQLite file per
+            # worker would lose it at each takeover (docs/cluster.md "Rules ownership").
+            raise ValueError("source amqp needs state_url (the workers' shared PostgreSQL)")
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> RulesConfig:

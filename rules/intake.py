@@ -4,8 +4,7 @@ topic and the configuration), dead-letter what fails, and hand the rest to the e
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import paho.mqtt.client as mqtt
+from typing import Protocol
 
 from homevitals import wire
 from homevitals.deadletter import DeadLetters
@@ -15,7 +14,17 @@ from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
 from homevitals.rules.engine import RuleEngine
 from homevitals.topics import Topics
 
-__all__ = ["Intake"]
+__all__ = ["Intake", "Message"]
+
+
+class Message(Protocol):
+    """What the rules read of a message: paho's ``MQTTMessage`` has both, so has a queue's."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes | bytearray: ...
 
 
 class Intake:
@@ -30,7 +39,7 @@ class Intake:
         self.topics = topics
         self.on_decisions = on_decisions
 
-    def handle(self, msg: mqtt.MQTTMessage) -> None:
+    def handle(self, msg: Message) -> None:
         """Check a message (wire format, then origin: topic and configuration), then run the
         rules. What fails a check is dead-lettered; the Subscriber acknowledges it after."""
         try:
@@ -62,7 +71,7 @@ class Intake:
         if decisions:
             self.on_decisions()
 
-    def _heartbeat(self, hb: wire.Heartbeat, msg: mqtt.MQTTMessage) -> list[AlertDecision]:
+    def _heartbeat(self, hb: wire.Heartbeat, msg: Message) -> list[AlertDecision]:
         try:
             at = wire.parse_time(hb.get("time"), "time")
         except WireError as exc:

@@ -5,14 +5,20 @@ engine (one commit, then the PUBACK); the outbox pump publishes decisions; the r
 (``rules/timers.py``) judges missing data and silent gateways when their checks come due. The
 engine's transactions serialise them. All are declared to the runner (``workers``,
 ``conditions``). The state is SQLite (``rules.state_path``) or PostgreSQL (``rules.state_url``,
-``rules/store.py``); ``take_over`` is what a worker calls when it becomes the owner of patients.
+``rules/store.py``).
+
+With ``rules.source: amqp`` (the cluster profile, docs/cluster.md "Rules ownership") the messages
+come from partitions of a RabbitMQ cluster instead (``homevitals.rules.amqp_source``, its own
+thread), which calls ``take_over`` for the patients of each home it becomes the owner of and
+``give_up`` when it loses them; the MQTT session only publishes decisions (each worker's pump its
+own outbox rows).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
@@ -29,6 +35,9 @@ from homevitals.rules.timers import RulesTimer
 from homevitals.runtime import Condition, Runner, Worker
 from homevitals.subscriber import Subscriber
 from homevitals.topics import Topics
+
+if TYPE_CHECKING:
+    from homevitals.rules.amqp_source import RulesAmqpSource
 
 __all__ = ["RulesApp", "run_rules"]
 
@@ -51,15 +60,17 @@ class RulesApp:
         self.dead = DeadLetters("rules", self.outbox, self.topics, self.clock)
         self.intake = Intake(self.engine, Registry(cfg.homes), self.dead, self.topics,
                              lambda: self.pump.notify())
+        amqp = cfg.rules.source == "amqp"
         self.subscriber = Subscriber(
             cfg.mqtt_for("rules"),
             cfg.rules.client_id,
-            list(self.topics.rules_subscriptions),
+            [] if amqp else list(self.topics.rules_subscriptions),
             self.intake.handle,
             self.dead.keep,
         )
         self.pump = OutboxPump(self.subscriber.client, self.outbox, name="rules")
         self.dead.on_kept = self.pump.notify
+        self.source = _amqp_source(self) if amqp else None
         self.subscriber.on_connected.append(self.pump.set_connected)
         self.subscriber.client.on_publish = self._on_publish
         self.timers = RulesTimer(self.engine, cfg.rules.tick_seconds, self.pump.notify)
@@ -85,28 +96,53 @@ class RulesApp:
         """Another worker owns ``patients`` now (docs/cluster.md, "Rules ownership")."""
         self.engine.give_up(patients)
 
+    def take_over_home(self, home: str) -> None:
+        """The partition source's hook: the patients of ``home`` are this worker's from now on."""
+        self.take_over([p.id for h in self.cfg.homes if h.id == home for p in h.patients])
+
+    def give_up_homes(self, homes: set[str]) -> None:
+        """The partition source's hook: another worker owns these homes now."""
+        self.give_up([p.id for h in self.cfg.homes if h.id in homes for p in h.patients])
+
     def workers(self) -> list[Worker]:
         timers = [self.timers.worker()] if self.timer_thread else []
-        return [*self.subscriber.watch.workers(), self.pump.worker(), *timers]
+        own = [] if self.source is None else self.source.workers()
+        return [*self.subscriber.watch.workers(), self.pump.worker(), *timers, *own]
 
     def conditions(self) -> list[Condition]:
-        return self.subscriber.watch.conditions()
+        if self.source is None:
+            return self.subscriber.watch.conditions()
+        return [*self.subscriber.watch.conditions(subscribed=False), *self.source.conditions()]
 
     def start(self) -> None:
-        if self.cfg.rules.state_url is None:  # one worker: it owns every patient
-            self.take_over()
+        if self.source is None and self.cfg.rules.state_url is None:
+            self.take_over()  # one worker: it owns every patient
         self.pump.start()
         if self.timer_thread:
             self.timers.start()  # its first pass judges what came due while the daemon was down
         self.subscriber.start()
+        if self.source is not None:
+            self.source.start()
 
     def stop(self, drain_seconds: float = 5.0) -> None:
         self.timers.stop()
         if self.pump.connected.is_set():
             self.pump.drain(drain_seconds)
         self.pump.stop()
+        if self.source is not None:
+            # After the pump: a decision committed meanwhile stays in the outbox under this
+            # worker's name; the worker that takes its homes over adopts it (``take_over``).
+            self.source.stop()
         self.subscriber.stop()
         self.outbox.close()
+
+
+def _amqp_source(app: RulesApp) -> RulesAmqpSource:
+    from homevitals.rules.amqp_source import RulesAmqpSource  # pika: the cluster extra
+
+    assert app.cfg.rules.amqp is not None  # RulesConfig checks it
+    return RulesAmqpSource(app.cfg.rules.amqp, app.topics, app.intake.handle, app.dead.keep,
+                           app.take_over_home, app.give_up_homes)
 
 
 def run_rules(cfg: Config, clock: Clock | None = None) -> None:

@@ -27,4 +27,20 @@ def rules_metrics(app: RulesApp) -> list[Metric]:
         gauge("homevitals_rules_outbox", "decisions waiting for the broker", len(app.outbox)),
         gauge("homevitals_rules_connected", "1 while connected to the broker",
               app.subscriber.watch.connected),
+        *_partition_metrics(app),
+    ]
+
+
+def _partition_metrics(app: RulesApp) -> list[Metric]:
+    """The cluster profile's ownership (docs/cluster.md "Rules ownership"); none on MQTT."""
+    source = app.source
+    if source is None:
+        return []
+    return [
+        gauge("homevitals_rules_partitions_owned",
+              "partitions this worker has handled a message of since it connected",
+              len(source.owned)),
+        counter("homevitals_rules_partitioned_total",
+                "messages this worker re-keyed by home into the partitions",
+                source.counts["partitioned"]),
     ]

@@ -11,13 +11,15 @@ command -v influxd >/dev/null || missing+=(influxdb)
 command -v systemd-analyze >/dev/null || missing+=(systemd)  # verifies configs/systemd/
 command -v dbus-daemon >/dev/null || missing+=(dbus)  # the pairing agent on a private bus
 command -v curl >/dev/null || missing+=(curl)  # tests/test_server_guide.py runs docs/server.md
-# tests/test_cluster_ingest.py: a three-node RabbitMQ cluster (docs/cluster.md);
+# tests/test_cluster_ingest.py, tests/test_cluster_rules.py: a three-node RabbitMQ cluster
+# (docs/cluster.md);
 # bench/cluster_brokers.py also compares NATS JetStream.
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing+=(rabbitmq-server)
 [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 # tests/test_cluster_partition.py: each broker node in a network namespace (ip netns, as root)
 [ -x /usr/sbin/ip ] || missing+=(iproute2)
-# tests/test_cluster_alerts.py: the alert ledger on PostgreSQL, and Patroni over etcd (pg_servers.py)
+# tests/test_cluster_alerts.py, tests/test_cluster_rules.py: the alert ledger and the rules' state on
+# PostgreSQL, and Patroni over etcd (pg_servers.py)
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 command -v patroni >/dev/null || missing+=(patroni)
 command -v etcd >/dev/null || missing+=(etcd-server)
