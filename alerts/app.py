@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 import paho.mqtt.client as mqtt
 from sqlalchemy.exc import SQLAlchemyError
 
-from homevitals import wire
 from homevitals.alerts.budget import AlarmBudget
 from homevitals.alerts.errors import AlertsError, NotifyError
 from homevitals.alerts.escalation import Escalator
@@ -34,16 +33,17 @@ from homevitals.alerts.templates import language
 from homevitals.alerts.text import display_name
 from homevitals.alerts.timers import DueWorker
 from homevitals.alerts.webhook import Webhook
-from homevitals.clock import Clock
-from homevitals.config import Config, PatientConfig
-from homevitals.deadletter import DeadLetters
-from homevitals.errors import WireError
-from homevitals.origin import Registry
-from homevitals.outbox import DurableQueue, OutboxPump
-from homevitals.readings import AlertDecision
-from homevitals.runtime import Condition, Progress, Worker, thread_worker
-from homevitals.subscriber import Subscriber
-from homevitals.topics import Topics
+from homevitals.infra.deadletter import DeadLetters
+from homevitals.infra.outbox import DurableQueue, OutboxPump
+from homevitals.infra.runtime import Condition, Progress, Worker, thread_worker
+from homevitals.infra.subscriber import Subscriber
+from homevitals.vocab import wire
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import Config, PatientConfig
+from homevitals.vocab.errors import WireError
+from homevitals.vocab.origin import Registry
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.topics import Topics
 
 __all__ = ["AlertsApp"]
 

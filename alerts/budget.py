@@ -30,13 +30,13 @@ from pathlib import Path
 
 from sqlalchemy import Column, Index, Integer, MetaData, Table, Text
 
-from homevitals import wire
 from homevitals.alerts.errors import AlertsError
 from homevitals.alerts.ledger import LedgerDb, Notification
 from homevitals.alerts.ledger_db import SQLAlchemyError
 from homevitals.alerts.text import digest_line, digest_text, display_name
-from homevitals.config import Config
-from homevitals.readings import AlertDecision, Severity
+from homevitals.vocab import wire
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import AlertDecision, Severity
 
 __all__ = ["AlarmBudget"]
 

@@ -1,7 +1,7 @@
 """The alerts stage's configuration section (``alerts:``): the notifier and its credentials,
 who is told in what order (``routes``, with the defaults in ``default_routes``), quiet hours, the
-inbound webhook and the alarm budget. Pure pydantic: the root model in ``homevitals/config.py``
-assembles it.
+inbound webhook and the alarm budget. Pure pydantic: the root model in
+``homevitals/vocab/config.py`` assembles it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from homevitals.config_base import E164 as _E164
-from homevitals.config_base import MetricsConfig, Model, MqttLogin, TimeWindow
-from homevitals.config_homes import CareRole
-from homevitals.readings import Severity
+from homevitals.vocab.config_base import E164 as _E164
+from homevitals.vocab.config_base import MetricsConfig, Model, MqttLogin, TimeWindow
+from homevitals.vocab.config_homes import CareRole
+from homevitals.vocab.readings import Severity
 
 __all__ = ["AlertsConfig", "RouteConfig", "TwilioConfig", "WebhookConfig", "default_routes"]
 

@@ -7,7 +7,7 @@ reached this way; try another doctor or channel instead).
 
 from __future__ import annotations
 
-from homevitals.errors import HomevitalsError
+from homevitals.vocab.errors import HomevitalsError
 
 __all__ = ["AlertsError", "NotifyError"]
 

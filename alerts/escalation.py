@@ -33,9 +33,9 @@ from homevitals.alerts.text import (
     reminder_text,
     update_text,
 )
-from homevitals.clock import Clock
-from homevitals.config import Config, HomeConfig, PatientConfig, RouteConfig
-from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import Config, HomeConfig, PatientConfig, RouteConfig
+from homevitals.vocab.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 
 __all__ = ["Escalator", "Recipient", "Router"]
 

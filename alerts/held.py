@@ -23,11 +23,11 @@ from collections.abc import Callable
 
 from sqlalchemy.exc import OperationalError
 
-from homevitals import wire
-from homevitals.outbox import DurableQueue
-from homevitals.readings import AlertDecision
-from homevitals.runtime import Progress, Worker, thread_worker
-from homevitals.subscriber import DeadLetterSink
+from homevitals.infra.outbox import DurableQueue
+from homevitals.infra.runtime import Progress, Worker, thread_worker
+from homevitals.infra.subscriber import DeadLetterSink
+from homevitals.vocab import wire
+from homevitals.vocab.readings import AlertDecision
 
 __all__ = ["HeldDecisions"]
 

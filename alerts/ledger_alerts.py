@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from homevitals import wire
 from homevitals.alerts.ledger_notifications import NotificationTable
 from homevitals.alerts.ledger_rows import ACOLS, AlertRow, Note
-from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState
+from homevitals.vocab import wire
+from homevitals.vocab.readings import SEVERITY_RANK, AlertDecision, AlertState
 
 __all__ = ["AlertTable"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from homevitals import wire
 from homevitals.alerts.ledger_base import LedgerBase
+from homevitals.vocab import wire
 
 __all__ = ["InboundLog"]
 

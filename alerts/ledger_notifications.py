@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from homevitals import wire
 from homevitals.alerts.ledger_base import LedgerBase
 from homevitals.alerts.ledger_rows import LIVE_KINDS, NCOLS, Note, Notification
+from homevitals.vocab import wire
 
 __all__ = ["NotificationTable"]
 

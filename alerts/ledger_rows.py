@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, Text, UniqueConstraint
 
-from homevitals import wire
-from homevitals.readings import AlertDecision
+from homevitals.vocab import wire
+from homevitals.vocab.readings import AlertDecision
 
 __all__ = ["ACOLS", "ADDED", "INDEXES", "LIVE_KINDS", "NCOLS", "AlertRow", "Note",
            "Notification", "create_tables"]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import Notifier
 from homevitals.alerts.telemetry import alerts_metrics
-from homevitals.clock import Clock
-from homevitals.config import Config
-from homevitals.runtime import Runner
+from homevitals.infra.runtime import Runner
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import Config
 
 __all__ = ["run_alerts"]
 

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from homevitals.alerts.segments import sms_length
 from homevitals.alerts.templates import Language, language
 from homevitals.alerts.text import format_amount, local_time
-from homevitals.readings import AlertDecision
+from homevitals.vocab.readings import AlertDecision
 
 __all__ = ["MAX_SEGMENTS", "direction_of", "patient_reply", "patient_text"]
 

@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from homevitals.config import CareRole, Config, HomeConfig, PatientConfig, RouteConfig
-from homevitals.readings import Severity
+from homevitals.vocab.config import CareRole, Config, HomeConfig, PatientConfig, RouteConfig
+from homevitals.vocab.readings import Severity
 
 __all__ = ["CARER_ROLES", "PATIENT_ROLE", "Recipient", "Router", "gap"]
 

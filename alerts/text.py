@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 from homevitals.alerts.segments import sms_length, to_gsm7
 from homevitals.alerts.templates import available, language
-from homevitals.readings import AlertDecision, AlertState
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab.readings import AlertDecision, AlertState
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 __all__ = [
     "TEMPLATES",

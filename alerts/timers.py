@@ -1,5 +1,5 @@
-"""The alerts stage's one timer (``homevitals/due_worker.py``): it sleeps on the injected clock
-until the next due escalation step or reminder, then takes what is due.
+"""The alerts stage's one timer (``homevitals/infra/due_worker.py``): it sleeps on the
+injected clock until the next due escalation step or reminder, then takes what is due.
 
 Due times are rows in the alert ledger (``alerts.next_step_at``: the alert, its step, when the
 next one is due; the SMS each step creates are rows unique per alert, kind and recipient). Taking
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from homevitals import due_worker
 from homevitals.alerts.escalation import Escalator
+from homevitals.infra import due_worker
 
 __all__ = ["DueWorker"]
 

@@ -23,8 +23,8 @@ from xml.sax.saxutils import escape
 from twilio.request_validator import RequestValidator
 
 from homevitals.alerts.errors import AlertsError
-from homevitals.config import WebhookConfig
-from homevitals.runtime import Worker, thread_worker
+from homevitals.infra.runtime import Worker, thread_worker
+from homevitals.vocab.config import WebhookConfig
 
 __all__ = ["Webhook", "twiml"]
 

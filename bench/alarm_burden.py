@@ -85,7 +85,7 @@ class Run:
 def replay(scenario: Path, out: Path, broker: str) -> Run:
     """`homevitals replay SCENARIO --out OUT` in a child process, and what it wrote."""
     started = time.monotonic()
-    cmd = [sys.executable, "-m", "homevitals.cli", "--log-level", "ERROR", "replay",
+    cmd = [sys.executable, "-m", "homevitals.roots.cli", "--log-level", "ERROR", "replay",
            str(scenario), "--out", str(out), "--broker", broker]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:

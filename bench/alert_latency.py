@@ -29,10 +29,10 @@ from daemons import Daemon, wait_until, write_config  # noqa: E402
 from servers import Mosquitto  # noqa: E402
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin  # noqa: E402
 
-from homevitals import wire  # noqa: E402
-from homevitals.readings import Event, FieldValue, Reading  # noqa: E402
-from homevitals.topics import Topics  # noqa: E402
-from homevitals.units import Unit  # noqa: E402
+from homevitals.vocab import wire  # noqa: E402
+from homevitals.vocab.readings import Event, FieldValue, Reading  # noqa: E402
+from homevitals.vocab.topics import Topics  # noqa: E402
+from homevitals.vocab.units import Unit  # noqa: E402
 
 ENV = {"TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID, "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN}
 T = Topics()

@@ -17,7 +17,7 @@ import time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homevitals.embedded import EmbeddedBroker
+from homevitals.infra.embedded import EmbeddedBroker
 
 PAYLOAD = b"x" * 206  # the size of a typical reading message
 

@@ -35,12 +35,12 @@ from cluster_servers import RabbitCluster  # noqa: E402
 from daemons import Daemon, wait_until, write_config  # noqa: E402
 from servers import Influxd  # noqa: E402
 
-from homevitals import wire  # noqa: E402
 from homevitals.ingest.amqp_source import mqtt_filter_to_binding  # noqa: E402
-from homevitals.readings import FieldValue, Measurement, Reading  # noqa: E402
 from homevitals.simulators.household import demo_config  # noqa: E402
-from homevitals.topics import Topics  # noqa: E402
-from homevitals.units import Unit  # noqa: E402
+from homevitals.vocab import wire  # noqa: E402
+from homevitals.vocab.readings import FieldValue, Measurement, Reading  # noqa: E402
+from homevitals.vocab.topics import Topics  # noqa: E402
+from homevitals.vocab.units import Unit  # noqa: E402
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 

@@ -32,14 +32,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 from cluster_servers import RabbitCluster  # noqa: E402
 from daemons import Daemon, write_config  # noqa: E402
 
-from homevitals import wire  # noqa: E402
-from homevitals.amqp import mqtt_filter_to_binding  # noqa: E402
-from homevitals.config import load_config  # noqa: E402
-from homevitals.outbox import DurableQueue  # noqa: E402
-from homevitals.readings import FieldValue, Measurement, Reading  # noqa: E402
+from homevitals.infra.amqp import mqtt_filter_to_binding  # noqa: E402
+from homevitals.infra.outbox import DurableQueue  # noqa: E402
 from homevitals.rules.engine import RuleEngine  # noqa: E402
-from homevitals.topics import Topics  # noqa: E402
-from homevitals.units import Unit  # noqa: E402
+from homevitals.vocab import wire  # noqa: E402
+from homevitals.vocab.config import load_config  # noqa: E402
+from homevitals.vocab.readings import FieldValue, Measurement, Reading  # noqa: E402
+from homevitals.vocab.topics import Topics  # noqa: E402
+from homevitals.vocab.units import Unit  # noqa: E402
 
 T0 = datetime(2026, 11, 20, tzinfo=UTC)
 PARTITIONS = 8

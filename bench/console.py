@@ -43,18 +43,18 @@ from servers import Influxd  # noqa: E402
 
 from homevitals.alerts.escalation import Escalator  # noqa: E402
 from homevitals.alerts.ledger import Ledger  # noqa: E402
-from homevitals.clock import SystemClock  # noqa: E402
-from homevitals.config import Config  # noqa: E402
 from homevitals.console.accounts import Role  # noqa: E402
 from homevitals.console.app import ConsoleApp  # noqa: E402
 from homevitals.console.followups import FollowUps  # noqa: E402
 from homevitals.console.web import ConsoleServer  # noqa: E402
-from homevitals.console_records import StoreRecords  # noqa: E402
-from homevitals.console_summaries import build_summaries  # noqa: E402
-from homevitals.console_wiring import LedgerBook, open_accounts  # noqa: E402
 from homevitals.ingest.influx_v1 import InfluxV1Store  # noqa: E402
-from homevitals.readings import FieldValue, Reading  # noqa: E402
-from homevitals.units import Unit  # noqa: E402
+from homevitals.roots.console_records import StoreRecords  # noqa: E402
+from homevitals.roots.console_summaries import build_summaries  # noqa: E402
+from homevitals.roots.console_wiring import LedgerBook, open_accounts  # noqa: E402
+from homevitals.vocab.clock import SystemClock  # noqa: E402
+from homevitals.vocab.config import Config  # noqa: E402
+from homevitals.vocab.readings import FieldValue, Reading  # noqa: E402
+from homevitals.vocab.units import Unit  # noqa: E402
 
 DOCTOR = "+15550100001"
 

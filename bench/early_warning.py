@@ -37,12 +37,12 @@ from typing import Any
 
 import yaml
 
-from homevitals.config import parse_config
-from homevitals.outbox import DurableQueue
-from homevitals.readings import AlertDecision, AlertState, FieldValue, Reading
+from homevitals.infra.outbox import DurableQueue
 from homevitals.rules.engine import RuleEngine
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.readings import AlertDecision, AlertState, FieldValue, Reading
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = yaml.safe_load((ROOT / "configs/rules-defaults.yaml").read_text("utf-8"))

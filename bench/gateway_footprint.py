@@ -33,13 +33,13 @@ import yaml
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from servers import Mosquitto  # noqa: E402
 
-from homevitals.clock import SystemClock  # noqa: E402
-from homevitals.config import parse_config  # noqa: E402
 from homevitals.gateway.gatt import RawValue  # noqa: E402
 from homevitals.gateway.service import Gateway  # noqa: E402
-from homevitals.outbox import DurableQueue  # noqa: E402
+from homevitals.infra.outbox import DurableQueue  # noqa: E402
 from homevitals.simulators.ble_values import encode_bp_measurement  # noqa: E402
-from homevitals.topics import Topics  # noqa: E402
+from homevitals.vocab.clock import SystemClock  # noqa: E402
+from homevitals.vocab.config import parse_config  # noqa: E402
+from homevitals.vocab.topics import Topics  # noqa: E402
 
 TARGET_RSS_MB, TARGET_CPU = 60.0, 5.0
 KINDS = ["glucose_meter", "blood_pressure", "heart_rate", "pulse_oximeter", "cgm", "call_button"]
@@ -62,7 +62,7 @@ def config(tmp: Path, port: int) -> dict[str, object]:
 def start_gateway(cfg_path: Path, tmp: Path, interval: float) -> subprocess.Popen[bytes]:
     log = (tmp / "gateway.log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "homevitals.cli", "--log-level", "WARNING", "gateway", "-c",
+        [sys.executable, "-m", "homevitals.roots.cli", "--log-level", "WARNING", "gateway", "-c",
          str(cfg_path), "--simulate", "devices", "--sim-interval", str(interval)],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp)
 
@@ -144,8 +144,8 @@ def offline_rss(tmp: Path, broker_port: int) -> None:
 
 
 def drain(tmp: Path, broker: Mosquitto, count: int) -> None:
-    from homevitals.config import MqttConfig
     from homevitals.gateway.publisher import Publisher
+    from homevitals.vocab.config import MqttConfig
 
     path = tmp / "drain.sqlite"
     queue = DurableQueue(path, 2_000_000)

@@ -4,7 +4,8 @@
 
 Starts its own Mosquitto and influxd (tests/servers.py) on free loopback ports and prints:
 (a) the raw broker limit: the fleet publishes QoS 1 to a bare paho subscriber that only counts;
-    (a') the same with the subscriber on homevitals.mqtt.BufferedClient, the client ingest uses;
+    (a') the same with the subscriber on homevitals.infra.mqtt.BufferedClient, the client
+         ingest uses;
 (b) the raw InfluxDB limit: batches of 5 000 points of line protocol to /write;
 (c) homevitals ingest end to end (published -> durable in InfluxDB), one worker and two workers
     on an MQTT 5 shared subscription, with loss/duplicates, publish-to-durable latency p50/p99
@@ -40,16 +41,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from servers import Influxd, Mosquitto  # noqa: E402
 
-from homevitals import wire  # noqa: E402
+from homevitals.infra.mqtt import BufferedClient  # noqa: E402
 from homevitals.ingest.points import to_lines  # noqa: E402
-from homevitals.mqtt import BufferedClient  # noqa: E402
 from homevitals.simulators.fleet import (  # noqa: E402
     FleetRun,
     FleetSpec,
     fleet_readings,
     publish_fleet,
 )
-from homevitals.topics import Topics  # noqa: E402
+from homevitals.vocab import wire  # noqa: E402
+from homevitals.vocab.topics import Topics  # noqa: E402
 
 # publish(port, spec) prepares the messages and returns the call that sends them, so that CPU
 # accounting can start after the preparation.
@@ -292,7 +293,7 @@ def _start_ingest(
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump({**cfg, "ingest": {**cfg["ingest"], "client_id": client_id}}))
     log = (tmp / f"{name}.log").open("w")
-    argv = [sys.executable, "-m", "homevitals.cli", "--log-level", "INFO", "ingest", "-c"]
+    argv = [sys.executable, "-m", "homevitals.roots.cli", "--log-level", "INFO", "ingest", "-c"]
     return subprocess.Popen([*argv, str(path)], stdout=log, stderr=log)
 
 
@@ -344,8 +345,8 @@ def _probe(port: int, url: str, db: str, out: list[float], stop: threading.Event
     ends get 10 s more."""
     from datetime import UTC, datetime
 
-    from homevitals.readings import FieldValue, Measurement, Reading
-    from homevitals.units import Unit
+    from homevitals.vocab.readings import FieldValue, Measurement, Reading
+    from homevitals.vocab.units import Unit
 
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"probe-{db}", protocol=mqtt.MQTTv5)
     client.connect("127.0.0.1", port)
@@ -439,7 +440,7 @@ def main() -> None:
                 buffered=True,
             )
             print(
-                f"  (a') the same counting subscriber on homevitals.mqtt.BufferedClient:"
+                f"  (a') the same counting subscriber on homevitals.infra.mqtt.BufferedClient:"
                 f" {raw_buffered:8.0f} msgs/s"
             )
             influx.create_database("raw")

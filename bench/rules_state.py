@@ -23,12 +23,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from rules_helpers import DEFAULTS, T0, cgm, config  # noqa: E402
 
-from homevitals.clock import SimulatedClock  # noqa: E402
-from homevitals.outbox import DurableQueue  # noqa: E402
+from homevitals.infra.outbox import DurableQueue  # noqa: E402
 from homevitals.rules.engine import RuleEngine  # noqa: E402
 from homevitals.rules.state import DecisionOutbox  # noqa: E402
 from homevitals.rules.store import RulesStore  # noqa: E402
-from homevitals.topics import Topics  # noqa: E402
+from homevitals.vocab.clock import SimulatedClock  # noqa: E402
+from homevitals.vocab.topics import Topics  # noqa: E402
 
 
 def _run(name: str, store: DecisionOutbox, n: int) -> None:

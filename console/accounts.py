@@ -21,8 +21,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from homevitals.clock import Clock
 from homevitals.console.errors import ConsoleError
+from homevitals.vocab.clock import Clock
 
 __all__ = ["Account", "Accounts", "Role", "Session", "hash_password", "verify_password"]
 

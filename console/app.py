@@ -11,8 +11,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from homevitals.clock import Clock
-from homevitals.config import CareRole, Config, HomeConfig, PatientConfig
 from homevitals.console.accounts import Account, Accounts, Role
 from homevitals.console.followups import FollowUp, FollowUps
 from homevitals.console.ports import (
@@ -23,7 +21,9 @@ from homevitals.console.ports import (
     Records,
     RiskView,
 )
-from homevitals.risk_config import Tier
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import CareRole, Config, HomeConfig, PatientConfig
+from homevitals.vocab.risk_config import Tier
 
 __all__ = ["PAGE_SIZE", "ConsoleApp", "PatientRow"]
 

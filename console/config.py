@@ -1,13 +1,13 @@
 """The care team console's configuration section (assembled into the root model by
-``homevitals/config.py``)."""
+``homevitals/vocab/config.py``)."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
-from homevitals.config_base import Model
-from homevitals.readings import Severity
-from homevitals.risk_config import RiskConfig
+from homevitals.vocab.config_base import Model
+from homevitals.vocab.readings import Severity
+from homevitals.vocab.risk_config import RiskConfig
 
 __all__ = ["ConsoleConfig"]
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from homevitals.clock import Clock
 from homevitals.console.errors import ConsoleError
 from homevitals.console.ports import InboxAlert
+from homevitals.vocab.clock import Clock
 
 __all__ = ["FollowUp", "FollowUps"]
 

@@ -1,6 +1,7 @@
 """What the console reads and drives in other stages, as protocols.
 
-A stage never imports another stage: the composition root (``homevitals.console_wiring``) fills
+A stage never imports another stage: the composition root
+(``homevitals.roots.console_wiring``) fills
 these with the alert ledger and escalator (``homevitals.alerts``) and with the store and the
 report figures and metrics (``homevitals.ingest``, ``homevitals.reports``).
 """

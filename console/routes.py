@@ -12,12 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from homevitals.config import PatientConfig
 from homevitals.console import pages
 from homevitals.console.accounts import Account, Role, Session
 from homevitals.console.app import PAGE_SIZE, ConsoleApp
 from homevitals.console.errors import ConsoleError
 from homevitals.console.ports import InboxAlert
+from homevitals.vocab.config import PatientConfig
 
 __all__ = ["ROUTES", "Reply", "Request"]
 

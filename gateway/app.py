@@ -9,20 +9,20 @@ import sqlite3
 from functools import partial
 from pathlib import Path
 
-from homevitals import wire
-from homevitals.clock import Clock
-from homevitals.config import Config, DeviceKind
-from homevitals.errors import ConfigError, HomevitalsError
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio, RawValue
 from homevitals.gateway.gpio_button import GpioButtons
 from homevitals.gateway.ha_discovery import discovery_messages
 from homevitals.gateway.publisher import Publisher
 from homevitals.gateway.service import Gateway
-from homevitals.metrics import Metric, counter, gauge
-from homevitals.outbox import DurableQueue
-from homevitals.runtime import Condition, Progress, Worker, task_worker
-from homevitals.topics import Topics
+from homevitals.infra.metrics import Metric, counter, gauge
+from homevitals.infra.outbox import DurableQueue
+from homevitals.infra.runtime import Condition, Progress, Worker, task_worker
+from homevitals.vocab import wire
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import Config, DeviceKind
+from homevitals.vocab.errors import ConfigError, HomevitalsError
+from homevitals.vocab.topics import Topics
 
 __all__ = ["REJECT_REASONS", "GatewayApp", "import_sequence_marks"]
 

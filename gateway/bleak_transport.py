@@ -41,10 +41,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from homevitals.clock import Clock, SystemClock
-from homevitals.config import DeviceConfig
 from homevitals.gateway.errors import GatewayError
 from homevitals.gateway.gatt import Advert, AdvertData, GattSession, OnValue, short_uuid
+from homevitals.vocab.clock import Clock, SystemClock
+from homevitals.vocab.config import DeviceConfig
 
 if TYPE_CHECKING:
     from homevitals.gateway.bluez_agent import BluezAgent

@@ -26,11 +26,11 @@ from collections.abc import Awaitable, Sequence
 from contextlib import AsyncExitStack
 from typing import Protocol, runtime_checkable
 
-from homevitals.clock import Clock
-from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.gateway.gatt import Advert, Deliver, GattSession, OnValue, Radio, RawValue
 from homevitals.gateway.racp import RacpError, download_records
 from homevitals.gateway.service import Gateway
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import DeviceConfig, DeviceKind
 
 __all__ = ["CONNECTED_KINDS", "AwaitsAdvert", "Central", "NOTIFY"]
 

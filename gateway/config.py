@@ -1,5 +1,5 @@
 """The gateway's configuration section (assembled into the root model by
-``homevitals/config.py``): pure pydantic, as the Pi loads it."""
+``homevitals/vocab/config.py``): pure pydantic, as the Pi loads it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from homevitals.config_base import MetricsConfig, Model, MqttLogin
+from homevitals.vocab.config_base import MetricsConfig, Model, MqttLogin
 
 __all__ = ["GatewayConfig", "HomeAssistantConfig"]
 

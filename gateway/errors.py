@@ -8,7 +8,7 @@ the dead-letter topic next to the raw bytes and is all an engineer has to go on.
 
 from __future__ import annotations
 
-from homevitals.errors import HomevitalsError
+from homevitals.vocab.errors import HomevitalsError
 
 __all__ = ["GatewayError", "ProfileError"]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from homevitals.config import DeviceConfig
+from homevitals.vocab.config import DeviceConfig
 
 __all__ = ["Advert", "AdvertData", "Deliver", "GattSession", "OnValue", "Radio", "RawValue",
            "short_uuid"]

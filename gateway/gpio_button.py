@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from homevitals.clock import Clock
-from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.gateway.errors import GatewayError
 from homevitals.gateway.gatt import Deliver, RawValue
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import DeviceConfig, DeviceKind
 
 __all__ = ["GpioButtons"]
 

@@ -26,10 +26,10 @@ from __future__ import annotations
 import json
 import re
 
-from homevitals.config import DEVICE_MEASUREMENTS, DeviceConfig, DeviceKind, HomeConfig
 from homevitals.gateway.profiles.decoded import BUTTON_EVENTS
-from homevitals.readings import Measurement
-from homevitals.topics import HA_DISCOVERY_PREFIX, Topics, ha_discovery
+from homevitals.vocab.config import DEVICE_MEASUREMENTS, DeviceConfig, DeviceKind, HomeConfig
+from homevitals.vocab.readings import Measurement
+from homevitals.vocab.topics import HA_DISCOVERY_PREFIX, Topics, ha_discovery
 
 __all__ = ["device_name", "discovery_messages"]
 
@@ -77,7 +77,7 @@ def device_name(home: HomeConfig, device: DeviceConfig) -> str:
 
 def discovery_messages(home: HomeConfig, topics: Topics,
                        prefix: str = HA_DISCOVERY_PREFIX) -> list[tuple[str, bytes]]:
-    """(topic, payload) pairs to publish retained, QoS 1 (topics: homevitals.topics, whose
+    """(topic, payload) pairs to publish retained, QoS 1 (topics: homevitals.vocab.topics, whose
     ``ha_discovery`` the broker ACL grants each gateway)."""
     out: list[tuple[str, bytes]] = []
 

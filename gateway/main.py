@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from homevitals.clock import Clock
-from homevitals.config import Config
 from homevitals.gateway.app import GatewayApp
 from homevitals.gateway.gatt import Radio
-from homevitals.runtime import Runner
+from homevitals.infra.runtime import Runner
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import Config
 
 __all__ = ["run_gateway"]
 

@@ -11,10 +11,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from homevitals import wire
-from homevitals.clock import Clock
-from homevitals.config import MqttConfig
-from homevitals.mqtt import (
+from homevitals.infra.mqtt import (
     PublishError,
     connect_async,
     disconnect,
@@ -22,10 +19,13 @@ from homevitals.mqtt import (
     publish,
     reason_failed,
 )
-from homevitals.mqtt_watch import MqttWatch
-from homevitals.outbox import DurableQueue, OutboxPump
-from homevitals.readings import GatewayState, GatewayStatus
-from homevitals.topics import Topics
+from homevitals.infra.mqtt_watch import MqttWatch
+from homevitals.infra.outbox import DurableQueue, OutboxPump
+from homevitals.vocab import wire
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import MqttConfig
+from homevitals.vocab.readings import GatewayState, GatewayStatus
+from homevitals.vocab.topics import Topics
 
 __all__ = ["Publisher"]
 

@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from homevitals.clock import Clock
-from homevitals.config import DeviceConfig, Quirk
 from homevitals.gateway.errors import GatewayError, ProfileError
 from homevitals.gateway.gatt import GattSession, RawValue
 from homevitals.gateway.profiles import decode
 from homevitals.gateway.profiles.racp_control import RESPONSE_CODES
 from homevitals.gateway.profiles.reader import date_time
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import DeviceConfig, Quirk
 
 __all__ = [
     "DownloadResult",

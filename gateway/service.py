@@ -17,15 +17,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from homevitals import wire
-from homevitals.clock import Clock
-from homevitals.config import DeviceConfig, GatewayConfig, HomeConfig
 from homevitals.gateway.errors import ProfileError
 from homevitals.gateway.gatt import RawValue
 from homevitals.gateway.profiles import Decoded, decode
-from homevitals.outbox import DurableQueue
-from homevitals.readings import Event, EventKind, Measurement, Reading
-from homevitals.topics import Topics
+from homevitals.infra.outbox import DurableQueue
+from homevitals.vocab import wire
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import DeviceConfig, GatewayConfig, HomeConfig
+from homevitals.vocab.readings import Event, EventKind, Measurement, Reading
+from homevitals.vocab.topics import Topics
 
 __all__ = ["Gateway", "GatewaySnapshot", "stable_id"]
 

@@ -1,4 +1,5 @@
-"""homevitals: home health monitoring, shared vocabulary and CLI."""
+"""homevitals: home health monitoring. The shared package: the vocabulary every stage shares
+(``vocab``), the runtime every daemon runs on (``infra``) and the composition roots (``roots``)."""
 
 __all__ = ["__version__"]
 

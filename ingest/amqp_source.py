@@ -1,7 +1,7 @@
 """Readings from a RabbitMQ cluster's quorum queue: ingest's source in the cluster profile.
 
 Gateways publish over MQTT to any node; the MQTT plugin routes each message to ``amq.topic``
-(``homevitals.amqp``: the mapping, the connection parameters). Every ingest worker of one
+(``homevitals.infra.amqp``: the mapping, the connection parameters). Every ingest worker of one
 InfluxDB replica consumes the same durable quorum queue (competing consumers: each message goes
 to one of them), and each replica has a queue of its own, so every replica gets every reading
 (docs/cluster.md). A message is acknowledged only after its batch is written; a worker that dies
@@ -22,7 +22,7 @@ from typing import Any
 
 import pika
 
-from homevitals.amqp import (
+from homevitals.infra.amqp import (
     EXPECTED,
     MAX_PREFETCH,
     Delivered,
@@ -31,10 +31,10 @@ from homevitals.amqp import (
     mqtt_filter_to_binding,
     routing_key_to_topic,
 )
-from homevitals.backoff import Backoff
-from homevitals.config import AmqpSourceConfig
+from homevitals.infra.backoff import Backoff
+from homevitals.infra.runtime import Condition, Progress, Worker, thread_worker
 from homevitals.ingest.source import Deliver
-from homevitals.runtime import Condition, Progress, Worker, thread_worker
+from homevitals.vocab.config import AmqpSourceConfig
 
 __all__ = ["AmqpSource", "mqtt_filter_to_binding", "routing_key_to_topic"]
 

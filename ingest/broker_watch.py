@@ -18,10 +18,10 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from homevitals.config import MqttConfig
-from homevitals.metrics import Metric, gauge
-from homevitals.mqtt import connect_async, disconnect, make_client, reason_failed
-from homevitals.topics import BROKER_DROPPED, BROKER_STORED
+from homevitals.infra.metrics import Metric, gauge
+from homevitals.infra.mqtt import connect_async, disconnect, make_client, reason_failed
+from homevitals.vocab.config import MqttConfig
+from homevitals.vocab.topics import BROKER_DROPPED, BROKER_STORED
 
 __all__ = ["BrokerWatch"]
 

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from homevitals import wire
-from homevitals.errors import WireError
 from homevitals.ingest.source import Message
-from homevitals.origin import Registry
-from homevitals.readings import AlertDecision, Event, Reading
-from homevitals.topics import ParsedTopic, Topics
+from homevitals.vocab import wire
+from homevitals.vocab.errors import WireError
+from homevitals.vocab.origin import Registry
+from homevitals.vocab.readings import AlertDecision, Event, Reading
+from homevitals.vocab.topics import ParsedTopic, Topics
 
 __all__ = ["IngestChecks"]
 

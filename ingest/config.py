@@ -1,5 +1,5 @@
 """The ingest stage's configuration: the store it writes to and where its readings come from
-(assembled into the root model by ``homevitals/config.py``)."""
+(assembled into the root model by ``homevitals/vocab/config.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.config_base import AmqpConnection, MetricsConfig, Model, MqttLogin
+from homevitals.vocab.config_base import AmqpConnection, MetricsConfig, Model, MqttLogin
 
 __all__ = ["AmqpSourceConfig", "IngestConfig", "StoreConfig", "StoreKind"]
 

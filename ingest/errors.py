@@ -8,7 +8,7 @@ database): retrying the second kind forever would block every later reading behi
 
 from __future__ import annotations
 
-from homevitals.errors import HomevitalsError
+from homevitals.vocab.errors import HomevitalsError
 
 __all__ = ["IngestError", "StoreError", "retryable_status"]
 

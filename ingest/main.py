@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from homevitals.config import Config, StoreConfig, StoreKind, read_secret
-from homevitals.errors import ConfigError
+from homevitals.infra.runtime import Runner
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.source import Source
 from homevitals.ingest.store import Store
 from homevitals.ingest.telemetry import REJECT_REASONS, ingest_metrics
-from homevitals.runtime import Runner
-from homevitals.topics import Topics
+from homevitals.vocab.config import Config, StoreConfig, StoreKind, read_secret
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.topics import Topics
 
 __all__ = ["REJECT_REASONS", "build_source", "build_store", "run_ingest"]
 

@@ -10,7 +10,7 @@ measurement        tags                             fields                      
                                                     ``mean_arterial`` float mmHg;
                                                     ``pulse`` float bpm
 other readings     home, patient, device            one float per reading field, in the       [1]
-(``spo2`` ...)                                      wire unit of homevitals.units (%, °C, kg)
+(``spo2`` ...)                                      wire unit of homevitals.vocab.units (%, °C, kg)
 every reading      (as above)                       string ``reading_id``, ``raw`` (hex),     [1]
                                                     ``characteristic``; ``flags``
                                                     (comma-joined, omitted when empty)
@@ -56,8 +56,8 @@ from types import MappingProxyType
 
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.store import Row
-from homevitals.readings import AlertDecision, Event, Reading
-from homevitals.wire import Reject, parse_time
+from homevitals.vocab.readings import AlertDecision, Event, Reading
+from homevitals.vocab.wire import Reject, parse_time
 
 __all__ = [
     "ALERT_MEASUREMENT",

@@ -25,16 +25,7 @@ from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 
-from homevitals import wire
-from homevitals.config import Config
-from homevitals.ingest.broker_watch import BrokerWatch
-from homevitals.ingest.checks import IngestChecks
-from homevitals.ingest.errors import StoreError
-from homevitals.ingest.latency import LatencyHistogram
-from homevitals.ingest.source import Message, Source
-from homevitals.ingest.store import Store
-from homevitals.ingest.write_log import WriteTrouble
-from homevitals.mqtt import (
+from homevitals.infra.mqtt import (
     PublishError,
     ack_many,
     connect_async,
@@ -43,11 +34,20 @@ from homevitals.mqtt import (
     publish,
     reason_failed,
 )
-from homevitals.mqtt_watch import MqttWatch
-from homevitals.origin import Registry
-from homevitals.readings import AlertDecision, Event, Reading
-from homevitals.runtime import Condition, Progress, Worker, thread_worker
-from homevitals.topics import Topics
+from homevitals.infra.mqtt_watch import MqttWatch
+from homevitals.infra.runtime import Condition, Progress, Worker, thread_worker
+from homevitals.ingest.broker_watch import BrokerWatch
+from homevitals.ingest.checks import IngestChecks
+from homevitals.ingest.errors import StoreError
+from homevitals.ingest.latency import LatencyHistogram
+from homevitals.ingest.source import Message, Source
+from homevitals.ingest.store import Store
+from homevitals.ingest.write_log import WriteTrouble
+from homevitals.vocab import wire
+from homevitals.vocab.config import Config
+from homevitals.vocab.origin import Registry
+from homevitals.vocab.readings import AlertDecision, Event, Reading
+from homevitals.vocab.topics import Topics
 
 __all__ = ["IngestService"]
 

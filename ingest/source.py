@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from homevitals.runtime import Condition, Worker
+from homevitals.infra.runtime import Condition, Worker
 
 __all__ = ["Deliver", "Message", "Source"]
 

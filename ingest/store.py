@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from homevitals.readings import AlertDecision, Event, Reading
-from homevitals.wire import Reject
+from homevitals.vocab.readings import AlertDecision, Event, Reading
+from homevitals.vocab.wire import Reject
 
 __all__ = ["Row", "Storable", "Store"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prometheus_client.core import HistogramMetricFamily
 
-from homevitals.deadletter import SERVER_REASONS
+from homevitals.infra.deadletter import SERVER_REASONS
+from homevitals.infra.metrics import Metric, counter, gauge
 from homevitals.ingest.service import IngestService
-from homevitals.metrics import Metric, counter, gauge
 
 __all__ = ["REJECT_REASONS", "ingest_metrics"]
 

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pandas as pd
 
-from homevitals.errors import HomevitalsError
-from homevitals.readings import Measurement
 from homevitals.reports.errors import ReportError
+from homevitals.vocab.errors import HomevitalsError
+from homevitals.vocab.readings import Measurement
 
 __all__ = [
     "MAX_DAYS",

@@ -2,7 +2,7 @@
 
 Reports read what other stages wrote: the store (``homevitals.ingest``) and the alert ledger
 (``homevitals.alerts``). They are passed in as ``ReadingSource`` and ``AlertHistory``; the
-composition root (``homevitals.cli``) builds them, since a stage never imports another stage.
+composition root (``homevitals.roots.cli``) builds them, since a stage never imports another stage.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TextIO
 
-from homevitals.config import Config, HomeConfig, PatientConfig, StoreConfig, StoreKind
 from homevitals.reports import figures
 from homevitals.reports.bp_metrics import bp_summary, prepare_bp, vital_stats
 from homevitals.reports.data import AlertHistory, PatientData, Period, ReadingSource, load
@@ -22,6 +21,7 @@ from homevitals.reports.errors import ReportError
 from homevitals.reports.html import Page, write_page
 from homevitals.reports.metrics import agp, cgm_devices, deduplicate, empty_days, glucose_metrics
 from homevitals.reports.targets import TARGETS
+from homevitals.vocab.config import Config, HomeConfig, PatientConfig, StoreConfig, StoreKind
 
 __all__ = ["check_store", "parse_date", "report_name", "run_all", "run_report"]
 
@@ -47,7 +47,8 @@ def run_report(
     """Write ``out_dir/<patient>-<from>-<to>.html`` and its PNGs; return the page's path.
 
     ``store`` is the store ``cfg.store`` names and ``history`` reads the alert ledger: both are
-    built by the composition root (``homevitals.cli``), as a stage never imports another stage.
+    built by the composition root (``homevitals.roots.cli``), as a stage never imports
+    another stage.
     """
     home, person = _patient(cfg, patient)
     period = Period(start_date, end_date, home.zone)

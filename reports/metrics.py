@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from homevitals.units import MGDL_PER_MMOLL, glucose_limit
+from homevitals.vocab.units import MGDL_PER_MMOLL, glucose_limit
 
 __all__ = [
     "AGP_MIN_DAYS",
@@ -166,7 +166,7 @@ def empty_days(times: pd.Series, zone: ZoneInfo, start: datetime, end: datetime)
 
 # [TIR] states each limit twice, in mg/dL and in mmol/L: a value is low only when it is below
 # the limit in both units as the device showed it, high only when above it in both
-# (homevitals.units.glucose_limit), so 70 mg/dL and 3.9 mmol/L are in range, 54 mg/dL and
+# (homevitals.vocab.units.glucose_limit), so 70 mg/dL and 3.9 mmol/L are in range, 54 mg/dL and
 # 3.0 mmol/L are not "very low", 180 mg/dL and 10.0 mmol/L are in range.
 LOW_2 = glucose_limit(3.0, below=True)
 LOW_1 = glucose_limit(3.9, below=True)

@@ -1,4 +1,4 @@
-"""A patient's risk tier from the configured rules (``homevitals.risk_config``), with reasons
+"""A patient's risk tier from the configured rules (``homevitals.vocab.risk_config``), with reasons
 that name the readings. Pure computation, like ``metrics``.
 
 The glucose figures count every glucose reading of the period (CGM and meter alike, duplicates
@@ -18,7 +18,7 @@ import pandas as pd
 
 from homevitals.reports.bp_metrics import esh_rows, prepare_bp
 from homevitals.reports.metrics import HIGH_1, HIGH_2, LOW_1, LOW_2, deduplicate
-from homevitals.risk_config import RiskConfig, RiskRule, Tier
+from homevitals.vocab.risk_config import RiskConfig, RiskRule, Tier
 
 __all__ = ["Risk", "RiskInputs", "assess", "risk_inputs"]
 

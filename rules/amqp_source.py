@@ -43,7 +43,7 @@ from typing import Any
 import pika
 import pika.exceptions
 
-from homevitals.amqp import (
+from homevitals.infra.amqp import (
     EXPECTED,
     Delivered,
     close_quietly,
@@ -51,11 +51,11 @@ from homevitals.amqp import (
     mqtt_filter_to_binding,
     routing_key_to_topic,
 )
-from homevitals.backoff import Backoff
+from homevitals.infra.backoff import Backoff
+from homevitals.infra.runtime import Condition, Progress, Worker, thread_worker
+from homevitals.infra.subscriber import DeadLetterSink
 from homevitals.rules.config import RulesAmqpConfig
-from homevitals.runtime import Condition, Progress, Worker, thread_worker
-from homevitals.subscriber import DeadLetterSink
-from homevitals.topics import Topics
+from homevitals.vocab.topics import Topics
 
 __all__ = ["RulesAmqpSource"]
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from homevitals import wire
+from homevitals.vocab import wire
 
 __all__ = ["Sample", "Window", "slope"]
 

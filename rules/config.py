@@ -1,6 +1,6 @@
 """The rules stage's configuration section (``rules:``): its daemon's settings and the rule
 definitions, each of one of the kinds in ``rules/kinds/``. Pure pydantic: the root model in
-``homevitals/config.py`` assembles it, and the Raspberry Pi loads that."""
+``homevitals/vocab/config.py`` assembles it, and the Raspberry Pi loads that."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.config_base import AmqpConnection, MetricsConfig, Model, MqttLogin
-from homevitals.readings import check_id
 from homevitals.rules.kinds import RuleConfig, episode_of
+from homevitals.vocab.config_base import AmqpConnection, MetricsConfig, Model, MqttLogin
+from homevitals.vocab.readings import check_id
 
 __all__ = ["RulesAmqpConfig", "RulesConfig"]
 

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 
-from homevitals.readings import Reading
+from homevitals.vocab.readings import Reading
 
 __all__ = ["CLOCK_FLAG", "DeviceClocks"]
 

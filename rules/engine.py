@@ -21,22 +21,22 @@ from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
 
-from homevitals import wire
-from homevitals.clock import Clock, SystemClock
-from homevitals.config import HomeConfig, PatientConfig
-from homevitals.readings import (
+from homevitals.rules.device_clock import DeviceClocks
+from homevitals.rules.episodes import Episodes, Subject, alert_id
+from homevitals.rules.kinds import RuleConfig, RuleModel, effective_rule
+from homevitals.rules.state import SCHEMA, DecisionOutbox, OpenAlert, State
+from homevitals.rules.watch import Watch
+from homevitals.vocab import wire
+from homevitals.vocab.clock import Clock, SystemClock
+from homevitals.vocab.config import HomeConfig, PatientConfig
+from homevitals.vocab.readings import (
     SEVERITY_RANK,
     AlertDecision,
     Event,
     GatewayStatus,
     Reading,
 )
-from homevitals.rules.device_clock import DeviceClocks
-from homevitals.rules.episodes import Episodes, Subject, alert_id
-from homevitals.rules.kinds import RuleConfig, RuleModel, effective_rule
-from homevitals.rules.state import SCHEMA, DecisionOutbox, OpenAlert, State
-from homevitals.rules.watch import Watch
-from homevitals.topics import Topics
+from homevitals.vocab.topics import Topics
 
 __all__ = ["OpenAlert", "RuleEngine", "Subject", "alert_id"]
 

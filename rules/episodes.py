@@ -29,12 +29,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from homevitals.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 from homevitals.rules.kinds.base import RuleModel, episode_of
 from homevitals.rules.state import OpenAlert, State
+from homevitals.vocab.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 
 if TYPE_CHECKING:
-    from homevitals.config import HomeConfig, PatientConfig
+    from homevitals.vocab.config import HomeConfig, PatientConfig
 
 __all__ = ["Episodes", "Subject", "alert_id"]
 

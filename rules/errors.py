@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homevitals.errors import HomevitalsError
+from homevitals.vocab.errors import HomevitalsError
 
 __all__ = ["RulesError"]
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from homevitals import wire
-from homevitals.deadletter import DeadLetters
-from homevitals.errors import WireError
-from homevitals.origin import Mismatch, Registry
-from homevitals.readings import AlertDecision, Event, GatewayStatus, Reading
+from homevitals.infra.deadletter import DeadLetters
 from homevitals.rules.engine import RuleEngine
-from homevitals.topics import Topics
+from homevitals.vocab import wire
+from homevitals.vocab.errors import WireError
+from homevitals.vocab.origin import Mismatch, Registry
+from homevitals.vocab.readings import AlertDecision, Event, GatewayStatus, Reading
+from homevitals.vocab.topics import Topics
 
 __all__ = ["Intake", "Message"]
 

@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as mqtt
 
-from homevitals.clock import Clock, SystemClock
-from homevitals.config import Config
-from homevitals.deadletter import DeadLetters
-from homevitals.origin import Registry
-from homevitals.outbox import OutboxPump
+from homevitals.infra.deadletter import DeadLetters
+from homevitals.infra.outbox import OutboxPump
+from homevitals.infra.runtime import Condition, Runner, Worker
+from homevitals.infra.subscriber import Subscriber
 from homevitals.rules.engine import RuleEngine
 from homevitals.rules.intake import Intake
 from homevitals.rules.store import RulesStore
 from homevitals.rules.telemetry import rules_metrics
 from homevitals.rules.timers import RulesTimer
-from homevitals.runtime import Condition, Runner, Worker
-from homevitals.subscriber import Subscriber
-from homevitals.topics import Topics
+from homevitals.vocab.clock import Clock, SystemClock
+from homevitals.vocab.config import Config
+from homevitals.vocab.origin import Registry
+from homevitals.vocab.topics import Topics
 
 if TYPE_CHECKING:
     from homevitals.rules.amqp_source import RulesAmqpSource

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from homevitals import wire
 from homevitals.rules.conditions import Window
+from homevitals.vocab import wire
 
 __all__ = ["SCHEMA", "DecisionOutbox", "Executor", "HomeSeen", "OpenAlert", "OpenEpisode", "State"]
 
@@ -88,7 +88,7 @@ def _t(value: str | None) -> datetime | None:
 
 
 class Executor(Protocol):
-    """One open transaction: a ``sqlite3.Connection`` or ``homevitals.sqldb.SqlDb`` (``?``
+    """One open transaction: a ``sqlite3.Connection`` or ``homevitals.infra.sqldb.SqlDb`` (``?``
     placeholders; every statement here is one both SQLite and PostgreSQL speak)."""
 
     def execute(self, sql: str, args: Sequence[Any] = ..., /) -> Any: ...

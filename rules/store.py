@@ -1,5 +1,6 @@
 """The rules' durable state and their outbox of decisions, in one database through SQLAlchemy Core
-(``homevitals/sqldb.py``, shared with the alert ledger): SQLite by default (``rules.state_path``,
+(``homevitals/infra/sqldb.py``, shared with the alert ledger): SQLite by default
+(``rules.state_path``,
 the same file and tables as before), PostgreSQL when ``rules.state_url`` is set (the cluster
 profile, docs/cluster.md "Rules ownership").
 
@@ -30,9 +31,9 @@ from sqlalchemy import (
     inspect,
 )
 
-from homevitals.outbox import QueuedMessage
+from homevitals.infra.outbox import QueuedMessage
+from homevitals.infra.sqldb import SQLAlchemyError, SqlDb
 from homevitals.rules.errors import RulesError
-from homevitals.sqldb import SQLAlchemyError, SqlDb
 
 __all__ = ["RulesStore"]
 
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 _META = MetaData()
 _SEQ = Integer().with_variant(BigInteger(), "postgresql")
-# The gateway queue's tables (homevitals/outbox.py), so an existing state file opens as before.
+# The gateway queue's tables (homevitals/infra/outbox.py), so an existing state file opens
+# as before.
 OUTBOX = Table(
     "outbox", _META,
     Column("seq", _SEQ, primary_key=True, autoincrement=True),

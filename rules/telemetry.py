@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from homevitals.deadletter import SERVER_REASONS
-from homevitals.metrics import Metric, counter, gauge
+from homevitals.infra.deadletter import SERVER_REASONS
+from homevitals.infra.metrics import Metric, counter, gauge
 
 if TYPE_CHECKING:
     from homevitals.rules.main import RulesApp

@@ -1,4 +1,4 @@
-"""The rules stage's one timer (``homevitals/due_worker.py``): it sleeps on the injected clock
+"""The rules stage's one timer (``homevitals/infra/due_worker.py``): it sleeps on the injected clock
 until this worker's earliest missing-data or silent-gateway check is due (a row of the rules'
 state, ``due_checks``, written by ``rules/watch.py``), then judges the patients whose checks are
 due (``RuleEngine.run_due``) in one transaction with the decisions. It replaced APScheduler's
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from homevitals import due_worker
+from homevitals.infra import due_worker
 from homevitals.rules.engine import RuleEngine
 
 __all__ = ["RulesTimer"]

@@ -8,15 +8,15 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from homevitals.readings import Measurement, Reading
 from homevitals.rules.conditions import Sample, Window, slope
-from homevitals.units import Unit
+from homevitals.vocab.readings import Measurement, Reading
+from homevitals.vocab.units import Unit
 
 if TYPE_CHECKING:
-    from homevitals.config_base import TimeWindow
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import State
+    from homevitals.vocab.config_base import TimeWindow
 
 __all__ = ["Measured", "fields", "in_window", "sample", "trend", "updated_window"]
 

@@ -24,10 +24,16 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from homevitals.config import HomeConfig
-from homevitals.readings import AlertDecision, GatewayState, GatewayStatus, Measurement, Reading
 from homevitals.rules.kinds import RuleModel
 from homevitals.rules.state import HomeSeen, OpenAlert, State
+from homevitals.vocab.config import HomeConfig
+from homevitals.vocab.readings import (
+    AlertDecision,
+    GatewayState,
+    GatewayStatus,
+    Measurement,
+    Reading,
+)
 
 if TYPE_CHECKING:
     from homevitals.rules.engine import RuleEngine, Subject

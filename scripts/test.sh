@@ -44,7 +44,7 @@ status=0
 .venv/bin/pytest "$@" || status=$?
 
 # The lowest paho the project allows (pyproject: paho-mqtt>=2.1,<3) in a small second venv:
-# the MQTT client tests and ingest's fallback (homevitals/paho_internals.py) run against it too;
+# the MQTT client tests and ingest's fallback (homevitals/infra/paho_internals.py) run against it too;
 # the main suite above covers the newest. Either failing fails the run.
 echo "== pytest against paho-mqtt 2.1.0 (.venv-paho-min)"
 PAHO_MIN=2.1.0

@@ -29,7 +29,9 @@ def build_tree() -> Path:
             (pkg / item.name).symlink_to(item)
     for name, folder in sorted(mapping.items()):
         parts = name.split(".")
-        if len(parts) == 2:  # homevitals.<stage>; deeper packages come along with their parent
+        # homevitals.<stage>; the shared package's sub-packages (homevitals/vocab ...) were linked
+        # above, and deeper packages come along with their parent
+        if len(parts) == 2 and not folder.startswith("homevitals/"):
             (pkg / parts[1]).symlink_to(ROOT / folder)
     return TREE
 

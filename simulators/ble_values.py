@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 __all__ = [
     "BP_STATUS_BITS",

@@ -19,7 +19,7 @@ from homevitals.simulators.ble_values import (
     encode_date_time,
     encode_sfloat,
 )
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 __all__ = [
     "CgmRecord",

@@ -25,10 +25,10 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homevitals import wire
-from homevitals.readings import FieldValue, Measurement, Reading
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.readings import FieldValue, Measurement, Reading
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 __all__ = ["FleetRun", "FleetSpec", "fleet_readings", "publish_fleet"]
 
@@ -99,7 +99,7 @@ def _publish_part(
         CallbackAPIVersion.VERSION2, client_id=f"{spec.tag}-pub-{part}", protocol=mqtt.MQTTv5
     )
     # paho 2.x stalls when more than 65 535 QoS 1 messages wait (16-bit message ids wrap, MQTT 5
-    # section 2.2.1; homevitals/outbox.py): bound it.
+    # section 2.2.1; homevitals/infra/outbox.py): bound it.
     client.max_inflight_messages_set(inflight)
     client.max_queued_messages_set(inflight * 4)
     acked = [0]  # PUBACKs received (on_publish, paho's thread)

@@ -13,13 +13,13 @@ from datetime import UTC, date, datetime, time, timedelta
 from importlib import resources
 from zoneinfo import ZoneInfo
 
-from homevitals.config import Config, parse_config
 from homevitals.simulators.ble_values import (
     encode_bp_measurement,
     encode_bthome_button,
     encode_glucose_measurement,
 )
 from homevitals.simulators.devices.scripted import ScheduledValue
+from homevitals.vocab.config import Config, parse_config
 
 __all__ = ["DEMO_START", "ExpectedReading", "demo_config", "demo_script"]
 

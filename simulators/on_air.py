@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.simulators import patients as pt
 from homevitals.simulators.ble_values import (
     Number,
@@ -30,6 +29,7 @@ from homevitals.simulators.ble_values_ext import (
 )
 from homevitals.simulators.devices.scripted import ScheduledValue
 from homevitals.simulators.scenario import ScenarioHome
+from homevitals.vocab.config import DeviceConfig, DeviceKind
 
 __all__ = ["Item", "encode_items"]
 

@@ -1,13 +1,15 @@
 """Scenario files: who lives where, what their devices measure, what goes wrong, and when.
 
 A scenario is YAML (``docs/scenarios.md``). Its ``homes``, ``rules`` and ``alerts`` sections are
-exactly the configuration's sections (``homevitals.config``), with three additions per patient:
+exactly the configuration's sections (``homevitals.vocab.config``), with three additions
+per patient:
 a generator ``profile``, explicit ``readings`` and call-button ``presses``. Around them: the
 start, duration and seed, ``faults`` (link drops, corrupted values, a gateway offline or
 killed, the broker down or delivering twice), scripted care-team ``replies`` and optional
 ``expect``-ations. Times resolve to UTC instants (``LoadedScenario.resolve``).
 
-Loading follows ``homevitals.config.parse_config``: ``yaml.safe_load`` (nothing in the file is ever
+Loading follows ``homevitals.vocab.config.parse_config``: ``yaml.safe_load`` (nothing in
+the file is ever
 constructed as code), pydantic models with ``extra="forbid"``, and every error names the file, the
 line and the key.
 """
@@ -24,11 +26,18 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
-from homevitals import config as _config_module
+from homevitals.simulators.scenario_profiles import (
+    DAY_AT,
+    At,
+    Duration,
+    ProfileSpec,
+    parse_duration,
+)
+from homevitals.vocab import config as _config_module
 
 # The line map and error wording of the configuration loader, reused so that scenario errors
 # read exactly like configuration errors.
-from homevitals.config import (
+from homevitals.vocab.config import (
     AlertsConfig,
     Config,
     HomeConfig,
@@ -38,14 +47,7 @@ from homevitals.config import (
     _lines,
     _Model,
 )
-from homevitals.errors import ConfigError
-from homevitals.simulators.scenario_profiles import (
-    DAY_AT,
-    At,
-    Duration,
-    ProfileSpec,
-    parse_duration,
-)
+from homevitals.vocab.errors import ConfigError
 
 __all__ = [
     "SPECIAL_VALUES",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
-from homevitals.config import _Model
+from homevitals.vocab.config import _Model
 
 __all__ = ["DAY_AT", "At", "ClockTime", "Duration", "ProfileSpec", "TherapySpec", "UvaPadovaSpec",
            "parse_duration"]

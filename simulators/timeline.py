@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from homevitals.config import DeviceConfig, DeviceKind
 from homevitals.simulators import patients as pt
 from homevitals.simulators import uva_padova
 from homevitals.simulators.ble_values import (
@@ -38,6 +37,7 @@ from homevitals.simulators.scenario import (
     ScenarioPatient,
 )
 from homevitals.simulators.scenario_profiles import UvaPadovaSpec
+from homevitals.vocab.config import DeviceConfig, DeviceKind
 
 __all__ = ["Expected", "ExpectedReadings", "Outage", "ScriptedReply", "Timeline", "TimedValue",
            "build_timeline"]

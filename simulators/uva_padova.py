@@ -48,8 +48,8 @@ from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from homevitals.errors import HomevitalsError
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab.errors import HomevitalsError
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 __all__ = [
     "COHORTS",

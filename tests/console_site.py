@@ -21,12 +21,12 @@ from servers import free_port
 
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SystemClock
-from homevitals.config import load_config
-from homevitals.console_wiring import add_account
 from homevitals.ingest.sqlite_store import SqliteStore
-from homevitals.readings import AlertDecision, FieldValue, Reading
-from homevitals.units import Unit
+from homevitals.roots.console_wiring import add_account
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import load_config
+from homevitals.vocab.readings import AlertDecision, FieldValue, Reading
+from homevitals.vocab.units import Unit
 
 DOC_A, DOC_B, MANAGER = "+15550100001", "+15550100002", "+15550100003"
 PASSWORD = "correct horse battery"

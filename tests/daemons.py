@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from homevitals.clock import TEST_CLOCK_ENV
+from homevitals.vocab.clock import TEST_CLOCK_ENV
 
-HOMEVITALS = [sys.executable, "-m", "homevitals.cli"]
+HOMEVITALS = [sys.executable, "-m", "homevitals.roots.cli"]
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
@@ -94,7 +94,8 @@ class Daemon:
 
 
 class TestClock:
-    """Moves the clock of daemons started with ``env()`` (``homevitals.clock.OffsetFileClock``):
+    """Moves the clock of daemons started with ``env()``
+    (``homevitals.vocab.clock.OffsetFileClock``):
     a test advances their time instead of sleeping until a timer is due."""
 
     __test__ = False  # not a test class, despite the name

@@ -9,15 +9,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from homevitals import wire
-from homevitals.clock import SystemClock
-from homevitals.config import DeviceConfig, HomeConfig, parse_config
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio
 from homevitals.gateway.service import Gateway
-from homevitals.outbox import DurableQueue
-from homevitals.readings import Event, Reading
-from homevitals.topics import Topics
+from homevitals.infra.outbox import DurableQueue
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import DeviceConfig, HomeConfig, parse_config
+from homevitals.vocab.readings import Event, Reading
+from homevitals.vocab.topics import Topics
 
 HOME = "home-test"
 ZONE = "Europe/Ljubljana"

@@ -25,15 +25,15 @@ import pytest
 import yaml
 from daemons import wait_until
 
-from homevitals import wire
 from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.alerts.telemetry import alerts_metrics as _metrics
-from homevitals.clock import SimulatedClock
-from homevitals.config import Config, MetricsConfig
-from homevitals.readings import AlertDecision
-from homevitals.runtime import Runner
-from homevitals.topics import Topics
+from homevitals.infra.runtime import Runner
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import Config, MetricsConfig
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.topics import Topics
 
 DOCTOR = "+15550100001"
 T0 = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)  # 02:00 in Ljubljana
@@ -165,7 +165,7 @@ def test_a_storm_is_capped_at_four_sms_and_one_digest_per_hour(service: Service)
 
     # The audit trail shows each folded SMS and the digest that carried it.
     history = subprocess.run(
-        [sys.executable, "-m", "homevitals.cli", "alerts", "history", "--config",
+        [sys.executable, "-m", "homevitals.roots.cli", "alerts", "history", "--config",
          str(service.tmp / "homevitals.yaml"), "--patient", "ana"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout

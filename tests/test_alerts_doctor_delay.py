@@ -13,9 +13,9 @@ import yaml
 
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SimulatedClock
-from homevitals.config import parse_config
-from homevitals.readings import AlertDecision
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.readings import AlertDecision
 
 PATIENT, FAMILY = "+15550100009", "+15550100002"
 DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100003", "+15550100004"

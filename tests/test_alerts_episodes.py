@@ -14,9 +14,9 @@ import yaml
 
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SimulatedClock
-from homevitals.config import parse_config
-from homevitals.readings import AlertDecision, AlertState
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.readings import AlertDecision, AlertState
 
 DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100003", "+15550100004"
 T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)

@@ -15,15 +15,15 @@ from daemons import wait_until
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from homevitals import wire
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.held import HeldDecisions
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SimulatedClock
-from homevitals.config import parse_config
-from homevitals.outbox import DurableQueue
-from homevitals.readings import AlertDecision
-from homevitals.topics import Topics
+from homevitals.infra.outbox import DurableQueue
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.topics import Topics
 
 DOCTOR = "+15550100001"
 

@@ -21,10 +21,10 @@ from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.alerts.templates import TemplateError
-from homevitals.clock import SimulatedClock
-from homevitals.config import Config, parse_config
-from homevitals.errors import ConfigError
-from homevitals.readings import AlertDecision
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import Config, parse_config
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import AlertDecision
 
 DOCTOR, BACKUP, PATIENT = "+15550100001", "+15550100003", "+15550100009"
 T0 = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)

@@ -29,14 +29,14 @@ from servers import free_port
 from twilio.request_validator import RequestValidator
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
-from homevitals import wire
 from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.twilio_notifier import TwilioNotifier
-from homevitals.clock import SimulatedClock
-from homevitals.config import Config
-from homevitals.readings import AlertDecision, FieldValue, Reading
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import AlertDecision, FieldValue, Reading
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 DOCTOR, BACKUP, MANAGER, FAMILY = "+15550100001", "+15550100002", "+15550100003", "+15550100004"
 STRANGER = "+15550100999"

@@ -17,11 +17,9 @@ import yaml
 from daemons import Daemon, wait_until, write_config
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homevitals.clock import SimulatedClock
-from homevitals.config import Config
 from homevitals.gateway.app import GatewayApp
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.scripted_gateway import run_script
+from homevitals.roots.scripted_gateway import run_script
 from homevitals.simulators.ble_values import (
     SFLOAT_NAN,
     SFLOAT_NRES,
@@ -30,6 +28,8 @@ from homevitals.simulators.ble_values import (
 )
 from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
 from homevitals.simulators.household import demo_config
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import Config
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 START = datetime(2026, 11, 20, 8, 0, tzinfo=ZONE)

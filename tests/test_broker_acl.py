@@ -21,9 +21,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from servers import free_port, make_password_file
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
-from homevitals.acl import mosquitto_acl
-from homevitals.config import Config, load_config
+from homevitals.infra.acl import mosquitto_acl
 from homevitals.ingest.influx_v1 import InfluxV1Store
+from homevitals.vocab.config import Config, load_config
 
 SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "homevitals.yaml"
 DOCTOR = "+15550100001"

@@ -27,14 +27,14 @@ class Blocker:
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, Blocker())
-from homevitals.cli import main
+from homevitals.roots.cli import main
 sys.exit(main(sys.argv[2:]))
 """
 
 
 def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "homevitals.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "homevitals.roots.cli", *args],
+                          capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def _without(modules: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

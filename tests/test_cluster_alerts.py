@@ -37,13 +37,13 @@ from sqlalchemy import create_engine, text
 from twilio.request_validator import RequestValidator
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
-from homevitals import wire
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SimulatedClock
-from homevitals.config import parse_config
-from homevitals.readings import AlertDecision
-from homevitals.topics import Topics
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.topics import Topics
 
 DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100002", "+15550100003"
 SENDER = "+15550109999"

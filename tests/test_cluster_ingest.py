@@ -22,17 +22,17 @@ from cluster_servers import RabbitCluster
 from daemons import Daemon, wait_until, write_config
 from servers import Influxd
 
-from homevitals import wire
-from homevitals.clock import SystemClock
-from homevitals.config import MqttConfig, parse_config
-from homevitals.errors import ConfigError
 from homevitals.gateway.publisher import Publisher
+from homevitals.infra.outbox import DurableQueue
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.outbox import DurableQueue
-from homevitals.readings import FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import MqttConfig, parse_config
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import FieldValue, Measurement, Reading
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 HOMES = 4
 TOTAL = 4000  # readings, from all gateways

@@ -32,19 +32,19 @@ from pg_servers import Postgres
 from servers import free_port
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
-from homevitals import wire
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.amqp import mqtt_filter_to_binding
-from homevitals.clock import SimulatedClock, SystemClock
-from homevitals.config import MqttConfig, parse_config
-from homevitals.errors import ConfigError
 from homevitals.gateway.publisher import Publisher
-from homevitals.outbox import DurableQueue
-from homevitals.readings import AlertDecision, FieldValue, Measurement, Reading
+from homevitals.infra.amqp import mqtt_filter_to_binding
+from homevitals.infra.outbox import DurableQueue
 from homevitals.rules.engine import RuleEngine
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock, SystemClock
+from homevitals.vocab.config import MqttConfig, parse_config
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import AlertDecision, FieldValue, Measurement, Reading
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 HOMES = 4
 PARTITIONS = 4

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from homevitals.config import load_config, parse_config
-from homevitals.errors import ConfigError
+from homevitals.vocab.config import load_config, parse_config
+from homevitals.vocab.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,7 +86,7 @@ def test_sample_configs_are_valid() -> None:
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "homevitals.cli", "check-config", str(path)],
+        [sys.executable, "-m", "homevitals.roots.cli", "check-config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,11 +15,11 @@ from console_site import DOC_A, MANAGER, PASSWORD, Client, Site
 from daemons import TestClock, wait_until
 
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SimulatedClock
 from homevitals.console.accounts import Accounts, Role
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.readings import FieldValue, Reading
-from homevitals.units import Unit
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.readings import FieldValue, Reading
+from homevitals.vocab.units import Unit
 
 
 @pytest.fixture

@@ -23,10 +23,10 @@ from console_site import DOC_A, DOC_B, MANAGER, PASSWORD, Site
 from daemons import Daemon, TestClock, wait_until
 from playwright.sync_api import Browser, sync_playwright
 
-from homevitals import wire
 from homevitals.alerts.ledger import Ledger
-from homevitals.readings import AlertDecision
-from homevitals.topics import Topics
+from homevitals.vocab import wire
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.topics import Topics
 
 CHROMIUM = "/usr/bin/chromium"
 # Screenshots are kept here after the run (the README's come from it): a test artefact.

@@ -16,13 +16,13 @@ from console_site import Client, Site
 
 from homevitals.alerts.escalation import Escalator
 from homevitals.alerts.ledger import Ledger
-from homevitals.clock import SystemClock
-from homevitals.config import parse_config
-from homevitals.errors import ConfigError
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.sqlite_store import SqliteStore
-from homevitals.readings import AlertDecision, FieldValue, Reading
-from homevitals.units import Unit
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import AlertDecision, FieldValue, Reading
+from homevitals.vocab.units import Unit
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 NOW = datetime.now(UTC).replace(second=0, microsecond=0)

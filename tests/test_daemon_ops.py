@@ -18,11 +18,11 @@ from notify import NotifySocket
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import free_port
 
-from homevitals import wire
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.readings import FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.readings import FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 SPAN = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
 
@@ -209,7 +209,8 @@ def test_logs_as_json_lines(tmp_path: Path, mosquitto: Any, influxd: Any, influx
     site["ingest"] = {}
     cfg = write_config(tmp_path / "hv.yaml", site)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "homevitals.cli", "--log-format", "json", "ingest", "-c", str(cfg)],
+        [sys.executable, "-m", "homevitals.roots.cli", "--log-format", "json", "ingest",
+         "-c", str(cfg)],
         stderr=subprocess.PIPE,
         text=True,
     )

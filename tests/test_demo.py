@@ -15,7 +15,7 @@ def test_demo_shows_readings_and_the_sms_it_would_send(broker: str) -> None:
         [
             sys.executable,
             "-m",
-            "homevitals.cli",
+            "homevitals.roots.cli",
             "demo",
             "--broker",
             broker,

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from homevitals.config import DeviceConfig
 from homevitals.gateway import bleak_transport
 from homevitals.gateway.bleak_transport import BleakRadio
+from homevitals.vocab.config import DeviceConfig
 
 ADDRESS = "C0:11:22:33:44:02"
 CUFF = DeviceConfig(id="bp-1", kind="blood_pressure", patient="ana", address=ADDRESS.lower())

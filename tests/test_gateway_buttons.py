@@ -12,10 +12,10 @@ from pathlib import Path
 from gateway_helpers import Rig, home
 from gpiozero.pins.mock import MockFactory
 
-from homevitals.clock import SystemClock
 from homevitals.gateway.gatt import RawValue
 from homevitals.gateway.gpio_button import GpioButtons
 from homevitals.simulators.devices import BthomeButton, ItagButton, SimulatedRadio
+from homevitals.vocab.clock import SystemClock
 
 BTHOME = {"id": "button-1", "kind": "call_button", "address": "C0:11:22:33:44:03"}
 ITAG = {"id": "itag-1", "kind": "itag_button", "address": "FF:FF:11:22:33:44"}

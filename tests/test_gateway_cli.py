@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-HOMEVITALS = [sys.executable, "-m", "homevitals.cli"]
+HOMEVITALS = [sys.executable, "-m", "homevitals.roots.cli"]
 DEMO = Path(__file__).parent.parent / "simulators" / "households" / "demo.yaml"
 
 

@@ -20,15 +20,15 @@ from daemons import Daemon, wait_until, write_config
 from gateway_helpers import home
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homevitals.clock import SystemClock
-from homevitals.config import parse_config
 from homevitals.gateway.app import GatewayApp
 from homevitals.gateway.gatt import RawValue
 from homevitals.gateway.service import Gateway
-from homevitals.outbox import DurableQueue
+from homevitals.infra.outbox import DurableQueue
 from homevitals.simulators.ble_values import encode_bp_measurement, encode_bthome_button
 from homevitals.simulators.devices import radio_for_home
-from homevitals.topics import Topics
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.topics import Topics
 
 DEVICES = [
     {"id": "meter-1", "kind": "glucose_meter", "patient": "ana", "address": "C0:00:00:00:00:01"},

@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from homevitals.gateway.errors import ProfileError
 from homevitals.gateway.profiles import characteristics, decode
 from homevitals.gateway.profiles.crc import crc16_mcrf4xx
-from homevitals.readings import Measurement
 from homevitals.simulators import ble_values as bv
 from homevitals.simulators import ble_values_ext as bx
+from homevitals.vocab.readings import Measurement
 
 VECTORS = json.loads(
     (Path(__file__).parent / "data" / "ble_device_vectors.json").read_text("utf-8")

@@ -18,16 +18,16 @@ from zoneinfo import ZoneInfo
 
 from gateway_helpers import Rig, home
 
-from homevitals.config import DeviceConfig
 from homevitals.gateway.app import import_sequence_marks
 from homevitals.gateway.gatt import Advert, GattSession, OnValue
-from homevitals.outbox import DurableQueue
+from homevitals.infra.outbox import DurableQueue
 from homevitals.simulators.devices import (
     GlucoseMeter,
     SimulatedRadio,
     StoredRecord,
     make_streaming,
 )
+from homevitals.vocab.config import DeviceConfig
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 ADDRESS = "C0:11:22:33:44:01"

@@ -11,14 +11,11 @@ from zoneinfo import ZoneInfo
 
 from gateway_helpers import home
 
-from homevitals import wire
-from homevitals.clock import SimulatedClock
 from homevitals.gateway.central import Central
 from homevitals.gateway.gatt import Radio
 from homevitals.gateway.service import Gateway
-from homevitals.outbox import DurableQueue
-from homevitals.readings import Event, Reading
-from homevitals.scripted_gateway import settled
+from homevitals.infra.outbox import DurableQueue
+from homevitals.roots.scripted_gateway import settled
 from homevitals.simulators.ble_values import (
     SFLOAT_NAN,
     encode_bp_measurement,
@@ -32,7 +29,10 @@ from homevitals.simulators.ble_values_ext import (
 )
 from homevitals.simulators.devices import GlucoseMeter
 from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
-from homevitals.topics import Topics
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.readings import Event, Reading
+from homevitals.vocab.topics import Topics
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 START = datetime(2026, 11, 20, 7, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""A glucose limit means the same in mmol/L and in mg/dL (homevitals.units.glucose_limit).
+"""A glucose limit means the same in mmol/L and in mg/dL (homevitals.vocab.units.glucose_limit).
 
 A CGM sends whole mg/dL; the gateway stores mmol/L to 3 decimals, so 54 mg/dL arrives as 2.997,
 below 3.0 as a number but not below 54 mg/dL, the ADA's level 2. Each value here goes the way a
@@ -14,7 +14,7 @@ from homevitals.gateway.profiles.cgm import decode_measurement
 from homevitals.reports.metrics import HIGH_1, HIGH_2, LOW_1, LOW_2
 from homevitals.rules.kinds.threshold import ThresholdRuleConfig
 from homevitals.simulators.ble_values_ext import CgmRecord, encode_cgm_measurement
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 
 def as_stored(mg_dl: int) -> float:

@@ -12,9 +12,9 @@ from typing import Any
 
 from homevitals.gateway.profiles import decode
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.readings import AlertDecision, AlertState, Event, EventKind, Reading, Severity
 from homevitals.simulators import ble_values as v1
 from homevitals.simulators import ble_values_ext as v2
+from homevitals.vocab.readings import AlertDecision, AlertState, Event, EventKind, Reading, Severity
 
 DASHBOARD = (
     Path(__file__).resolve().parent.parent / "configs" / "grafana" / "homevitals-dashboard.json"

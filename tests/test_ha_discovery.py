@@ -9,12 +9,12 @@ from typing import Any
 
 import jinja2
 
-from homevitals import wire
 from homevitals.gateway.ha_discovery import discovery_messages
-from homevitals.readings import Event, EventKind, FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.readings import Event, EventKind, FieldValue, Measurement, Reading
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 NODE = "homeassistant/{}/homevitals_home-novak/{}/config"
 T = datetime(2026, 11, 21, 2, 10, tzinfo=UTC)

@@ -14,15 +14,15 @@ import paho.mqtt.client as mqtt
 from notify import NotifySocket, get, wait_status
 from test_ingest_resilience import SPAN, _publish, _reading
 
-from homevitals.config import Config
+from homevitals.infra.mqtt import connection
+from homevitals.infra.runtime import Runner
+from homevitals.infra.sdnotify import SystemdNotifier
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.store import Storable
 from homevitals.ingest.telemetry import ingest_metrics as _metrics
-from homevitals.mqtt import connection
-from homevitals.runtime import Runner
-from homevitals.sdnotify import SystemdNotifier
 from homevitals.simulators.household import demo_config
+from homevitals.vocab.config import Config
 
 STALL = 1.5
 WEDGE_TOPIC = "homevitals/v1/home/home-novak/reading/wedge"

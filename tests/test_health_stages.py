@@ -18,21 +18,21 @@ from notify import NotifySocket, get, wait_status
 from servers import free_port
 from test_health_ingest import WEDGE_TOPIC, _publish_raw, _wedge_on_topic
 
-from homevitals import wire
 from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
 from homevitals.alerts.telemetry import alerts_metrics
-from homevitals.clock import SystemClock
-from homevitals.config import Config
 from homevitals.gateway.app import GatewayApp
-from homevitals.mqtt import connection
-from homevitals.readings import AlertDecision, AlertState, Severity
+from homevitals.infra.mqtt import connection
+from homevitals.infra.runtime import Declared, Runner
+from homevitals.infra.sdnotify import SystemdNotifier
 from homevitals.rules.main import RulesApp
 from homevitals.rules.telemetry import rules_metrics
-from homevitals.runtime import Declared, Runner
-from homevitals.sdnotify import SystemdNotifier
 from homevitals.simulators.devices import radio_for_home
 from homevitals.simulators.household import demo_config
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import AlertDecision, AlertState, Severity
 
 STALL = 1.5
 ALERT_WEDGE = "homevitals/v1/alert/home-novak/wedge"

@@ -29,13 +29,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from servers import make_password_file
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
 
-from homevitals import wire
-from homevitals.acl import mosquitto_acl
-from homevitals.config import Config
+from homevitals.infra.acl import mosquitto_acl
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.readings import Event, EventKind, FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import Event, EventKind, FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 DOCTOR = "+15550100001"  # Ana's family doctor (home-novak)
 OTHER_DOCTOR = "+15550100009"  # Bor's (home-other)
@@ -396,8 +396,8 @@ def test_a_failing_handler_dead_letters_and_acknowledges_only_once_kept(mosquitt
     """The Subscriber's edge, on a real broker with a persistent session: a handler that raises
     gives a dead letter and a PUBACK (no redelivery after a reconnect); when even the dead letter
     cannot be kept, the message stays with the broker and comes back."""
-    from homevitals.config import MqttConfig
-    from homevitals.subscriber import Subscriber
+    from homevitals.infra.subscriber import Subscriber
+    from homevitals.vocab.config import MqttConfig
 
     cfg = MqttConfig(host="127.0.0.1", port=mosquitto.port)
     topic = "test/edge/sub"
@@ -433,7 +433,7 @@ def test_the_webhook_answers_hostile_requests_and_keeps_serving() -> None:
     import socket
 
     from homevitals.alerts.webhook import Webhook
-    from homevitals.config import WebhookConfig
+    from homevitals.vocab.config import WebhookConfig
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -18,13 +18,13 @@ from daemons import Daemon, wait_until, write_config
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import free_port
 
-from homevitals import wire
-from homevitals.config import load_config
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.service import IngestService
-from homevitals.readings import FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.config import load_config
+from homevitals.vocab.readings import FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 SPAN = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 TOPIC = "homevitals/v1/home/home-novak/reading/glucometer-1"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from rules_helpers import T0, config, engine
 
-from homevitals.errors import ConfigError
-from homevitals.readings import Event, EventKind
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import Event, EventKind
 
 
 def test_call_button_is_always_critical() -> None:

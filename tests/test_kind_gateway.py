@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from rules_helpers import config, engine, states
 
-from homevitals.config import parse_config
-from homevitals.errors import ConfigError
-from homevitals.readings import GatewayState, GatewayStatus
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import GatewayState, GatewayStatus
 
 
 def test_gateway_offline_by_last_will_and_by_silence(tmp_path: Path) -> None:

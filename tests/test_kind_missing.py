@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from rules_helpers import DEFAULTS, GLUCOSE, T0, arrive, cgm, config, engine, glucose
 
-from homevitals.readings import AlertDecision
+from homevitals.vocab.readings import AlertDecision
 
 SIGNAL_LOST = next(r for r in DEFAULTS if r["id"] == "cgm-signal-lost-night")
 

@@ -13,11 +13,11 @@ import pytest
 import yaml
 from rules_helpers import ROOT, config, engine, story
 
-from homevitals import wire
 from homevitals.alerts.text import alert_text
 from homevitals.rules.conditions import Sample, Window
 from homevitals.rules.kinds.predicted import PredictedRuleConfig, ar2, evaluate, gate, linear
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab import wire
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 T0 = datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
 

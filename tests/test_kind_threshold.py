@@ -25,8 +25,8 @@ from rules_helpers import (
     story,
 )
 
-from homevitals.config import parse_config
-from homevitals.errors import ConfigError
+from homevitals.vocab.config import parse_config
+from homevitals.vocab.errors import ConfigError
 
 
 def test_night_window_crosses_midnight_in_the_patients_zone(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from homevitals.ingest import points
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.points import to_line, to_lines, to_point
-from homevitals.readings import Event, EventKind, FieldValue, Measurement, Reading
-from homevitals.units import Unit
+from homevitals.vocab.readings import Event, EventKind, FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 T = datetime(2026, 11, 21, 2, 10, tzinfo=UTC)
 _ID = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,20}", fullmatch=True)

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_wire_reason_is_a_known_ingest_reason() -> None:
-    source = (ROOT / "homevitals" / "wire.py").read_text(encoding="utf-8")
+    source = (ROOT / "homevitals" / "vocab" / "wire.py").read_text(encoding="utf-8")
     raised = set(re.findall(r'WireError\(\s*"([a-z_]+)"', source))
     assert raised and raised <= set(REJECT_REASONS), raised - set(REJECT_REASONS)
 

@@ -1,4 +1,4 @@
-"""homevitals.mqtt.BufferedClient (ingest's fast receive path) against the real Mosquitto:
+"""homevitals.infra.mqtt.BufferedClient (ingest's fast receive path) against the real Mosquitto:
 paho's protocol with buffered reads, PUBACKs written many at a time, and on_message called
 without the per-topic trie."""
 
@@ -12,9 +12,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from servers import Mosquitto
 
-from homevitals import paho_internals
-from homevitals.config import MqttConfig
-from homevitals.mqtt import (
+from homevitals.infra import paho_internals
+from homevitals.infra.mqtt import (
     BufferedClient,
     PublishError,
     connect_async,
@@ -22,6 +21,7 @@ from homevitals.mqtt import (
     make_client,
     publish,
 )
+from homevitals.vocab.config import MqttConfig
 
 # Around the edges of MQTT's remaining-length encoding (1, 2, 3 bytes) and larger than the
 # 64 KiB read buffer, so packets start, end and span anywhere in it.

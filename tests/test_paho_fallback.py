@@ -14,13 +14,14 @@ import pytest
 from daemons import wait_until
 from servers import Mosquitto
 
-from homevitals import paho_internals, wire
-from homevitals.config import Config
+from homevitals.infra import paho_internals
 from homevitals.ingest.service import IngestService
 from homevitals.ingest.sqlite_store import SqliteStore
-from homevitals.readings import FieldValue, Measurement, Reading
 from homevitals.simulators.household import demo_config
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 SPAN = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 T0 = datetime(2026, 11, 20, 0, 0, tzinfo=UTC)
@@ -58,7 +59,7 @@ def test_ingest_falls_back_to_plain_paho_and_still_stores(
 ) -> None:
     hidden = type("Hidden", (paho_internals.BufferedClient,), {name: _Renamed()})
     monkeypatch.setattr(paho_internals, "FAST_CLIENT", hidden)
-    caplog.set_level(logging.WARNING, logger="homevitals.paho_internals")
+    caplog.set_level(logging.WARNING, logger="homevitals.infra.paho_internals")
     store = SqliteStore(tmp_path / "store.sqlite")
     svc = IngestService(_config(mosquitto.port), store)
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]

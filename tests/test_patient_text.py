@@ -16,7 +16,7 @@ import pytest
 from homevitals.alerts.patient_text import MAX_SEGMENTS, patient_reply, patient_text
 from homevitals.alerts.segments import sms_length
 from homevitals.alerts.templates import TemplateError, available, language, parse_language
-from homevitals.readings import AlertDecision
+from homevitals.vocab.readings import AlertDecision
 
 ROOT = Path(__file__).resolve().parents[1]
 Z = ZoneInfo("Asia/Shanghai")

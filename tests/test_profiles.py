@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from homevitals.gateway.errors import GatewayError, ProfileError
 from homevitals.gateway.profiles import Decoded, characteristics, decode
 from homevitals.gateway.profiles.ieee11073 import decode_float, decode_sfloat
-from homevitals.readings import Measurement
 from homevitals.simulators import ble_values as bv
-from homevitals.units import Unit
+from homevitals.vocab.readings import Measurement
+from homevitals.vocab.units import Unit
 
 VECTORS = json.loads(
     (Path(__file__).parent / "data" / "ble_profile_vectors.json").read_text("utf-8")

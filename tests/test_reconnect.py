@@ -18,10 +18,10 @@ from certs import make_tls_files
 from daemons import Daemon, wait_until, write_config
 from servers import free_port
 
-from homevitals.backoff import Backoff
-from homevitals.config import MqttConfig, TlsConfig
-from homevitals.mqtt import connect_async, disconnect, make_client
+from homevitals.infra.backoff import Backoff
+from homevitals.infra.mqtt import connect_async, disconnect, make_client
 from homevitals.simulators.household import demo_config
+from homevitals.vocab.config import MqttConfig, TlsConfig
 
 FLEET = 1000
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from homevitals.replay import run_replay
+from homevitals.roots.replay import run_replay
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100003", "+15550100004"
@@ -122,7 +122,7 @@ def test_same_scenario_and_seed_give_identical_files(tmp_path: Path) -> None:
 
 def test_cli_replay_on_amqtt_matches_mosquitto_and_seed_changes_readings(tmp_path: Path) -> None:
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "homevitals.cli", "--log-level", "ERROR",
+        return subprocess.run([sys.executable, "-m", "homevitals.roots.cli", "--log-level", "ERROR",
                                "replay", *args], capture_output=True, text=True, timeout=240)
 
     a = cli("night-low", "--out", str(tmp_path / "m"), "--broker", "mosquitto")

@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from homevitals.replay import run_replay
+from homevitals.roots.replay import run_replay
 
 DOCTOR, BACKUP, MANAGER = "+15550100001", "+15550100003", "+15550100004"
 FAMILY = "+15550100002"

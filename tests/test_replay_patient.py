@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from homevitals.alerts.segments import sms_length
-from homevitals.replay import run_replay
+from homevitals.roots.replay import run_replay
 
 DOCTOR, PATIENT = "+15550100001", "+15550100009"
 

@@ -38,7 +38,7 @@ def _replay(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "scenario.yaml"
     path.write_text(text, encoding="utf-8")
     return subprocess.run(
-        [sys.executable, "-m", "homevitals.cli", "replay", str(path), "--out",
+        [sys.executable, "-m", "homevitals.roots.cli", "replay", str(path), "--out",
          str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
 
 

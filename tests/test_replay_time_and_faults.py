@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from homevitals.replay import Replay, run_replay
-from homevitals.replay_output import write_outputs
+from homevitals.roots.replay import Replay, run_replay
+from homevitals.roots.replay_output import write_outputs
 from homevitals.simulators.scenario import ScenarioError, load_scenario, parse_scenario
 from homevitals.simulators.timeline import build_timeline
 

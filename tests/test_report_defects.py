@@ -16,14 +16,14 @@ from playwright.sync_api import sync_playwright
 from test_reports import ZONE, bp, cgm_readings, config, frame, report
 
 from homevitals.alerts.ledger import Ledger
-from homevitals.cli import main
-from homevitals.config import Config, parse_config
 from homevitals.ingest.sqlite_store import SqliteStore
-from homevitals.readings import AlertDecision
 from homevitals.reports.bp_metrics import bp_summary
 from homevitals.reports.metrics import glucose_metrics
 from homevitals.reports.targets import OLDER_HIGH_RISK, STANDARD, missed
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.roots.cli import main
+from homevitals.vocab.config import Config, parse_config
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 CHROMIUM = "/usr/bin/chromium"
 UTC_ZONE = ZoneInfo("UTC")

@@ -21,14 +21,14 @@ from matplotlib.image import imread
 from servers import Influxd
 
 from homevitals.alerts.ledger import Ledger
-from homevitals.cli import main
-from homevitals.config import Config, parse_config
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.sqlite_store import SqliteStore
-from homevitals.readings import AlertDecision, FieldValue, Measurement, Reading
 from homevitals.reports.bp_metrics import bp_summary
 from homevitals.reports.metrics import agp, glucose_metrics
-from homevitals.units import Unit
+from homevitals.roots.cli import main
+from homevitals.vocab.config import Config, parse_config
+from homevitals.vocab.readings import AlertDecision, FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 ZONE = ZoneInfo("Europe/Ljubljana")  # UTC+1 in March before the switch on the 29th
 FIRST, LAST = date(2026, 3, 2), date(2026, 3, 15)  # 14 local days

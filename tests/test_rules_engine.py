@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 from rules_helpers import NIGHT_LOW, ROOT, config, engine, glucose, states
 
-from homevitals.config import RulesConfig
+from homevitals.vocab.config import RulesConfig
 
 
 def test_state_survives_a_restart_without_realerting_or_forgetting(tmp_path: Path) -> None:

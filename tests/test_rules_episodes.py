@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from rules_helpers import CRISIS, DEFAULTS, GLUCOSE, ROOT, T0, arrive, cgm, config, engine, story
 
-from homevitals import wire
-from homevitals.errors import ConfigError
-from homevitals.readings import AlertDecision, FieldValue, Reading
-from homevitals.units import Unit
+from homevitals.vocab import wire
+from homevitals.vocab.errors import ConfigError
+from homevitals.vocab.readings import AlertDecision, FieldValue, Reading
+from homevitals.vocab.units import Unit
 
 _ids = itertools.count(1)
 FALL = [6.0, 5.6, 5.2, 4.8, 4.4, 4.0, 3.6, 3.2, 2.8]  # 6.0 -> 2.8 over 40 minutes

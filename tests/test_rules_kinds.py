@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from rules_helpers import ROOT
 
-from homevitals.config import KINDS, parse_config
-from homevitals.errors import ConfigError
 from homevitals.rules.kinds import discover
+from homevitals.vocab.config import KINDS, parse_config
+from homevitals.vocab.errors import ConfigError
 
 KIND_MODULE = '''
 from typing import Literal
@@ -66,7 +66,7 @@ def test_a_new_kind_is_one_module_found_by_its_file(
 def test_the_configuration_and_its_rule_kinds_load_without_server_code() -> None:
     """The Raspberry Pi installs no server extra: loading the configuration (and with it every
     rule kind) must import no server dependency, nor the rule engine."""
-    probe = ("import sys, homevitals.config as c; c.parse_config(open(sys.argv[1]).read());"
+    probe = ("import sys, homevitals.vocab.config as c; c.parse_config(open(sys.argv[1]).read());"
              " print(' '.join(sorted(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", probe, str(ROOT / "configs" / "homevitals.yaml")],
                          capture_output=True, text=True, check=True).stdout.split()

@@ -18,15 +18,15 @@ from daemons import wait_until
 from pg_servers import Postgres
 from rules_helpers import GLUCOSE, cgm, config
 
-from homevitals import wire
-from homevitals.clock import SimulatedClock
-from homevitals.config import Config
-from homevitals.readings import AlertDecision
 from homevitals.rules.engine import RuleEngine
 from homevitals.rules.main import RulesApp
 from homevitals.rules.store import RulesStore
 from homevitals.rules.timers import RulesTimer
-from homevitals.topics import Topics
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import AlertDecision
+from homevitals.vocab.topics import Topics
 
 ZONE = ZoneInfo("Europe/Ljubljana")
 NIGHT_GAP = {"id": "cgm-lost", "kind": "missing", "measurement": "glucose", "after_minutes": 30,

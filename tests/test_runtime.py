@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from daemons import wait_until
 from notify import NotifySocket, get, wait_status
 
-from homevitals.config import MetricsConfig
-from homevitals.runtime import Condition, Progress, Runner, Worker, thread_worker
-from homevitals.sdnotify import SystemdNotifier
+from homevitals.infra.runtime import Condition, Progress, Runner, Worker, thread_worker
+from homevitals.infra.sdnotify import SystemdNotifier
+from homevitals.vocab.config import MetricsConfig
 
 
 class Looping:

@@ -22,14 +22,18 @@ from daemons import Daemon, wait_until, write_config
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import Influxd, V2CompatProxy
 
-from homevitals.clock import SimulatedClock
-from homevitals.config import Config
 from homevitals.gateway.app import GatewayApp
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.influx_v2 import InfluxV2Store
 from homevitals.ingest.sqlite_store import SqliteStore
 from homevitals.ingest.store import Storable, Store
-from homevitals.readings import (
+from homevitals.roots.scripted_gateway import run_script
+from homevitals.simulators.ble_values import encode_bp_measurement
+from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
+from homevitals.simulators.household import demo_config
+from homevitals.vocab.clock import SimulatedClock
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import (
     AlertDecision,
     AlertState,
     Event,
@@ -39,12 +43,8 @@ from homevitals.readings import (
     Reading,
     Severity,
 )
-from homevitals.scripted_gateway import run_script
-from homevitals.simulators.ble_values import encode_bp_measurement
-from homevitals.simulators.devices.scripted import ScheduledValue, ScriptedRadio
-from homevitals.simulators.household import demo_config
-from homevitals.units import Unit
-from homevitals.wire import Reject
+from homevitals.vocab.units import Unit
+from homevitals.vocab.wire import Reject
 
 T = datetime(2026, 11, 20, 7, 0, 5, tzinfo=UTC)  # a cuff's one-second time stamp
 WINDOW = (T - timedelta(hours=1), T + timedelta(hours=1))

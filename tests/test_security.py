@@ -17,10 +17,10 @@ from daemons import Daemon, wait_until, write_config
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import make_password_file
 
-from homevitals import wire
-from homevitals.acl import mosquitto_acl
+from homevitals.infra.acl import mosquitto_acl
 from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.simulators.household import demo_config
+from homevitals.vocab import wire
 
 PASSWORDS = {
     "gw-home-novak": "gw-secret",
@@ -53,7 +53,7 @@ def secured(
     tmp_path: Path, mosquitto_factory: Any
 ) -> tuple[Any, dict[str, Any], tuple[Path, Path, Path]]:
     site = _site(tmp_path)
-    from homevitals.config import Config
+    from homevitals.vocab.config import Config
 
     acl = tmp_path / "acl"
     acl.write_text(mosquitto_acl(Config.model_validate(site)), encoding="utf-8")

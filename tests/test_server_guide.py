@@ -16,8 +16,8 @@ from daemons import HOMEVITALS
 
 from homevitals.ingest.errors import StoreError
 from homevitals.ingest.influx_v1 import InfluxV1Store
-from homevitals.readings import FieldValue, Measurement, Reading
-from homevitals.units import Unit
+from homevitals.vocab.readings import FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 GUIDE = Path(__file__).resolve().parent.parent / "docs" / "server.md"
 SECRETS = {"admin": "admin-secret", "ingest": "ingest-secret", "reader": "reader-secret"}

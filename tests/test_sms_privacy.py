@@ -11,13 +11,13 @@ import paho.mqtt.client as mqtt
 from daemons import wait_until
 from paho.mqtt.enums import CallbackAPIVersion
 
-from homevitals import wire
 from homevitals.alerts.app import AlertsApp
 from homevitals.alerts.notifier import ConsoleNotifier
-from homevitals.clock import SystemClock
-from homevitals.config import Config
-from homevitals.readings import AlertDecision, AlertState, Severity
 from homevitals.simulators.household import demo_config
+from homevitals.vocab import wire
+from homevitals.vocab.clock import SystemClock
+from homevitals.vocab.config import Config
+from homevitals.vocab.readings import AlertDecision, AlertState, Severity
 
 
 def test_initials_and_patient_number_instead_of_the_name(tmp_path: Path, mosquitto: Any) -> None:

@@ -24,7 +24,7 @@ from homevitals.alerts.text import (
     local_time,
     reminder_text,
 )
-from homevitals.readings import AlertDecision
+from homevitals.vocab.readings import AlertDecision
 
 ROOT = Path(__file__).resolve().parent.parent
 LJUBLJANA, BERLIN = ZoneInfo("Europe/Ljubljana"), ZoneInfo("Europe/Berlin")

@@ -19,8 +19,8 @@ from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.ingest.influx_v2 import InfluxV2Store
 from homevitals.ingest.points import StoredPoint, point_time_ns, to_line
 from homevitals.ingest.sqlite_store import SqliteStore
-from homevitals.readings import Event, EventKind, FieldValue, Measurement, Reading
-from homevitals.units import Unit
+from homevitals.vocab.readings import Event, EventKind, FieldValue, Measurement, Reading
+from homevitals.vocab.units import Unit
 
 T0 = datetime(2024, 5, 1, 7, 30, 15, 123456, tzinfo=UTC)
 T0_NS = 1714548615123456000

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from homevitals.cli import _parser
+from homevitals.roots.cli import _parser
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = sorted((ROOT / "configs" / "systemd").glob("homevitals-*.service"))
@@ -63,7 +63,8 @@ def test_unit_runs_a_real_daemon_hardened(unit: Path) -> None:
     s = _settings(unit)
     assert s["User"] == "homevitals" and s["Restart"] in ("on-failure", "always")
     assert s["KillSignal"] == "SIGTERM" and int(s["TimeoutStopSec"]) >= 30
-    # systemd restarts a stalled daemon: it notifies (homevitals.runtime) and feeds a watchdog.
+    # systemd restarts a stalled daemon: it notifies (homevitals.infra.runtime) and feeds a
+    # watchdog.
     assert s["Type"] == "notify" and s["NotifyAccess"] == "main"
     assert s["WatchdogSec"].endswith("s") and 10 <= int(s["WatchdogSec"][:-1]) <= 120
     assert all(h.split("=")[0] in s and h in unit.read_text() for h in HARDENING)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from daemons import TestClock
 
-from homevitals.clock import TEST_CLOCK_ENV, OffsetFileClock, SystemClock, daemon_clock
+from homevitals.vocab.clock import TEST_CLOCK_ENV, OffsetFileClock, SystemClock, daemon_clock
 
 
 def test_a_daemon_runs_on_the_system_clock_unless_a_test_says_otherwise(
@@ -24,7 +24,7 @@ def test_a_daemon_runs_on_the_system_clock_unless_a_test_says_otherwise(
     moved = TestClock(tmp_path)
     for key, value in moved.env().items():
         monkeypatch.setenv(key, value)
-    with caplog.at_level(logging.WARNING, logger="homevitals.clock"):
+    with caplog.at_level(logging.WARNING, logger="homevitals.vocab.clock"):
         clock = daemon_clock()
     assert isinstance(clock, OffsetFileClock)
     assert [r.getMessage() for r in caplog.records] == [

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from homevitals.replay import run_replay
+from homevitals.roots.replay import run_replay
 from homevitals.simulators import uva_padova, uva_padova_files
 from homevitals.simulators.scenario import ScenarioError, load_scenario
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from homevitals import wire
-from homevitals.errors import WireError
-from homevitals.readings import (
+from homevitals.vocab import wire
+from homevitals.vocab.errors import WireError
+from homevitals.vocab.readings import (
     AlertDecision,
     AlertState,
     Event,
@@ -21,8 +21,8 @@ from homevitals.readings import (
     Reading,
     Severity,
 )
-from homevitals.topics import Topics
-from homevitals.units import Unit
+from homevitals.vocab.topics import Topics
+from homevitals.vocab.units import Unit
 
 T = datetime(2026, 11, 21, 2, 10, tzinfo=UTC)
 

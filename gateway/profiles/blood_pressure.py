@@ -14,8 +14,8 @@ from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat, sfloat_special
 from homevitals.gateway.profiles.reader import Reader, date_time
-from homevitals.readings import FieldValue, Measurement
-from homevitals.units import Unit, kpa_to_mmhg
+from homevitals.vocab.readings import FieldValue, Measurement
+from homevitals.vocab.units import Unit, kpa_to_mmhg
 
 __all__ = ["STATUS_FLAGS", "decode_measurement"]
 

@@ -18,8 +18,8 @@ from homevitals.gateway.profiles.crc import crc16_mcrf4xx
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat
 from homevitals.gateway.profiles.reader import Reader, date_time
-from homevitals.readings import FieldValue, Measurement
-from homevitals.units import Unit, glucose_mg_per_dl_to_mmol_per_l
+from homevitals.vocab.readings import FieldValue, Measurement
+from homevitals.vocab.units import Unit, glucose_mg_per_dl_to_mmol_per_l
 
 __all__ = ["decode_measurement", "decode_session_start_time"]
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import TypeAlias
 
-from homevitals.readings import FieldValue, Measurement
+from homevitals.vocab.readings import FieldValue, Measurement
 
 __all__ = ["BUTTON_EVENTS", "Decoded", "Detail", "JsonDetail"]
 
@@ -56,7 +56,8 @@ def _thaw(value: Detail) -> JsonDetail:
 class Decoded:
     """One decoded characteristic value.
 
-    ``fields`` are in wire units (homevitals.units) and are what a Reading carries; ``details``
+    ``fields`` are in wire units (homevitals.vocab.units) and are what a Reading carries;
+    ``details``
     hold every decoded field in the unit the device sent, for a JSON dump (``to_json()``).
     ``device_time`` is the device's own clock, naive: the caller attaches the home's time zone.
     """

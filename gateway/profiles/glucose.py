@@ -15,8 +15,8 @@ from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.ieee11073 import decode_sfloat
 from homevitals.gateway.profiles.reader import Reader, date_time
-from homevitals.readings import FieldValue, Measurement
-from homevitals.units import (
+from homevitals.vocab.readings import FieldValue, Measurement
+from homevitals.vocab.units import (
     Unit,
     glucose_kg_per_l_to_mmol_per_l,
     glucose_mol_per_l_to_mmol_per_l,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from homevitals.gateway.profiles import plausibility
 from homevitals.gateway.profiles.decoded import Decoded, Detail
 from homevitals.gateway.profiles.reader import Reader, date_time
-from homevitals.readings import FieldValue, Measurement
-from homevitals.units import Unit
+from homevitals.vocab.readings import FieldValue, Measurement
+from homevitals.vocab.units import Unit
 
 __all__ = ["decode_measurement"]
 

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 
-from homevitals.config_base import Model, RuleOverride
-from homevitals.readings import Measurement, Severity, check_id
-from homevitals.units import FIELD_UNITS
+from homevitals.vocab.config_base import Model, RuleOverride
+from homevitals.vocab.readings import Measurement, Severity, check_id
+from homevitals.vocab.units import FIELD_UNITS
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision, Event, Reading
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import HomeSeen, State
+    from homevitals.vocab.readings import AlertDecision, Event, Reading
 
 __all__ = ["RuleModel", "RuleOverride", "effective_rule", "episode_of"]
 

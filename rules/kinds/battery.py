@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from homevitals import wire
 from homevitals.rules.kinds.base import RuleModel
+from homevitals.vocab import wire
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import State
+    from homevitals.vocab.readings import AlertDecision
 
 __all__ = ["MODEL", "BatteryRuleConfig"]
 

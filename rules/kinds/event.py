@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.readings import EventKind, Severity
 from homevitals.rules.kinds.base import RuleModel, episode_of
+from homevitals.vocab.readings import EventKind, Severity
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision, Event
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import OpenAlert, State
+    from homevitals.vocab.readings import AlertDecision, Event
 
 __all__ = ["MODEL", "EventRuleConfig"]
 

@@ -9,16 +9,16 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from homevitals import wire
-from homevitals.config_base import DEVICE_MEASUREMENTS, TimeWindow
-from homevitals.readings import Measurement
 from homevitals.rules.kinds.base import RuleModel
+from homevitals.vocab import wire
+from homevitals.vocab.config_base import DEVICE_MEASUREMENTS, TimeWindow
+from homevitals.vocab.readings import Measurement
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision, Reading
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import HomeSeen, State
+    from homevitals.vocab.readings import AlertDecision, Reading
 
 __all__ = ["MODEL", "MissingDataRuleConfig"]
 

@@ -31,17 +31,17 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.readings import Measurement, Severity
 from homevitals.rules import values
 from homevitals.rules.conditions import Sample, Window
 from homevitals.rules.kinds.base import RuleModel
-from homevitals.units import MGDL_PER_MMOLL, Unit
+from homevitals.vocab.readings import Measurement, Severity
+from homevitals.vocab.units import MGDL_PER_MMOLL, Unit
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision, Reading
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import State
+    from homevitals.vocab.readings import AlertDecision, Reading
 
 __all__ = [
     "AR", "MODEL", "PREDICTORS", "Forecast", "PredictedRuleConfig", "ar2", "evaluate", "gate",

@@ -9,18 +9,18 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.config_base import TimeWindow
-from homevitals.readings import Measurement
 from homevitals.rules import values
 from homevitals.rules.conditions import Window
 from homevitals.rules.kinds.base import RuleModel
-from homevitals.units import Unit
+from homevitals.vocab.config_base import TimeWindow
+from homevitals.vocab.readings import Measurement
+from homevitals.vocab.units import Unit
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision, Reading
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import State
+    from homevitals.vocab.readings import AlertDecision, Reading
 
 __all__ = ["MODEL", "RateRuleConfig"]
 

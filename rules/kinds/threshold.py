@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
-from homevitals.config_base import DeviceKind, Model, TimeWindow
-from homevitals.readings import Measurement
 from homevitals.rules import values
 from homevitals.rules.conditions import Sample, Window
 from homevitals.rules.kinds.base import Problem, RuleModel
-from homevitals.units import Unit, glucose_limit
+from homevitals.vocab.config_base import DeviceKind, Model, TimeWindow
+from homevitals.vocab.readings import Measurement
+from homevitals.vocab.units import Unit, glucose_limit
 
 if TYPE_CHECKING:
-    from homevitals.readings import AlertDecision, Reading
     from homevitals.rules.engine import RuleEngine
     from homevitals.rules.episodes import Subject
     from homevitals.rules.state import OpenAlert, State
+    from homevitals.vocab.readings import AlertDecision, Reading
 
 __all__ = ["MODEL", "NOfM", "ThresholdRuleConfig"]
 
@@ -123,7 +123,7 @@ class ThresholdRuleConfig(RuleModel):
 
     def _limit(self, bound: float, *, below: bool) -> float:
         """A glucose bound holds in mmol/L and in mg/dL alike (54 mg/dL is not below 3.0:
-        ``homevitals.units.glucose_limit``); any other bound is compared as written."""
+        ``homevitals.vocab.units.glucose_limit``); any other bound is compared as written."""
         if self.measurement == Measurement.GLUCOSE and self.unit == Unit.MMOL_PER_L:
             return glucose_limit(bound, below=below)
         return bound

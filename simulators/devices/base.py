@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from homevitals.clock import Clock, SystemClock
+from homevitals.vocab.clock import Clock, SystemClock
 
 __all__ = [
     "Misbehaviour",

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from homevitals.clock import Clock
 from homevitals.simulators.ble_values import (
     encode_date_time,
     encode_glucose_context,
     encode_glucose_measurement,
 )
 from homevitals.simulators.devices.base import SimulatedPeripheral, SimulatedSession
-from homevitals.units import MGDL_PER_MMOLL
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.units import MGDL_PER_MMOLL
 
 __all__ = ["GlucoseMeter", "StoredRecord"]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from homevitals.clock import Clock, SystemClock
-from homevitals.config import DeviceKind, HomeConfig
 from homevitals.simulators.devices.base import SimulatedPeripheral, SimulatedRadio
 from homevitals.simulators.devices.glucose_meter import GlucoseMeter, StoredRecord
 from homevitals.simulators.devices.streaming import BthomeButton, ItagButton, make_streaming
+from homevitals.vocab.clock import Clock, SystemClock
+from homevitals.vocab.config import DeviceKind, HomeConfig
 
 __all__ = ["radio_for_home"]
 

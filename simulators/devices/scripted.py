@@ -33,8 +33,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from homevitals.clock import Clock
-from homevitals.config import DeviceConfig, DeviceKind, HomeConfig
 from homevitals.simulators.devices.base import (
     SimAdvert,
     SimulatedPeripheral,
@@ -42,6 +40,8 @@ from homevitals.simulators.devices.base import (
     SimulatedSession,
 )
 from homevitals.simulators.devices.glucose_meter import CONTEXT, MEASUREMENT, RACP, GlucoseMeter
+from homevitals.vocab.clock import Clock
+from homevitals.vocab.config import DeviceConfig, DeviceKind, HomeConfig
 
 __all__ = ["ScheduledValue", "ScriptedRadio"]
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from homevitals.clock import Clock
 from homevitals.simulators import ble_values as bv
 from homevitals.simulators import ble_values_ext as bx
 from homevitals.simulators.devices.base import SimulatedPeripheral, SimulatedSession
+from homevitals.vocab.clock import Clock
 
 __all__ = ["BthomeButton", "ItagButton", "StreamingDevice", "make_streaming"]
 

@@ -24,7 +24,7 @@ from bumble.core import PhysicalTransport
 from bumble.link import LocalLink
 from bumble.transport import open_transport
 
-from homevitals.outbox import DurableQueue
+from homevitals.infra.outbox import DurableQueue
 
 from .. import scenario as sc
 from .devices import (
@@ -219,7 +219,7 @@ async def start_gateway(run: dict[str, Any], out: Path) -> asyncio.subprocess.Pr
     queue.close()
     log = open(out / "gateway.log", "wb")  # noqa: SIM115 - lives as long as the process
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "homevitals.cli", "gateway", "-c", str(config),
+        sys.executable, "-m", "homevitals.roots.cli", "gateway", "-c", str(config),
         stdout=log, stderr=asyncio.subprocess.STDOUT, env=os.environ.copy())
 
 
