@@ -89,10 +89,11 @@ class Escalator:
         """Record a decision and who must hear of it. Idempotent: 0 for a redelivery."""
         if d.state == AlertState.UPDATED:
             row = self.ledger.alert(d.alert_id)
-            if row is not None and SEVERITY_RANK[d.severity] < SEVERITY_RANK[
-                row.decoded().severity
-            ]:
+            now_at = None if row is None else SEVERITY_RANK[row.decoded().severity]
+            if now_at is not None and SEVERITY_RANK[d.severity] < now_at:
                 return self._on_fall(d)
+            if row is not None and SEVERITY_RANK[d.severity] == now_at:
+                return self._on_join(row, d)
             return self._on_update(d)
         home, patient = self._who(d.patient)
         now = self.clock.now()
@@ -139,6 +140,35 @@ class Escalator:
         first SMS, the backup doctor, reminders) are not taken."""
         with self._lock:
             self.ledger.record_fall(d, self.clock.now())
+        return 0
+
+    def _on_join(self, row: AlertRow, d: AlertDecision) -> int:
+        """A condition of the episode's own severity joined it (``announce_join``: an urgent
+        low while the doctor's first SMS waits its minutes, issue 14). No SMS of its own; when
+        the route pages the doctor at once on that condition (``doctor_at_once_rules``) and
+        the doctor's delayed step is the next one, it is taken now. A redelivery, or a join
+        after that step, an ACK or the all clear, changes nothing."""
+        if row.step != 0 or row.acked_at is not None or row.resolved:
+            return 0
+        stored = row.decoded()
+        route = self.router.route(row.severity, stored.rule, stored.episode)
+        if route.doctor_after_minutes is None or d.rule not in route.doctor_at_once_rules:
+            return 0
+        _, patient = self._who(d.patient)
+        steps = self._steps(patient, route, stored)
+        if len(steps) < 2 or not all(m.is_carer for m in steps[0]):
+            return 0  # the doctor was in the first step already
+        now = self.clock.now()
+        with self._lock:
+            # The doctor is told the urgent reading, under the rule that opened the alert (its
+            # route and chain stay those of the level-2 low).
+            told = replace(d, rule=stored.rule, reason=stored.reason, conditions=stored.conditions)
+            taken = self.ledger.expedite(
+                d.alert_id, now, f"{d.rule} joined ({d.value} {d.unit}): the doctor's step now",
+                told,
+            )
+        if taken:
+            self.wake_at(d.alert_id, now, now)
         return 0
 
     def _on_update(self, d: AlertDecision) -> int:

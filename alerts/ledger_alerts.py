@@ -289,15 +289,27 @@ class AlertTable(NotificationTable):
                 self._log(alert_id, t, entry)
         return new
 
-    def expedite(self, alert_id: str, now: datetime, why: str) -> bool:
-        """Escalate now (nobody at the current step can be reached)."""
+    def expedite(
+        self, alert_id: str, now: datetime, why: str, decision: AlertDecision | None = None
+    ) -> bool:
+        """Escalate now (nobody at the current step can be reached, or an urgent low joined
+        while the doctor's step waited). ``decision``: stored as the alert's, so the next step
+        tells its reading."""
         t = wire.format_time(now)
         with self._tx() as db:
-            cur = db.execute(
-                "UPDATE alerts SET next_step_at=? WHERE alert_id=? AND acked_at IS NULL"
-                " AND resolved_at IS NULL",
-                (t, alert_id),
-            )
+            if decision is not None:
+                stored = wire.encode(replace(decision, state=AlertState.FIRING)).decode()
+                cur = db.execute(
+                    "UPDATE alerts SET next_step_at=?, decision=? WHERE alert_id=?"
+                    " AND acked_at IS NULL AND resolved_at IS NULL",
+                    (t, stored, alert_id),
+                )
+            else:
+                cur = db.execute(
+                    "UPDATE alerts SET next_step_at=? WHERE alert_id=? AND acked_at IS NULL"
+                    " AND resolved_at IS NULL",
+                    (t, alert_id),
+                )
             if cur.rowcount:
                 self._log(alert_id, t, why)
         return bool(cur.rowcount)

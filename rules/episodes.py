@@ -6,7 +6,9 @@ own): the glucose lows, a hypertensive crisis. People are told about episodes, n
 
 - the first condition opens the episode: ``firing``, with a new alert id;
 - a condition of higher severity raises it: ``updated`` (one update SMS, the escalation re-timed),
-  never a second alert; one of equal or lower severity joins it silently;
+  never a second alert; one of equal or lower severity joins it silently, except a rule with
+  ``announce_join`` of the same severity (an urgent low): ``updated`` at that severity, no SMS of
+  its own, on which a route may page the doctor at once (``doctor_at_once_rules``);
 - a rule with ``opens_episode: false`` (a fast fall) never opens one: its condition waits,
   unattached, and joins the episode when another condition opens it;
 - the episode resolves (``resolved``, the one all clear) only when its last condition clears;
@@ -114,8 +116,14 @@ class Episodes:
             st.open(pid, rule.id, aid, at)
             if SEVERITY_RANK[rule.severity] <= SEVERITY_RANK[Severity(ep.severity)]:
                 self.counts["joined"] += 1
-                return None
-            st.raise_episode(pid, name, str(rule.severity), rule.id)
+                if not (rule.announces_join() and rule.severity == Severity(ep.severity)) or (
+                    self._deferred is not None and any(x.alert_id == aid for x in self._deferred)
+                ):  # silent; or told already by this reading's decision, which names it
+                    return None
+                # Announced (an urgent low joining a level-2 episode): an update of the same
+                # severity, which the alerts stage may act on (``doctor_at_once_rules``).
+            else:
+                st.raise_episode(pid, name, str(rule.severity), rule.id)
             state = AlertState.UPDATED
         held = tuple(st.holding(pid, aid))
         d = self._decision(aid, state, s, rule, rule.reason, rule.severity, name, held, **kw)

@@ -145,3 +145,29 @@ def test_a_step_made_due_after_the_fall_is_still_not_taken(tmp_path: Path) -> No
     log = ledger.history()[0]["log"]
     assert isinstance(log, list) and "not taken: back at medium" in log[-1]
     assert ledger.scheduled() == []
+
+
+def test_an_urgent_low_joining_while_the_doctor_waits_pages_him_now(tmp_path: Path) -> None:
+    esc, ledger, clock = setup(tmp_path)
+    esc.on_decision(level2())
+    clock.set(T0 + timedelta(minutes=3))
+    joined = low("updated", "hypo-level-2-urgent", "high", 2.1,
+                 "hypo-level-1", "hypo-level-2", "hypo-level-2-urgent")
+    assert esc.on_decision(joined) == 0  # no SMS of its own ...
+    assert esc.run_due() == 1  # ... the doctor's waiting step, now, not at minute 10
+    assert sms(ledger) == [(PATIENT, "firing"), (FAMILY, "firing"), (DOCTOR, "escalation-1")]
+    body = str(ledger.history()[-1]["body"])
+    assert body.startswith("homevitals HIGH: Ana Novak: glucose 2.1 mmol/L"), body
+    assert esc.on_decision(joined) == 0 and at(clock, esc, 10) == 0  # a redelivery: nothing
+    assert at(clock, esc, 18) == 1 and sms(ledger)[-1] == (BACKUP, "escalation-2")
+
+
+def test_a_join_after_the_doctor_was_told_changes_nothing(tmp_path: Path) -> None:
+    esc, ledger, clock = setup(tmp_path)
+    esc.on_decision(level2())
+    assert at(clock, esc, 10) == 1  # the doctor, on time
+    clock.set(T0 + timedelta(minutes=12))
+    esc.on_decision(low("updated", "hypo-level-2-urgent", "high", 2.1,
+                        "hypo-level-1", "hypo-level-2", "hypo-level-2-urgent"))
+    assert esc.run_due() == 0  # the backup doctor stays at minute 25
+    assert at(clock, esc, 24) == 0 and at(clock, esc, 25) == 1

@@ -189,3 +189,14 @@ def test_shipped_defaults_group_the_episodes_and_name_their_sources() -> None:
                    "21 CFR 862.1355",
                    "Danne et al., Diabetes Care 2017;40:1631", "ACC/AHA"):
         assert source in text
+
+
+def test_an_urgent_low_joining_a_level_2_episode_is_announced_once(tmp_path: Path) -> None:
+    """``announce_join`` (hypo-level-2-urgent): an update of the same severity, which the alerts
+    stage may act on; it names the urgent reading."""
+    e = engine(tmp_path, config(GLUCOSE))
+    got = story(e, [5.0, 3.6, 2.9, 2.8, 2.5, 2.1, 2.0])
+    ups = [(m, str(d.state), d.rule, str(d.severity), d.value) for m, d in got]
+    assert ups[-1] == (25, "updated", "hypo-level-2-urgent", "high", 2.1), ups
+    assert [u[2] for u in ups].count("hypo-level-2-urgent") == 1  # 2.0 after it: joined already
+    assert len({d.alert_id for _, d in got}) == 1

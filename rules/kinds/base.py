@@ -57,6 +57,11 @@ class RuleModel(Model):
         """False for a condition that only joins an episode another rule opened."""
         return True
 
+    def announces_join(self) -> bool:
+        """True: joining an open episode of the same severity sends an update (no SMS of its
+        own; a route may page the doctor at once on it, ``doctor_at_once_rules``)."""
+        return False
+
     def names_unknown(self, ids: set[str]) -> str | None:
         """What is wrong when this rule names another rule that is not among ``ids``."""
         return None

@@ -65,6 +65,10 @@ class ThresholdRuleConfig(RuleModel):
         " (a CGM); a reading from any other device (a finger-stick) is judged alone",
     )
     opens_episode: bool = Field(True, description="false: only joins an open episode")
+    announce_join: bool = Field(
+        False, description="joining an open episode of the same severity sends an update (an"
+        " urgent low while the doctor's first SMS waits: the route may page the doctor now)",
+    )
     fire_devices: list[DeviceKind] | None = Field(
         None, description="fire only on readings from these device kinds (a finger-stick); a"
         " reading from any device may clear it",
@@ -92,6 +96,9 @@ class ThresholdRuleConfig(RuleModel):
     # --- configuration ------------------------------------------------------------------------
     def opens(self) -> bool:
         return self.opens_episode
+
+    def announces_join(self) -> bool:
+        return self.announce_join
 
     def names_unknown(self, ids: set[str]) -> str | None:
         unknown = [w for w in self.sustain_waived_by if w not in ids]
