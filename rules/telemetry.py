@@ -8,7 +8,7 @@ from homevitals.infra.deadletter import SERVER_REASONS
 from homevitals.infra.metrics import Metric, counter, gauge
 
 if TYPE_CHECKING:
-    from homevitals.rules.main import RulesApp
+    from homevitals.rules.app import RulesApp
 
 __all__ = ["rules_metrics"]
 

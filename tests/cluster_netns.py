@@ -232,7 +232,7 @@ class NetnsRabbitCluster:
                         nudged = True
             except ServerError as exc:
                 last = str(exc)
-            time.sleep(1.0)
+            time.sleep(1.0)  # a poll of the cluster's status until its nodes have joined
         raise ServerError(f"the namespaced RabbitMQ nodes did not form one cluster in"
                           f" {timeout} s: {last}")
 

@@ -194,7 +194,7 @@ class RabbitCluster:
                         node.ctl("stop_app")
                         node.ctl("start_app")
                     nudged = True
-            time.sleep(1.0)
+            time.sleep(1.0)  # a poll of the cluster's status until its nodes have joined
         raise ServerError(f"RabbitMQ nodes {sorted(want)} did not form one cluster in {timeout} s:"
                           f" {status}")
 

@@ -223,7 +223,7 @@ def test_a_decision_with_no_primary_for_over_30_s_is_held_then_recorded_and_told
         aid = w.decide()
         for d in w.daemons.values():
             d.wait_log("held on disk until it is back", 30)
-        time.sleep(max(0.0, 32.0 - (time.monotonic() - down_at)))
+        time.sleep(max(0.0, 32.0 - (time.monotonic() - down_at)))  # the outage lasts 32 s
         assert w.sms(DOCTOR) == []  # nothing can be sent before it is recorded
         for node in cluster.nodes:
             node.start()

@@ -141,7 +141,7 @@ class Feeder(threading.Thread):
         while sum(len(gw.sent) for gw in self.gateways) < self.total:
             for gw in self.gateways:
                 gw.send(self.per_tick)
-            time.sleep(self.tick)
+            time.sleep(self.tick)  # the load's pace (readings per tick), not a wait
 
 
 def test_kill_a_broker_node_an_ingest_worker_and_a_replica_loses_and_doubles_nothing(
@@ -243,7 +243,7 @@ def test_without_a_majority_a_reading_is_not_acknowledged(
         cluster.kill(1)
         cluster.kill(2)
         gateway.send(5)
-        time.sleep(5.0)
+        time.sleep(5.0)  # a window in which nothing may be acknowledged or stored
         waiting, stored = len(gateway.queue), _count(influx, DB_MAJORITY)
         print(f"\nwith 1 of 3 broker nodes: {waiting} readings wait on the gateway's disk,"
               f" {stored} stored")

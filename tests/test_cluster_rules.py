@@ -301,7 +301,7 @@ def test_a_killed_rules_worker_hands_its_patients_over_with_their_state(
                 for topic, r in _readings(k, step):
                     queue.put(topic, wire.encode(r))
                 pub.notify()
-            time.sleep(0.25)
+            time.sleep(0.25)  # the readings' pace, so the kill lands mid-episode
             if step == KILL_STEP:
                 time.sleep(1.0)  # the low's start is in the state, its firing not yet due
                 active = _active_consumers(cluster)

@@ -25,7 +25,7 @@ from homevitals.gateway.app import GatewayApp
 from homevitals.infra.mqtt import connection
 from homevitals.infra.runtime import Declared, Runner
 from homevitals.infra.sdnotify import SystemdNotifier
-from homevitals.rules.main import RulesApp
+from homevitals.rules.app import RulesApp
 from homevitals.rules.telemetry import rules_metrics
 from homevitals.simulators.devices import radio_for_home
 from homevitals.simulators.household import demo_config

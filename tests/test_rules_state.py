@@ -18,8 +18,8 @@ from daemons import wait_until
 from pg_servers import Postgres
 from rules_helpers import GLUCOSE, cgm, config
 
+from homevitals.rules.app import RulesApp
 from homevitals.rules.engine import RuleEngine
-from homevitals.rules.main import RulesApp
 from homevitals.rules.store import RulesStore
 from homevitals.rules.timers import RulesTimer
 from homevitals.vocab import wire

@@ -42,7 +42,7 @@ from homevitals.roots.replay_faults import Duplication
 from homevitals.roots.replay_homes import Homes
 from homevitals.roots.replay_output import Collected, collect, write_outputs
 from homevitals.roots.scripted_gateway import with_addresses
-from homevitals.rules.main import RulesApp
+from homevitals.rules.app import RulesApp
 from homevitals.simulators.scenario import LoadedScenario, load_scenario
 from homevitals.simulators.timeline import (
     Outage,
