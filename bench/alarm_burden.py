@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,106 +42,30 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from alarm_runs import Run, episodes, replay, sent_times, t, was_sent
+
 from homevitals.simulators.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "simulators" / "scenarios"
 DOCTORS = ("family_doctor", "backup_doctor")
-WEEK = timedelta(days=7)
 NOT_ALERTING = ("resolved", "acknowledged", "ack", "all")  # kinds that tell "it is over"
-HELD = ("folded", "digested")  # held back by the alarm budget: not sent (their digest is)
-
-
-def _t(s: object) -> datetime:
-    return datetime.fromisoformat(str(s).replace("Z", "+00:00"))
-
-
-def _was_sent(n: dict[str, Any]) -> bool:
-    return bool(n.get("time") or n.get("sent_at")) and n.get("state") not in HELD
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-
-
-@dataclass
-class Run:
-    scenario: Path
-    out: Path
-    notes: list[dict[str, Any]]  # SMS sent
-    held: int  # SMS the alarm budget folded into a digest
-    alerts: list[dict[str, Any]]
-    readings: list[dict[str, str]]
-    end: datetime
-    patient_weeks: float
-    normal: bool
-    wall: float
-
-
-def replay(scenario: Path, out: Path, broker: str) -> Run:
-    """`homevitals replay SCENARIO --out OUT` in a child process, and what it wrote."""
-    started = time.monotonic()
-    cmd = [sys.executable, "-m", "homevitals.roots.cli", "--log-level", "ERROR", "replay",
-           str(scenario), "--out", str(out), "--broker", broker]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise SystemExit(f"replay of {scenario} failed ({res.returncode}):\n{res.stderr}")
-    sc = load_scenario(scenario)
-    patients = sum(len(h.patients) for h in sc.model.homes)
-    with (out / "readings.csv").open(encoding="utf-8") as f:
-        readings = list(csv.DictReader(f))
-    notes = _jsonl(out / "notifications.jsonl")
-    sent = [n for n in notes if _was_sent(n)]
-    return Run(scenario, out, sent, len(notes) - len(sent), _jsonl(out / "alerts.jsonl"),
-               readings, sc.end, patients * (sc.model.duration / WEEK),
-               sc.model.expect == [], time.monotonic() - started)
-
-
-# --- the scenario library ----------------------------------------------------------------------
-
-
-def episodes(run: Run) -> list[list[dict[str, Any]]]:
-    """Alerts of one patient whose open intervals overlap, as one episode each."""
-    out: list[list[dict[str, Any]]] = []
-    by_patient: dict[str, list[dict[str, Any]]] = {}
-    for a in sorted(run.alerts, key=lambda a: str(a["opened_at"])):
-        by_patient.setdefault(str(a.get("patient")), []).append(a)
-    for alerts in by_patient.values():
-        current: list[dict[str, Any]] = []
-        until: datetime | None = None
-        for a in alerts:
-            opened = _t(a["opened_at"])
-            closed = _t(a["resolved_at"]) if a.get("resolved_at") else run.end
-            if until is None or opened > until:
-                current = []
-                out.append(current)
-                until = closed
-            current.append(a)
-            until = max(until, closed)
-    return out
-
-
-def _sent(alerts: list[dict[str, Any]]) -> list[datetime]:
-    return sorted(_t(n["sent_at"]) for a in alerts for n in a.get("notifications", [])
-                  if n.get("sent_at") and _was_sent(n))
 
 
 def first_abnormal(run: Run, patient: str, before: datetime) -> datetime | None:
     """The start of the abnormal run (a threshold rule's bound crossed) or the press that an SMS
     at ``before`` is about; None when no reading explains it (missing data, a gateway)."""
     sc = load_scenario(run.scenario)
-    rows = [r for r in run.readings if r["patient"] == patient and _t(r["time"]) <= before]
+    rows = [r for r in run.readings if r["patient"] == patient and t(r["time"]) <= before]
     found: list[datetime] = []
     for rule in sc.model.rules.definitions:
         if rule.kind == "event":
-            presses = [_t(r["time"]) for r in rows if r["measurement"] == "event"
-                       and before - _t(r["time"]) <= timedelta(hours=1)]
+            presses = [t(r["time"]) for r in rows if r["measurement"] == "event"
+                       and before - t(r["time"]) <= timedelta(hours=1)]
             found += presses[-1:]
         if rule.kind != "threshold":
             continue
-        series = sorted((_t(r["time"]), float(r["value"])) for r in rows
+        series = sorted((t(r["time"]), float(r["value"])) for r in rows
                         if r["measurement"] == str(rule.measurement) and r["field"] == rule.field)
         start = None
         for at, v in reversed(series):
@@ -171,7 +93,7 @@ def library(work: Path, broker: str) -> None:
         eps = episodes(run)
         lat = []
         for ep in eps:
-            sent = _sent(ep)
+            sent = sent_times(ep)
             start = first_abnormal(run, str(ep[0].get("patient")), sent[0]) if sent else None
             if start is not None:
                 lat.append(sent[0] - start)
@@ -186,10 +108,10 @@ def library(work: Path, broker: str) -> None:
               f" {len(run.notes):5d} {run.held:4d} {per_week:>7} {doc:5d}"
               f" {len(run.alerts):6d} {len(eps):8d}"
               f" {max((len(e) for e in eps), default=0):9d}"
-              f" {max((len(_sent(e)) for e in eps), default=0):6d}"
+              f" {max((len(sent_times(e)) for e in eps), default=0):6d}"
               f" {_mins(max(lat)) if lat else '-':>8}")
     if all_eps:
-        sms = [len(_sent(e)) for e in all_eps]
+        sms = [len(sent_times(e)) for e in all_eps]
         lat_text = (f"median {_mins(statistics.median(all_lat))}, max {_mins(max(all_lat))}"
                     if all_lat else "-")
         print(f"all scenarios: {len(all_eps)} episodes, alerts per episode max"
@@ -210,7 +132,7 @@ def _mins(d: timedelta) -> str:
 
 def truth(path: Path) -> list[tuple[datetime, float]]:
     with path.open(encoding="utf-8") as f:
-        return [(_t(r["time"]), float(r["bg_mmol_l"])) for r in csv.DictReader(f)]
+        return [(t(r["time"]), float(r["bg_mmol_l"])) for r in csv.DictReader(f)]
 
 
 def level2_lows(bg: list[tuple[datetime, float]]) -> list[tuple[datetime, datetime]]:
@@ -248,11 +170,11 @@ class Score:
 
 def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
     lows = level2_lows(bg)
-    urgent = sorted(_t(n["time"]) for n in run.notes if n.get("time")
+    urgent = sorted(t(n["time"]) for n in run.notes if n.get("time")
                     and n.get("severity") in ("high", "critical")
                     and not str(n.get("kind")).startswith(NOT_ALERTING))
     alerted, leads = 0, []
-    doc_urgent = sorted(_t(n["time"]) for n in run.notes if n.get("time")
+    doc_urgent = sorted(t(n["time"]) for n in run.notes if n.get("time")
                         and n.get("role") in DOCTORS and n.get("severity") in ("high", "critical")
                         and not str(n.get("kind")).startswith(NOT_ALERTING))
     doc_leads: list[float] = []
@@ -267,18 +189,18 @@ def score(run: Run, bg: list[tuple[datetime, float]], name: str) -> Score:
     false_rules: dict[str, int] = {}
     doc_alerts = false_told = 0
     for a in run.alerts:
-        if not any(n.get("role") in DOCTORS and _was_sent(n)
+        if not any(n.get("role") in DOCTORS and was_sent(n)
                    for n in a.get("notifications", [])):
             continue
         doc_alerts += 1
-        opened = _t(a["opened_at"])
+        opened = t(a["opened_at"])
         near = [v for at, v in bg if abs(at - opened) <= timedelta(minutes=30)]
         if not any(v < 3.9 for v in near):
             false_rules[str(a["rule"])] = false_rules.get(str(a["rule"]), 0) + 1
         # Since episodes, a doctor's first SMS may be a later update (level 1 stays at home):
         # judged also at that moment, what the doctor was woken for.
-        told = min(_t(n["sent_at"]) for n in a["notifications"]
-                   if n.get("role") in DOCTORS and _was_sent(n))
+        told = min(t(n["sent_at"]) for n in a["notifications"]
+                   if n.get("role") in DOCTORS and was_sent(n))
         if not any(v < 3.9 for at, v in bg if abs(at - told) <= timedelta(minutes=30)):
             false_told += 1
     doc = sum(1 for n in run.notes if n.get("role") in DOCTORS)
@@ -304,7 +226,7 @@ def rescenario(tru: Path, name: str, seed: int, out: Path) -> Path:
     with tru.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     zone = ZoneInfo(uva_padova.ZONE)
-    times = [_t(r["time"]).astimezone(zone) for r in rows]
+    times = [t(r["time"]).astimezone(zone) for r in rows]
     trace = uva_padova.Trace(name, times[0], times, [float(r["bg_mmol_l"]) for r in rows],
                              [float(r["cgm_mmol_l"]) for r in rows], uva_padova.Plan())
     out.mkdir(parents=True, exist_ok=True)

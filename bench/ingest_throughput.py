@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,66 +37,17 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from fleet_publishers import Publish, mosquitto_pub_publishers, paho_publishers  # noqa: E402
+from proc_stats import Account, busy_percent, cpu_times, rss_peak_mb  # noqa: E402
 from servers import Influxd, Mosquitto  # noqa: E402
 
 from homevitals.infra.mqtt import BufferedClient  # noqa: E402
 from homevitals.ingest.points import to_lines  # noqa: E402
 from homevitals.simulators.fleet import (  # noqa: E402
-    FleetRun,
     FleetSpec,
     fleet_readings,
-    publish_fleet,
 )
 from homevitals.vocab import wire  # noqa: E402
-from homevitals.vocab.topics import Topics  # noqa: E402
-
-# publish(port, spec) prepares the messages and returns the call that sends them, so that CPU
-# accounting can start after the preparation.
-Publish = Callable[[int, FleetSpec], Callable[[], FleetRun]]
-
-
-def paho_publishers(processes: int) -> Publish:
-    """The fleet simulator: ``processes`` paho publishers, each with its slice of the homes.
-    They start and encode in their own processes, inside the CPU accounting."""
-    return lambda port, spec: lambda: publish_fleet(port, spec, processes=processes)
-
-
-def mosquitto_pub_publishers(tmp: Path) -> Publish:
-    """One C ``mosquitto_pub -l`` per topic (home x device), each reading its device's payloads
-    from a file, 100 QoS 1 messages in flight each: the publisher Mosquitto's authors wrote."""
-    exe = shutil.which("mosquitto_pub")
-    if exe is None:
-        sys.exit("--publisher mosquitto_pub needs mosquitto_pub: apt-get install mosquitto-clients")
-
-    def publish(port: int, spec: FleetSpec) -> Callable[[], FleetRun]:
-        topics = Topics("homevitals")
-        lines: dict[str, list[bytes]] = {}
-        for r in fleet_readings(spec):
-            lines.setdefault(topics.reading(r.home, r.device), []).append(wire.encode(r))
-        files = []
-        for i, (topic, payloads) in enumerate(lines.items()):
-            path = tmp / f"{spec.tag}-{i}.lines"
-            path.write_bytes(b"\n".join(payloads) + b"\n")
-            files.append((topic, path))
-
-        def go() -> FleetRun:
-            started = time.time()
-            procs = []
-            for i, (topic, path) in enumerate(files):
-                with path.open("rb") as stdin:
-                    procs.append(subprocess.Popen(
-                        [exe, "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-q", "1",
-                         "-M", "100", "-i", f"{spec.tag}-c{i}", "-t", topic, "-l"],
-                        stdin=stdin,
-                    ))
-            for p in procs:
-                if p.wait(600) != 0:
-                    sys.exit(f"mosquitto_pub exited with {p.returncode}")
-            return FleetRun(spec.total, started, time.time())
-
-        return go
-
-    return publish
 
 
 def raw_broker(
@@ -125,12 +74,12 @@ def raw_broker(
     sub.loop_start()
     time.sleep(0.5)
     go = publish(broker.port, spec)
-    cpu = _cpu_times()
-    account = _Account({"mosquitto": broker.pid, "counting subscriber": os.getpid()})
+    cpu = cpu_times()
+    account = Account({"mosquitto": broker.pid, "counting subscriber": os.getpid()})
     run = go()
     done.wait(300)
     elapsed = (last or time.time()) - run.started
-    print(f"    machine CPU busy: {_busy_percent(cpu)}; {account.report(spec.total)}")
+    print(f"    machine CPU busy: {busy_percent(cpu)}; {account.report(spec.total)}")
     sub.disconnect()
     sub.loop_stop()
     if got < spec.total:
@@ -170,59 +119,6 @@ def _count(url: str, db: str) -> int:
     return n
 
 
-def _cpu_times() -> tuple[float, float, float]:
-    """(busy, steal, total) jiffies of the whole machine, from /proc/stat: busy is user, nice,
-    system, irq and softirq; steal is time the hypervisor gave to another guest (guest time is
-    already inside user and nice)."""
-    line = Path("/proc/stat").read_text().split("\n", 1)[0]
-    user, nice, system, idle, iowait, irq, softirq, steal = (float(v) for v in line.split()[1:9])
-    busy = user + nice + system + irq + softirq
-    return busy, steal, busy + steal + idle + iowait
-
-
-def _busy_percent(before: tuple[float, float, float]) -> str:
-    busy, steal, total = _cpu_times()
-    span = max(total - before[2], 1)
-    return (
-        f"{100 * (busy - before[0]) / span:.0f} % of {os.cpu_count()} cores"
-        f" (and {100 * (steal - before[1]) / span:.0f} % stolen by the hypervisor)"
-    )
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class _Account:
-    """CPU time spent by named processes from now on, and by everything else on the machine
-    (the publisher pool, the bench's own probes, the kernel's share of no process)."""
-
-    def __init__(self, pids: dict[str, int | None]) -> None:
-        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
-        self.start = {name: _cpu_seconds(pid) for name, pid in self.pids.items()}
-        self.machine = _cpu_times()[0]
-
-    def report(self, messages: int) -> str:
-        spent = {n: _cpu_seconds(pid) - self.start[n] for n, pid in self.pids.items()}
-        machine = (_cpu_times()[0] - self.machine) / os.sysconf("SC_CLK_TCK")
-        n = os.cpu_count() or 1
-        spent["publishers and the rest"] = max(machine - sum(spent.values()), 0.0)
-        parts = ", ".join(f"{n} {t / messages * 1e6:.0f}" for n, t in spent.items())
-        return (
-            f"CPU us per message: {parts}; all {machine / messages * 1e6:.0f}"
-            f" (all {n} cores at this cost: {n * messages / machine:.0f} msgs/s at most)"
-        )
-
-
-def _rss_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def ingest_run(
     tmp: Path, broker: Mosquitto, influx: Influxd, spec: FleetSpec, workers: int, publish: Publish
 ) -> float:
@@ -242,9 +138,9 @@ def ingest_run(
     )
     go = publish(port, spec)
     t0 = time.time()
-    cpu = _cpu_times()
+    cpu = cpu_times()
     pids = {f"ingest {w + 1}": p.pid for w, p in enumerate(procs)}
-    account = _Account(
+    account = Account(
         {**pids, "mosquitto": broker.pid, "influxd": influx.pid, "bench's probes": os.getpid()}
     )
     probes.start()
@@ -252,12 +148,12 @@ def ingest_run(
     while _count(influx.url, db) < spec.total and time.time() - t0 < 600:
         time.sleep(0.25)  # each count is a query on the same influxd: do not load it
     elapsed = time.time() - run.started  # first publish -> all durable
-    busy = _busy_percent(cpu)
+    busy = busy_percent(cpu)
     spent = account.report(spec.total)
     stop.set()
     probes.join(30)
     stored = _count(influx.url, db)
-    rss = [_rss_peak_mb(p.pid) for p in procs]
+    rss = [rss_peak_mb(p.pid) for p in procs]
     for p in procs:
         p.terminate()
         p.wait(30)
@@ -321,13 +217,13 @@ def drain_run(
     proc = _start_ingest(tmp, "drain", cfg, "bench-drain")
     _wait_ready(tmp, ["drain"])
     t0 = time.time()
-    account = _Account({"ingest": proc.pid, "mosquitto": broker.pid, "influxd": influx.pid})
+    account = Account({"ingest": proc.pid, "mosquitto": broker.pid, "influxd": influx.pid})
     while _count(influx.url, db) < spec.total and time.time() - t0 < 600:
         time.sleep(0.1)
     elapsed = time.time() - t0
     spent = account.report(spec.total)
     stored = _count(influx.url, db)
-    rss = _rss_peak_mb(proc.pid)
+    rss = rss_peak_mb(proc.pid)
     proc.terminate()
     proc.wait(30)
     rate = spec.total / elapsed

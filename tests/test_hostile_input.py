@@ -23,8 +23,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from daemons import Daemon, wait_until, write_config
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hostile_corpus import deep, generated_corpus, named_corpus, night_low, press
 from paho.mqtt.enums import CallbackAPIVersion
 from servers import make_password_file
 from twilio_standin import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, TwilioStandin
@@ -34,8 +33,6 @@ from homevitals.ingest.influx_v1 import InfluxV1Store
 from homevitals.simulators.household import demo_config
 from homevitals.vocab import wire
 from homevitals.vocab.config import Config
-from homevitals.vocab.readings import Event, EventKind, FieldValue, Measurement, Reading
-from homevitals.vocab.units import Unit
 
 DOCTOR = "+15550100001"  # Ana's family doctor (home-novak)
 OTHER_DOCTOR = "+15550100009"  # Bor's (home-other)
@@ -72,111 +69,6 @@ def _site(tmp: Path, mqtt_cfg: dict[str, Any], influx_url: str, db: str, twilio:
         "twilio": {"from_number": "+15550109999", "api_base_url": twilio},
     }
     return write_config(tmp / "homevitals.yaml", base)
-
-
-def _night_low(reading_id: str = "r-valid-low") -> Reading:
-    """2.9 mmol/L at 03:00 in Ljubljana: the night-time low rule fires."""
-    at = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
-    return Reading(
-        reading_id=reading_id,
-        home="home-novak",
-        patient="ana",
-        device="glucometer-1",
-        measurement=Measurement.GLUCOSE,
-        fields={"glucose": FieldValue(2.9, Unit.MMOL_PER_L)},
-        time=at,
-        received_at=at,
-    )
-
-
-def _press(home: str, patient: str, device: str, event_id: str) -> Event:
-    at = datetime(2026, 11, 21, 18, 0, tzinfo=UTC)
-    return Event(
-        event_id=event_id, home=home, patient=patient, device=device,
-        kind=EventKind.CALL_BUTTON, time=at, received_at=at,
-    )
-
-
-def _valid_obj() -> dict[str, Any]:
-    obj: dict[str, Any] = json.loads(wire.encode(_night_low("r-mutated")))
-    return obj
-
-
-def _deep(levels: int) -> str:
-    return "[" * levels + "]" * levels
-
-
-def _with(key: str, raw_json: str) -> bytes:
-    """The valid reading with one key's value replaced by raw JSON text."""
-    text = json.dumps({**_valid_obj(), key: "@@"})
-    return text.replace('"@@"', raw_json).encode()
-
-
-def _named_corpus() -> list[tuple[str, bytes]]:
-    valid = _valid_obj()
-    big_value = json.dumps(valid).replace('"value": 2.9', '"value": ' + "9" * 400)
-    assert big_value != json.dumps(valid)
-    return [
-        ("int of 400 digits", big_value.encode()),
-        ("30 000 levels deep", _deep(30_000).encode()),
-        ("deep inside a valid reading", _with("context", _deep(30_000))),
-        ("year 9999 in -05:00", _with("time", '"9999-12-31T23:00:00-05:00"')),
-        ("year 1 in +05:00", _with("time", '"0001-01-01T00:00:00+05:00"')),
-        ("1 MB of valid JSON", json.dumps({**valid, "pad": "x" * 1_000_000}).encode()),
-        ("20 MB", b"[" + b"1," * 10_000_000 + b"1]"),
-        ("40 kB of broken JSON", b'{"v": 1, "type": "reading", ' + b"x" * 40_000),
-        ("lone surrogate", _with("raw", '"\\ud800"')),
-        ("NaN value", json.dumps(valid).replace('"value": 2.9', '"value": NaN').encode()),
-        ("not UTF-8", b"\xff\xfe\x00{"),
-        ("empty", b""),
-        ("a number", b"12"),
-        ("a reject on a reading topic", wire.encode_reject(
-            stage="ingest", reason="x", error="y", topic="t", payload=b"p",
-            time=datetime(2026, 1, 1, tzinfo=UTC))),
-    ]
-
-
-# Each of these makes the key it replaces invalid: no number is a wire version but 1 (and
-# True is no number there), no string with a space is an id, a time or a known name.
-_NOT_A_NUMBER = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.just(10**400),
-    st.sampled_from([float("nan"), float("inf"), float("-inf")]),
-    st.lists(st.integers(), max_size=3),
-    st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
-    st.text(max_size=20).map(lambda s: f"x {s}"),
-)
-_HOSTILE_VALUES = st.one_of(_NOT_A_NUMBER, st.integers().filter(lambda i: i != 1), st.floats())
-_REQUIRED = ["v", "type", "id", "home", "patient", "device", "measurement", "fields", "time",
-             "received_at"]
-
-
-def _generated_corpus() -> list[bytes]:
-    """Hypothesis over arbitrary bytes and over valid readings with one required key broken."""
-    found: list[bytes] = []
-
-    @settings(max_examples=150, database=None, deadline=None)
-    @given(st.binary(max_size=300))
-    def arbitrary(data: bytes) -> None:
-        found.append(data)
-
-    @settings(max_examples=150, database=None, deadline=None)
-    @given(st.sampled_from(_REQUIRED), _HOSTILE_VALUES, _NOT_A_NUMBER, st.booleans())
-    def mutated(key: str, value: Any, not_a_number: Any, delete: bool) -> None:
-        obj = _valid_obj()
-        if delete:
-            del obj[key]
-        elif key == "fields":
-            obj["fields"] = {"glucose": {"value": not_a_number, "unit": "mmol/L"}}
-        else:
-            obj[key] = value
-        text = json.dumps(obj, default=str)  # 10**400 is written as its digits
-        found.append(text.encode())
-
-    arbitrary()
-    mutated()
-    return found
 
 
 class _Publisher:
@@ -229,18 +121,18 @@ def test_no_payload_stops_a_daemon_and_every_one_is_counted_and_kept(
     try:
         for d in daemons:
             d.wait_log("ready: subscribed")
-        named = _named_corpus()
-        generated = _generated_corpus()
+        named = named_corpus()
+        generated = generated_corpus()
         for _name, payload in named:
             pub.send(READING_TOPIC, payload)
         for payload in generated:
             pub.send(READING_TOPIC, payload)
         pub.send(EVENT_TOPIC, b"[" * 50_000)  # the event handlers have the same edge
         alert_topic = "homevitals/v1/alert/home-novak/ana"
-        pub.send(alert_topic, _deep(30_000).encode())  # and the alerts daemon's (and ingest's)
+        pub.send(alert_topic, deep(30_000).encode())  # and the alerts daemon's (and ingest's)
         hostile = len(named) + len(generated) + 1
         ours = (READING_TOPIC, EVENT_TOPIC, alert_topic)
-        pub.send(READING_TOPIC, wire.encode(_night_low()))
+        pub.send(READING_TOPIC, wire.encode(night_low()))
 
         # The valid reading after all of them is stored, and the doctor is told.
         rows = wait_until("the valid reading", lambda: store.query_readings(
@@ -330,11 +222,11 @@ def test_a_home_speaks_only_for_itself_under_the_generated_acl(
         own_button = "homevitals/v1/home/home-novak/event/button-1"
         variants = [
             # (topic, payload, the reason both ingest and rules give)
-            (own_button, _press("home-other", "bor", "button-1", "e1"), "topic_mismatch"),
-            (own_button, _press("home-novak", "bor", "button-1", "e2"), "patient_mismatch"),
+            (own_button, press("home-other", "bor", "button-1", "e1"), "topic_mismatch"),
+            (own_button, press("home-novak", "bor", "button-1", "e2"), "patient_mismatch"),
             ("homevitals/v1/home/home-novak/event/button-9",
-             _press("home-novak", "bor", "button-9", "e3"), "unknown_device"),
-            (READING_TOPIC, replace(_night_low("r-bor"), patient="bor"), "patient_mismatch"),
+             press("home-novak", "bor", "button-9", "e3"), "unknown_device"),
+            (READING_TOPIC, replace(night_low("r-bor"), patient="bor"), "patient_mismatch"),
         ]
         for topic, msg, _reason in variants:
             gw.send(topic, wire.encode(msg))
@@ -344,7 +236,7 @@ def test_a_home_speaks_only_for_itself_under_the_generated_acl(
         status = {"v": 1, "type": "status", "home": "home-other", "state": "offline",
                   "time": "2026-11-21T18:00:00Z"}
         gw.send("homevitals/v1/home/home-novak/status", json.dumps(status).encode(), retain=True)
-        gw.send(own_button, wire.encode(_press("home-novak", "ana", "button-1", "e-real")))
+        gw.send(own_button, wire.encode(press("home-novak", "ana", "button-1", "e-real")))
 
         wait_until("Ana's call-button SMS", lambda: standin.messages, timeout=60)
         wait_until("every dead letter", lambda: len(_rejected(store)) >= 2 * 4 + 2, timeout=60)
