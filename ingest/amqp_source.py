@@ -28,10 +28,10 @@ from homevitals.infra.amqp import (
     Delivered,
     close_quietly,
     connection_params,
+    keep_consuming,
     mqtt_filter_to_binding,
     routing_key_to_topic,
 )
-from homevitals.infra.backoff import Backoff
 from homevitals.infra.runtime import Condition, Progress, Worker, thread_worker
 from homevitals.ingest.source import Deliver
 from homevitals.vocab.config import AmqpSourceConfig
@@ -101,20 +101,7 @@ class AmqpSource:
             self._channel.basic_ack(tag)
 
     def _run(self) -> None:
-        backoff = Backoff(1.0, 30.0)
-        while not self._stop.is_set():
-            self.progress.beat()
-            try:
-                self._consume()
-                backoff.reset()
-            except _EXPECTED as exc:
-                self._lost()
-                delay = backoff.next()
-                self.progress.beat(allow=delay)
-                logger.warning("AMQP consumer lost its broker (%s: %s); again in %.1f s",
-                               type(exc).__name__, exc, delay)
-                self._stop.wait(delay)
-        self._lost()
+        keep_consuming(self._consume, self._lost, self._stop, self.progress, "the AMQP consumer")
 
     def _lost(self) -> None:
         self.consuming.clear()

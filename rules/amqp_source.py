@@ -44,14 +44,13 @@ import pika
 import pika.exceptions
 
 from homevitals.infra.amqp import (
-    EXPECTED,
     Delivered,
     close_quietly,
     connection_params,
+    keep_consuming,
     mqtt_filter_to_binding,
     routing_key_to_topic,
 )
-from homevitals.infra.backoff import Backoff
 from homevitals.infra.runtime import Condition, Progress, Worker, thread_worker
 from homevitals.infra.subscriber import DeadLetterSink
 from homevitals.rules.config import RulesAmqpConfig
@@ -109,20 +108,7 @@ class RulesAmqpSource:
                           else "not consuming from the broker")]
 
     def _run(self) -> None:
-        backoff = Backoff(1.0, 30.0)
-        while not self._stop.is_set():
-            self.progress.beat()
-            try:
-                self._consume()
-                backoff.reset()
-            except EXPECTED as exc:
-                self._lost()
-                delay = backoff.next()
-                self.progress.beat(allow=delay)
-                logger.warning("rules lost their broker (%s: %s); again in %.1f s",
-                               type(exc).__name__, exc, delay)
-                self._stop.wait(delay)
-        self._lost()
+        keep_consuming(self._consume, self._lost, self._stop, self.progress, "the rules worker")
 
     def _lost(self) -> None:
         """Everything held on the connection is gone with it: the partitions (the broker gives

@@ -11,16 +11,20 @@ Used by ``ingest/amqp_source.py`` and ``rules/amqp_source.py``.
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pika
 import pika.exceptions
 
+from homevitals.infra.backoff import Backoff
+from homevitals.infra.runtime import Progress
 from homevitals.vocab.config import read_secret
 from homevitals.vocab.config_base import AmqpConnection
 
 __all__ = [
-    "EXPECTED", "MAX_PREFETCH", "Delivered", "close_quietly", "connection_params",
+    "EXPECTED", "MAX_PREFETCH", "Delivered", "close_quietly", "connection_params", "keep_consuming",
     "mqtt_filter_to_binding", "routing_key_to_topic",
 ]
 
@@ -71,3 +75,26 @@ def close_quietly(conn: Any) -> None:
             conn.close()
         except EXPECTED as exc:
             logger.debug("closing the old connection: %s", exc)
+
+
+def keep_consuming(
+    consume: Callable[[], None], lost: Callable[[], None], stop: threading.Event,
+    progress: Progress, what: str,
+) -> None:
+    """A consumer thread's loop: ``consume`` until ``stop``. When the broker or the connection
+    goes, ``lost`` forgets what the connection held, and it tries again after a growing
+    delay (the health watch is told the delay is allowed)."""
+    backoff = Backoff(1.0, 30.0)
+    while not stop.is_set():
+        progress.beat()
+        try:
+            consume()
+            backoff.reset()
+        except EXPECTED as exc:
+            lost()
+            delay = backoff.next()
+            progress.beat(allow=delay)
+            logger.warning("%s lost its broker (%s: %s); again in %.1f s",
+                           what, type(exc).__name__, exc, delay)
+            stop.wait(delay)
+    lost()
