@@ -111,15 +111,20 @@ def default_routes() -> list[RouteConfig]:
             max_reminders=3,
         ),
         # A level-2 low: the person, their family (who treat a child's low, ISPAD 2022) and the
-        # doctor at once. Unanswered, the backup doctor at 15 min and the health manager at 30;
-        # then reminders hourly, at most 2 (issue 14 tuning: every-30-minute reminders were about
-        # a seventh of a doctor's SMS on the UVA/Padova child cohort, bench/alarm_burden.py).
+        # doctor. Unanswered, the backup doctor 20 minutes after the doctor and the health
+        # manager 20 after that; then reminders hourly, at most 2 (issue 14 tuning: reminders
+        # every 30 minutes were about a seventh of a doctor's SMS on the UVA/Padova child cohort,
+        # bench/alarm_burden.py).
         RouteConfig(
             rules=["glucose-low"],
             severities=[Severity.HIGH],
             chain=[[r.PATIENT, r.FAMILY_MEMBER, r.FAMILY_DOCTOR], r.BACKUP_DOCTOR,
                    r.HEALTH_MANAGER],
-            escalate_after_minutes=15,
+            # Issue 14, sixth round: the backup doctor 30 minutes after the family's first SMS
+            # (10 + 20), when two "rule of 15" cycles (treat, recheck after 15 minutes: ADA
+            # Standards of Care 2024, section 6) have not lifted the low; was 15 (docs/
+            # rules-and-alerts.md, "Tuning, sixth round").
+            escalate_after_minutes=20,
             renotify_minutes=60,
             max_reminders=2,
             # Issue 14, fifth round: the person and family first; the doctor 10 minutes later,

@@ -175,13 +175,19 @@ class Escalator:
         """The episode's severity rose: one update SMS to everyone told so far and to the first
         step of the new severity's chain, and the escalation re-timed to that chain (the
         steps already told count as taken). After an acknowledgement, only those told hear of
-        it: the acknowledgement covers the episode, so nothing escalates again."""
+        it: the acknowledgement covers the episode, so nothing escalates again.
+
+        Back at a severity the episode had reached before (a level-2 low that fell to level 1,
+        silently, and deepened again): the person and family, who treat each low, get the
+        update (one ``update-<severity>`` each per alert, as always); a clinician already told
+        does not (the fall was never sent to them, so what they were told still holds); the
+        chain is re-timed as on a first rise."""
         home, patient = self._who(d.patient)
         now = self.clock.now()
         at = self.router.release(str(d.severity), home, now)
         nxt: datetime | None = None
 
-        def compose(row: AlertRow) -> tuple[list[Note], int, datetime | None]:
+        def compose(row: AlertRow, again: bool) -> tuple[list[Note], int, datetime | None]:
             nonlocal nxt
             body = update_text(
                 d, self._name(patient), home.zone, row.ack_code or "",
@@ -201,6 +207,7 @@ class Escalator:
             notes = [
                 Note(r, n, role, lay if role == _PATIENT else body, kind, row.step, at)
                 for r, n, role in told
+                if not again or role in CARER_ROLES
             ]
             if row.acked_at is not None:
                 return notes, row.step, None

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from homevitals.alerts.ledger_notifications import NotificationTable
 from homevitals.alerts.ledger_rows import ACOLS, AlertRow, Note
 from homevitals.vocab import wire
-from homevitals.vocab.readings import SEVERITY_RANK, AlertDecision, AlertState
+from homevitals.vocab.readings import SEVERITY_RANK, AlertDecision, AlertState, Severity
 
 __all__ = ["AlertTable"]
 
@@ -59,13 +59,15 @@ class AlertTable(NotificationTable):
         self,
         d: AlertDecision,
         now: datetime,
-        compose: Callable[[AlertRow], tuple[list[Note], int, datetime | None]],
+        compose: Callable[[AlertRow, bool], tuple[list[Note], int, datetime | None]],
     ) -> tuple[AlertRow | None, int]:
         """The episode's severity rose (issue 14): one transaction for the row's new severity
         and decision, the update SMS ``compose`` builds, and (unless acknowledged) the
         escalation re-timed to the new severity's chain: ``compose`` gives its step and when the
-        next one is due. (None, 0) if the alert is unknown; 0 SMS for a redelivery, or an update
-        that raises nothing (the row is already at that severity) or comes after the all clear."""
+        next one is due. ``compose`` is told whether the episode had reached that severity
+        before (a rise back after a fall). (None, 0) if the alert is unknown; 0 SMS for a
+        redelivery, or an update that raises nothing (the row is already at that severity) or
+        comes after the all clear."""
         t = wire.format_time(now)
         with self._tx() as db:
             row = self._row(d.alert_id)
@@ -74,6 +76,7 @@ class AlertTable(NotificationTable):
             now_at = row.decoded().severity  # below row.severity after a fall (record_fall)
             if row.resolved or SEVERITY_RANK[d.severity] <= SEVERITY_RANK[now_at]:
                 return row, 0
+            again = SEVERITY_RANK[d.severity] <= SEVERITY_RANK[Severity(row.severity)]
             stored = wire.encode(replace(d, state=AlertState.FIRING)).decode()
             # ``rule`` stays the one that opened the alert (its name in the history); the decision
             # stored names the rule that raised it, which routing reads (alerts/escalation.py).
@@ -83,10 +86,12 @@ class AlertTable(NotificationTable):
             )
             self._log(
                 d.alert_id, t, f"updated: {now_at} -> {d.severity} by {d.rule}: {d.reason}"
+                + (" (back at a severity reached before: clinicians told are not told again)"
+                   if again else ""),
             )
             row = self._row(d.alert_id)
             assert row is not None
-            notes, step, next_step_at = compose(row)
+            notes, step, next_step_at = compose(row, again)
             if notes and all(n.not_before <= now for n in notes):
                 # Risen out of quiet hours: what was held for them goes now, ahead of the update
                 # (``due`` never lets an SMS overtake an earlier one to the same person).

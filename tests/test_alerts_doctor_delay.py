@@ -1,7 +1,8 @@
-"""Issue 14, fifth round: a level-2 low from the CGM tells the person and family at once and the
-doctor 10 minutes later, only if the low is still at level 2 then; the doctor's later steps stop
-when it falls back to level 1 (no SMS for the fall, a line in the audit trail); an urgent low
-tells the doctor at once. Through the Escalator with its real SQLite ledger, the shipped routes
+"""Issue 14, fifth and sixth rounds: a level-2 low from the CGM tells the person and family at
+once and the doctor 10 minutes later, only if the low is still at level 2 then; the doctor's
+later steps stop when it falls back to level 1 (no SMS for the fall, a line in the audit trail)
+and a doctor already told is not told again when it deepens back; an urgent low tells the
+doctor at once. Through the Escalator with its real SQLite ledger, the shipped routes
 and a simulated clock (the daemon story with Mosquitto: tests/test_replay_episodes.py)."""
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def test_the_doctor_hears_of_a_level_2_low_10_minutes_after_the_family(tmp_path:
     body = str(ledger.history()[-1]["body"])  # his first SMS: the alert, in one segment
     assert body.startswith("homevitals HIGH: Ana Novak: glucose 2.8 mmol/L") and "4821" in body
     assert len(body) <= 160
-    assert at(clock, esc, 25) == 1  # then the backup doctor, 15 minutes later
+    assert at(clock, esc, 29) == 0
+    assert at(clock, esc, 30) == 1  # then the backup doctor, 20 minutes later (sixth round)
     assert sms(ledger)[-1] == (BACKUP, "escalation-2")
 
 
@@ -97,7 +99,7 @@ def test_back_at_level_1_the_backup_doctor_and_reminders_stop(tmp_path: Path) ->
     assert sms(ledger)[-1] == (DOCTOR, "escalation-1")
     clock.set(T0 + timedelta(minutes=20))
     assert esc.on_decision(low("updated", "hypo-level-1", "medium", 3.5, "hypo-level-1")) == 0
-    assert at(clock, esc, 25) == 0 and at(clock, esc, 300) == 0  # no backup, no reminders
+    assert at(clock, esc, 30) == 0 and at(clock, esc, 300) == 0  # no backup, no reminders
     told = sms(ledger)
     assert BACKUP not in {r for r, _ in told}
     assert not any(k.startswith("reminder") for _, k in told)
@@ -116,6 +118,49 @@ def test_a_fall_back_to_level_2_is_one_update_and_the_doctor_10_minutes_later(
     assert sms(ledger)[-2:] == [(PATIENT, "update-high"), (FAMILY, "update-high")]
     assert at(clock, esc, 39) == 0
     assert at(clock, esc, 40) == 1 and sms(ledger)[-1] == (DOCTOR, "escalation-1")
+
+
+def test_back_at_level_2_the_family_hears_and_the_doctor_told_before_does_not(
+    tmp_path: Path,
+) -> None:
+    # Sixth round: the fall was sent to nobody, so the doctor's "level 2" still holds; the
+    # person and family, who treat each low, get the update; the chain goes on from the doctor.
+    esc, ledger, clock = setup(tmp_path)
+    esc.on_decision(level2())
+    at(clock, esc, 10)
+    assert sms(ledger)[-1] == (DOCTOR, "escalation-1")
+    clock.set(T0 + timedelta(minutes=15))
+    esc.on_decision(low("updated", "hypo-level-1", "medium", 3.3, "hypo-level-1"))
+    clock.set(T0 + timedelta(minutes=40))
+    assert esc.on_decision(low("updated", "hypo-level-2", "high", 2.7,
+                               "hypo-level-1", "hypo-level-2")) == 2
+    assert sms(ledger)[-2:] == [(PATIENT, "update-high"), (FAMILY, "update-high")]
+    log = ledger.history()[0]["log"]
+    assert isinstance(log, list)
+    assert any("back at a severity reached before" in e for e in log)
+    assert at(clock, esc, 59) == 0
+    assert at(clock, esc, 60) == 1  # the backup doctor 20 minutes after the rise
+    assert sms(ledger)[-1] == (BACKUP, "escalation-2")
+    assert [k for r, k in sms(ledger) if r == DOCTOR] == ["escalation-1"]
+
+
+def test_back_at_level_2_a_doctor_never_told_hears_at_the_end_of_his_wait(
+    tmp_path: Path,
+) -> None:
+    esc, ledger, clock = setup(tmp_path)
+    esc.on_decision(level2())
+    clock.set(T0 + timedelta(minutes=5))
+    esc.on_decision(low("updated", "hypo-level-1", "medium", 3.4, "hypo-level-1"))
+    clock.set(T0 + timedelta(minutes=30))
+    esc.on_decision(low("updated", "hypo-level-2", "high", 2.9, "hypo-level-1", "hypo-level-2"))
+    clock.set(T0 + timedelta(minutes=35))
+    esc.on_decision(low("updated", "hypo-level-1", "medium", 3.2, "hypo-level-1"))
+    clock.set(T0 + timedelta(minutes=50))
+    # A third level 2: the person and family had their one update already; nobody is told now.
+    assert esc.on_decision(low("updated", "hypo-level-2", "high", 2.8,
+                               "hypo-level-1", "hypo-level-2")) == 0
+    assert at(clock, esc, 60) == 1 and sms(ledger)[-1] == (DOCTOR, "escalation-1")
+    assert "2.8 mmol/L" in str(ledger.history()[-1]["body"])
 
 
 def test_an_urgent_low_tells_the_doctor_at_once(tmp_path: Path) -> None:
@@ -159,7 +204,8 @@ def test_an_urgent_low_joining_while_the_doctor_waits_pages_him_now(tmp_path: Pa
     body = str(ledger.history()[-1]["body"])
     assert body.startswith("homevitals HIGH: Ana Novak: glucose 2.1 mmol/L"), body
     assert esc.on_decision(joined) == 0 and at(clock, esc, 10) == 0  # a redelivery: nothing
-    assert at(clock, esc, 18) == 1 and sms(ledger)[-1] == (BACKUP, "escalation-2")
+    assert at(clock, esc, 22) == 0  # the backup doctor 20 minutes after him
+    assert at(clock, esc, 23) == 1 and sms(ledger)[-1] == (BACKUP, "escalation-2")
 
 
 def test_a_join_after_the_doctor_was_told_changes_nothing(tmp_path: Path) -> None:
@@ -169,5 +215,5 @@ def test_a_join_after_the_doctor_was_told_changes_nothing(tmp_path: Path) -> Non
     clock.set(T0 + timedelta(minutes=12))
     esc.on_decision(low("updated", "hypo-level-2-urgent", "high", 2.1,
                         "hypo-level-1", "hypo-level-2", "hypo-level-2-urgent"))
-    assert esc.run_due() == 0  # the backup doctor stays at minute 25
-    assert at(clock, esc, 24) == 0 and at(clock, esc, 25) == 1
+    assert esc.run_due() == 0  # the backup doctor stays at minute 30
+    assert at(clock, esc, 29) == 0 and at(clock, esc, 30) == 1

@@ -59,14 +59,16 @@ def test_update_is_one_sms_and_retimes_the_escalation(tmp_path: Path) -> None:
     assert esc.on_decision(update) == 1
     assert esc.on_decision(update) == 0  # redelivered: nothing
     [(_, due)] = ledger.scheduled()
-    assert due == "2026-11-21T02:25:00.000000Z"  # high: 15 minutes after the update
+    assert due == "2026-11-21T02:30:00.000000Z"  # high: 20 minutes after the update
     assert sms(ledger) == [(DOCTOR, "firing"), (DOCTOR, "update-high")]
     body = next(str(h["body"]) for h in ledger.history() if h["kind"] == "update-high")
     assert body == ("UPDATE: homevitals HIGH: Ana Novak: glucose 2.8 mmol/L at 03:00."
                     " hypo-level-2 reason. Reply ACK 4821")
     row = ledger.alert(update.alert_id)
     assert row is not None and (row.severity, row.rule) == ("high", "hypo-level-1")
-    clock.advance(timedelta(minutes=15))
+    clock.advance(timedelta(minutes=19))
+    assert esc.run_due() == 0
+    clock.advance(timedelta(minutes=1))
     assert esc.run_due() == 1  # the level-2 chain: the backup doctor, told it is HIGH
     assert sms(ledger)[-1] == (BACKUP, "escalation-1")
     assert "HIGH" in str(ledger.history()[-1]["body"])
