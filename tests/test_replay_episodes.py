@@ -75,6 +75,23 @@ def test_backup_doctors_ack_of_the_episode_stops_all_escalation(tmp_path: Path) 
     assert not any(n["kind"].startswith(("reminder", "escalation-3")) for n in sms)
 
 
+def test_a_second_dip_tells_nobody_again_and_the_backup_doctor_follows(tmp_path: Path) -> None:
+    # Issue 14, sixth round: the fall back above 3.0 at 03:25 was sent to nobody, so the
+    # doctor's "level 2" still holds at the second dip; the chain goes on from him.
+    sms, alerts = _replay("cgm-low-dips-twice", tmp_path)
+    assert len(alerts) == 1 and alerts[0]["alert_state"] == "resolved"
+    assert [(n["to"], n["kind"]) for n in sms] == [
+        (FAMILY, "firing"), (FAMILY, "update-high"), (DOCTOR, "escalation-1"),
+        (BACKUP, "escalation-2"), (FAMILY, "resolved"), (DOCTOR, "resolved"),
+        (BACKUP, "resolved")]
+    assert Counter(n["to"] for n in sms)[DOCTOR] == 2  # his first SMS and the all clear
+    log = alerts[0]["log"]
+    assert isinstance(log, list)
+    assert sum("fell: high -> medium" in e for e in log) == 2
+    assert any("back at a severity reached before" in e for e in log)
+    assert len(_codes(sms)) == 1
+
+
 def test_a_confirmed_crisis_is_one_alert(tmp_path: Path) -> None:
     sms, alerts = _replay("bp-crisis-episode", tmp_path)
     assert len(alerts) == 1
