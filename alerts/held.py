@@ -24,7 +24,7 @@ from collections.abc import Callable
 from sqlalchemy.exc import OperationalError
 
 from homevitals.infra.outbox import DurableQueue
-from homevitals.infra.runtime import Progress, Worker, thread_worker
+from homevitals.infra.runtime import LoopThread
 from homevitals.infra.subscriber import DeadLetterSink
 from homevitals.vocab import wire
 from homevitals.vocab.readings import AlertDecision
@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS held_decisions (
 _RETRY_INITIAL, _RETRY_MAX = 0.5, 8.0
 
 
-class HeldDecisions:
+class HeldDecisions(LoopThread):
     """``offer(d, topic, payload)``: record a decision now, or hold it; a thread records what
     is held.
 
@@ -60,6 +60,7 @@ class HeldDecisions:
         on_recorded: Callable[[], None],
         dead_letter: DeadLetterSink,
     ) -> None:
+        super().__init__("alerts-held", join_seconds=10)
         self.outbox = outbox
         self.record = record
         self.on_recorded = on_recorded
@@ -70,22 +71,6 @@ class HeldDecisions:
         self._lock = threading.Lock()
         with outbox.transaction() as db:
             self._held = int(db.execute("SELECT COUNT(*) FROM held_decisions").fetchone()[0])
-        self.progress = Progress()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="alerts-held", daemon=True)
-
-    def worker(self) -> Worker:
-        return thread_worker("alerts-held", self._thread, self.progress)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
 
     def count(self) -> int:
         with self._lock:

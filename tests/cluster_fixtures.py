@@ -1,4 +1,5 @@
-"""Fixtures of the cluster profile: three RabbitMQ nodes and two InfluxDB replicas.
+"""Fixtures of the cluster profile: three RabbitMQ nodes, two InfluxDB replicas and a
+PostgreSQL server (the rules' shared state).
 
 Started once per module (the broker cluster takes 20-40 s on two shared cores) and stopped by
 PID after it, also when the start fails, so that the rest of the suite has the cores. Tests that
@@ -12,9 +13,10 @@ from collections.abc import Iterator
 
 import pytest
 from cluster_servers import RabbitCluster
+from pg_servers import Postgres
 from servers import Influxd, ServerError
 
-__all__ = ["influx_replicas", "rabbit_cluster"]
+__all__ = ["influx_replicas", "postgres", "rabbit_cluster"]
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +49,12 @@ def influx_replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[I
     yield servers
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[Postgres]:
+    pg = Postgres().start()
+    try:
+        yield pg
+    finally:
+        pg.cleanup()

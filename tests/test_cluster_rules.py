@@ -25,7 +25,7 @@ from typing import Any
 import pika
 import pytest
 import yaml
-from cluster_fixtures import rabbit_cluster  # noqa: F401 - fixture
+from cluster_fixtures import postgres, rabbit_cluster  # noqa: F401 - fixtures
 from cluster_servers import RabbitCluster
 from daemons import Daemon, wait_until, write_config
 from pg_servers import Postgres
@@ -94,14 +94,6 @@ def _phone(k: int) -> str:
 def _rotated(items: list[str], k: int) -> list[str]:
     return items[k % len(items):] + items[:k % len(items)]
 
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    pg = Postgres().start()
-    try:
-        yield pg
-    finally:
-        pg.cleanup()
 
 
 @pytest.fixture

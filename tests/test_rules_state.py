@@ -8,12 +8,11 @@ decision in the outbox, never for wall time to pass."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
+from cluster_fixtures import postgres  # noqa: F401 - fixture
 from daemons import wait_until
 from pg_servers import Postgres
 from rules_helpers import GLUCOSE, cgm, config
@@ -105,14 +104,6 @@ def test_the_state_survives_a_restart_with_its_due_times(tmp_path: Path) -> None
     store.close()
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[Postgres]:
-    pg = Postgres().start()
-    try:
-        yield pg
-    finally:
-        pg.cleanup()
-
 
 def _app(tmp: Path, url: str, name: str, clock: SimulatedClock) -> RulesApp:
     cfg = config([NIGHT_GAP, *GLUCOSE])
@@ -123,7 +114,7 @@ def _app(tmp: Path, url: str, name: str, clock: SimulatedClock) -> RulesApp:
 
 
 def test_a_second_worker_takes_over_a_patient_with_its_state(
-    tmp_path: Path, postgres: Postgres
+    tmp_path: Path, postgres: Postgres,  # noqa: F811 - the fixture
 ) -> None:
     """Worker 1 opens a low-glucose episode and dies before publishing it; worker 2, over the
     same PostgreSQL, takes the patient over: it publishes the pending decision, continues the

@@ -17,11 +17,10 @@ instead of starting the thread: the same code, at the driver's moments.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from homevitals.infra.runtime import Progress, Worker, thread_worker
+from homevitals.infra.runtime import LoopThread
 from homevitals.vocab.clock import Clock, sleep_until
 
 __all__ = ["DueWorker"]
@@ -31,7 +30,7 @@ logger = logging.getLogger(__name__)
 _RETRY_SECONDS = 1.0
 
 
-class DueWorker:
+class DueWorker(LoopThread):
     """``run_due``: take what is due now (truthy: something new to publish or send);
     ``next_due``: the earliest due time (None: none)."""
 
@@ -44,30 +43,15 @@ class DueWorker:
         cap_seconds: float,
         on_new: Callable[[], None],
     ) -> None:
-        self.name, self.clock = name, clock
+        super().__init__(name, join_seconds=30)
+        self.clock = clock
         self.run_due, self.next_due = run_due, next_due
         self.cap_seconds = cap_seconds
         self.on_new = on_new
-        self.progress = Progress()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def kick(self) -> None:
         """A due time was added or removed: look again now."""
         self._wake.set()
-
-    def worker(self) -> Worker:
-        return thread_worker(self.name, self._thread, self.progress)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=30)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -35,6 +35,7 @@ from homevitals.vocab.config import MetricsConfig
 __all__ = [
     "Condition",
     "Declared",
+    "LoopThread",
     "Progress",
     "Runner",
     "Worker",
@@ -131,6 +132,35 @@ def thread_worker(
         return _progress_problem(progress, stall)
 
     return Worker(name, problem)
+
+
+class LoopThread:
+    """A stage's own daemon thread: ``_run`` loops until ``stop``; ``_wake`` cuts its waits
+    short (set by ``stop`` too). ``worker()`` is what the runner watches: alive and making
+    ``progress``."""
+
+    def __init__(self, name: str, join_seconds: float) -> None:
+        self.name = name
+        self.progress = Progress()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._join_seconds = join_seconds
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def worker(self) -> Worker:
+        return thread_worker(self.name, self._thread, self.progress)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self._join_seconds)
+
+    def _run(self) -> None:
+        raise NotImplementedError
 
 
 def task_worker(
