@@ -28,7 +28,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from cluster_servers import PLUGINS, RABBIT_SERVER, RABBITMQCTL
+from cluster_servers import (
+    PLUGINS,
+    RABBIT_SERVER,
+    RABBITMQCTL,
+    boot_together,
+    serving_unless_boot_failed,
+)
 from servers import ServerError, _Process, _require
 
 __all__ = ["NetnsRabbitCluster"]
@@ -122,7 +128,7 @@ log.file = false
         return _accepts(self.addr, MQTT)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
-        self._wait_ready(self.serving, timeout)
+        self._wait_ready(serving_unless_boot_failed(self, self.serving), timeout)
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
         done = subprocess.run(self._in_ns(RABBITMQCTL, "-n", self.node, *args), env=self.env(),
@@ -200,8 +206,8 @@ class NetnsRabbitCluster:
         self._network()
         for node in self.nodes:
             node.spawn()
-        for node in self.nodes:
-            node.wait_ready()
+        for line in boot_together(self.nodes):
+            print(f"\n{line}")
         self.wait_clustered()
         return time.monotonic() - started
 
