@@ -158,6 +158,7 @@ log.file = false
             "RABBITMQ_MNESIA_BASE": str(d / "mnesia"),
             "RABBITMQ_LOG_BASE": str(d / "log"),
             "RABBITMQ_PID_FILE": str(d / "pid"),
+            "ERL_CRASH_DUMP": str(d / "erl_crash.dump"),  # not in the checkout (the cwd)
             "RABBITMQ_ALLOW_INPUT": "1",  # the script then execs erl: our PID is the node's
             "RABBITMQ_SERVER_START_ARGS": "-noinput",
         }
