@@ -29,6 +29,10 @@ def rabbit_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitC
         if cluster is not None:
             cluster.stop()  # the nodes that did start: none is left behind
         pytest.fail(str(exc), pytrace=False)
+    except BaseException:  # anything else: the nodes are stopped all the same
+        if cluster is not None:
+            cluster.stop()
+        raise
     print(f"\nRabbitMQ cluster of 3 started in {seconds:.1f} s")
     yield cluster
     cluster.stop()

@@ -32,7 +32,7 @@ from cluster_servers import (
     PLUGINS,
     RABBIT_SERVER,
     RABBITMQCTL,
-    boot_together,
+    boot_one_by_one,
     serving_unless_boot_failed,
 )
 from servers import ServerError, _Process, _require
@@ -132,8 +132,12 @@ log.file = false
         self._wait_ready(serving_unless_boot_failed(self, self.serving), timeout)
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
-        done = subprocess.run(self._in_ns(RABBITMQCTL, "-n", self.node, *args), env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            done = subprocess.run(self._in_ns(RABBITMQCTL, "-n", self.node, *args),
+                                  env=self.env(), capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:  # a ServerError: the fixture stops the nodes
+            raise ServerError(f"rabbitmqctl {' '.join(args)}: no answer in {timeout} s") from exc
         if done.returncode != 0:
             raise ServerError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
         return done.stdout
@@ -205,9 +209,7 @@ class NetnsRabbitCluster:
     def start(self) -> float:
         started = time.monotonic()
         self._network()
-        for node in self.nodes:
-            node.spawn()
-        for line in boot_together(self.nodes):
+        for line in boot_one_by_one(self.nodes):
             print(f"\n{line}")
         self.wait_clustered()
         return time.monotonic() - started

@@ -27,7 +27,7 @@ from typing import Protocol
 
 from servers import HOST, ServerError, _accepts, _Process, _require, free_port
 
-__all__ = ["Epmd", "NatsCluster", "RabbitCluster", "RabbitNode", "boot_together"]
+__all__ = ["Epmd", "NatsCluster", "RabbitCluster", "RabbitNode", "boot_one_by_one", "wait_booted"]
 
 RABBIT_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 RABBITMQCTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
@@ -58,15 +58,14 @@ def serving_unless_boot_failed(node: _Process, serving: Callable[[], bool]) -> C
     return ready
 
 
-def boot_together(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[str]:
-    """Wait for RabbitMQ nodes spawned at the same time. A node that does not come up is stopped
-    by its PID and started once more on its own data, where it joins the peers already up; a
-    second failure is the fixture's error. Seen in CI (stop 24): three fresh RabbitMQ 3.10 nodes
-    booting together, one node's MQTT plugin timed out electing its client-id tracker
-    (``{rabbit_mqtt,start,...}`` ``{nodedown,...}`` ``trigger_election``) and the node never
-    listened. This is the start of a fresh test cluster only; a node brought back after a kill
-    (``start_node``) gets no second chance, since that is what the tests judge. Returns one line
-    per node that needed its second start, for the test's output."""
+def wait_booted(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[str]:
+    """Wait for RabbitMQ nodes just spawned. A node that does not come up is stopped by its PID
+    and started once more on its own data; a second failure is the fixture's error. Seen in CI
+    (stop 24) and here: a fresh RabbitMQ 3.10 node whose MQTT plugin timed out electing its
+    client-id tracker (``{rabbit_mqtt,start,...}`` ``{nodedown,...}`` ``trigger_election``)
+    stayed up without ever listening. Only for the start of a fresh test cluster: a node brought
+    back after a kill (``start_node``) gets no second chance, since that is what tests judge.
+    Returns one line per node that needed its second start, for the test's output."""
     retried: list[str] = []
     for node in nodes:
         try:
@@ -83,6 +82,20 @@ def boot_together(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[str
             except ServerError as again:
                 raise ServerError(f"{node.node} did not boot on a second start either:\n{again}"
                                   f"\n-- the first start:\n{exc}") from again
+    return retried
+
+
+def boot_one_by_one(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[str]:
+    """Start fresh nodes one after another, each once the one before it serves MQTT, so that
+    each joins the cluster and the MQTT client-id tracker of the nodes already up. Nodes booted
+    all at once raced: RabbitMQ's own comment in ``mqtt_node:start`` says parallel boot "does
+    not guarantee single cluster formation", and a CI run (stop 25's first fresh-clone run) saw
+    the tracker split, node 1's ``mqtt_node`` outside the Raft cluster of nodes 2 and 3, and
+    ``rabbitmqctl start_app`` of the fixture's nudge time out after 60 s."""
+    retried: list[str] = []
+    for node in nodes:
+        node.spawn()
+        retried += wait_booted([node], timeout)
     return retried
 
 
@@ -177,9 +190,13 @@ log.file = false
         self.wait_ready()
 
     def ctl(self, *args: str, timeout: float = 60.0) -> str:
-        """``rabbitmqctl -n <this node> ...``; its output, or ServerError."""
-        done = subprocess.run([RABBITMQCTL, "-n", self.node, *args], env=self.env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        """``rabbitmqctl -n <this node> ...``; its output, or ServerError (also on a timeout,
+        so that a fixture that catches ServerError stops the nodes)."""
+        try:
+            done = subprocess.run([RABBITMQCTL, "-n", self.node, *args], env=self.env(),
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ServerError(f"rabbitmqctl {' '.join(args)}: no answer in {timeout} s") from exc
         if done.returncode != 0:
             raise ServerError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
         return done.stdout
@@ -210,13 +227,11 @@ class RabbitCluster:
         return [f"amqp://guest:guest@{HOST}:{n.amqp_port}/%2F" for n in self.nodes]
 
     def start(self) -> float:
-        """Start every node at once and wait for all; the seconds it took."""
+        """Start the nodes one after another (``boot_one_by_one``); the seconds it took."""
         started = time.monotonic()
         if not self.epmd.running:
             self.epmd.start()
-        for node in self.nodes:
-            node.spawn()
-        for line in boot_together(self.nodes, timeout=90.0):
+        for line in boot_one_by_one(self.nodes, timeout=90.0):
             print(f"\n{line}")
         self.wait_clustered()
         return time.monotonic() - started

@@ -33,6 +33,9 @@ def netns_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsRab
     except ServerError as exc:  # never a skip; and nothing is left behind
         cluster.stop()
         pytest.fail(str(exc), pytrace=False)
+    except BaseException:
+        cluster.stop()
+        raise
     print(f"\nRabbitMQ cluster of 3 in network namespaces started in {seconds:.1f} s")
     yield cluster
     cluster.stop()
