@@ -89,7 +89,7 @@ def boot_one_by_one(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[s
     """Start fresh nodes one after another, each once the one before it serves MQTT, so that
     each joins the cluster and the MQTT client-id tracker of the nodes already up. Nodes booted
     all at once raced: RabbitMQ's own comment in ``mqtt_node:start`` says parallel boot "does
-    not guarantee single cluster formation", and a CI run (stop 25's first fresh-clone run) saw
+    not guarantee single cluster formation", and a fresh-clone run of ``.ci/run`` (cfee475) saw
     the tracker split, node 1's ``mqtt_node`` outside the Raft cluster of nodes 2 and 3, and
     ``rabbitmqctl start_app`` of the fixture's nudge time out after 60 s."""
     retried: list[str] = []
