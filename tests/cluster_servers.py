@@ -46,14 +46,24 @@ class _Booting(Protocol):
 
 
 def serving_unless_boot_failed(node: _Process, serving: Callable[[], bool]) -> Callable[[], bool]:
-    """A readiness check that gives up at once on a node whose log says its boot failed: such a
-    node may go on running without ever listening, and waiting for it costs the whole timeout."""
+    """A readiness check that gives up at once on a node whose log, from this wait on, says its
+    boot failed (``BOOT FAILED``, or an application that failed to start: a crash report from
+    ``application_master:init`` with ``bad_return``): such a node may go on running without ever
+    listening, and waiting for it costs the whole timeout. Earlier lines of the log (a node
+    brought back after a kill keeps its log) are not read."""
+    start = node.log_path.stat().st_size if node.log_path.exists() else 0
+
     def ready() -> bool:
         if serving():
             return True
-        text = node.log(20000)
-        if "BOOT FAILED" in text or ("crasher" in text and "bad_return" in text):
-            raise ServerError(f"{node.name} failed to boot:\n{node.log()}")
+        try:
+            with open(node.log_path, "rb") as log:
+                log.seek(start)
+                text = log.read().decode(errors="replace")
+        except FileNotFoundError:
+            return False
+        if "BOOT FAILED" in text or ("application_master:init" in text and "{bad_return," in text):
+            raise ServerError(f"{node.name} failed to boot:\n{text[-4000:]}")
         return False
     return ready
 
