@@ -209,8 +209,7 @@ class NetnsRabbitCluster:
     def start(self) -> float:
         started = time.monotonic()
         self._network()
-        for line in boot_one_by_one(self.nodes):
-            print(f"\n{line}")
+        boot_one_by_one(self.nodes)
         self.wait_clustered()
         return time.monotonic() - started
 

@@ -68,45 +68,40 @@ def serving_unless_boot_failed(node: _Process, serving: Callable[[], bool]) -> C
     return ready
 
 
-def wait_booted(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[str]:
-    """Wait for RabbitMQ nodes just spawned. A node that does not come up is stopped by its PID
-    and started once more on its own data; a second failure is the fixture's error. Seen in CI
-    (stop 24) and here: a fresh RabbitMQ 3.10 node whose MQTT plugin timed out electing its
-    client-id tracker (``{rabbit_mqtt,start,...}`` ``{nodedown,...}`` ``trigger_election``)
-    stayed up without ever listening. Only for the start of a fresh test cluster: a node brought
-    back after a kill (``start_node``) gets no second chance, since that is what tests judge.
-    Returns one line per node that needed its second start, for the test's output."""
-    retried: list[str] = []
-    for node in nodes:
+def wait_booted(node: _Booting, timeout: float = 120.0) -> None:
+    """Wait for a RabbitMQ node just spawned. A node that does not come up is stopped by its PID
+    and started once more on its own data (printed in the test's output, the failed log kept as
+    ``rabbitmq.failed-boot``); a second failure is the fixture's error. Seen in CI (stop 24) and
+    here: a fresh RabbitMQ 3.10 node whose MQTT plugin timed out electing its client-id tracker
+    (``{rabbit_mqtt,start,...}`` ``{nodedown,...}`` ``trigger_election``) stayed up without ever
+    listening. Only for the start of a fresh test cluster: a node brought back after a kill
+    (``start_node``) gets no second chance, since that is what tests judge."""
+    try:
+        node.wait_ready(timeout)
+    except ServerError as exc:
+        node.stop()
+        kept = node.log_path.with_suffix(".failed-boot")
+        node.log_path.replace(kept)  # the next attempt's log starts clean; this one is kept
+        print(f"\n{node.node} did not boot ({str(exc).splitlines()[0]}; log in {kept}),"
+              " started again")
+        node.spawn()
         try:
             node.wait_ready(timeout)
-        except ServerError as exc:
-            node.stop()
-            kept = node.log_path.with_suffix(".failed-boot")
-            node.log_path.replace(kept)  # the next attempt's log starts clean; this one is kept
-            retried.append(f"{node.node} did not boot ({str(exc).splitlines()[0]}; log in"
-                           f" {kept}), started again")
-            node.spawn()
-            try:
-                node.wait_ready(timeout)
-            except ServerError as again:
-                raise ServerError(f"{node.node} did not boot on a second start either:\n{again}"
-                                  f"\n-- the first start:\n{exc}") from again
-    return retried
+        except ServerError as again:
+            raise ServerError(f"{node.node} did not boot on a second start either:\n{again}"
+                              f"\n-- the first start:\n{exc}") from again
 
 
-def boot_one_by_one(nodes: Sequence[_Booting], timeout: float = 120.0) -> list[str]:
+def boot_one_by_one(nodes: Sequence[_Booting], timeout: float = 120.0) -> None:
     """Start fresh nodes one after another, each once the one before it serves MQTT, so that
     each joins the cluster and the MQTT client-id tracker of the nodes already up. Nodes booted
     all at once raced: RabbitMQ's own comment in ``mqtt_node:start`` says parallel boot "does
     not guarantee single cluster formation", and a fresh-clone run of ``.ci/run`` (cfee475) saw
     the tracker split, node 1's ``mqtt_node`` outside the Raft cluster of nodes 2 and 3, and
     ``rabbitmqctl start_app`` of the fixture's nudge time out after 60 s."""
-    retried: list[str] = []
     for node in nodes:
         node.spawn()
-        retried += wait_booted([node], timeout)
-    return retried
+        wait_booted(node, timeout)
 
 
 class Epmd(_Process):
@@ -241,8 +236,7 @@ class RabbitCluster:
         started = time.monotonic()
         if not self.epmd.running:
             self.epmd.start()
-        for line in boot_one_by_one(self.nodes, timeout=90.0):
-            print(f"\n{line}")
+        boot_one_by_one(self.nodes, timeout=90.0)
         self.wait_clustered()
         return time.monotonic() - started
 
